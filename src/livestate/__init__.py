@@ -1,0 +1,53 @@
+"""livestate: shared live state for Python web apps, across a cluster of nodes.
+
+Describe a kind of shared state with a `LiveState` subclass, attach clients to
+a key with `Spec.attach(key)`, and read or write it from anywhere with the class
+methods. Every write reaches every attached client, on every node, as an
+ordered, versioned `Change`.
+"""
+
+from __future__ import annotations
+
+from .acl import ACL
+from .backends import Backend, MemoryBackend
+from .changes import Change
+from .client import Client, OnChange
+from .exceptions import (
+    BackendUnavailableError,
+    InvalidValueError,
+    LiveStateError,
+    NotFoundError,
+    PermissionDeniedError,
+    PropertyNotFoundError,
+    StateTooLargeError,
+)
+from .node import Node, current_node, lifespan, use
+from .spec import LiveState, Mount
+from .values import FrozenDict, FrozenList, Limits
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACL",
+    "Backend",
+    "BackendUnavailableError",
+    "Change",
+    "Client",
+    "FrozenDict",
+    "FrozenList",
+    "InvalidValueError",
+    "Limits",
+    "LiveState",
+    "LiveStateError",
+    "MemoryBackend",
+    "Mount",
+    "Node",
+    "NotFoundError",
+    "OnChange",
+    "PermissionDeniedError",
+    "PropertyNotFoundError",
+    "StateTooLargeError",
+    "current_node",
+    "lifespan",
+    "use",
+]

@@ -1,0 +1,182 @@
+"""The embedded backend: live states in this process, shared by the nodes that use this object."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+from ..acl import ACL, DELETE, Role
+from ..changes import Op, StateId, commit, evaluate, permission
+from ..values import JSON, Limits, check_size, encode, size
+from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    state: dict[str, JSON]
+    sizes: dict[str, int]
+    total: int
+    epoch: str
+    acl: ACL
+    ttl: float | None
+    limits: Limits
+    version: int = 1
+    holders: set[str] = field(default_factory=set)
+    timer: asyncio.TimerHandle | None = None
+
+
+class MemoryBackend(Backend):
+    """Live states held in this process's memory: the default, `memory://`.
+
+    Writes are applied and published synchronously, so every subscriber has the
+    change before `apply` returns. Several nodes in one process may share one
+    MemoryBackend to behave as a cluster (tests do).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[StateId, _Entry] = {}
+        self._starting: dict[StateId, asyncio.Future[None]] = {}
+        self._handlers: dict[StateId, list[Handler]] = {}
+
+    async def aclose(self) -> None:
+        for entry in self._entries.values():
+            if entry.timer:
+                entry.timer.cancel()
+        self._entries.clear()
+        self._handlers.clear()
+
+    async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
+        entry = self._entries.get(id)
+        started = False
+        while entry is None:
+            if starting := self._starting.get(id):
+                # Someone else is running on_mount: wait for it rather than run it twice.
+                await starting
+            else:
+                self._starting[id] = done = asyncio.get_running_loop().create_future()
+                try:
+                    mounted = await mount()
+                finally:
+                    del self._starting[id]
+                    done.set_result(None)
+                sizes = {prop: len(prop) + size(encode(value)) for prop, value in mounted.state.items()}
+                self._entries[id] = _Entry(
+                    dict(mounted.state), sizes, sum(sizes.values()), secrets.token_hex(8),
+                    mounted.acl, mounted.ttl, mounted.limits,
+                )  # fmt: skip
+                started = True
+            entry = self._entries.get(id)
+        if hold:
+            entry.holders.add(node)
+            if entry.timer:
+                entry.timer.cancel()
+                entry.timer = None
+        elif started:
+            self._count_down(id, entry)
+        return _snapshot(entry, dict(entry.state))
+
+    async def release(self, id: StateId, node: str) -> None:
+        entry = self._entries.get(id)
+        if entry and node in entry.holders:
+            entry.holders.discard(node)
+            if not entry.holders:
+                self._count_down(id, entry)
+
+    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
+        entry = self._entries.get(id)
+        if entry is None:
+            return None
+        if prop is None:
+            return _snapshot(entry, dict(entry.state))
+        return _snapshot(entry, {prop: entry.state[prop]} if prop in entry.state else {})
+
+    async def apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
+        entry = self._entries.get(id)
+        if entry is None:
+            raise not_running(id)
+        verb = "reset" if op.kind == "reset" else f"{op.kind} {op.prop!r} of"
+        entry.acl.check(role, permission(op), verb, str(id))
+        if op.expect is not None and op.expect != entry.version:
+            raise ConflictError(id)
+        kind, value = evaluate(entry.state, op, id)
+        sizes = entry.sizes
+        if kind == "reset":
+            new_sizes = {prop: len(prop) + size(encode(v)) for prop, v in value.items()}
+            total = sum(new_sizes.values())
+        else:
+            prop: str = op.prop  # type: ignore[assignment]
+            old = sizes.get(prop, 0)
+            new = 0 if kind == "deleted" else len(prop) + _value_size(entry, op, value, old)
+            check_size(new - len(prop), entry.limits.max_value_bytes, id, prop)
+            total = entry.total - old + new
+        check_size(total, entry.limits.max_state_bytes, id, op.prop, whole=True)
+        commit(entry.state, op, kind, value)
+        if kind == "reset":
+            entry.sizes = new_sizes
+            entry.acl = op.acl or entry.acl
+            entry.ttl = op.ttl
+        elif kind == "deleted":
+            del sizes[op.prop]  # type: ignore[arg-type]
+        else:
+            sizes[op.prop] = new  # type: ignore[index]
+        entry.total = total
+        entry.version += 1
+        self._publish(id, Message(entry.epoch, entry.version, op))
+        return entry.version, value
+
+    async def stop(self, id: StateId, role: Role) -> None:
+        entry = self._entries.get(id)
+        if entry is None:
+            raise not_running(id)
+        entry.acl.check(role, DELETE, "stop", str(id))
+        self._end(id, entry)
+
+    async def subscribe(self, id: StateId, handler: Handler) -> None:
+        self._handlers.setdefault(id, []).append(handler)
+
+    async def unsubscribe(self, id: StateId, handler: Handler) -> None:
+        handlers = self._handlers.get(id, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self._handlers.pop(id, None)
+
+    def _publish(self, id: StateId, message: Message) -> None:
+        # A copy: a handler may unsubscribe (a client detaching on `stopped`) while we loop.
+        for handler in tuple(self._handlers.get(id, ())):
+            handler(message)
+
+    def _count_down(self, id: StateId, entry: _Entry) -> None:
+        if entry.ttl is not None:
+            loop = asyncio.get_running_loop()
+            entry.timer = loop.call_later(entry.ttl, self._expire, id, entry)
+
+    def _expire(self, id: StateId, entry: _Entry) -> None:
+        if self._entries.get(id) is entry and not entry.holders:
+            self._end(id, entry)
+
+    def _end(self, id: StateId, entry: _Entry) -> None:
+        del self._entries[id]
+        if entry.timer:
+            entry.timer.cancel()
+        self._publish(id, Message(entry.epoch, entry.version, None))
+
+
+def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
+    """The JSON size of a property's new value, computed from the change, not the whole value."""
+    if op.kind == "put":
+        return op.size
+    if op.kind == "append" and old:
+        old_value = entry.state[op.prop]  # type: ignore[index]
+        dropped = len(old_value) + 1 - len(value)
+        # `[a,b]` + c is `[a,b,c]`: one comma more, then minus each dropped item and its comma.
+        gone = sum(size(encode(item)) + 1 for item in old_value[:dropped])
+        comma = 1 if len(old_value) else 0
+        return old - len(op.prop) + op.size + comma - gone  # type: ignore[arg-type]
+    return size(encode(value))
+
+
+def _snapshot(entry: _Entry, state: dict[str, JSON]) -> Snapshot:
+    return Snapshot(state, entry.version, entry.epoch, entry.acl, entry.ttl)
+

@@ -1,0 +1,160 @@
+"""Changes delivered to clients, and writes as data.
+
+A write is an `Op`: its kind, its property and its (frozen, encoded) argument.
+The same pure function, `evaluate`, turns an op into its effect on the backend
+that holds the authoritative state and on every node's replica, so an append
+travels between nodes as the item, never as the whole list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from .acl import ACL, DELETE, READ, RESET, WRITE
+from .exceptions import InvalidValueError, PropertyNotFoundError
+from .values import JSON, MAX_SAFE_INTEGER, FrozenList
+
+ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped"]
+OpKind = Literal["put", "delete", "reset", "append", "increment"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change of a live state, as its attached clients receive it.
+
+    `kind` is `new` or `updated` (`prop` and its new `value`), `deleted` (`prop`,
+    value None), `reset` (prop None, `value` the whole new state) or `stopped`
+    (the live state was stopped while the client was attached; the client is
+    detached). `version` is the live state's version after the change: each
+    client sees versions in order, each once, or a `reset`.
+    """
+
+    key: str
+    kind: ChangeKind
+    prop: str | None
+    value: Any
+    version: int
+
+
+class StateId(NamedTuple):
+    """Which live state: the spec's name and the key."""
+
+    spec: str
+    key: str
+
+    def __str__(self) -> str:
+        return f"{self.spec} {self.key[:200]!r}"
+
+
+class Op(NamedTuple):
+    """A write as data. `value` is frozen and `encoded` is its JSON text of `size` bytes.
+
+    For `put` the value, `append` the item, `increment` the amount, `reset` the
+    whole new state (with the ACL and TTL from on_mount). `expect` makes the write
+    conditional on the live state's version (how `update` commits).
+    """
+
+    kind: OpKind
+    prop: str | None
+    value: JSON = None
+    encoded: str = "null"
+    size: int = 0
+    max_len: int | None = None
+    expect: int | None = None
+    acl: ACL | None = None
+    ttl: float | None = None
+
+
+PERMISSION = {"put": WRITE, "append": WRITE, "increment": WRITE, "delete": DELETE, "reset": RESET}
+"""The permission each op kind needs; a conditional put (update) also needs read."""
+
+VERB = {"put": "write", "append": "append to", "increment": "increment", "delete": "delete from"}
+
+
+def permission(op: Op) -> int:
+    """The permission bits `op` needs."""
+    if op.expect is not None:
+        return READ | WRITE
+    return PERMISSION[op.kind]
+
+
+def evaluate(state: Mapping[str, JSON], op: Op, subject: object) -> tuple[ChangeKind, JSON]:
+    """The effect of `op` on `state`: the change's kind and the property's new value.
+
+    For a reset the value is the whole new state. `state` is not modified; raises
+    PropertyNotFoundError or InvalidValueError, naming `subject`, if `op` does not apply.
+    """
+    kind = op.kind
+    prop = op.prop
+    if kind == "put":
+        return ("updated" if prop in state else "new"), op.value
+    if kind == "reset":
+        return "reset", op.value
+    assert prop is not None  # every other kind names a property
+    old = state.get(prop, _MISSING)
+    if kind == "delete":
+        if old is _MISSING:
+            raise PropertyNotFoundError(
+                f"Cannot delete {prop!r} from {subject}: it has no such property."
+            )
+        return "deleted", None
+    if kind == "append":
+        if old is _MISSING:
+            return "new", FrozenList((op.value,))
+        if type(old) is not FrozenList:
+            raise InvalidValueError(
+                f"Cannot append to {prop!r} of {subject}: it holds {_kind(old)}, not a list; "
+                "put a list there first, or append to another property."
+            )
+        start = 0 if op.max_len is None else max(0, len(old) + 1 - op.max_len)
+        new = FrozenList(old[start:] if start else old)
+        list.append(new, op.value)
+        return "updated", new
+    if kind == "increment":
+        if old is _MISSING:
+            old = 0
+        elif type(old) is not int and type(old) is not float:
+            raise InvalidValueError(
+                f"Cannot increment {prop!r} of {subject}: it holds {_kind(old)}, not a number; "
+                "put a number there first."
+            )
+        result = old + op.value
+        if type(result) is int and not -MAX_SAFE_INTEGER <= result <= MAX_SAFE_INTEGER:
+            raise InvalidValueError(
+                f"Cannot increment {prop!r} of {subject}: the result {result} is outside "
+                "±(2**53 - 1), the range a browser holds exactly."
+            )
+        if type(result) is float and result - result != 0.0:
+            raise InvalidValueError(
+                f"Cannot increment {prop!r} of {subject}: the result {result} is not finite."
+            )
+        return ("new" if prop not in state else "updated"), result
+    raise ValueError(f"unknown op kind {kind!r}")  # pragma: no cover
+
+
+def commit(state: dict[str, JSON], op: Op, kind: ChangeKind, value: JSON) -> None:
+    """Write the effect that `evaluate` computed into `state`."""
+    if kind == "deleted":
+        del state[op.prop]  # type: ignore[arg-type]
+    elif kind == "reset":
+        state.clear()
+        state.update(value)
+    else:
+        state[op.prop] = value  # type: ignore[index]
+
+
+def apply(state: dict[str, JSON], op: Op, subject: object) -> tuple[ChangeKind, JSON]:
+    """Evaluate `op` on `state` and commit it; return the change's kind and value."""
+    kind, value = evaluate(state, op, subject)
+    commit(state, op, kind, value)
+    return kind, value
+
+
+_MISSING: Any = object()
+
+
+def _kind(value: JSON) -> str:
+    names = {FrozenList: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "an object" if isinstance(value, dict) else "a number")

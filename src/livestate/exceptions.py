@@ -1,0 +1,47 @@
+"""The errors livestate raises, all under one root.
+
+    LiveStateError
+    ├── NotFoundError                 the live state is not running
+    ├── PropertyNotFoundError         the property is absent (also a KeyError)
+    ├── PermissionDeniedError         the ACL forbids the call (also a PermissionError)
+    ├── InvalidValueError             a value, key, ACL or argument is not valid (also a ValueError)
+    ├── StateTooLargeError            a value or the whole state is over its size limit
+    └── BackendUnavailableError       the backend did not answer in time
+
+Every message is a full sentence that names the live state, the property where
+there is one, and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class LiveStateError(Exception):
+    """The root of every error that livestate raises."""
+
+
+class NotFoundError(LiveStateError):
+    """The live state is not running: start it, or attach a client, first."""
+
+
+class PropertyNotFoundError(LiveStateError, KeyError):
+    """The live state is running but has no such property."""
+
+    def __str__(self) -> str:
+        # KeyError's own __str__ quotes its argument, which would mangle the sentence.
+        return str(self.args[0]) if self.args else ""
+
+
+class PermissionDeniedError(LiveStateError, PermissionError):
+    """The live state's ACL does not grant this permission to this kind of caller."""
+
+
+class InvalidValueError(LiveStateError, ValueError):
+    """A value, key, property name, ACL or argument is not valid; nothing was written."""
+
+
+class StateTooLargeError(LiveStateError):
+    """A value, or the live state as a whole, would be larger than its limit; nothing was written."""
+
+
+class BackendUnavailableError(LiveStateError):
+    """The backend did not answer within its timeout; the write may not have happened."""

@@ -1,0 +1,561 @@
+"""The node: this process's livestate runtime.
+
+A node holds one replica per live state that has clients here, subscribed to
+the backend; it applies each published op to the replica in version order and
+hands the resulting Change to every local client. It also validates every
+write once, before the backend sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from .acl import ACL, READ, Role, denied
+from .backends import Backend, Message, Mounted, Snapshot, from_url
+from .backends.base import ConflictError, not_running
+from .changes import Change, Op, StateId, apply
+from .client import Client, OnChange
+from .exceptions import InvalidValueError, LiveStateError, PropertyNotFoundError
+from .spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
+from .values import (
+    JSON,
+    FrozenDict,
+    check_key,
+    check_property,
+    check_size,
+    encode,
+    freeze,
+    size,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
+
+logger = logging.getLogger("livestate")
+
+RESYNC_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+"""Seconds between attempts to resync a replica while the backend is unavailable."""
+
+
+class Replica:
+    """This node's copy of one live state, shared by all of the node's clients of it."""
+
+    __slots__ = (
+        "acl",
+        "buffer",
+        "clients",
+        "closed",
+        "epoch",
+        "id",
+        "node",
+        "ready",
+        "spec",
+        "state",
+        "version",
+        "view",
+        "waiting",
+    )
+
+    def __init__(self, node: Node, spec: type[LiveState], id: StateId) -> None:
+        self.node = node
+        self.spec = spec
+        self.id = id
+        self.state: dict[str, JSON] = {}
+        self.view = MappingProxyType(self.state)
+        self.version = 0
+        self.epoch = ""
+        self.acl = ACL()
+        self.clients: dict[Client, None] = {}
+        # Messages that arrive while the replica loads a snapshot wait here.
+        self.buffer: list[Message] | None = []
+        self.closed = False
+        self.waiting = 0  # attach calls waiting for `ready`
+        self.ready: asyncio.Task[None] | None = None
+
+    def load(self, snapshot: Snapshot) -> None:
+        """Take the state, version and epoch of `snapshot` (in place: views stay valid)."""
+        self.state.clear()
+        self.state.update(snapshot.state)
+        self.version = snapshot.version
+        self.epoch = snapshot.epoch
+        self.acl = snapshot.acl
+
+    def receive(self, message: Message) -> None:
+        """Apply one published message in version order, or resync on a gap."""
+        if self.buffer is not None:
+            self.buffer.append(message)
+            return
+        epoch, version, op = message
+        if epoch == self.epoch:
+            if op is None:
+                self.node._stopped(self)
+                return
+            if version == self.version + 1:
+                try:
+                    kind, value = apply(self.state, op, self.id)
+                except LiveStateError:
+                    logger.warning("%s: replica diverged at version %d; resyncing", self.id, version)
+                else:
+                    self.version = version
+                    if op.acl is not None:
+                        self.acl = op.acl
+                    self.fan_out(Change(self.id.key, kind, op.prop, value, version))
+                    return
+            elif version <= self.version:
+                return  # seen already (our own write, applied when it returned)
+        elif op is None:
+            return  # the end of an earlier lifetime
+        self.node._resync(self)
+
+    def fan_out(self, change: Change) -> None:
+        """Deliver `change` to every client of this replica."""
+        for client in tuple(self.clients):
+            client._deliver(change)
+
+    def reset_change(self) -> Change:
+        """A `reset` change with the whole current state."""
+        return Change(self.id.key, "reset", None, FrozenDict(self.state), self.version)
+
+
+class Node:
+    """One process's livestate runtime: its backend connection, replicas and clients.
+
+    `Node()` uses LIVESTATE_URL (default `memory://`); pass `url` or a `backend`
+    object instead (several nodes may share one MemoryBackend, as a cluster in
+    one process). A node starts on first use; `aclose()` (or `async with`)
+    detaches its clients and closes what it opened. The methods mirror the
+    LiveState server API with the spec first; `role="group"` is what attached
+    clients use.
+    """
+
+    def __init__(self, url: str | None = None, *, backend: Backend | None = None) -> None:
+        self.id = secrets.token_hex(8)
+        if backend is None:
+            self.url = url or os.environ.get("LIVESTATE_URL") or "memory://"
+            backend = from_url(self.url)
+            self._owns_backend = True
+        else:
+            self.url = url or f"<{type(backend).__name__}>"
+            self._owns_backend = False
+        self.backend = backend
+        self._replicas: dict[StateId, Replica] = {}
+        self._closing: dict[StateId, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started: asyncio.Task[None] | None = None
+        self._ready = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<livestate.Node {self.id} on {self.url}>"
+
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose()` has been called."""
+        return self._closed
+
+    async def aclose(self) -> None:
+        """Detach every client of this node, let go of its live states, close its backend."""
+        if self._closed:
+            return
+        self._closed = True
+        for replica in list(self._replicas.values()):
+            for client in replica.clients:
+                client._end(None)
+            replica.clients.clear()
+            self._let_go(replica)
+        await asyncio.gather(*self._closing.values(), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._owns_backend and self._started:
+            await self.backend.aclose()
+
+    # The server API, spec first.
+
+    async def attach(
+        self,
+        spec: type[LiveState],
+        key: str,
+        on_change: OnChange | None = None,
+        *,
+        max_pending: int = 1000,
+    ) -> Client:
+        """Attach a client to the live state of `spec` for `key`; see LiveState.attach."""
+        id = self._id(spec, key)
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise InvalidValueError(f"max_pending must be an int ≥ 1, not {max_pending!r}.")
+        if on_change is not None and not callable(on_change):
+            raise InvalidValueError(f"on_change must be callable, not {on_change!r}.")
+        await self._start()
+        while True:
+            replica = self._replicas.get(id)
+            if replica is None:
+                replica = self._replicas[id] = Replica(self, spec, id)
+                replica.ready = self._spawn(self._open(replica))
+            replica.waiting += 1
+            try:
+                await asyncio.shield(replica.ready)  # type: ignore[arg-type]
+            finally:
+                replica.waiting -= 1
+            if not replica.closed:
+                break
+        if not replica.acl.allows("group", READ):
+            self._let_go_if_unused(replica)
+            raise denied("group", READ, "attach to", str(id))
+        client = Client(self, replica, on_change, max_pending)
+        replica.clients[client] = None
+        return client
+
+    async def detach(self, client: Client) -> None:
+        """Detach `client`; the node lets go of the live state when its last client leaves."""
+        replica = client._replica
+        replica.clients.pop(client, None)
+        client._end(None)
+        if task := self._let_go_if_unused(replica):
+            await asyncio.shield(task)
+
+    async def get(
+        self, spec: type[LiveState], key: str, prop: Any = DEFAULT, *, role: Role = "public"
+    ) -> Any:
+        """The state or one property's value; see LiveState.get."""
+        id = self._id(spec, key)
+        snapshot = await self._read(id, None if prop is DEFAULT else check_property(prop, id))
+        snapshot.acl.check(role, READ, "read", str(id))
+        if prop is DEFAULT:
+            return FrozenDict(snapshot.state)
+        if prop not in snapshot.state:
+            raise PropertyNotFoundError(f"{id} has no property {prop!r}.")
+        return snapshot.state[prop]
+
+    async def put(
+        self, spec: type[LiveState], key: str, prop: str, value: Any, *, role: Role = "public"
+    ) -> None:
+        """Set a property; see LiveState.put."""
+        id = self._id(spec, key)
+        await self._apply(id, self._op("put", spec, id, prop, value), role)
+
+    async def delete(
+        self, spec: type[LiveState], key: str, prop: str, *, role: Role = "public"
+    ) -> None:
+        """Remove a property; see LiveState.delete."""
+        id = self._id(spec, key)
+        await self._apply(id, Op("delete", check_property(prop, id)), role)
+
+    async def reset(self, spec: type[LiveState], key: str, *, role: Role = "public") -> None:
+        """Rerun on_mount and replace the whole state; see LiveState.reset."""
+        id = self._id(spec, key)
+        mounted = await self._mount(spec, id)
+        op = Op("reset", None, FrozenDict(mounted.state), acl=mounted.acl, ttl=mounted.ttl)
+        await self._apply(id, op, role)
+
+    async def append(
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        item: Any,
+        *,
+        max_len: int | None = None,
+        role: Role = "public",
+    ) -> None:
+        """Append to a list atomically; see LiveState.append."""
+        id = self._id(spec, key)
+        if max_len is not None and (type(max_len) is not int or max_len < 1):
+            raise InvalidValueError(
+                f"Cannot append to {prop!r} of {id}: max_len must be an int ≥ 1 or None, "
+                f"not {max_len!r}."
+            )
+        await self._apply(id, self._op("append", spec, id, prop, item, max_len), role)
+
+    async def increment(
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        by: int | float = 1,
+        *,
+        role: Role = "public",
+    ) -> JSON:
+        """Add to a number atomically and return the result; see LiveState.increment."""
+        id = self._id(spec, key)
+        op = self._op("increment", spec, id, prop, by)
+        if type(op.value) is not int and type(op.value) is not float:
+            raise InvalidValueError(
+                f"Cannot increment {prop!r} of {id} by {by!r}: the amount must be a number."
+            )
+        return (await self._apply(id, op, role))[1]
+
+    async def update(
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = DEFAULT,
+        role: Role = "public",
+    ) -> JSON:
+        """Replace a property with fn(value) atomically; see LiveState.update."""
+        id = self._id(spec, key)
+        check_property(prop, id)
+        while True:
+            snapshot = await self._read(id, prop)
+            snapshot.acl.check(role, READ, f"update {prop!r} of", str(id))
+            if prop in snapshot.state:
+                current = snapshot.state[prop]
+            elif default is not DEFAULT:
+                current = freeze(default, spec.limits.max_depth, id, prop)
+            else:
+                raise PropertyNotFoundError(
+                    f"Cannot update {prop!r} of {id}: it has no such property; "
+                    "pass default= to start from a value."
+                )
+            result = fn(current)
+            if inspect.isawaitable(result):
+                result = await result
+            op = self._op("put", spec, id, prop, result)._replace(expect=snapshot.version)
+            try:
+                await self._apply(id, op, role)
+            except ConflictError:
+                continue  # another write came first: run fn again on the newer value
+            return op.value
+
+    async def start(self, spec: type[LiveState], key: str) -> None:
+        """Start a live state without attaching; see LiveState.start."""
+        id = self._id(spec, key)
+        await self._start()
+        await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
+
+    async def stop(self, spec: type[LiveState], key: str, *, role: Role = "public") -> None:
+        """End a live state now; see LiveState.stop."""
+        id = self._id(spec, key)
+        await self._start()
+        await self.backend.stop(id, role)
+
+    # Internals.
+
+    def _id(self, spec: type[LiveState], key: str) -> StateId:
+        if self._closed:
+            raise RuntimeError(
+                f"This livestate node ({self.url}) is closed; create a new Node, or use it "
+                "inside livestate.lifespan."
+            )
+        return StateId(spec.name, check_key(key, spec.__qualname__))
+
+    def _op(
+        self,
+        kind: Literal["put", "append", "increment"],
+        spec: type[LiveState],
+        id: StateId,
+        prop: str,
+        value: Any,
+        max_len: int | None = None,
+    ) -> Op:
+        """Validate, freeze and encode a value once, for the backend and every replica."""
+        check_property(prop, id)
+        frozen = freeze(value, spec.limits.max_depth, id, prop)
+        text = encode(frozen)
+        nbytes = size(text)
+        check_size(nbytes, spec.limits.max_value_bytes, id, prop)
+        return Op(kind, prop, frozen, text, nbytes, max_len)
+
+    async def _start(self) -> None:
+        if self._ready:
+            return
+        if self._started is None:
+            self._started = asyncio.ensure_future(self.backend.start())
+        await asyncio.shield(self._started)
+        self._ready = True
+
+    async def _apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
+        await self._start()
+        return await self.backend.apply(id, op, role)
+
+    async def _read(self, id: StateId, prop: str | None) -> Snapshot:
+        await self._start()
+        snapshot = await self.backend.read(id, prop)
+        if snapshot is None:
+            raise not_running(id)
+        return snapshot
+
+    async def _mount(self, spec: type[LiveState], id: StateId) -> Mounted:
+        """Run on_mount and validate what it returns."""
+        result = await run_on_mount(spec, id.key)
+        acl: object = spec.acl
+        ttl: object = spec.ttl
+        if isinstance(result, Mount):
+            acl = spec.acl if result.acl is None else result.acl
+            ttl = spec.ttl if result.ttl is DEFAULT else result.ttl
+            result = result.state
+        if not isinstance(result, dict):
+            raise InvalidValueError(
+                f"{spec.__qualname__}.on_mount({id.key[:200]!r}) returned "
+                f"{type(result).__name__}; return a dict of properties or a Mount(state=...)."
+            )
+        limits = spec.limits
+        state: dict[str, JSON] = {}
+        total = 0
+        for prop, value in result.items():
+            check_property(prop, id)
+            state[prop] = frozen = freeze(value, limits.max_depth, id, prop)
+            nbytes = size(encode(frozen))
+            check_size(nbytes, limits.max_value_bytes, id, prop)
+            total += size(prop) + nbytes
+        check_size(total, limits.max_state_bytes, id, None, whole=True)
+        return Mounted(state, ACL.parse(acl, str(id)), check_ttl(ttl, f"The TTL of {id}"), limits)
+
+    async def _open(self, replica: Replica) -> None:
+        """Subscribe, then start or load the live state, so no message falls in between."""
+        id = replica.id
+        if closing := self._closing.get(id):
+            await closing  # let the previous replica release its hold first
+        await self.backend.subscribe(id, replica.receive)
+        try:
+            snapshot = await self.backend.open(
+                id, lambda: self._mount(replica.spec, id), self.id, hold=True
+            )
+        except BaseException:
+            self._let_go(replica)
+            raise
+        replica.load(snapshot)
+        self._drain(replica)
+        # Every attach that waited for this was cancelled: nobody will use the replica.
+        self._let_go_if_unused(replica)
+
+    def _drain(self, replica: Replica) -> None:
+        buffered, replica.buffer = replica.buffer or [], None
+        for message in buffered:
+            replica.receive(message)
+
+    def _resync(self, replica: Replica) -> None:
+        if replica.buffer is None and not replica.closed:
+            replica.buffer = []
+            self._spawn(self._sync(replica))
+
+    async def _sync(self, replica: Replica) -> None:
+        """Load a fresh snapshot (starting the live state anew if it was lost), send a reset."""
+        id = replica.id
+        attempt = 0
+        while not replica.closed:
+            try:
+                snapshot = await self.backend.read(id)
+                if snapshot is None:
+                    logger.warning("%s was lost under attached clients; starting it anew", id)
+                    snapshot = await self.backend.open(
+                        id, lambda: self._mount(replica.spec, id), self.id, hold=True
+                    )
+            except Exception:
+                delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
+                logger.warning("%s: resync failed; retrying in %.2fs", id, delay, exc_info=True)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if replica.closed:  # the last client left meanwhile; a hold taken above must go
+                await self.backend.release(id, self.id)
+                return
+            replica.load(snapshot)
+            replica.fan_out(replica.reset_change())
+            self._drain(replica)
+            return
+
+    def _stopped(self, replica: Replica) -> None:
+        change = Change(replica.id.key, "stopped", None, None, replica.version)
+        clients = tuple(replica.clients)
+        replica.clients.clear()
+        for client in clients:
+            client._end(change)
+        self._let_go(replica)
+
+    def _let_go_if_unused(self, replica: Replica) -> asyncio.Task[None] | None:
+        if replica.clients or replica.waiting:
+            return None
+        return self._let_go(replica)
+
+    def _let_go(self, replica: Replica) -> asyncio.Task[None] | None:
+        """Forget the replica, then unsubscribe and release this node's hold in a task."""
+        if replica.closed:
+            return None
+        replica.closed = True
+        id = replica.id
+        if self._replicas.get(id) is replica:
+            del self._replicas[id]
+        task = self._spawn(self._release(id, replica))
+        self._closing[id] = task
+        task.add_done_callback(lambda _: self._closing.pop(id) if self._closing.get(id) is task else None)
+        return task
+
+    async def _release(self, id: StateId, replica: Replica) -> None:
+        await self.backend.unsubscribe(id, replica.receive)
+        await self.backend.release(id, self.id)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+_current: ContextVar[Node | None] = ContextVar("livestate.node", default=None)
+_default: Node | None = None
+
+
+def current_node() -> Node:
+    """The node that LiveState class methods use here: `use(node)`'s, else the process default.
+
+    The process default is created on first use from LIVESTATE_URL, or by `lifespan`.
+    """
+    global _default
+    node = _current.get()
+    if node is not None:
+        return node
+    if _default is None or _default.closed:
+        _default = Node()
+    return _default
+
+
+@contextmanager
+def use(node: Node) -> Iterator[Node]:
+    """Make `node` the current node inside the `with` block (and the tasks it starts)."""
+    token = _current.set(node)
+    try:
+        yield node
+    finally:
+        _current.reset(token)
+
+
+@asynccontextmanager
+async def lifespan(app: object = None) -> AsyncIterator[None]:
+    """A Starlette-style lifespan: starts this process's node and closes it at shutdown.
+
+    `PyView(lifespan=livestate.lifespan)`; combine it with your own lifespan by
+    entering it inside yours (`async with livestate.lifespan(app): ...`).
+    """
+    global _default
+    node = Node()
+    await node.__aenter__()
+    previous, _default = _default, node
+    try:
+        yield
+    finally:
+        _default = previous
+        await node.aclose()

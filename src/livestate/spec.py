@@ -1,0 +1,217 @@
+"""State specs: what a kind of shared state looks like, and the server API on it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+
+from .acl import ACL
+from .exceptions import InvalidValueError
+from .values import JSON, Limits
+
+if TYPE_CHECKING:
+    from .client import Client, OnChange
+
+
+class _Default(Enum):
+    DEFAULT = "DEFAULT"
+
+
+DEFAULT: Final = _Default.DEFAULT
+"""Marks an argument as not given (None has a meaning of its own, such as 'no TTL')."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """What on_mount may return instead of a plain dict: the state, and a per-key ACL or TTL.
+
+    `acl` and `ttl` left out take the spec's class-level values; `ttl=None` keeps
+    the live state until it is stopped.
+    """
+
+    state: Mapping[str, Any] = field(default_factory=dict)
+    acl: Mapping[str, Any] | None = None
+    ttl: float | None | Literal[_Default.DEFAULT] = DEFAULT
+
+
+class LiveState:
+    """The base of every state spec: subclass it to describe one kind of shared state.
+
+    Class attributes: `ttl` (seconds a live state lives on after its last client
+    detaches, None for ever; default 60), `acl` (default all permissions to group
+    and public), `limits` (sizes, see Limits) and `name` (how nodes name this spec
+    to each other; the class name unless set). Override `on_mount(key)` to give
+    each key its initial state.
+
+    The class methods are the server API for public callers (not attached); they
+    use the current node (see livestate.use and livestate.lifespan).
+    """
+
+    name: ClassVar[str]
+    ttl: ClassVar[float | None] = 60.0
+    acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": "all"}
+    limits: ClassVar[Limits] = Limits()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__qualname__
+        if not isinstance(cls.name, str) or not cls.name:
+            raise InvalidValueError(f"{cls.__qualname__}.name must be a non-empty str.")
+        ACL.parse(cls.acl, cls.__qualname__)
+        check_ttl(cls.ttl, f"{cls.__qualname__}.ttl")
+        if not isinstance(cls.limits, Limits):
+            raise InvalidValueError(
+                f"{cls.__qualname__}.limits must be a livestate.Limits, such as "
+                "Limits(max_value_bytes=65536)."
+            )
+
+    def on_mount(self, key: str) -> dict[str, Any] | Mount | Any:
+        """The initial state of the live state for `key` (a dict or a Mount); may be async.
+
+        Runs once each time the live state starts, and again on every reset.
+        The default is an empty state.
+        """
+        return {}
+
+    # The server API. Imports are local: the node imports this module.
+
+    @classmethod
+    async def attach(
+        cls, key: str, on_change: OnChange | None = None, *, max_pending: int = 1000
+    ) -> Client:
+        """Attach a client (a group member) to the live state for `key`, starting it if absent.
+
+        `on_change(change)` (sync or async) is called with every change; without
+        it, read them with `client.changes()`. At most `max_pending` undelivered
+        changes are kept per client; past that they are replaced by one `reset`.
+        Raises whatever on_mount raises, InvalidValueError for a bad key or
+        on_mount result, PermissionDeniedError if the group may not read.
+        """
+        from .node import current_node
+
+        return await current_node().attach(cls, key, on_change, max_pending=max_pending)
+
+    @classmethod
+    async def get(cls, key: str, prop: str | Literal[_Default.DEFAULT] = DEFAULT) -> Any:
+        """The whole state (a read-only Mapping), or the value of `prop`.
+
+        Raises NotFoundError if not running, PropertyNotFoundError if `prop` is
+        absent, PermissionDeniedError unless public callers may read.
+        """
+        from .node import current_node
+
+        return await current_node().get(cls, key, prop)
+
+    @classmethod
+    async def put(cls, key: str, prop: str, value: Any) -> None:
+        """Set `prop` to `value` (JSON).
+
+        Raises NotFoundError, PermissionDeniedError (needs write),
+        InvalidValueError, StateTooLargeError.
+        """
+        from .node import current_node
+
+        await current_node().put(cls, key, prop, value)
+
+    @classmethod
+    async def delete(cls, key: str, prop: str) -> None:
+        """Remove `prop`.
+
+        Raises NotFoundError, PropertyNotFoundError, PermissionDeniedError (needs delete).
+        """
+        from .node import current_node
+
+        await current_node().delete(cls, key, prop)
+
+    @classmethod
+    async def reset(cls, key: str) -> None:
+        """Run on_mount again and replace the whole state (and per-key ACL and TTL) with it.
+
+        Raises NotFoundError, PermissionDeniedError (needs reset), and whatever
+        on_mount raises.
+        """
+        from .node import current_node
+
+        await current_node().reset(cls, key)
+
+    @classmethod
+    async def append(cls, key: str, prop: str, item: Any, *, max_len: int | None = None) -> None:
+        """Append `item` to the list `prop` atomically (a missing one starts empty).
+
+        With `max_len`, the oldest items beyond it are dropped. Raises
+        NotFoundError, PermissionDeniedError (needs write), InvalidValueError
+        (also if `prop` holds no list), StateTooLargeError.
+        """
+        from .node import current_node
+
+        await current_node().append(cls, key, prop, item, max_len=max_len)
+
+    @classmethod
+    async def increment(cls, key: str, prop: str, by: int | float = 1) -> JSON:
+        """Add `by` to the number `prop` atomically (a missing one starts at 0); return the result.
+
+        Raises NotFoundError, PermissionDeniedError (needs write), InvalidValueError
+        (also if `prop` holds no number).
+        """
+        from .node import current_node
+
+        return await current_node().increment(cls, key, prop, by)
+
+    @classmethod
+    async def update(
+        cls, key: str, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT
+    ) -> JSON:
+        """Replace `prop` with `fn(current value)` atomically, retrying if another write won.
+
+        `fn` may run more than once, so it should have no side effects. Without
+        `default`, a missing property raises PropertyNotFoundError. Returns the
+        new (frozen) value. Raises NotFoundError, PermissionDeniedError (needs read
+        and write), InvalidValueError, StateTooLargeError.
+        """
+        from .node import current_node
+
+        return await current_node().update(cls, key, prop, fn, default=default)
+
+    @classmethod
+    async def start(cls, key: str) -> None:
+        """Start the live state for `key` if absent, without attaching.
+
+        With no client, its TTL countdown starts at once. Raises what on_mount raises.
+        """
+        from .node import current_node
+
+        await current_node().start_state(cls, key)
+
+    @classmethod
+    async def stop(cls, key: str) -> None:
+        """End the live state now; attached clients get a `stopped` change and are detached.
+
+        Raises NotFoundError, PermissionDeniedError (public callers need delete).
+        """
+        from .node import current_node
+
+        await current_node().stop(cls, key)
+
+
+def check_ttl(ttl: object, where: str) -> float | None:
+    """Return `ttl` if it is None or a finite number of seconds ≥ 0, else raise InvalidValueError."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl < float("inf"):
+        raise InvalidValueError(
+            f"{where} must be a number of seconds ≥ 0, or None to keep the live state until "
+            f"stopped; got {ttl!r}."
+        )
+    return float(ttl)
+
+
+async def run_on_mount(spec: type[LiveState], key: str) -> Any:
+    """Call the spec's on_mount for `key`, awaiting it if it is async."""
+    result = spec().on_mount(key)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
