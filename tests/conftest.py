@@ -1,0 +1,66 @@
+"""Fixtures: a real Valkey/Redis server, and nodes on each backend for the contract suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+
+import livestate
+from livestate import MemoryBackend, Node
+from livestate.server import ServerProcess
+
+MakeNode = Callable[[], Awaitable[Node]]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    """One real server for the session, on a free loopback port, stopped by its PID."""
+    with ServerProcess() as server:
+        yield server
+
+
+@pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis")])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each contract test runs once per backend."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def make_node(
+    backend_name: str, request: pytest.FixtureRequest
+) -> AsyncIterator[MakeNode]:
+    """Makes nodes that share one backend: one MemoryBackend object, or one empty server."""
+    nodes: list[Node] = []
+    if backend_name == "memory":
+        shared = MemoryBackend()
+
+        def new() -> Node:
+            return Node(backend=shared)
+    else:
+        import redis
+
+        server: ServerProcess = request.getfixturevalue("redis_server")
+        with redis.Redis.from_url(server.url) as connection:
+            connection.flushall()
+
+        def new() -> Node:
+            return Node(server.url)
+
+    async def make() -> Node:
+        node = new()
+        nodes.append(node)
+        return await node.__aenter__()
+
+    yield make
+    for node in nodes:
+        await node.aclose()
+
+
+@pytest.fixture
+async def node(make_node: MakeNode) -> AsyncIterator[Node]:
+    """A node on the backend under test, current for the LiveState class methods."""
+    node = await make_node()
+    with livestate.use(node):
+        yield node
