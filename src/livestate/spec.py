@@ -184,7 +184,7 @@ class LiveState:
         """
         from .node import current_node
 
-        await current_node().start_state(cls, key)
+        await current_node().start(cls, key)
 
     @classmethod
     async def stop(cls, key: str) -> None:
