@@ -70,7 +70,15 @@ class Op(NamedTuple):
 PERMISSION = {"put": WRITE, "append": WRITE, "increment": WRITE, "delete": DELETE, "reset": RESET}
 """The permission each op kind needs; a conditional put (update) also needs read."""
 
-VERB = {"put": "write", "append": "append to", "increment": "increment", "delete": "delete from"}
+_VERBS = {"put": "write", "append": "append to", "increment": "increment", "delete": "delete"}
+
+
+def describe(op: Op) -> str:
+    """What `op` does, for error messages: "write 'x' of", "reset"."""
+    if op.kind == "reset":
+        return "reset"
+    verb = "update" if op.expect is not None else _VERBS[op.kind]
+    return f"{verb} {op.prop!r} of"
 
 
 def permission(op: Op) -> int:

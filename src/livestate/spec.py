@@ -37,13 +37,17 @@ class Mount:
     ttl: float | None | Literal[_Default.DEFAULT] = DEFAULT
 
 
+_names: dict[str, str] = {}
+"""Spec name -> where the spec is defined, to catch two specs sharing a name."""
+
+
 class LiveState:
     """The base of every state spec: subclass it to describe one kind of shared state.
 
     Class attributes: `ttl` (seconds a live state lives on after its last client
     detaches, None for ever; default 60), `acl` (default all permissions to group
     and public), `limits` (sizes, see Limits) and `name` (how nodes name this spec
-    to each other; the class name unless set). Override `on_mount(key)` to give
+    to each other: the class name unless set; two specs may not share one). Override `on_mount(key)` to give
     each key its initial state.
 
     The class methods are the server API for public callers (not attached); they
@@ -58,9 +62,16 @@ class LiveState:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
-            cls.name = cls.__qualname__
+            cls.name = cls.__name__
         if not isinstance(cls.name, str) or not cls.name:
             raise InvalidValueError(f"{cls.__qualname__}.name must be a non-empty str.")
+        where = f"{cls.__module__}.{cls.__qualname__}"
+        if _names.setdefault(cls.name, where) != where:
+            # Two specs with one name would silently share every live state.
+            raise InvalidValueError(
+                f"Two state specs are named {cls.name!r}: {_names[cls.name]} and {where}; "
+                "give one of them its own `name = '...'`."
+            )
         ACL.parse(cls.acl, cls.__qualname__)
         check_ttl(cls.ttl, f"{cls.__qualname__}.ttl")
         if not isinstance(cls.limits, Limits):

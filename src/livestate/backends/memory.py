@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from ..acl import ACL, DELETE, Role
-from ..changes import Op, StateId, commit, evaluate, permission
+from ..changes import Op, StateId, commit, describe, evaluate, permission
 from ..values import JSON, Limits, check_size, encode, size
 from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
 
@@ -95,8 +95,7 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry is None:
             raise not_running(id)
-        verb = "reset" if op.kind == "reset" else f"{op.kind} {op.prop!r} of"
-        entry.acl.check(role, permission(op), verb, str(id))
+        entry.acl.check(role, permission(op), describe(op), str(id))
         if op.expect is not None and op.expect != entry.version:
             raise ConflictError(id)
         kind, value = evaluate(entry.state, op, id)
