@@ -26,6 +26,7 @@ JSON = Any
 
 
 def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
+    """Raises TypeError: livestate values are read-only."""
     kind = "dict" if isinstance(self, dict) else "list"
     raise TypeError(
         f"livestate values are read-only, so that no client changes what another sees; "

@@ -1,0 +1,118 @@
+"""The public surface: a sorted, complete __all__, documented names, and the process wiring."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+import textwrap
+
+import livestate
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and names every public object the package exports."""
+    assert livestate.__all__ == sorted(livestate.__all__)
+    public = {
+        name
+        for name, value in vars(livestate).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+    assert set(livestate.__all__) == public
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    """Every exported name, and every public method on an exported class, is documented."""
+    missing = []
+    for name in livestate.__all__:
+        value = getattr(livestate, name)
+        if not inspect.getdoc(value):
+            missing.append(name)
+        if inspect.isclass(value):
+            for attribute, member in vars(value).items():
+                if attribute.startswith("_") or not callable(member) and not isinstance(
+                    member, property | classmethod
+                ):
+                    continue
+                if not inspect.getdoc(getattr(value, attribute)):
+                    missing.append(f"{name}.{attribute}")
+    assert missing == []
+
+
+def test_exceptions_form_one_tree() -> None:
+    """Every error is a LiveStateError, and the builtin bases promised by the docs hold."""
+    assert issubclass(livestate.PropertyNotFoundError, KeyError)
+    assert issubclass(livestate.PermissionDeniedError, PermissionError)
+    assert issubclass(livestate.InvalidValueError, ValueError)
+    for error in (
+        livestate.NotFoundError,
+        livestate.PropertyNotFoundError,
+        livestate.PermissionDeniedError,
+        livestate.InvalidValueError,
+        livestate.StateTooLargeError,
+        livestate.BackendUnavailableError,
+    ):
+        assert issubclass(error, livestate.LiveStateError)
+
+
+def test_a_script_works_without_any_setup() -> None:
+    """Without lifespan, the default node starts on first use (memory:// by default)."""
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from livestate import LiveState
+
+        class Hello(LiveState):
+            def on_mount(self, key):
+                return {"greeting": "hello " + key}
+
+        async def main():
+            async with await Hello.attach("world") as client:
+                await Hello.append("world", "log", 1)
+                print(client.state["greeting"], client.state["log"], client.version)
+
+        asyncio.run(main())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+        env={"LIVESTATE_URL": "memory://", "PATH": ""},
+    )  # fmt: skip
+    assert result.stdout.strip() == "hello world [1] 2", result.stderr
+
+
+async def test_lifespan_starts_and_closes_the_default_node() -> None:
+    """livestate.lifespan makes a node current for the app and closes it on exit."""
+
+    class Life(livestate.LiveState):
+        pass
+
+    async with livestate.lifespan(object()):
+        node = livestate.current_node()
+        client = await Life.attach("k")
+        assert client.attached
+    assert node.closed and not client.attached
+
+
+def test_two_specs_may_not_share_a_name() -> None:
+    """Two different specs with the same name would share state, so the second one fails."""
+
+    class Unique(livestate.LiveState):
+        pass
+
+    try:
+        type("Unique", (livestate.LiveState,), {"__module__": "elsewhere"})
+    except livestate.InvalidValueError as error:
+        assert "give one of them its own `name" in str(error)
+    else:
+        raise AssertionError("a second spec named 'Unique' was accepted")
+
+
+def test_a_missing_backend_url_scheme_is_explained() -> None:
+    """An unknown LIVESTATE_URL scheme names the choices."""
+    try:
+        livestate.Node("mongodb://x")
+    except livestate.InvalidValueError as error:
+        assert "use memory:// or redis://host:6379/0" in str(error)
+    else:
+        raise AssertionError("an unknown scheme was accepted")
