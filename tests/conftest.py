@@ -28,9 +28,7 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make_node(
-    backend_name: str, request: pytest.FixtureRequest
-) -> AsyncIterator[MakeNode]:
+async def make_node(backend_name: str, request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     """Makes nodes that share one backend: one MemoryBackend object, or one empty server."""
     nodes: list[Node] = []
     if backend_name == "memory":

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Wait until `condition()` is true; fail the test if it is not within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait until `condition()` is true; fail the test if it is not within `within` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {condition}")
+            raise AssertionError(f"condition not met within {within}s: {condition}")
         await asyncio.sleep(0.005)

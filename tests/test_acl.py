@@ -51,7 +51,9 @@ async def test_public_callers_get_only_what_the_acl_grants(
     if granted == attempted:
         await call
     else:
-        with pytest.raises(PermissionDeniedError, match=f"A public caller may not .*'{attempted}'"):
+        with pytest.raises(
+            PermissionDeniedError, match=rf"A public caller may not .*'{attempted}'"
+        ):
             await call
         assert await node.get(spec, "k", role="group") == before
 
@@ -64,7 +66,7 @@ async def test_public_read_needs_read(node: livestate.Node, granted: str) -> Non
     if granted == "read":
         assert await spec.get("k") == {"x": 1}
     else:
-        with pytest.raises(PermissionDeniedError, match="attach a client .* or grant it"):
+        with pytest.raises(PermissionDeniedError, match=r"attach a client .* or grant it"):
             await spec.get("k")
 
 
@@ -80,7 +82,9 @@ async def test_group_members_get_only_what_the_acl_grants(
         if granted == attempted:
             await call
         else:
-            with pytest.raises(PermissionDeniedError, match=r"An attached client \(group\) may not"):
+            with pytest.raises(
+                PermissionDeniedError, match=r"An attached client \(group\) may not"
+            ):
                 await call
             assert client.version == 1 and dict(client.state) == {"x": 1}
 
@@ -113,6 +117,7 @@ async def test_stop_needs_delete(node: livestate.Node) -> None:
 
 async def test_all_grants_every_permission(node: livestate.Node) -> None:
     """'all' is read, write, delete and reset."""
+
     class Open(LiveState):
         acl = {"group": "all", "public": "all"}
 

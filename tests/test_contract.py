@@ -15,58 +15,58 @@ from .conftest import MakeNode
 from .support import eventually
 
 
-class Room(LiveState):
+class ContractRoom(LiveState):
     ttl = 30.0
 
     async def on_mount(self, key: str) -> dict[str, Any]:
-        return {"messages": [], "title": f"Room {key}"}
+        return {"messages": [], "title": f"ContractRoom {key}"}
 
 
-class Counter(LiveState):
+class ContractCounter(LiveState):
     mounts = 0
 
     def on_mount(self, key: str) -> dict[str, Any]:
-        Counter.mounts += 1
+        ContractCounter.mounts += 1
         return {"count": 0}
 
 
 async def test_attach_starts_the_live_state_with_on_mount(node: livestate.Node) -> None:
     """The first attach runs on_mount and the client sees its state at version 1."""
-    async with await Room.attach("a") as client:
-        assert dict(client.state) == {"messages": [], "title": "Room a"}
+    async with await ContractRoom.attach("a") as client:
+        assert dict(client.state) == {"messages": [], "title": "ContractRoom a"}
         assert client.version == 1
-        assert client.key == "a" and client.spec is Room and client.attached
+        assert client.key == "a" and client.spec is ContractRoom and client.attached
 
 
 async def test_writes_through_a_client_raise_the_version_by_one_each(node: livestate.Node) -> None:
     """put, append, increment, update and delete each raise the version by exactly one."""
-    async with await Room.attach("v") as client:
+    async with await ContractRoom.attach("v") as client:
         await client.put("topic", "cats")
         await client.append("messages", "hi")
         assert await client.increment("visits", 2) == 2
         assert await client.update("visits", lambda v: v * 10) == 20
         await client.delete("topic")
         assert client.version == 6
-        assert dict(client.state) == {"messages": ["hi"], "title": "Room v", "visits": 20}
+        assert dict(client.state) == {"messages": ["hi"], "title": "ContractRoom v", "visits": 20}
 
 
 async def test_read_your_writes(node: livestate.Node) -> None:
     """When a write returns, the writer's own client already shows it."""
-    async with await Room.attach("ryw") as client:
+    async with await ContractRoom.attach("ryw") as client:
         for n in range(20):
             await client.put("n", n)
             assert client.state["n"] == n
-        await Room.put("ryw", "from_server", True)
+        await ContractRoom.put("ryw", "from_server", True)
         assert client.state["from_server"] is True
 
 
 async def test_changes_carry_kind_prop_value_and_version(node: livestate.Node) -> None:
     """Clients receive new, updated and deleted changes with the property's new value."""
     seen: list[Change] = []
-    async with await Room.attach("k", on_change=seen.append):
-        await Room.put("k", "topic", "a")
-        await Room.put("k", "topic", "b")
-        await Room.delete("k", "topic")
+    async with await ContractRoom.attach("k", on_change=seen.append):
+        await ContractRoom.put("k", "topic", "a")
+        await ContractRoom.put("k", "topic", "b")
+        await ContractRoom.delete("k", "topic")
         await eventually(lambda: len(seen) == 3)
     assert seen == [
         Change("k", "new", "topic", "a", 2),
@@ -77,96 +77,103 @@ async def test_changes_carry_kind_prop_value_and_version(node: livestate.Node) -
 
 async def test_server_api_reads_and_writes(node: livestate.Node) -> None:
     """get, put, append, increment, update and delete work for public callers."""
-    await Room.start("s")
-    await Room.put("s", "users", {"ann": 1})
-    await Room.append("s", "messages", {"text": "hi"})
-    assert await Room.increment("s", "visits") == 1
-    assert await Room.increment("s", "visits", 0.5) == 1.5
-    assert await Room.update("s", "users", lambda u: {**u, "bob": 2}) == {"ann": 1, "bob": 2}
-    await Room.delete("s", "title")
-    assert await Room.get("s") == {
+    await ContractRoom.start("s")
+    await ContractRoom.put("s", "users", {"ann": 1})
+    await ContractRoom.append("s", "messages", {"text": "hi"})
+    assert await ContractRoom.increment("s", "visits") == 1
+    assert await ContractRoom.increment("s", "visits", 0.5) == 1.5
+    assert await ContractRoom.update("s", "users", lambda u: {**u, "bob": 2}) == {
+        "ann": 1,
+        "bob": 2,
+    }
+    await ContractRoom.delete("s", "title")
+    assert await ContractRoom.get("s") == {
         "messages": [{"text": "hi"}],
         "users": {"ann": 1, "bob": 2},
         "visits": 1.5,
     }
-    assert await Room.get("s", "visits") == 1.5
+    assert await ContractRoom.get("s", "visits") == 1.5
 
 
 async def test_missing_property(node: livestate.Node) -> None:
     """Reading, deleting or updating a missing property raises PropertyNotFoundError, a KeyError."""
-    await Room.start("p")
+    await ContractRoom.start("p")
     with pytest.raises(PropertyNotFoundError, match="'nope'") as caught:
-        await Room.get("p", "nope")
+        await ContractRoom.get("p", "nope")
     assert isinstance(caught.value, KeyError)
-    with pytest.raises(PropertyNotFoundError, match="Cannot delete 'nope' from Room 'p'"):
-        await Room.delete("p", "nope")
+    with pytest.raises(PropertyNotFoundError, match="Cannot delete 'nope' from ContractRoom 'p'"):
+        await ContractRoom.delete("p", "nope")
     with pytest.raises(PropertyNotFoundError, match="default="):
-        await Room.update("p", "nope", lambda v: v)
-    assert await Room.update("p", "nope", lambda v: v + 1, default=41) == 42
+        await ContractRoom.update("p", "nope", lambda v: v)
+    assert await ContractRoom.update("p", "nope", lambda v: v + 1, default=41) == 42
 
 
 async def test_server_api_on_a_live_state_that_is_not_running(node: livestate.Node) -> None:
     """Every server call but start raises NotFoundError, naming the key and what to do."""
     calls = [
-        Room.get("ghost"),
-        Room.get("ghost", "messages"),
-        Room.put("ghost", "x", 1),
-        Room.delete("ghost", "x"),
-        Room.reset("ghost"),
-        Room.append("ghost", "messages", 1),
-        Room.increment("ghost", "x"),
-        Room.update("ghost", "x", lambda v: v, default=0),
-        Room.stop("ghost"),
+        ContractRoom.get("ghost"),
+        ContractRoom.get("ghost", "messages"),
+        ContractRoom.put("ghost", "x", 1),
+        ContractRoom.delete("ghost", "x"),
+        ContractRoom.reset("ghost"),
+        ContractRoom.append("ghost", "messages", 1),
+        ContractRoom.increment("ghost", "x"),
+        ContractRoom.update("ghost", "x", lambda v: v, default=0),
+        ContractRoom.stop("ghost"),
     ]
     for call in calls:
-        with pytest.raises(NotFoundError, match=r"Room 'ghost' is not running; start it with"):
+        with pytest.raises(
+            NotFoundError, match=r"ContractRoom 'ghost' is not running; start it with"
+        ):
             await call
 
 
 async def test_append_keeps_the_newest_max_len_items(node: livestate.Node) -> None:
     """append with max_len drops the oldest items beyond it; a missing list starts empty."""
-    await Room.start("m")
+    await ContractRoom.start("m")
     for n in range(7):
-        await Room.append("m", "log", n, max_len=3)
-    assert await Room.get("m", "log") == [4, 5, 6]
-    await Room.append("m", "log", 7, max_len=1)
-    assert await Room.get("m", "log") == [7]
+        await ContractRoom.append("m", "log", n, max_len=3)
+    assert await ContractRoom.get("m", "log") == [4, 5, 6]
+    await ContractRoom.append("m", "log", 7, max_len=1)
+    assert await ContractRoom.get("m", "log") == [7]
 
 
 async def test_reset_reruns_on_mount(node: livestate.Node) -> None:
     """reset replaces the whole state with a fresh on_mount, delivered as one reset change."""
     seen: list[Change] = []
-    async with await Room.attach("r", on_change=seen.append) as client:
+    async with await ContractRoom.attach("r", on_change=seen.append) as client:
         await client.append("messages", "hi")
         await client.put("extra", 1)
         await client.reset()
-        assert dict(client.state) == {"messages": [], "title": "Room r"}
+        assert dict(client.state) == {"messages": [], "title": "ContractRoom r"}
         await eventually(lambda: len(seen) == 3)
-        assert seen[-1] == Change("r", "reset", None, {"messages": [], "title": "Room r"}, 4)
+        assert seen[-1] == Change(
+            "r", "reset", None, {"messages": [], "title": "ContractRoom r"}, 4
+        )
 
 
 async def test_stop_tells_attached_clients_and_detaches_them(node: livestate.Node) -> None:
     """stop ends the live state; each client gets `stopped` last and is detached."""
     seen: list[Change] = []
-    client = await Room.attach("st", on_change=seen.append)
-    other = await Room.attach("st")
-    await Room.put("st", "x", 1)
-    await Room.stop("st")
+    client = await ContractRoom.attach("st", on_change=seen.append)
+    other = await ContractRoom.attach("st")
+    await ContractRoom.put("st", "x", 1)
+    await ContractRoom.stop("st")
     await eventually(lambda: not client.attached and not other.attached)
     assert [c.kind for c in seen] == ["new", "stopped"]
     assert [c.kind async for c in other.changes()] == ["new", "stopped"]
     with pytest.raises(RuntimeError, match="detached; attach a new one"):
         await client.put("x", 2)
     with pytest.raises(NotFoundError):
-        await Room.get("st")
+        await ContractRoom.get("st")
 
 
 async def test_a_stopped_live_state_starts_anew(node: livestate.Node) -> None:
     """After stop, the next attach runs on_mount again and starts from fresh state."""
-    async with await Room.attach("again") as client:
+    async with await ContractRoom.attach("again") as client:
         await client.put("x", 1)
-    await Room.stop("again")
-    async with await Room.attach("again") as client:
+    await ContractRoom.stop("again")
+    async with await ContractRoom.attach("again") as client:
         assert "x" not in client.state
 
 
@@ -187,36 +194,36 @@ async def test_on_mount_failure_leaves_nothing_running(node: livestate.Node) -> 
 async def test_on_mount_runs_once_per_start_when_attaches_race(make_node: MakeNode) -> None:
     """Twenty concurrent attaches on two nodes run on_mount exactly once."""
     a, b = await make_node(), await make_node()
-    Counter.mounts = 0
+    ContractCounter.mounts = 0
     clients = await asyncio.gather(
-        *(n.attach(Counter, "race") for n in (a, b) for _ in range(10))
+        *(n.attach(ContractCounter, "race") for n in (a, b) for _ in range(10))
     )
-    assert Counter.mounts == 1
+    assert ContractCounter.mounts == 1
     assert {c.version for c in clients} == {1}
 
 
 async def test_mount_overrides_acl_and_ttl_per_key(node: livestate.Node) -> None:
     """on_mount may return a Mount with a per-key state, ACL and TTL."""
 
-    class PerKey(LiveState):
+    class ContractPerKey(LiveState):
         def on_mount(self, key: str) -> Mount:
             acl = {"group": "all", "public": ["read"]} if key == "locked" else None
             return Mount(state={"key": key}, acl=acl, ttl=None)
 
-    await PerKey.start("open")
-    await PerKey.start("locked")
-    await PerKey.put("open", "x", 1)
+    await ContractPerKey.start("open")
+    await ContractPerKey.start("locked")
+    await ContractPerKey.put("open", "x", 1)
     with pytest.raises(livestate.PermissionDeniedError):
-        await PerKey.put("locked", "x", 1)
-    assert await PerKey.get("locked") == {"key": "locked"}
+        await ContractPerKey.put("locked", "x", 1)
+    assert await ContractPerKey.get("locked") == {"key": "locked"}
 
 
 async def test_writes_on_one_node_reach_clients_on_another_in_order(make_node: MakeNode) -> None:
     """Clients on node B see node A's writes in version order, each once."""
     a, b = await make_node(), await make_node()
     seen: list[Change] = []
-    await b.attach(Room, "x", on_change=seen.append)
-    writer = await a.attach(Room, "x")
+    await b.attach(ContractRoom, "x", on_change=seen.append)
+    writer = await a.attach(ContractRoom, "x")
     for n in range(50):
         await writer.put("n", n)
     await eventually(lambda: len(seen) == 50)
@@ -225,8 +232,8 @@ async def test_writes_on_one_node_reach_clients_on_another_in_order(make_node: M
 
 
 async def test_concurrent_appends_and_increments_lose_nothing(node: livestate.Node) -> None:
-    """50 clients × 40 appends and increments at once leave exactly 2,000 of each."""
-    clients = [await Room.attach("busy") for _ in range(50)]
+    """50 clients x 40 appends and increments at once leave exactly 2,000 of each."""
+    clients = [await ContractRoom.attach("busy") for _ in range(50)]
 
     async def work(n: int, client: livestate.Client) -> None:
         for i in range(40):
@@ -234,7 +241,7 @@ async def test_concurrent_appends_and_increments_lose_nothing(node: livestate.No
             await client.increment("count")
 
     await asyncio.gather(*(work(n, c) for n, c in enumerate(clients)))
-    state = await Room.get("busy")
+    state = await ContractRoom.get("busy")
     assert len(state["messages"]) == 2000 and state["count"] == 2000
     assert len({tuple(m) for m in state["messages"]}) == 2000
     assert clients[0].version == 4001
@@ -243,21 +250,21 @@ async def test_concurrent_appends_and_increments_lose_nothing(node: livestate.No
 async def test_concurrent_updates_lose_nothing(make_node: MakeNode) -> None:
     """update is an atomic read-modify-write, even from two nodes at once."""
     a, b = await make_node(), await make_node()
-    await a.start(Room, "u")
+    await a.start(ContractRoom, "u")
 
     async def bump(node: livestate.Node) -> None:
         for _ in range(25):
-            await node.update(Room, "u", "n", lambda v: v + 1, default=0)
+            await node.update(ContractRoom, "u", "n", lambda v: v + 1, default=0)
 
     await asyncio.gather(*(bump(n) for n in (a, b, a, b)))
-    assert await a.get(Room, "u", "n") == 100
+    assert await a.get(ContractRoom, "u", "n") == 100
 
 
 async def test_changes_iterator_yields_in_order_and_ends_on_detach(node: livestate.Node) -> None:
     """changes() yields every change in version order and ends when the client detaches."""
-    client = await Room.attach("it")
+    client = await ContractRoom.attach("it")
     for n in range(10):
-        await Room.put("it", "n", n)
+        await ContractRoom.put("it", "n", n)
     versions: list[int] = []
     async for change in client.changes():
         versions.append(change.version)
@@ -268,7 +275,7 @@ async def test_changes_iterator_yields_in_order_and_ends_on_detach(node: livesta
 
 async def test_detach_is_idempotent_and_async_with_detaches(node: livestate.Node) -> None:
     """Leaving an `async with` detaches; detaching again does nothing."""
-    async with await Room.attach("d") as client:
+    async with await ContractRoom.attach("d") as client:
         pass
     assert not client.attached
     await client.detach()
@@ -278,7 +285,7 @@ async def test_values_handed_out_are_read_only(node: livestate.Node) -> None:
     """No client can change what another sees by mutating a value it was handed."""
     original = {"tags": ["a"], "meta": {"n": 1}}
     seen: list[Change] = []
-    async with await Room.attach("ro", on_change=seen.append) as client:
+    async with await ContractRoom.attach("ro", on_change=seen.append) as client:
         await client.put("doc", original)
         original["tags"].append("changed-after-put")  # type: ignore[attr-defined]
         doc = client.state["doc"]
@@ -291,7 +298,7 @@ async def test_values_handed_out_are_read_only(node: livestate.Node) -> None:
         await eventually(lambda: bool(seen))
         with pytest.raises(TypeError, match="read-only"):
             seen[0].value["tags"].clear()
-        fetched = await Room.get("ro")
+        fetched = await ContractRoom.get("ro")
         with pytest.raises(TypeError, match="read-only"):
             fetched["doc"] = None
         assert client.state["doc"] == {"tags": ["a"], "meta": {"n": 1}}
@@ -300,6 +307,6 @@ async def test_values_handed_out_are_read_only(node: livestate.Node) -> None:
 
 async def test_a_tuple_is_stored_as_a_list(node: livestate.Node) -> None:
     """Tuples are accepted and come back as lists."""
-    await Room.start("t")
-    await Room.put("t", "pair", (1, (2, 3)))
-    assert await Room.get("t", "pair") == [1, [2, 3]]
+    await ContractRoom.start("t")
+    await ContractRoom.put("t", "pair", (1, (2, 3)))
+    assert await ContractRoom.get("t", "pair") == [1, [2, 3]]

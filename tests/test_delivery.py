@@ -47,7 +47,7 @@ async def test_a_blocked_callback_slows_neither_writer_nor_others(node: livestat
     for n in range(500):
         await asyncio.wait_for(Feed.put("k", "n", n), timeout=1)
     assert fast == list(range(2, 502))
-    assert len(slow_client._pending) <= 10
+    assert len(slow_client._pending or ()) <= 10
     release.set()
 
 
@@ -89,7 +89,7 @@ async def test_pending_changes_stay_bounded_per_client(node: livestate.Node) -> 
     client = await Feed.attach("k", max_pending=50)
     for n in range(1000):
         await Feed.put("k", "n", n)
-    assert len(client._pending) <= 50
+    assert len(client._pending or ()) <= 50
     await client.detach()
 
 

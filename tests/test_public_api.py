@@ -30,8 +30,8 @@ def test_every_public_name_has_a_docstring() -> None:
             missing.append(name)
         if inspect.isclass(value):
             for attribute, member in vars(value).items():
-                if attribute.startswith("_") or not callable(member) and not isinstance(
-                    member, property | classmethod
+                if attribute.startswith("_") or (
+                    not callable(member) and not isinstance(member, property | classmethod)
                 ):
                     continue
                 if not inspect.getdoc(getattr(value, attribute)):

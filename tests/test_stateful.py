@@ -17,7 +17,11 @@ KEYS = st.sampled_from(["a", "b", "c"])
 PROPS = st.sampled_from(["x", "y", "list"])
 SCALARS = st.none() | st.booleans() | st.integers(-1000, 1000) | st.text(max_size=5)
 VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=6
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
 )
 
 
@@ -75,7 +79,9 @@ class LiveStateMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS, prop=PROPS, value=VALUES)
     def put(self, key: str, prop: str, value: Any) -> None:
-        self.write(key, self.node.put(Modelled, key, prop, value), lambda s: s.__setitem__(prop, value))
+        self.write(
+            key, self.node.put(Modelled, key, prop, value), lambda s: s.__setitem__(prop, value)
+        )
 
     @rule(key=KEYS, prop=PROPS)
     def delete(self, key: str, prop: str) -> None:
@@ -119,5 +125,7 @@ class LiveStateMachine(RuleBasedStateMachine):
             assert client.version == self.versions[client.key]
 
 
-LiveStateMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
+LiveStateMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None
+)
 test_clients_follow_the_model = LiveStateMachine.TestCase

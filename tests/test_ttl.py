@@ -95,17 +95,17 @@ async def test_none_keeps_the_live_state_until_stopped(node: livestate.Node) -> 
 async def test_mount_sets_the_ttl_per_key(node: livestate.Node) -> None:
     """A Mount's ttl overrides the spec's for that key."""
 
-    class PerKey(LiveState):
+    class TTLPerKey(LiveState):
         ttl = None
 
         def on_mount(self, key: str) -> Mount:
             return Mount(state={}, ttl=TTL if key == "short" else None)
 
-    await PerKey.start("short")
-    await PerKey.start("long")
+    await TTLPerKey.start("short")
+    await TTLPerKey.start("long")
     await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(PerKey, "short")
-    assert await running(PerKey, "long")
+    assert not await running(TTLPerKey, "short")
+    assert await running(TTLPerKey, "long")
 
 
 @pytest.mark.parametrize("ttl", [-1, float("inf"), "60", True])

@@ -41,7 +41,7 @@ BAD_VALUES: list[tuple[Any, str]] = [
 async def test_bad_values_are_rejected_naming_key_and_property(
     node: livestate.Node, value: Any, message: str
 ) -> None:
-    """A value that is not JSON raises InvalidValueError naming the live state, property and path."""
+    """A value that is not JSON raises InvalidValueError naming state, property and path."""
     await Doc.start("k")
     for write in (Doc.put("k", "field", value), Doc.append("k", "field", value)):
         with pytest.raises(InvalidValueError, match=message) as caught:
@@ -114,7 +114,7 @@ async def test_size_limits(node: livestate.Node) -> None:
     await Doc.put("k", "a", "x" * 800)
     await Doc.put("k", "b", "x" * 800)
     await Doc.put("k", "c", "x" * 800)
-    with pytest.raises(StateTooLargeError, match="the whole state.*max_state_bytes"):
+    with pytest.raises(StateTooLargeError, match=r"the whole state.*max_state_bytes"):
         await Doc.put("k", "d", "x" * 900)
     for n in range(300):
         await Doc.append("k", "log", n, max_len=100)

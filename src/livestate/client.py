@@ -26,7 +26,7 @@ logger = logging.getLogger("livestate")
 class OnChange(Protocol):
     """The shape of an `on_change` callback: called with each Change; may be async."""
 
-    def __call__(self, change: Change, /) -> None | Awaitable[None]: ...
+    def __call__(self, change: Change, /) -> Awaitable[None] | None: ...
 
 
 class Client:
@@ -59,7 +59,7 @@ class Client:
         self._replica = replica
         self._closed = False
         self._max_pending = max_pending
-        self._pending: deque[Change] = deque()
+        self._pending: deque[Change] | None = None  # made on first use: sync callbacks need none
         self._stale = False  # pending changes overflowed: the next one delivered is a reset
         self._pump: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -117,12 +117,14 @@ class Client:
         await self._live().append(self.spec, self.key, prop, item, max_len=max_len, role="group")
 
     async def increment(self, prop: str, by: int | float = 1) -> JSON:
-        """Add `by` to the number `prop` atomically and return the result; see LiveState.increment."""
+        """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
         return await self._live().increment(self.spec, self.key, prop, by, role="group")
 
     async def update(self, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update."""
-        return await self._live().update(self.spec, self.key, prop, fn, default=default, role="group")
+        return await self._live().update(
+            self.spec, self.key, prop, fn, default=default, role="group"
+        )
 
     async def changes(self) -> AsyncIterator[Change]:
         """Every change from now on, in version order; ends when the client is detached.
@@ -182,6 +184,8 @@ class Client:
                 logger.exception("on_change of a client of %s raised", self._replica.id)
             return
         pending = self._pending
+        if pending is None:
+            pending = self._pending = deque()
         if self._stale:
             pass  # the reset that comes next covers this change too
         elif len(pending) < self._max_pending:
@@ -196,22 +200,23 @@ class Client:
         """Mark the client detached, delivering `change` (a `stopped`) last if given."""
         self._closed = True
         if change is None:
-            self._pending.clear()
+            self._pending = None
             self._stale = False
         elif self._sync is not None:
             self._deliver(change)
         else:
+            pending = self._pending = self._pending or deque()
             if self._stale:  # resolve the pending reset now, so `stopped` stays last
                 self._stale = False
-                self._pending.clear()
-                self._pending.append(self._replica.reset_change())
-            self._pending.append(change)
+                pending.clear()
+                pending.append(self._replica.reset_change())
+            pending.append(change)
         self._wake()
 
     def _next(self) -> Change | None:
         if self._stale:
             self._stale = False
-            self._pending.clear()
+            self._pending = None
             return self._replica.reset_change()
         return self._pending.popleft() if self._pending else None
 

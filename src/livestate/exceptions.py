@@ -40,7 +40,7 @@ class InvalidValueError(LiveStateError, ValueError):
 
 
 class StateTooLargeError(LiveStateError):
-    """A value, or the live state as a whole, would be larger than its limit; nothing was written."""
+    """A value, or the whole live state, would be over its size limit; nothing was written."""
 
 
 class BackendUnavailableError(LiveStateError):

@@ -103,7 +103,9 @@ class Replica:
                 try:
                     kind, value = apply(self.state, op, self.id)
                 except LiveStateError:
-                    logger.warning("%s: replica diverged at version %d; resyncing", self.id, version)
+                    logger.warning(
+                        "%s: replica diverged at version %d; resyncing", self.id, version
+                    )
                 else:
                     self.version = version
                     if op.acl is not None:
@@ -501,7 +503,9 @@ class Node:
             del self._replicas[id]
         task = self._spawn(self._release(id, replica))
         self._closing[id] = task
-        task.add_done_callback(lambda _: self._closing.pop(id) if self._closing.get(id) is task else None)
+        task.add_done_callback(
+            lambda _: self._closing.pop(id) if self._closing.get(id) is task else None
+        )
         return task
 
     async def _release(self, id: StateId, replica: Replica) -> None:

@@ -61,7 +61,7 @@ JOIN_WAIT = 2.0
 def _import_pyview() -> Any:
     """Import pyview, or raise an ImportError that says how to install it."""
     try:
-        import pyview
+        import pyview  # type: ignore[import-untyped]
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "livestate.pyview needs PyView, which is not installed; install it with "
@@ -72,7 +72,7 @@ def _import_pyview() -> Any:
 
 _import_pyview()
 
-from pyview.events import InfoEvent  # noqa: E402 - after the helpful ImportError above
+from pyview.events import InfoEvent  # type: ignore[import-untyped]  # noqa: E402 - after the ImportError
 
 
 class LiveAssigns:
@@ -145,6 +145,7 @@ class _Binding:
     __slots__ = (
         "__weakref__",
         "client",
+        "closed",
         "key",
         "pending",
         "render_task",
@@ -162,6 +163,7 @@ class _Binding:
         self.snapshot: Mapping[str, JSON] = EMPTY  # the state while not attached
         self.pending: list[Change] = []
         self.render_task: asyncio.Task[None] | None = None
+        self.closed = False
 
     @property
     def state(self) -> Mapping[str, JSON]:
@@ -173,6 +175,8 @@ class _Binding:
 
     def on_change(self, change: Change) -> None:
         """Queue a render (runs inline during fan-out, so it only notes the change)."""
+        if self.closed:
+            return
         if change.kind == "stopped" and self.client is not None:
             # The client is detached by now; keep showing the last state.
             self.snapshot = dict(self.client.state)
@@ -206,7 +210,7 @@ class _Binding:
             await asyncio.sleep(0)  # let the rest of a burst arrive first
             while self.pending:
                 socket = self.socket()
-                if socket is None or not socket.connected:
+                if self.closed or socket is None or not socket.connected:
                     self.pending.clear()
                     return
                 changes, self.pending = tuple(self.pending), []
@@ -219,11 +223,14 @@ class _Binding:
             self.render_task = None
 
     async def close(self) -> None:
-        """Detach the client and drop pending renders."""
+        """Detach the client and drop pending renders.
+
+        A render under way is left to finish rather than cancelled: PyView notes a
+        diff as sent before it sends it, so a render cut short would leave the
+        browser one diff behind the server for the rest of the connection.
+        """
+        self.closed = True
         self.pending.clear()
-        task, self.render_task = self.render_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
         client, self.client = self.client, None
         if client is not None:
             await client.detach()

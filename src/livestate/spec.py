@@ -34,11 +34,11 @@ class Mount:
 
     state: Mapping[str, Any] = field(default_factory=dict)
     acl: Mapping[str, Any] | None = None
-    ttl: float | None | Literal[_Default.DEFAULT] = DEFAULT
+    ttl: float | Literal[_Default.DEFAULT] | None = DEFAULT
 
 
 _names: dict[str, str] = {}
-"""Spec name -> where the spec is defined, to catch two specs sharing a name."""
+"""Spec name -> the module that defines it, to catch two specs sharing a name."""
 
 
 class LiveState:
@@ -46,9 +46,9 @@ class LiveState:
 
     Class attributes: `ttl` (seconds a live state lives on after its last client
     detaches, None for ever; default 60), `acl` (default all permissions to group
-    and public), `limits` (sizes, see Limits) and `name` (how nodes name this spec
-    to each other: the class name unless set; two specs may not share one). Override `on_mount(key)` to give
-    each key its initial state.
+    and public), `limits` (sizes, see Limits) and `name` (how nodes name this
+    spec to each other: the class name unless set; two specs may not share one).
+    Override `on_mount(key)` to give each key its initial state.
 
     The class methods are the server API for public callers (not attached); they
     use the current node (see livestate.use and livestate.lifespan).
@@ -65,11 +65,12 @@ class LiveState:
             cls.name = cls.__name__
         if not isinstance(cls.name, str) or not cls.name:
             raise InvalidValueError(f"{cls.__qualname__}.name must be a non-empty str.")
-        where = f"{cls.__module__}.{cls.__qualname__}"
+        # Specs are told apart by module, so redefining one (a reload, a test) is fine.
+        where = cls.__module__
         if _names.setdefault(cls.name, where) != where:
             # Two specs with one name would silently share every live state.
             raise InvalidValueError(
-                f"Two state specs are named {cls.name!r}: {_names[cls.name]} and {where}; "
+                f"Two state specs are named {cls.name!r}, in {_names[cls.name]} and in {where}; "
                 "give one of them its own `name = '...'`."
             )
         ACL.parse(cls.acl, cls.__qualname__)
@@ -209,7 +210,7 @@ class LiveState:
 
 
 def check_ttl(ttl: object, where: str) -> float | None:
-    """Return `ttl` if it is None or a finite number of seconds ≥ 0, else raise InvalidValueError."""
+    """Return `ttl` if it is None or finite seconds ≥ 0, else raise InvalidValueError."""
     if ttl is None:
         return None
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl < float("inf"):

@@ -35,7 +35,7 @@ def _read_only(self: object, *args: object, **kwargs: object) -> NoReturn:
 
 
 class FrozenDict(dict[str, Any]):
-    """A read-only dict: reading works as on any dict, and every mutating method raises TypeError."""
+    """A read-only dict: it reads like any dict, and every mutating method raises TypeError."""
 
     __slots__ = ()
     __setitem__ = __delitem__ = __ior__ = _read_only
@@ -52,7 +52,7 @@ class FrozenDict(dict[str, Any]):
 
 
 class FrozenList(list[Any]):
-    """A read-only list: reading works as on any list, and every mutating method raises TypeError."""
+    """A read-only list: it reads like any list, and every mutating method raises TypeError."""
 
     __slots__ = ()
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
@@ -135,7 +135,8 @@ def _freeze(value: object, depth: int) -> JSON:
         for key, item in value.items():
             if type(key) is not str:
                 raise _Invalid(
-                    f"has the key {key!r} of type {type(key).__name__}; JSON object keys are strings"
+                    f"has the key {key!r} of type {type(key).__name__}; "
+                    "JSON object keys are strings"
                 )
             try:
                 frozen[key] = _freeze(item, depth - 1)
@@ -208,7 +209,7 @@ def check_key(key: object, spec: str) -> str:
     return key
 
 
-def check_property(prop: object, subject: str) -> str:
+def check_property(prop: object, subject: object) -> str:
     """Return `prop` if it is a valid property name, else raise InvalidValueError."""
     if type(prop) is not str:
         raise InvalidValueError(

@@ -60,10 +60,10 @@ class Backend(ABC):
     several nodes (each with its own `node` id); TTL counting is by node.
     """
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Connect; called once by the node before first use."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release connections and timers; the backend is unusable afterwards."""
 
     @abstractmethod

@@ -60,7 +60,9 @@ class MemoryBackend(Backend):
                 finally:
                     del self._starting[id]
                     done.set_result(None)
-                sizes = {prop: len(prop) + size(encode(value)) for prop, value in mounted.state.items()}
+                sizes = {
+                    prop: len(prop) + size(encode(value)) for prop, value in mounted.state.items()
+                }
                 self._entries[id] = _Entry(
                     dict(mounted.state), sizes, sum(sizes.values()), secrets.token_hex(8),
                     mounted.acl, mounted.ttl, mounted.limits,
@@ -178,4 +180,3 @@ def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
 
 def _snapshot(entry: _Entry, state: dict[str, JSON]) -> Snapshot:
     return Snapshot(state, entry.version, entry.epoch, entry.acl, entry.ttl)
-

@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo test check bench setup
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[redis,pyview,test]'
+	touch $@
+
+## Run the demo: the chat example on memory:// at http://127.0.0.1:8000
+demo: setup
+	$(BIN)/livestate demo
+
+## Run every check: format, lint, types, then the whole test suite (browser tests included)
+test: setup
+	scripts/install-chromium
+	$(MAKE) check
+	$(BIN)/pytest
+
+## Format, lint and type checks only
+check: setup
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
+
+## The benchmarks, each printing a table and one JSON line
+bench: setup
+	$(BIN)/python benchmarks/fanout.py
