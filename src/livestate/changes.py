@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 from .acl import ACL, DELETE, READ, RESET, WRITE
 from .exceptions import InvalidValueError, PropertyNotFoundError
@@ -100,7 +100,7 @@ def evaluate(state: Mapping[str, JSON], op: Op, subject: object) -> tuple[Change
         return ("updated" if prop in state else "new"), op.value
     if kind == "reset":
         return "reset", op.value
-    assert prop is not None  # every other kind names a property
+    prop = cast(str, prop)  # every other kind names a property
     old = state.get(prop, _MISSING)
     if kind == "delete":
         if old is _MISSING:

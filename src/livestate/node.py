@@ -381,6 +381,14 @@ class Node:
         check_size(nbytes, spec.limits.max_value_bytes, id, prop)
         return Op(kind, prop, frozen, text, nbytes, max_len)
 
+    def _on_running_loop(self) -> bool:
+        if self._started is None:
+            return True
+        try:
+            return self._started.get_loop() is asyncio.get_running_loop()
+        except RuntimeError:
+            return True
+
     async def _start(self) -> None:
         if self._ready:
             return
@@ -532,7 +540,8 @@ def current_node() -> Node:
     node = _current.get()
     if node is not None:
         return node
-    if _default is None or _default.closed:
+    if _default is None or _default.closed or not _default._on_running_loop():
+        # A node belongs to one event loop; a script that calls asyncio.run twice gets a new one.
         _default = Node()
     return _default
 
