@@ -503,9 +503,10 @@ def _watch(socket: Any) -> None:
     socket.close = close
     socket._livestate_watched = True
     websocket = getattr(socket, "websocket", None)
-    if websocket is None or getattr(websocket, "_livestate_sockets", None) is not None:
-        if websocket is not None:
-            websocket._livestate_sockets.add(socket)
+    if websocket is None or not hasattr(websocket, "receive"):
+        return
+    if getattr(websocket, "_livestate_sockets", None) is not None:
+        websocket._livestate_sockets.add(socket)
         return
     sockets: weakref.WeakSet[Any] = weakref.WeakSet([socket])
     websocket._livestate_sockets = sockets

@@ -127,8 +127,8 @@ end
 
 -- Size checks, as MemoryBackend makes them: the property's value, then the whole state.
 local function check_sizes(meta, value_bytes, total)
-  if value_bytes > tonumber(meta[5]) then return {'value_size', value_bytes} end
-  if total > tonumber(meta[6]) then return {'state_size', total} end
+  if value_bytes > tonumber(meta[5]) then return {'value_size', value_bytes, meta[5]} end
+  if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
   return nil
 end
 
@@ -142,4 +142,36 @@ end
 
 local function is_list(value)
   return value and string.byte(value, 1) == 0
+end
+
+-- A finite double as Python's repr writes it (shortest digits that read back the
+-- same, fixed notation for exponents -4..15, else 1e+16 style), or nil if not finite.
+local function python_float(x)
+  if x ~= x or x == math.huge or x == -math.huge then return nil end
+  if x == 0 then
+    if 1 / x < 0 then return '-0.0' end
+    return '0.0'
+  end
+  local s
+  for precision = 0, 16 do
+    s = string.format('%.' .. precision .. 'e', x)
+    if tonumber(s) == x then break end
+  end
+  local sign, first, rest, exponent = string.match(s, '^(-?)(%d)%.?(%d*)e([-+]%d+)$')
+  exponent = tonumber(exponent)
+  local digits = first .. rest
+  if exponent < -4 or exponent >= 16 then
+    local mantissa = first
+    if #rest > 0 then mantissa = first .. '.' .. rest end
+    local mark = '+'
+    if exponent < 0 then mark = '-' end
+    return sign .. mantissa .. 'e' .. mark .. string.format('%02d', math.abs(exponent))
+  end
+  if exponent < 0 then
+    return sign .. '0.' .. string.rep('0', -exponent - 1) .. digits
+  end
+  if #digits <= exponent + 1 then
+    return sign .. digits .. string.rep('0', exponent + 1 - #digits) .. '.0'
+  end
+  return sign .. string.sub(digits, 1, exponent + 1) .. '.' .. string.sub(digits, exponent + 2)
 end

@@ -3,7 +3,7 @@
 local meta, err = begin()
 if not meta then return err end
 local total = tonumber(ARGV[11])
-if total > tonumber(meta[6]) then return {'state_size', total} end
+if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
 drop_lists()
 redis.call('DEL', S, Z)
 write_state(12)

@@ -1,0 +1,203 @@
+"""Fan-out to PyView live views: from one write until every view has sent its diff.
+
+N views are PyView `ConnectedLiveViewSocket`s in this process (PyView's own
+socket class, render path and diff, with a WebSocket stand-in that records the
+time each diff is handed to it), all attached to one chat room. One write
+(an append to the room's messages) is timed until every view has sent its diff;
+the median and p95 over the rounds are reported, for N = 10, 100, 1,000, on
+one node (memory://) and then on two nodes over Redis (half the views on each,
+the write made on the first; skipped with a message if the Redis backend is
+not importable).
+
+Run: python benchmarks/pyview_fanout.py [--rounds 20] [--sizes 10,100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from pyview import LiveView  # type: ignore[import-untyped]
+from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
+from pyview.live_socket import ConnectedLiveViewSocket  # type: ignore[import-untyped]
+from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
+from pyview.template import LiveRender, LiveTemplate, Template  # type: ignore[import-untyped]
+
+import livestate
+from livestate import LiveState, Node
+from livestate.pyview import live_state
+
+TEMPLATE = LiveTemplate(
+    Template(
+        "<h1>#{{ room }}</h1><ol>{% for m in live_assigns.messages %}"
+        "<li><b>{{ m.nick }}</b> {{ m.text }}</li>{% endfor %}</ol>",
+        template_id="bench",
+    )
+)
+
+
+class Room(LiveState):
+    """The benchmark's chat room."""
+
+    ttl = 5.0
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"messages": []}
+
+
+class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
+    """A chat room view rendering the last messages."""
+
+    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
+        return LiveRender(TEMPLATE, assigns, meta)
+
+
+class Stopwatch:
+    """Counts diffs sent by all views, and notes when the expected number has arrived."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self.count = 0
+        self.done = asyncio.Event()
+        self.last = 0.0
+
+    def arm(self, expected: int) -> None:
+        self.expected, self.count = expected, 0
+        self.done.clear()
+
+    def record(self) -> None:
+        self.count += 1
+        if self.count >= self.expected:
+            self.last = time.perf_counter()
+            self.done.set()
+
+
+class TimingWebSocket:
+    """Stands in for the browser's end of the WebSocket: notes each diff PyView sends."""
+
+    def __init__(self, stopwatch: Stopwatch) -> None:
+        self.stopwatch = stopwatch
+
+    async def send_text(self, text: str) -> None:
+        if '"diff"' in text[:80]:
+            self.stopwatch.record()
+
+
+@dataclass
+class Result:
+    """One row of the table."""
+
+    setup: str
+    views: int
+    median_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+async def open_views(node: Node, count: int, stopwatch: Stopwatch, room: str) -> list[Any]:
+    """Mount `count` views on `node`, attached to `room`, as PyView's join would."""
+    sockets = []
+    with livestate.use(node):
+        for number in range(count):
+            view = RoomView()
+            socket = ConnectedLiveViewSocket(
+                TimingWebSocket(stopwatch),
+                f"lv:phx-bench-{id(node)}-{number}",
+                view,
+                AsyncIOScheduler(),
+                NoOpInstrumentation(),
+            )
+            socket.context = {"room": room}
+            await live_state(socket, Room, room)
+            socket.prev_rendered = await socket.render_with_components()
+            sockets.append(socket)
+    return sockets
+
+
+async def measure(setup: str, nodes: list[Node], views: int, rounds: int) -> Result:
+    """Time `rounds` writes on nodes[0], each until all `views` views have sent their diff."""
+    stopwatch = Stopwatch()
+    room = f"bench-{setup}-{views}"
+    sockets: list[Any] = []
+    for index, node in enumerate(nodes):
+        share = views // len(nodes) + (1 if index < views % len(nodes) else 0)
+        sockets += await open_views(node, share, stopwatch, room)
+    await asyncio.sleep(0.2)  # let subscriptions settle
+    timings = []
+    for number in range(rounds + 2):
+        stopwatch.arm(views)
+        start = time.perf_counter()
+        message = {"nick": "bench", "text": f"message {number}"}
+        await nodes[0].append(Room, room, "messages", message, max_len=20)
+        await asyncio.wait_for(stopwatch.done.wait(), 60)
+        if number >= 2:  # the first two rounds warm caches up
+            timings.append((stopwatch.last - start) * 1000)
+        await asyncio.sleep(0.05)  # let stray renders finish before the next round
+    for socket in sockets:
+        await socket.close()
+    timings.sort()
+    p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
+    return Result(setup, views, statistics.median(timings), p95, timings[-1])
+
+
+async def run(sizes: list[int], rounds: int) -> list[Result]:
+    """Run the one-node half, then the two-node half if the Redis backend is there."""
+    results = []
+    async with Node("memory://") as node:
+        for views in sizes:
+            results.append(await measure("1 node, memory", [node], views, rounds))
+            print_row(results[-1])
+    try:
+        import livestate.backends.redis  # noqa: F401
+        from livestate.server import ServerProcess
+    except ImportError as error:
+        print(f"\nSkipping two nodes over Redis: the Redis backend is not importable ({error}).")
+        return results
+    with ServerProcess() as server:
+        async with Node(server.url) as first, Node(server.url) as second:
+            for views in sizes:
+                results.append(await measure("2 nodes, Redis", [first, second], views, rounds))
+                print_row(results[-1])
+    return results
+
+
+def print_row(result: Result) -> None:
+    """Print one table row as soon as it is measured."""
+    print(
+        f"{result.setup:<16} {result.views:>6} {result.median_ms:>11.2f} "
+        f"{result.p95_ms:>9.2f} {result.max_ms:>9.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    """Parse the arguments, run, print the table and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20, help="timed writes per row")
+    parser.add_argument("--sizes", default="10,100,1000", help="numbers of views, by commas")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    print(f"Python {sys.version.split()[0]}, {args.rounds} writes per row; times in ms")
+    print(f"{'setup':<16} {'views':>6} {'median':>11} {'p95':>9} {'max':>9}")
+    results = asyncio.run(run(sizes, args.rounds))
+    print(
+        json.dumps(
+            {
+                "benchmark": "pyview_fanout",
+                "clients": "PyView ConnectedLiveViewSocket in process",
+                "rounds": args.rounds,
+                "results": [result.__dict__ for result in results],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The chat app: `uvicorn chat.app:app --app-dir examples`, or `livestate demo`.
+
+Environment: LIVESTATE_URL (memory:// or redis://…; every node of a cluster
+uses the same), PYVIEW_SECRET (the same on every node, so that a page served by
+one node can join on another), LIVESTATE_ALLOWED_ORIGINS (comma-separated
+origins allowed besides the app's own host), CHAT_ROOM_TTL and
+CHAT_TYPING_SECONDS (see state.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from markupsafe import Markup
+from pyview import PyView  # type: ignore[import-untyped]
+from pyview.template import defaultRootTemplate  # type: ignore[import-untyped]
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.staticfiles import StaticFiles
+
+import livestate
+from livestate import NotFoundError
+from livestate.pyview import OriginCheckMiddleware
+
+from .lobby import LobbyView
+from .room import RoomView
+from .state import ChatRoom, room_name
+
+HEAD = Markup("""
+<script>
+  // Empty the message box after each post (LiveView keeps a focused input's value).
+  window.Hooks = {ResetOnSubmit: {mounted() {
+    this.el.addEventListener("submit", () => setTimeout(() => this.el.reset(), 0));
+  }}};
+</script>
+<style>
+  body { font: 16px/1.4 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
+  .message .nick { color: #555; } .typing { color: #888; min-height: 1.4em; font-style: italic; }
+  .notice { background: #eef; padding: .3rem .6rem; } .error { color: #b00; }
+  .count { font-weight: bold; }
+</style>
+""")
+
+
+async def messages_json(request: Request) -> JSONResponse:
+    """The messages of a room as JSON, read through the server API as a public caller."""
+    room = room_name(request.path_params["room"])
+    try:
+        messages = await ChatRoom.get(room, "messages")
+    except NotFoundError:
+        return JSONResponse({"error": f"No one is in room {room!r}."}, status_code=404)
+    return JSONResponse({"room": room, "messages": messages})
+
+
+def create_app() -> PyView:
+    """The chat as a PyView app, with livestate's node started by its lifespan."""
+    app = PyView(
+        lifespan=livestate.lifespan,
+        routes=[Route("/api/rooms/{room}/messages", messages_json)],
+    )
+    app.mount("/static", StaticFiles(packages=[("pyview", "static")]), name="static")
+    app.rootTemplate = defaultRootTemplate(
+        title="livestate chat", title_suffix="", head_content=HEAD
+    )
+    app.add_live_view("/", LobbyView)
+    app.add_live_view("/rooms/{room}", RoomView)
+    allowed = [o for o in os.environ.get("LIVESTATE_ALLOWED_ORIGINS", "").split(",") if o]
+    app.add_middleware(OriginCheckMiddleware, allowed_origins=allowed)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,142 @@
+"""A chat room page: nickname, messages, who is typing, and a clear button."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any
+
+from pyview import LiveView, is_connected  # type: ignore[import-untyped]
+from pyview.events import InfoEvent  # type: ignore[import-untyped]
+from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
+from pyview.template import LiveRender, template_file  # type: ignore[import-untyped]
+
+from livestate import Change
+from livestate.pyview import LIVE_STATE_EVENT, live_append, live_reset, live_state, live_update
+
+from .state import (
+    MAX_MESSAGES,
+    MAX_TEXT,
+    TYPING_SECONDS,
+    ChatRoom,
+    count_in,
+    nick_name,
+    room_name,
+)
+
+TEMPLATE = template_file(str(Path(__file__).with_suffix(".html")))
+
+
+class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
+    """One visitor's view of one room. PyView makes one instance per page (and per join)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._typing_timer: asyncio.TimerHandle | None = None
+        self._typing_written = 0.0  # when this visitor last wrote "typing" (0: not typing)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def mount(self, socket: Any, session: dict[str, Any]) -> None:
+        socket.context = {"room": "", "nick": "", "sent": 0, "error": "", "notice": "", "here": ""}
+
+    async def handle_params(self, socket: Any, room: str, nick: str = "") -> None:
+        context = socket.context
+        context["room"] = room = room_name(room)
+        context["nick"] = nick_name(nick)
+        # The room comes from the URL only: every write of this view goes to the
+        # room it joined here, whatever a browser puts into its events.
+        await live_state(socket, ChatRoom, room)
+        if is_connected(socket) and context["here"] != room:
+            if context["here"]:
+                await count_in(context["here"], -1)
+            await count_in(room, +1)
+            context["here"] = room
+
+    async def handle_event(self, event: str, payload: dict[str, Any], socket: Any) -> None:
+        context = socket.context
+        context["error"] = context["notice"] = ""
+        if event == "nick":
+            nick = nick_name(_field(payload, "nick"))
+            if nick:
+                # Keep the nickname in the URL, so that a reload keeps it.
+                await socket.push_patch(f"/rooms/{context['room']}", {"nick": nick})
+        elif event == "send":
+            text = _field(payload, "text").strip()[:MAX_TEXT]
+            if not context["nick"]:
+                context["error"] = "Choose a nickname before you post."
+            elif text:
+                message = {"id": uuid.uuid4().hex[:12], "nick": context["nick"], "text": text}
+                # Atomic: concurrent posts from any node all land, in one order.
+                await live_append(socket, "messages", message, max_len=MAX_MESSAGES)
+                context["sent"] += 1
+                await self._stop_typing(socket)
+        elif event == "typing":
+            if context["nick"] and _field(payload, "text"):
+                await self._typing(socket)
+        elif event == "clear":
+            await live_reset(socket)
+
+    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
+        if event.name == LIVE_STATE_EVENT:
+            changes: tuple[Change, ...] = event.payload
+            if any(change.kind == "reset" for change in changes):
+                socket.context["notice"] = "Someone cleared the room."
+
+    async def disconnect(self, socket: Any) -> None:
+        if self._typing_timer:
+            self._typing_timer.cancel()
+        await self._stop_typing(socket)
+        if socket.context["here"]:
+            await count_in(socket.context["here"], -1)
+            socket.context["here"] = ""
+
+    async def render(self, assigns: dict[str, Any], meta: PyViewMeta) -> LiveRender:
+        return LiveRender(TEMPLATE, {**assigns, "typing_text": _typing_text(assigns)}, meta)
+
+    async def _typing(self, socket: Any) -> None:
+        """Mark this visitor as typing: written at most every TYPING_SECONDS / 2."""
+        nick = socket.context["nick"]
+        now = time.time()
+        if now - self._typing_written > TYPING_SECONDS / 2:
+            self._typing_written = now
+            await live_update(socket, "typing", lambda t: {**t, nick: now}, default={})
+        if self._typing_timer:
+            self._typing_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._typing_timer = loop.call_later(
+            TYPING_SECONDS, lambda: self._spawn(self._stop_typing(socket))
+        )
+
+    async def _stop_typing(self, socket: Any) -> None:
+        if not self._typing_written:
+            return
+        self._typing_written = 0.0
+        nick = socket.context["nick"]
+        await live_update(
+            socket, "typing", lambda t: {k: v for k, v in t.items() if k != nick}, default={}
+        )
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _field(payload: Mapping[str, Any], name: str) -> str:
+    """The first value of a form field (PyView hands forms over as lists of values)."""
+    value = payload.get(name, [""])
+    return str(value[0] if isinstance(value, list) and value else value or "")
+
+
+def _typing_text(assigns: Mapping[str, Any]) -> str:
+    """ "alice is typing…", leaving out the viewer and entries a crashed node left behind."""
+    live = assigns["live_assigns"]
+    typing: Mapping[str, float] = live.typing if "typing" in live else {}
+    fresh = time.time() - 2 * TYPING_SECONDS
+    names = sorted(n for n, since in typing.items() if since > fresh and n != assigns["nick"])
+    if not names:
+        return ""
+    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} typing…"

@@ -1,0 +1,72 @@
+"""The chat's shared state: one ChatRoom per room, and one Lobby counting who is where.
+
+Settings come from the environment so that tests and `livestate demo` can
+shorten them: CHAT_ROOM_TTL (seconds a room outlives its last visitor, default
+60) and CHAT_TYPING_SECONDS (how long "is typing" lasts without a keystroke,
+default 3).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from livestate import LiveState
+
+ROOM_TTL = float(os.environ.get("CHAT_ROOM_TTL", "60"))
+TYPING_SECONDS = float(os.environ.get("CHAT_TYPING_SECONDS", "3"))
+MAX_MESSAGES = 200
+MAX_TEXT = 500
+MAX_NICK = 30
+LOBBY = "main"
+
+
+class ChatRoom(LiveState):
+    """One chat room: its last MAX_MESSAGES messages and who is typing (nick -> since)."""
+
+    ttl = ROOM_TTL
+    # Views write as group members. Public callers (the JSON endpoint, any other
+    # server code) may only read: nothing outside a joined room's view can post.
+    acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": ["read"]}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"messages": [], "typing": {}}
+
+
+class Lobby(LiveState):
+    """How many open room pages each room has (room -> count); rooms at 0 drop out."""
+
+    ttl = None
+    # Only server code counts people in and out; the lobby page itself only reads.
+    acl: ClassVar[Mapping[str, Any]] = {"group": ["read"], "public": "all"}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"rooms": {}}
+
+
+def room_name(raw: str) -> str:
+    """A safe room name from user input: lower case letters, digits, `-` and `_`."""
+    return re.sub(r"[^a-z0-9_-]", "", raw.lower())[:40] or "general"
+
+
+def nick_name(raw: str) -> str:
+    """A nickname from user input: printable, trimmed, at most MAX_NICK characters."""
+    return "".join(ch for ch in raw if ch.isprintable()).strip()[:MAX_NICK]
+
+
+async def count_in(room: str, delta: int) -> None:
+    """Add `delta` to the lobby's count for `room`, atomically across nodes."""
+
+    def change(rooms: Mapping[str, int]) -> dict[str, int]:
+        counts = dict(rooms)
+        count = counts.get(room, 0) + delta
+        if count > 0:
+            counts[room] = count
+        else:
+            counts.pop(room, None)
+        return counts
+
+    await Lobby.start(LOBBY)
+    await Lobby.update(LOBBY, "rooms", change, default={})

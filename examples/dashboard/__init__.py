@@ -1,0 +1,1 @@
+"""The dashboard example: state written by non-LiveView code, shown live, read-only to viewers."""
