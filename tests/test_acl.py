@@ -29,13 +29,13 @@ PUBLIC_CALLS: dict[str, Call] = {
 
 
 def make_spec(group: list[str], public: list[str]) -> type[LiveState]:
-    class Guarded(LiveState):
+    class ACLGuarded(LiveState):
         acl = {"group": group, "public": public}
 
         def on_mount(self, key: str) -> dict[str, Any]:
             return {"x": 1}
 
-    return Guarded
+    return ACLGuarded
 
 
 @pytest.mark.parametrize("granted", PERMISSIONS)
@@ -118,15 +118,15 @@ async def test_stop_needs_delete(node: livestate.Node) -> None:
 async def test_all_grants_every_permission(node: livestate.Node) -> None:
     """'all' is read, write, delete and reset."""
 
-    class Open(LiveState):
+    class ACLOpen(LiveState):
         acl = {"group": "all", "public": "all"}
 
-    await Open.start("k")
-    await Open.put("k", "x", 1)
-    await Open.delete("k", "x")
-    await Open.reset("k")
-    assert await Open.get("k") == {}
-    await Open.stop("k")
+    await ACLOpen.start("k")
+    await ACLOpen.put("k", "x", 1)
+    await ACLOpen.delete("k", "x")
+    await ACLOpen.reset("k")
+    assert await ACLOpen.get("k") == {}
+    await ACLOpen.stop("k")
 
 
 async def test_per_key_acl_from_mount_is_enforced_by_every_node(
@@ -134,18 +134,18 @@ async def test_per_key_acl_from_mount_is_enforced_by_every_node(
 ) -> None:
     """An ACL that on_mount returns for one key holds on every node, for that key only."""
 
-    class Rooms(LiveState):
+    class ACLRooms(LiveState):
         def on_mount(self, key: str) -> Mount:
             if key == "announcements":
                 return Mount(state={}, acl={"group": ["read"], "public": ["read"]})
             return Mount(state={})
 
     a, b = await make_node(), await make_node()
-    await a.start(Rooms, "announcements")
-    await a.start(Rooms, "chat")
-    await b.put(Rooms, "chat", "x", 1)
-    client = await b.attach(Rooms, "announcements")
-    for call in (b.put(Rooms, "announcements", "x", 1), client.put("x", 1), client.reset()):
+    await a.start(ACLRooms, "announcements")
+    await a.start(ACLRooms, "chat")
+    await b.put(ACLRooms, "chat", "x", 1)
+    client = await b.attach(ACLRooms, "announcements")
+    for call in (b.put(ACLRooms, "announcements", "x", 1), client.put("x", 1), client.reset()):
         with pytest.raises(PermissionDeniedError):
             await call
     await client.detach()
@@ -170,9 +170,9 @@ def test_a_bad_acl_is_rejected_when_the_spec_is_defined(acl: Any, message: str) 
 async def test_a_bad_acl_from_on_mount_is_rejected_at_mount(node: livestate.Node) -> None:
     """A malformed per-key ACL fails the attach, naming the live state."""
 
-    class BadMount(LiveState):
+    class ACLBadMount(LiveState):
         def on_mount(self, key: str) -> Mount:
             return Mount(state={}, acl={"group": "everything", "public": []})
 
-    with pytest.raises(InvalidValueError, match="The ACL of BadMount 'k'"):
-        await BadMount.attach("k")
+    with pytest.raises(InvalidValueError, match="The ACL of ACLBadMount 'k'"):
+        await ACLBadMount.attach("k")

@@ -180,14 +180,14 @@ async def test_a_stopped_live_state_starts_anew(node: livestate.Node) -> None:
 async def test_on_mount_failure_leaves_nothing_running(node: livestate.Node) -> None:
     """When on_mount raises, attach raises it and no live state, replica or hold remains."""
 
-    class Broken(LiveState):
+    class ContractBroken(LiveState):
         def on_mount(self, key: str) -> dict[str, Any]:
             raise ConnectionError("database down")
 
     with pytest.raises(ConnectionError, match="database down"):
-        await Broken.attach("x")
+        await ContractBroken.attach("x")
     with pytest.raises(NotFoundError):
-        await Broken.get("x")
+        await ContractBroken.get("x")
     assert node._replicas == {}
 
 

@@ -14,14 +14,14 @@ from livestate.exceptions import NotFoundError
 TTL = 0.4
 
 
-class Short(LiveState):
+class TTLShort(LiveState):
     ttl = TTL
 
     def on_mount(self, key: str) -> dict[str, Any]:
         return {"n": 0}
 
 
-class Forever(LiveState):
+class TTLForever(LiveState):
     ttl = None
 
 
@@ -35,61 +35,61 @@ async def running(spec: type[LiveState], key: str) -> bool:
 
 async def test_ends_after_ttl_not_before(node: livestate.Node) -> None:
     """After the last detach the live state stays for ttl, then ends."""
-    client = await Short.attach("k")
+    client = await TTLShort.attach("k")
     await client.put("n", 5)
     await asyncio.sleep(TTL * 1.5)
-    assert await running(Short, "k"), "it must not end while a client is attached"
+    assert await running(TTLShort, "k"), "it must not end while a client is attached"
     await client.detach()
     await asyncio.sleep(TTL * 0.5)
-    assert await Short.get("k", "n") == 5
+    assert await TTLShort.get("k", "n") == 5
     await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(Short, "k")
+    assert not await running(TTLShort, "k")
 
 
 async def test_attaching_again_cancels_the_countdown(node: livestate.Node) -> None:
     """A client that attaches inside the TTL keeps the state, and a later TTL counts afresh."""
-    client = await Short.attach("k")
+    client = await TTLShort.attach("k")
     await client.put("n", 1)
     await client.detach()
     await asyncio.sleep(TTL * 0.5)
-    client = await Short.attach("k")
+    client = await TTLShort.attach("k")
     await asyncio.sleep(TTL * 1.5)
     assert client.state["n"] == 1
     await client.detach()
     await asyncio.sleep(TTL * 0.5)
-    assert await running(Short, "k")
+    assert await running(TTLShort, "k")
 
 
 async def test_the_last_client_on_any_node_counts(make_node: Any) -> None:
     """The countdown starts only when the last client on every node has detached."""
     a, b = await make_node(), await make_node()
-    first = await a.attach(Short, "k")
-    second = await b.attach(Short, "k")
+    first = await a.attach(TTLShort, "k")
+    second = await b.attach(TTLShort, "k")
     await first.detach()
     await asyncio.sleep(TTL * 1.5)
     with livestate.use(a):
-        assert await running(Short, "k")
+        assert await running(TTLShort, "k")
         await second.detach()
         await asyncio.sleep(TTL * 1.5 + 0.5)
-        assert not await running(Short, "k")
+        assert not await running(TTLShort, "k")
 
 
 async def test_start_without_clients_counts_down_at_once(node: livestate.Node) -> None:
     """start() with no client starts the TTL countdown at once."""
-    await Short.start("k")
-    assert await running(Short, "k")
+    await TTLShort.start("k")
+    assert await running(TTLShort, "k")
     await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(Short, "k")
+    assert not await running(TTLShort, "k")
 
 
 async def test_none_keeps_the_live_state_until_stopped(node: livestate.Node) -> None:
     """ttl None keeps a live state with no clients until stop."""
-    async with await Forever.attach("k"):
+    async with await TTLForever.attach("k"):
         pass
     await asyncio.sleep(TTL * 2)
-    assert await running(Forever, "k")
-    await Forever.stop("k")
-    assert not await running(Forever, "k")
+    assert await running(TTLForever, "k")
+    await TTLForever.stop("k")
+    assert not await running(TTLForever, "k")
 
 
 async def test_mount_sets_the_ttl_per_key(node: livestate.Node) -> None:

@@ -15,7 +15,7 @@ from livestate import FrozenDict, FrozenList, Limits, LiveState
 from livestate.exceptions import InvalidValueError, StateTooLargeError
 
 
-class Doc(LiveState):
+class ValuesDoc(LiveState):
     limits = Limits(max_depth=8, max_value_bytes=1000, max_state_bytes=3000)
 
 
@@ -42,12 +42,12 @@ async def test_bad_values_are_rejected_naming_key_and_property(
     node: livestate.Node, value: Any, message: str
 ) -> None:
     """A value that is not JSON raises InvalidValueError naming state, property and path."""
-    await Doc.start("k")
-    for write in (Doc.put("k", "field", value), Doc.append("k", "field", value)):
+    await ValuesDoc.start("k")
+    for write in (ValuesDoc.put("k", "field", value), ValuesDoc.append("k", "field", value)):
         with pytest.raises(InvalidValueError, match=message) as caught:
             await write
-        assert "Cannot write 'field' of Doc 'k'" in str(caught.value)
-    assert await Doc.get("k") == {}
+        assert "Cannot write 'field' of ValuesDoc 'k'" in str(caught.value)
+    assert await ValuesDoc.get("k") == {}
 
 
 @pytest.mark.parametrize(
@@ -62,9 +62,9 @@ async def test_bad_values_are_rejected_naming_key_and_property(
 async def test_bad_keys_are_rejected(node: livestate.Node, key: Any, message: str) -> None:
     """A key that is not a non-empty str of bounded size raises InvalidValueError."""
     with pytest.raises(InvalidValueError, match=message):
-        await Doc.attach(key)
+        await ValuesDoc.attach(key)
     with pytest.raises(InvalidValueError, match=message):
-        await Doc.start(key)
+        await ValuesDoc.start(key)
 
 
 @pytest.mark.parametrize(
@@ -75,76 +75,76 @@ async def test_bad_property_names_are_rejected(
     node: livestate.Node, prop: Any, message: str
 ) -> None:
     """A property name that is not a non-empty str of bounded size raises InvalidValueError."""
-    await Doc.start("k")
+    await ValuesDoc.start("k")
     with pytest.raises(InvalidValueError, match=message):
-        await Doc.put("k", prop, 1)
+        await ValuesDoc.put("k", prop, 1)
 
 
 async def test_bad_arguments_are_rejected(node: livestate.Node) -> None:
     """max_len, increment amounts and max_pending are checked with a clear message."""
-    await Doc.start("k")
+    await ValuesDoc.start("k")
     with pytest.raises(InvalidValueError, match="max_len must be an int ≥ 1"):
-        await Doc.append("k", "log", 1, max_len=0)
+        await ValuesDoc.append("k", "log", 1, max_len=0)
     with pytest.raises(InvalidValueError, match="the amount must be a number"):
-        await Doc.increment("k", "n", "1")  # type: ignore[arg-type]
+        await ValuesDoc.increment("k", "n", "1")  # type: ignore[arg-type]
     with pytest.raises(InvalidValueError, match="max_pending must be an int ≥ 1"):
-        await Doc.attach("k", max_pending=0)
-    assert await Doc.get("k") == {}
+        await ValuesDoc.attach("k", max_pending=0)
+    assert await ValuesDoc.get("k") == {}
 
 
 async def test_operations_on_the_wrong_type_change_nothing(node: livestate.Node) -> None:
     """Appending to a non-list or incrementing a non-number raises and changes nothing."""
-    await Doc.start("k")
-    await Doc.put("k", "name", "ann")
+    await ValuesDoc.start("k")
+    await ValuesDoc.put("k", "name", "ann")
     with pytest.raises(InvalidValueError, match="it holds a string, not a list"):
-        await Doc.append("k", "name", "x")
+        await ValuesDoc.append("k", "name", "x")
     with pytest.raises(InvalidValueError, match="it holds a string, not a number"):
-        await Doc.increment("k", "name")
-    await Doc.put("k", "big", 2**53 - 1)
+        await ValuesDoc.increment("k", "name")
+    await ValuesDoc.put("k", "big", 2**53 - 1)
     with pytest.raises(InvalidValueError, match="outside"):
-        await Doc.increment("k", "big")
-    assert await Doc.get("k") == {"name": "ann", "big": 2**53 - 1}
+        await ValuesDoc.increment("k", "big")
+    assert await ValuesDoc.get("k") == {"name": "ann", "big": 2**53 - 1}
 
 
 async def test_size_limits(node: livestate.Node) -> None:
     """A value or state over its limit raises StateTooLargeError and is not written."""
-    await Doc.start("k")
-    with pytest.raises(StateTooLargeError, match=r"'v' of Doc 'k'.*1,002 bytes.*1,000"):
-        await Doc.put("k", "v", "x" * 1000)
-    await Doc.put("k", "a", "x" * 800)
-    await Doc.put("k", "b", "x" * 800)
-    await Doc.put("k", "c", "x" * 800)
+    await ValuesDoc.start("k")
+    with pytest.raises(StateTooLargeError, match=r"'v' of ValuesDoc 'k'.*1,002 bytes.*1,000"):
+        await ValuesDoc.put("k", "v", "x" * 1000)
+    await ValuesDoc.put("k", "a", "x" * 800)
+    await ValuesDoc.put("k", "b", "x" * 800)
+    await ValuesDoc.put("k", "c", "x" * 800)
     with pytest.raises(StateTooLargeError, match=r"the whole state.*max_state_bytes"):
-        await Doc.put("k", "d", "x" * 900)
+        await ValuesDoc.put("k", "d", "x" * 900)
     for n in range(300):
-        await Doc.append("k", "log", n, max_len=100)
+        await ValuesDoc.append("k", "log", n, max_len=100)
     with pytest.raises(StateTooLargeError, match="the whole state"):
-        await Doc.append("k", "log", "y" * 200)
-    assert set(await Doc.get("k")) == {"a", "b", "c", "log"}
-    assert (await Doc.get("k", "log"))[-1] == 299
+        await ValuesDoc.append("k", "log", "y" * 200)
+    assert set(await ValuesDoc.get("k")) == {"a", "b", "c", "log"}
+    assert (await ValuesDoc.get("k", "log"))[-1] == 299
 
 
 async def test_size_limit_counts_an_appended_list(node: livestate.Node) -> None:
     """Appending to a list that would outgrow max_value_bytes is refused."""
-    await Doc.start("k")
+    await ValuesDoc.start("k")
     for _ in range(9):
-        await Doc.append("k", "log", "x" * 98)
-    with pytest.raises(StateTooLargeError, match="'log' of Doc 'k'"):
-        await Doc.append("k", "log", "x" * 98)
-    assert len(await Doc.get("k", "log")) == 9
+        await ValuesDoc.append("k", "log", "x" * 98)
+    with pytest.raises(StateTooLargeError, match="'log' of ValuesDoc 'k'"):
+        await ValuesDoc.append("k", "log", "x" * 98)
+    assert len(await ValuesDoc.get("k", "log")) == 9
 
 
 async def test_on_mount_results_are_checked(node: livestate.Node) -> None:
     """on_mount must return a dict or a Mount of JSON values within the limits."""
 
-    class Wrong(LiveState):
+    class ValuesWrong(LiveState):
         def on_mount(self, key: str) -> Any:
             return {"list": [1, 2], "bad": {1, 2}} if key == "set" else ["not", "a", "dict"]
 
     with pytest.raises(InvalidValueError, match=r"on_mount\('k'\) returned list"):
-        await Wrong.attach("k")
-    with pytest.raises(InvalidValueError, match="'bad' of Wrong 'set'"):
-        await Wrong.attach("set")
+        await ValuesWrong.attach("k")
+    with pytest.raises(InvalidValueError, match="'bad' of ValuesWrong 'set'"):
+        await ValuesWrong.attach("set")
 
 
 def test_subclasses_of_json_types_are_stored_as_plain_values() -> None:
