@@ -259,6 +259,8 @@ class _Pipe:
             if loop.time() < self._retry_at:
                 raise self._unavailable("could not be reached a moment ago")
             self._connecting = loop.create_task(self._open())
+            # A caller that timed out no longer awaits it; its failure is reported to the next.
+            self._connecting.add_done_callback(_ignore)
         connecting = self._connecting
         try:
             async with asyncio.timeout(self._timeout):

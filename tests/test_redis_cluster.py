@@ -1,0 +1,208 @@
+"""Several nodes on one real Redis/Valkey server, in one process and as separate processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import livestate
+from livestate import Change, LiveState, Node
+from livestate.exceptions import NotFoundError
+from livestate.server import ServerProcess
+
+from .node_process import ProcessRoom
+from .support import eventually
+
+LEASE = 1.0
+"""Seconds a node's hold lasts in these tests (the default is 5)."""
+
+
+class Board(LiveState):
+    """A live state with a list and a counter."""
+
+    ttl = 0.5
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"items": [], "count": 0}
+
+
+@pytest.fixture
+def url(redis_server: ServerProcess) -> Iterator[str]:
+    """The session server, emptied, with a short lease."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as connection:
+        connection.flushall()
+    yield f"{redis_server.url}?lease={LEASE}"
+
+
+@pytest.fixture
+async def nodes(url: str) -> AsyncIterator[list[Node]]:
+    """Three nodes on the server, each with its own connections."""
+    started = [await Node(url).__aenter__() for _ in range(3)]
+    yield started
+    for node in started:
+        await node.aclose()
+
+
+async def running(node: Node, spec: type[LiveState], key: str) -> bool:
+    try:
+        await node.get(spec, key)
+    except NotFoundError:
+        return False
+    return True
+
+
+def consecutive(changes: list[Change]) -> bool:
+    """Whether every change but a reset follows the one before it by exactly one version."""
+    return all(
+        change.kind == "reset" or change.version == before.version + 1
+        for before, change in zip(changes, changes[1:], strict=False)
+    )
+
+
+async def test_concurrent_writers_on_three_nodes_lose_nothing(nodes: list[Node]) -> None:
+    """3 nodes x 8 clients x 25 concurrent appends and increments leave exactly 600 of each."""
+    seen: list[list[Change]] = []
+    clients = []
+    for node in nodes:
+        for _ in range(8):
+            changes: list[Change] = []
+            seen.append(changes)
+            clients.append(await node.attach(Board, "busy", on_change=changes.append))
+
+    async def write(client: livestate.Client, number: int) -> None:
+        for step in range(25):
+            await client.append("items", [number, step])
+            await client.increment("count")
+
+    await asyncio.gather(*(write(client, n) for n, client in enumerate(clients)))
+    state = await nodes[0].get(Board, "busy")
+    assert len(state["items"]) == 600
+    assert state["count"] == 600
+    await eventually(lambda: all(client.version == 1201 for client in clients))
+    for client, changes in zip(clients, seen, strict=True):
+        assert client.state == state
+        assert consecutive(changes)
+
+
+async def test_writes_reach_other_nodes_in_version_order(nodes: list[Node]) -> None:
+    """Writes from two nodes at once reach a client on a third in version order, each once."""
+    a, b, c = nodes
+    changes: list[Change] = []
+    watcher = await c.attach(Board, "order", on_change=changes.append)
+
+    async def write(node: Node) -> None:
+        for _ in range(100):
+            await node.increment(Board, "order", "count")
+
+    await asyncio.gather(write(a), write(b))
+    await eventually(lambda: watcher.version == 201)
+    assert watcher.state["count"] == 200
+    assert consecutive(changes)
+    assert [change.kind for change in changes].count("reset") == 0
+
+
+async def test_ttl_counts_clients_on_every_node(nodes: list[Node]) -> None:
+    """The live state lives while any node has a client, and ends ttl after the last one leaves."""
+    a, b, _ = nodes
+    first = await a.attach(Board, "ttl")
+    second = await b.attach(Board, "ttl")
+    await first.detach()
+    await asyncio.sleep(Board.ttl * 2)
+    assert await running(a, Board, "ttl")
+    await second.detach()
+    await asyncio.sleep(Board.ttl / 2)
+    assert await running(a, Board, "ttl")
+    deadline = time.monotonic() + Board.ttl + 1.0
+    while await running(a, Board, "ttl"):
+        assert time.monotonic() < deadline, "the live state outlived its TTL"
+        await asyncio.sleep(0.05)
+
+
+def start_process(url: str, key: str, *writes: str) -> subprocess.Popen[str]:
+    """Start tests/node_process.py and wait until its client is attached."""
+    script = Path(__file__).with_name("node_process.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), url, key, *writes],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(script.parent.parent / "src")},
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if line.strip() != "ready":
+        process.kill()
+        process.wait()
+        raise AssertionError(f"the node process did not start: {line!r}")
+    return process
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL the process by its PID and reap it."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    if process.stdout:
+        process.stdout.close()
+
+
+async def test_a_killed_node_stops_counting_within_lease_and_ttl(url: str) -> None:
+    """kill -9 of the node holding the last client ends the live state within lease + TTL."""
+    process = start_process(url, "crash")
+    try:
+        async with Node(url) as node:
+            assert await running(node, ProcessRoom, "crash")
+            await asyncio.sleep(LEASE + ProcessRoom.ttl + 0.5)
+            assert await running(node, ProcessRoom, "crash"), "a live node's lease lapsed"
+            kill(process)
+            killed = time.monotonic()
+            while await running(node, ProcessRoom, "crash"):
+                assert time.monotonic() - killed < LEASE + ProcessRoom.ttl + 1.0
+                await asyncio.sleep(0.05)
+    finally:
+        kill(process)
+
+
+async def test_state_written_by_a_killed_node_is_there_for_the_next_attach(url: str) -> None:
+    """What a node wrote survives its kill -9 for a client that attaches before the TTL ends."""
+    process = start_process(url, "survivor", "n", "42")
+    try:
+        kill(process)
+        async with Node(url) as node:
+            client = await node.attach(ProcessRoom, "survivor")
+            assert client.state["n"] == 42
+            await asyncio.sleep(LEASE + ProcessRoom.ttl + 0.5)
+            assert (await node.get(ProcessRoom, "survivor"))["n"] == 42
+    finally:
+        kill(process)
+
+
+async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
+    """Eight nodes attaching at once run on_mount once and all see its state."""
+    mounts: list[str] = []
+
+    class Slow(LiveState):
+        async def on_mount(self, key: str) -> dict[str, Any]:
+            mounts.append(key)
+            await asyncio.sleep(0.2)
+            return {"mounted": len(mounts)}
+
+    racers = [await Node(url).__aenter__() for _ in range(8)]
+    try:
+        clients = await asyncio.gather(*(node.attach(Slow, "race") for node in racers))
+        assert mounts == ["race"]
+        assert {client.state["mounted"] for client in clients} == {1}
+        assert {client.version for client in clients} == {1}
+    finally:
+        for node in racers:
+            await node.aclose()

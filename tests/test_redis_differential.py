@@ -1,0 +1,107 @@
+"""Differential test: the Redis backend does exactly what the memory backend does."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from livestate import Limits, LiveState, MemoryBackend, Node
+from livestate.exceptions import LiveStateError
+from livestate.server import ServerProcess
+
+
+class Model(LiveState):
+    """Small limits, so size errors come up as often as successes."""
+
+    ttl = 5.0
+    limits = Limits(max_depth=6, max_value_bytes=120, max_state_bytes=400)
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"log": [1, "two"], "count": 3, "title": "é"}
+
+
+PROPS = st.sampled_from(["log", "count", "title", "x"])
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+NUMBERS = st.integers(-(2**53) + 1, 2**53 - 1) | st.floats(
+    allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300
+)
+OPS = st.one_of(
+    st.tuples(st.just("put"), PROPS, VALUES),
+    st.tuples(st.just("delete"), PROPS),
+    st.tuples(st.just("append"), PROPS, VALUES, st.none() | st.integers(1, 4)),
+    st.tuples(st.just("increment"), PROPS, NUMBERS),
+    st.tuples(st.just("update"), PROPS, VALUES),
+    st.tuples(st.just("reset")),
+)
+
+
+async def perform(node: Node, key: str, op: tuple[Any, ...]) -> object:
+    """Run one operation; return its result or the error's type and message."""
+    kind = op[0]
+    try:
+        if kind == "put":
+            return await node.put(Model, key, op[1], op[2])
+        if kind == "delete":
+            return await node.delete(Model, key, op[1])
+        if kind == "append":
+            return await node.append(Model, key, op[1], op[2], max_len=op[3])
+        if kind == "increment":
+            return await node.increment(Model, key, op[1], op[2])
+        if kind == "update":
+            return await node.update(Model, key, op[1], lambda old: [old, op[2]], default=0)
+        return await node.reset(Model, key)
+    except LiveStateError as error:
+        return type(error).__name__, str(error)
+
+
+async def compare(url: str, ops: list[tuple[Any, ...]]) -> None:
+    key = uuid.uuid4().hex
+    async with Node(backend=MemoryBackend()) as memory, Node(url) as redis:
+        expected_client = await memory.attach(Model, key)
+        actual_client = await redis.attach(Model, key)
+        for op in ops:
+            expected = await perform(memory, key, op)
+            actual = await perform(redis, key, op)
+            assert actual == expected, op
+            assert actual_client.state == expected_client.state, op
+        assert await redis.get(Model, key) == await memory.get(Model, key)
+        assert actual_client.version == expected_client.version
+        assert repr(await redis.get(Model, key)) == repr(await memory.get(Model, key))
+        await redis.stop(Model, key)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=st.lists(OPS, max_size=25))
+def test_redis_matches_memory(redis_server: ServerProcess, ops: list[tuple[Any, ...]]) -> None:
+    """Any sequence of operations gives the same results, errors, state and version on both backends."""
+    asyncio.run(compare(redis_server.url, ops))
+
+
+@given(a=NUMBERS, b=NUMBERS)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_increment_writes_numbers_as_python_does(
+    redis_server: ServerProcess, a: float, b: float
+) -> None:
+    """Incrementing in Lua stores the very number, and text, that Python's a + b gives."""
+    asyncio.run(compare(redis_server.url, [("put", "count", a), ("increment", "count", b)]))
