@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from peers_common import ROOM, Recorder, bytes_key, encode, text_key
+from peers_common import ROOM, Recorder, encode, text_key
 
 Close = Callable[[], Awaitable[None]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -49,7 +50,7 @@ async def livestate_receiver(url: str, n: int, recorder: Recorder) -> Close:
 
     def on_change(change: livestate.Change) -> None:
         if change.prop == "update":
-            deliver(change.value["m"])  # type: ignore[index]
+            deliver(change.value["m"])
         elif change.kind == "reset":
             recorder.resets += 1
 
@@ -80,8 +81,8 @@ async def livestate_writer(url: str) -> tuple[Send, Close]:
 
 
 async def socketio_receiver(url: str, n: int, recorder: Recorder) -> Close:
-    import engineio  # type: ignore[import-untyped]
-    import socketio  # type: ignore[import-untyped]
+    import engineio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import socketio  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     deliver = recorder.deliver
 
@@ -129,8 +130,8 @@ async def socketio_writer(url: str) -> tuple[Send, Close]:
 
 
 def _channel_layer(url: str) -> Any:
-    from channels.layers import get_channel_layer  # type: ignore[import-untyped]
-    from django.conf import settings  # type: ignore[import-untyped]
+    from channels.layers import get_channel_layer  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    from django.conf import settings  # type: ignore[import-untyped, import-not-found, unused-ignore]
 
     if not settings.configured:
         settings.configure(
@@ -175,14 +176,17 @@ async def channels_writer(url: str) -> tuple[Send, Close]:
     async def send(update: dict[str, Any]) -> None:
         await layer.group_send(ROOM, {"type": "room.update", **update})
 
-    return send, layer.close_pools  # type: ignore[no-any-return]
+    async def close() -> None:
+        await layer.close_pools()
+
+    return send, close
 
 
 # encode/broadcaster
 
 
 async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
-    from broadcaster import Broadcast
+    from broadcaster import Broadcast  # type: ignore[import-not-found, unused-ignore]
 
     broadcast = Broadcast(url)
     await broadcast.connect()
@@ -193,7 +197,8 @@ async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
         nonlocal subscribed
         async with broadcast.subscribe(ROOM) as subscription:
             subscribed += 1
-            async for event in subscription:
+            while True:  # ends by cancellation
+                event = await subscription.get()
                 deliver(text_key(event.message))
 
     # One at a time, as WebSocket connections come in: broadcaster 0.3.1 loses
@@ -201,7 +206,7 @@ async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
     tasks: list[asyncio.Task[None]] = []
     for number in range(n):
         tasks.append(asyncio.create_task(subscriber()))
-        while subscribed <= number:
+        while subscribed <= number:  # noqa: ASYNC110 - one more subscriber, no event to wait on
             await asyncio.sleep(0)
     # broadcaster 0.3.1 wakes its listener before SUBSCRIBE is sent, and redis-py 8
     # counts the channel as subscribed only once SUBSCRIBE returns: the listener
@@ -219,7 +224,7 @@ async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
 
 
 async def broadcaster_writer(url: str) -> tuple[Send, Close]:
-    from broadcaster import Broadcast
+    from broadcaster import Broadcast  # type: ignore[import-not-found, unused-ignore]
 
     broadcast = Broadcast(url)
     await broadcast.connect()
@@ -241,26 +246,27 @@ async def redis_receiver(url: str, n: int, recorder: Recorder) -> Close:
     await pubsub.subscribe(ROOM)
     deliver = recorder.deliver
 
-    def make_callback() -> Callable[[bytes], None]:
-        def callback(data: bytes) -> None:
-            deliver(bytes_key(data))
+    def make_callback() -> Callable[[dict[str, Any]], None]:
+        def callback(update: dict[str, Any]) -> None:
+            deliver(update["m"])
 
         return callback
 
     callbacks = [make_callback() for _ in range(n)]
 
     async def listen() -> None:
+        # Decode once, then hand the same dict to every callback, as livestate does.
         async for message in pubsub.listen():
             if message["type"] == "message":
-                data = message["data"]
+                update = json.loads(message["data"])
                 for callback in callbacks:
-                    callback(data)
+                    callback(update)
 
     task = asyncio.create_task(listen())
 
     async def close() -> None:
         await _cancel([task])
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         await connection.aclose()
 
     return close
@@ -274,7 +280,10 @@ async def redis_writer(url: str) -> tuple[Send, Close]:
     async def send(update: dict[str, Any]) -> None:
         await connection.publish(ROOM, encode(update))
 
-    return send, connection.aclose
+    async def close() -> None:
+        await connection.aclose()
+
+    return send, close
 
 
 RECEIVERS: dict[str, Callable[[str, int, Recorder], Awaitable[Close]]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -66,7 +67,7 @@ def consecutive(changes: list[Change]) -> bool:
     """Whether every change but a reset follows the one before it by exactly one version."""
     return all(
         change.kind == "reset" or change.version == before.version + 1
-        for before, change in zip(changes, changes[1:], strict=False)
+        for before, change in itertools.pairwise(changes)
     )
 
 

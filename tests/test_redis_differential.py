@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from typing import Any
 
+import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livestate import Limits, LiveState, MemoryBackend, Node
+from livestate.changes import StateId
 from livestate.exceptions import LiveStateError
 from livestate.server import ServerProcess
 
@@ -34,7 +36,9 @@ SCALARS = (
 )
 VALUES = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 NUMBERS = st.integers(-(2**53) + 1, 2**53 - 1) | st.floats(
@@ -55,18 +59,20 @@ async def perform(node: Node, key: str, op: tuple[Any, ...]) -> object:
     kind = op[0]
     try:
         if kind == "put":
-            return await node.put(Model, key, op[1], op[2])
-        if kind == "delete":
-            return await node.delete(Model, key, op[1])
-        if kind == "append":
-            return await node.append(Model, key, op[1], op[2], max_len=op[3])
-        if kind == "increment":
+            await node.put(Model, key, op[1], op[2])
+        elif kind == "delete":
+            await node.delete(Model, key, op[1])
+        elif kind == "append":
+            await node.append(Model, key, op[1], op[2], max_len=op[3])
+        elif kind == "increment":
             return await node.increment(Model, key, op[1], op[2])
-        if kind == "update":
+        elif kind == "update":
             return await node.update(Model, key, op[1], lambda old: [old, op[2]], default=0)
-        return await node.reset(Model, key)
+        else:
+            await node.reset(Model, key)
     except LiveStateError as error:
         return type(error).__name__, str(error)
+    return None
 
 
 async def compare(url: str, ops: list[tuple[Any, ...]]) -> None:
@@ -82,6 +88,13 @@ async def compare(url: str, ops: list[tuple[Any, ...]]) -> None:
         assert await redis.get(Model, key) == await memory.get(Model, key)
         assert actual_client.version == expected_client.version
         assert repr(await redis.get(Model, key)) == repr(await memory.get(Model, key))
+        # The size accounting that enforces Limits must agree to the byte, too.
+        assert isinstance(memory.backend, MemoryBackend)
+        entry = memory.backend._entries[StateId(Model.name, key)]
+        with sync_redis.Redis.from_url(url) as admin:
+            total = admin.hget(f"ls:{{{Model.name}:{key}}}:m", "n")
+        assert total is not None
+        assert int(total) == entry.total
         await redis.stop(Model, key)
 
 
@@ -92,7 +105,7 @@ async def compare(url: str, ops: list[tuple[Any, ...]]) -> None:
 )
 @given(ops=st.lists(OPS, max_size=25))
 def test_redis_matches_memory(redis_server: ServerProcess, ops: list[tuple[Any, ...]]) -> None:
-    """Any sequence of operations gives the same results, errors, state and version on both backends."""
+    """Any sequence of operations gives the same results, errors, state and version on both."""
     asyncio.run(compare(redis_server.url, ops))
 
 

@@ -211,6 +211,7 @@ class _Pipe:
         self._connecting: asyncio.Task[Any] | None = None
         self._queue: list[tuple[Sequence[Any], asyncio.Future[Any]]] = []
         self._pending: deque[asyncio.Future[Any]] = deque()
+        self._sent: deque[float] = deque()  # when each pending call went out
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0
@@ -226,15 +227,13 @@ class _Pipe:
         loop = asyncio.get_running_loop()
         if self._connection is None:
             await self._connect()
+            if self._connection is None:
+                raise self._unavailable("dropped the connection")
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, future))
         self._wake.set()
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await future
-        except TimeoutError:
-            self._drop(self._connection, None)
-            raise self._unavailable(f"did not answer within {self._timeout}s") from None
+        # No timer per call: the watchdog fails every call once the oldest is overdue.
+        return await future
 
     async def aclose(self) -> None:
         """Close the connection; later calls raise RuntimeError."""
@@ -291,6 +290,7 @@ class _Pipe:
         self._tasks = [
             loop.create_task(self._write(connection)),
             loop.create_task(self._read(connection)),
+            loop.create_task(self._watch(connection)),
         ]
         if self._queue:
             self._wake.set()
@@ -305,6 +305,7 @@ class _Pipe:
                 if not batch:
                     continue
                 self._pending.extend(future for _, future in batch)
+                self._sent.extend([asyncio.get_running_loop().time()] * len(batch))
                 packed = connection.pack_commands([args for args, _ in batch])
                 await connection.send_packed_command(packed, check_health=False)
         except asyncio.CancelledError:
@@ -312,13 +313,24 @@ class _Pipe:
         except Exception as error:
             self._drop(connection, error)
 
+    async def _watch(self, connection: Any) -> None:
+        """Drop the connection when the oldest call has waited longer than the timeout."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._timeout / 8)
+            if self._sent and loop.time() - self._sent[0] > self._timeout:
+                self._drop(connection, None)
+                return
+
     async def _read(self, connection: Any) -> None:
         pending = self._pending
+        sent = self._sent
         while True:
             try:
                 reply = await connection.read_response(timeout=math.inf, disconnect_on_error=False)
             except ResponseError as error:
                 if pending:
+                    sent.popleft()
                     future = pending.popleft()
                     if not future.done():
                         future.set_exception(error)
@@ -329,6 +341,7 @@ class _Pipe:
                 self._drop(connection, error)
                 return
             if pending:
+                sent.popleft()
                 future = pending.popleft()
                 if not future.done():
                     future.set_result(reply)
@@ -343,11 +356,16 @@ class _Pipe:
             if task is not current:
                 task.cancel()
         self._tasks = []
-        why = f"dropped the connection ({error})" if error else "stopped answering"
+        why = (
+            f"dropped the connection ({error})"
+            if error
+            else f"did not answer within {self._timeout}s"
+        )
         for future in [*self._pending, *(future for _, future in self._queue)]:
             if not future.done():
                 future.set_exception(self._unavailable(why))
         self._pending.clear()
+        self._sent.clear()
         self._queue.clear()
         closing = asyncio.get_running_loop().create_task(connection.disconnect(nowait=True))
         _background.add(closing)
@@ -399,6 +417,7 @@ class RedisBackend(Backend):
         self._where = where
         self._pipe: _Pipe | None = None
         self._shas: dict[str, str] = {}
+        self._prefixes: dict[StateId, str] = {}
         self._sources = _load_scripts()
         self._publish = "SPUBLISH"
         self._channels: dict[StateId, _Channel] = {}
@@ -575,7 +594,11 @@ class RedisBackend(Backend):
     # Internals.
 
     def _keys(self, id: StateId, prop: str = "") -> list[str]:
-        prefix = f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
+        prefix = self._prefixes.get(id)
+        if prefix is None:
+            if len(self._prefixes) > 10_000:
+                self._prefixes.clear()
+            prefix = self._prefixes[id] = f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
             f"{prefix}:o", f"{prefix}:l:{_escape(prop)}",
@@ -935,9 +958,17 @@ def _encode_state(
     return total, args
 
 
+_heads: dict[str, Any] = {}
+"""Decoded message heads: a live state's writes mostly repeat the same few."""
+
+
 def _decode_op(text: str) -> Op:
     head_text, _, value_text = text.partition("\n")
-    head = json.loads(head_text)
+    head = _heads.get(head_text)
+    if head is None:
+        if len(_heads) > 4096:
+            _heads.clear()
+        head = _heads[head_text] = json.loads(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
     value = _thaw(json.loads(value_text))
     if kind == "reset":

@@ -1,0 +1,284 @@
+"""Cluster benchmark: livestate on Redis/Valkey against the bare redis-py floor.
+
+    .venv/bin/python benchmarks/cluster.py
+
+Starts a server (livestate.server.ServerProcess) and two node processes, and
+prints a table and one JSON line: cross-node write -> delivery latency at
+1,000 writes/s for livestate and for the floor (a bare redis-py EVALSHA of an
+HSET+INCR+SPUBLISH script into a bare redis-py subscriber), writes/s per node
+with 1 and 16 writers, changes/s one node takes in, and the bytes published
+for one append to a 10,000-item list. Everything it starts it stops by PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.asyncio
+
+import livestate
+from livestate import Change, LiveState
+from livestate.server import ServerProcess
+
+RATE = 1000
+"""Writes per second in the latency runs."""
+
+SAMPLES = 3000
+WARMUP = 300
+SECONDS = 2.0
+"""How long each throughput run lasts."""
+
+FLOOR_SCRIPT = """
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+redis.call('INCR', KEYS[2])
+redis.call('SPUBLISH', ARGV[2], ARGV[1])
+"""
+
+
+class Bench(LiveState):
+    """The benchmark's live state."""
+
+    ttl = 5.0
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"t": 0, "n": 0}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50 and p99 of latencies in ms."""
+    ordered = sorted(samples)
+    return {
+        "p50": round(ordered[len(ordered) // 2], 3),
+        "p99": round(ordered[int(len(ordered) * 0.99)], 3),
+    }
+
+
+# The node processes.
+
+
+async def receive(url: str, kind: str) -> None:
+    """Print 'ready', collect SAMPLES latencies, print them as JSON."""
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    def record(sent: int) -> None:
+        latencies.append((time.perf_counter_ns() - sent) / 1e6)
+        if len(latencies) >= SAMPLES + WARMUP:
+            done.set()
+
+    if kind == "livestate":
+        async with livestate.Node(url) as node:
+
+            def on_change(change: Change) -> None:
+                if change.prop == "t" and change.value:
+                    record(change.value)
+
+            await node.attach(Bench, "latency", on_change)
+            print("ready", flush=True)
+            await asyncio.wait_for(done.wait(), 60)
+    else:
+        client = redis.asyncio.Redis.from_url(url, protocol=2)
+        pubsub = client.pubsub()
+        await pubsub.ssubscribe("floor{bench}")
+        print("ready", flush=True)
+
+        async def listen() -> None:
+            while not done.is_set():
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message:
+                    record(int(message["data"]))
+
+        await asyncio.wait_for(listen(), 60)
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    print(json.dumps(latencies[WARMUP:]), flush=True)
+
+
+async def write(url: str, kind: str) -> None:
+    """Write SAMPLES + WARMUP timestamps at RATE per second."""
+    count = SAMPLES + WARMUP
+    if kind == "livestate":
+        async with livestate.Node(url) as node:
+            client = await node.attach(Bench, "latency")
+            start = time.perf_counter()
+            for i in range(count):
+                await _pace(start, i)
+                await client.put("t", time.perf_counter_ns())
+    else:
+        bare = redis.asyncio.Redis.from_url(url)
+        sha = await bare.script_load(FLOOR_SCRIPT)
+        start = time.perf_counter()
+        for i in range(count):
+            await _pace(start, i)
+            await bare.evalsha(
+                sha, 2, "h{bench}", "c{bench}", time.perf_counter_ns(), "floor{bench}"
+            )
+        await bare.aclose()
+
+
+async def _pace(start: float, i: int) -> None:
+    delay = start + i / RATE - time.perf_counter()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+# The measurements made by the orchestrating process.
+
+
+def latency(url: str, kind: str) -> list[float]:
+    """Run a receiver and a writer process; return the receiver's latencies (ms)."""
+    me = str(Path(__file__).resolve())
+    env = {**os.environ, "PYTHONPATH": str(Path(me).parent.parent / "src")}
+    receiver = subprocess.Popen(
+        [sys.executable, me, "receive", url, kind], stdout=subprocess.PIPE, text=True, env=env
+    )
+    writer: subprocess.Popen[bytes] | None = None
+    try:
+        assert receiver.stdout is not None
+        if receiver.stdout.readline().strip() != "ready":
+            raise RuntimeError("The receiver process did not start.")
+        writer = subprocess.Popen([sys.executable, me, "write", url, kind], env=env)
+        samples: list[float] = json.loads(receiver.stdout.readline())
+        writer.wait(30)
+        return samples
+    finally:
+        for process in (receiver, writer):
+            if process and process.poll() is None:
+                process.kill()
+            if process:
+                process.wait()
+        if receiver.stdout:
+            receiver.stdout.close()
+
+
+async def throughput(url: str, writers: int) -> float:
+    """Writes/s one node sustains with `writers` concurrent writers."""
+    async with livestate.Node(url) as node:
+        clients = [await node.attach(Bench, f"throughput-{writers}") for _ in range(writers)]
+        count = 0
+        deadline = time.perf_counter() + SECONDS
+
+        async def loop(client: livestate.Client) -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                await client.increment("n")
+                count += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(client) for client in clients))
+        return count / (time.perf_counter() - started)
+
+
+async def ingress(url: str) -> float:
+    """Changes/s one node applies and delivers, fed as fast as the server publishes them."""
+    total = 200_000
+    async with livestate.Node(url) as node:
+        received = 0
+        done = asyncio.Event()
+
+        def on_change(change: Change) -> None:
+            nonlocal received
+            received += 1
+            if received >= total:
+                done.set()
+
+        client = await node.attach(Bench, "ingress", on_change)
+        bare = redis.Redis.from_url(url)
+        tag = "ls:{Bench:ingress}"
+        epoch = bare.hget(f"{tag}:m", "e").decode()  # type: ignore[union-attr]
+        version = client.version
+        head = json.dumps(["increment", "n", None], separators=(",", ":"))
+        messages = [f"{epoch}\n{version + i}\n{head}\n1" for i in range(1, total + 1)]
+
+        def publish() -> None:
+            for first in range(0, total, 2000):
+                pipeline = bare.pipeline(transaction=False)
+                for message in messages[first : first + 2000]:
+                    pipeline.execute_command("SPUBLISH", f"{tag}:c", message)  # type: ignore[no-untyped-call]
+                pipeline.execute()
+
+        started = time.perf_counter()
+        await asyncio.gather(asyncio.to_thread(publish), asyncio.wait_for(done.wait(), 60))
+        elapsed = time.perf_counter() - started
+        bare.close()
+        return received / elapsed
+
+
+async def append_bytes(url: str) -> int:
+    """Bytes published for one append to a 10,000-item list."""
+    async with livestate.Node(url) as node:
+        await node.start(Bench, "list")
+        await node.put(Bench, "list", "items", [{"text": f"message {i}"} for i in range(10_000)])
+        bare = redis.Redis.from_url(url, protocol=2)
+        pubsub = bare.pubsub()  # type: ignore[no-untyped-call]
+        pubsub.ssubscribe("ls:{Bench:list}:c")
+        while pubsub.get_sharded_message(timeout=1.0) is None:
+            pass  # the subscription confirmation
+        await node.append(Bench, "list", "items", {"text": "message 10000"})
+        message: Any = None
+        while message is None:
+            message = pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=1.0)
+        pubsub.close()
+        bare.close()
+        return len(message["data"])
+
+
+def main() -> None:
+    """Run every measurement against a fresh server and print the table and the JSON line."""
+    with ServerProcess() as server:
+        url = server.url
+        ours = latency(url, "livestate")
+        floor = latency(url, "floor")
+        one = asyncio.run(throughput(url, 1))
+        sixteen = asyncio.run(throughput(url, 16))
+        taken_in = asyncio.run(ingress(url))
+        nbytes = asyncio.run(append_bytes(url))
+    result: dict[str, Any] = {
+        "latency_ms": percentiles(ours),
+        "floor_latency_ms": percentiles(floor),
+        "ratio_p50": round(statistics.median(ours) / statistics.median(floor), 2),
+        "ratio_p99": round(percentiles(ours)["p99"] / percentiles(floor)["p99"], 2),
+        "writes_per_s_1_writer": round(one),
+        "writes_per_s_16_writers": round(sixteen),
+        "ingress_changes_per_s": round(taken_in),
+        "append_bytes_published": nbytes,
+    }
+    rows = [
+        (
+            "cross-node latency p50 / p99 (ms)",
+            f"{result['latency_ms']['p50']} / {result['latency_ms']['p99']}",
+            "≤ 0.5 / ≤ 1.5",
+        ),
+        (
+            "floor latency p50 / p99 (ms)",
+            f"{result['floor_latency_ms']['p50']} / {result['floor_latency_ms']['p99']}",
+            "",
+        ),
+        ("ratio to floor p50 / p99", f"{result['ratio_p50']} / {result['ratio_p99']}", "≤ 1.7"),
+        ("writes/s per node, 1 writer", f"{one:,.0f}", ""),
+        ("writes/s per node, 16 writers", f"{sixteen:,.0f}", "≥ 30,000"),
+        ("changes/s one node takes in", f"{taken_in:,.0f}", "≥ 100,000"),
+        ("bytes published, append to 10,000 items", f"{nbytes}", "≈ one item"),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>16}  {target}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "receive":
+        asyncio.run(receive(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "write":
+        asyncio.run(write(sys.argv[2], sys.argv[3]))
+    else:
+        main()
