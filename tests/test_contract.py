@@ -9,6 +9,7 @@ import pytest
 
 import livestate
 from livestate import Change, LiveState, Mount
+from livestate.changes import StateId
 from livestate.exceptions import NotFoundError, PropertyNotFoundError
 
 from .conftest import MakeNode
@@ -310,3 +311,28 @@ async def test_a_tuple_is_stored_as_a_list(node: livestate.Node) -> None:
     await ContractRoom.start("t")
     await ContractRoom.put("t", "pair", (1, (2, 3)))
     assert await ContractRoom.get("t", "pair") == [1, [2, 3]]
+
+
+async def lose(node: livestate.Node, spec: type[LiveState], key: str) -> None:
+    """Make the backend forget a live state without telling anyone, as a Redis restart would."""
+    if isinstance(node.backend, livestate.MemoryBackend):
+        del node.backend._entries[StateId(spec.name, key)]
+    else:
+        import redis.asyncio
+
+        async with redis.asyncio.Redis.from_url(node.url) as connection:
+            await connection.flushall()
+
+
+async def test_a_live_state_lost_under_attached_clients_starts_anew(node: livestate.Node) -> None:
+    """A client's write to a live state the backend lost runs on_mount, resets, then succeeds."""
+    seen: list[Change] = []
+    async with await ContractRoom.attach("lost", on_change=seen.append) as client:
+        await client.put("x", 1)
+        await lose(node, ContractRoom, "lost")
+        await client.put("y", 2)
+        assert "x" not in client.state and client.state["y"] == 2
+        assert client.state["title"] == "ContractRoom lost"
+        await eventually(lambda: seen[-1].prop == "y")
+    kinds = [change.kind for change in seen]
+    assert kinds[0] == "new" and "reset" in kinds and kinds[-1] == "new"

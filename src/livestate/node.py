@@ -24,7 +24,7 @@ from .backends import Backend, Message, Mounted, Snapshot, from_url
 from .backends.base import ConflictError, not_running
 from .changes import Change, Op, StateId, apply
 from .client import Client, OnChange
-from .exceptions import InvalidValueError, LiveStateError, PropertyNotFoundError
+from .exceptions import InvalidValueError, LiveStateError, NotFoundError, PropertyNotFoundError
 from .spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
 from .values import (
     JSON,
@@ -60,6 +60,7 @@ class Replica:
         "ready",
         "spec",
         "state",
+        "syncing",
         "version",
         "view",
         "waiting",
@@ -80,6 +81,7 @@ class Replica:
         self.closed = False
         self.waiting = 0  # attach calls waiting for `ready`
         self.ready: asyncio.Task[None] | None = None
+        self.syncing: asyncio.Task[None] | None = None
 
     def load(self, snapshot: Snapshot) -> None:
         """Take the state, version and epoch of `snapshot` (in place: views stay valid)."""
@@ -399,6 +401,16 @@ class Node:
 
     async def _apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
         await self._start()
+        try:
+            return await self.backend.apply(id, op, role)
+        except NotFoundError:
+            replica = self._replicas.get(id)
+            if role != "group" or replica is None or replica.closed:
+                raise
+        # Lost under attached clients (say, Redis restarted empty): start it anew, then retry.
+        self._resync(replica)
+        if replica.syncing:
+            await asyncio.shield(replica.syncing)
         return await self.backend.apply(id, op, role)
 
     async def _read(self, id: StateId, prop: str | None) -> Snapshot:
@@ -460,7 +472,7 @@ class Node:
     def _resync(self, replica: Replica) -> None:
         if replica.buffer is None and not replica.closed:
             replica.buffer = []
-            self._spawn(self._sync(replica))
+            replica.syncing = self._spawn(self._sync(replica))
 
     async def _sync(self, replica: Replica) -> None:
         """Load a fresh snapshot (starting the live state anew if it was lost), send a reset."""
