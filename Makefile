@@ -32,3 +32,5 @@ check: setup
 ## The benchmarks, each printing a table and one JSON line
 bench: setup
 	$(BIN)/python benchmarks/fanout.py
+	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/pyview_fanout.py
