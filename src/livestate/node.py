@@ -122,7 +122,9 @@ class Replica:
 
     def fan_out(self, change: Change) -> None:
         """Deliver `change` to every client of this replica."""
-        for client in tuple(self.clients):
+        # No copy of `clients`: attach and detach are coroutines, so no callback can change
+        # the dict while this loop runs, and a copy per write costs every delivery.
+        for client in self.clients:
             client._deliver(change)
 
     def reset_change(self) -> Change:
