@@ -154,10 +154,10 @@ async def test_hostile_keys_stay_separate_and_safe(server: ServerProcess) -> Non
             await client.detach()
 
 
-def test_a_missing_redis_package_says_what_to_install() -> None:
-    """Without the redis package, a redis:// URL raises ImportError naming the extra to install."""
+def test_a_missing_hiredis_package_says_what_to_install() -> None:
+    """Without the hiredis package, a redis:// URL raises ImportError naming the extra to install."""
     code = (
-        "import sys; sys.modules['redis'] = None\n"
+        "import sys; sys.modules['hiredis'] = None\n"
         "from livestate.backends import from_url\n"
         "try:\n"
         "    from_url('redis://127.0.0.1:1/0')\n"

@@ -175,8 +175,13 @@ class Client:
             )
         return self._node
 
+    @property
+    def _receiver(self) -> Callable[[Change], object]:
+        """What the replica calls with each change: a sync on_change itself, else `_deliver`."""
+        return self._sync if self._sync is not None else self._deliver
+
     def _deliver(self, change: Change) -> None:
-        """Hand one change over without waiting for the receiver (called for each client)."""
+        """Hand one change over without waiting for the receiver."""
         if self._sync is not None:
             try:
                 self._sync(change)

@@ -58,6 +58,7 @@ class Replica:
         "id",
         "node",
         "ready",
+        "receivers",
         "spec",
         "state",
         "syncing",
@@ -76,6 +77,8 @@ class Replica:
         self.epoch = ""
         self.acl = ACL()
         self.clients: dict[Client, None] = {}
+        # What fan_out calls, one per client: built on first use after clients change.
+        self.receivers: tuple[Callable[[Change], object], ...] | None = None
         # Messages that arrive while the replica loads a snapshot wait here.
         self.buffer: list[Message] | None = []
         self.closed = False
@@ -120,12 +123,28 @@ class Replica:
             return  # the end of an earlier lifetime
         self.node._resync(self)
 
+    def add(self, client: Client) -> None:
+        """Deliver changes to `client` from now on."""
+        self.clients[client] = None
+        self.receivers = None
+
+    def discard(self, client: Client) -> None:
+        """Stop delivering changes to `client`."""
+        self.clients.pop(client, None)
+        self.receivers = None
+
     def fan_out(self, change: Change) -> None:
         """Deliver `change` to every client of this replica."""
-        # No copy of `clients`: attach and detach are coroutines, so no callback can change
-        # the dict while this loop runs, and a copy per write costs every delivery.
-        for client in self.clients:
-            client._deliver(change)
+        receivers = self.receivers
+        if receivers is None:
+            receivers = self.receivers = tuple(client._receiver for client in self.clients)
+        # A sync on_change is called here, with no frame in between: at a thousand clients
+        # per live state this loop is most of a write's cost.
+        for receive in receivers:
+            try:
+                receive(change)
+            except Exception:
+                logger.exception("on_change of a client of %s raised", self.id)
 
     def reset_change(self) -> Change:
         """A `reset` change with the whole current state."""
@@ -186,9 +205,9 @@ class Node:
             return
         self._closed = True
         for replica in list(self._replicas.values()):
-            for client in replica.clients:
+            for client in tuple(replica.clients):
+                replica.discard(client)
                 client._end(None)
-            replica.clients.clear()
             self._let_go(replica)
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
         for task in list(self._tasks):
@@ -229,13 +248,13 @@ class Node:
             self._let_go_if_unused(replica)
             raise denied("group", READ, "attach to", str(id))
         client = Client(self, replica, on_change, max_pending)
-        replica.clients[client] = None
+        replica.add(client)
         return client
 
     async def detach(self, client: Client) -> None:
         """Detach `client`; the node lets go of the live state when its last client leaves."""
         replica = client._replica
-        replica.clients.pop(client, None)
+        replica.discard(client)
         client._end(None)
         if task := self._let_go_if_unused(replica):
             await asyncio.shield(task)
@@ -504,9 +523,8 @@ class Node:
 
     def _stopped(self, replica: Replica) -> None:
         change = Change(replica.id.key, "stopped", None, None, replica.version)
-        clients = tuple(replica.clients)
-        replica.clients.clear()
-        for client in clients:
+        for client in tuple(replica.clients):
+            replica.discard(client)
             client._end(change)
         self._let_go(replica)
 

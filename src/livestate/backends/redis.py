@@ -25,31 +25,26 @@ live states that have local clients.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
-import math
 import secrets
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote
 
 try:
-    import redis.asyncio.connection as _connection
-    from redis.backoff import NoBackoff
-    from redis.exceptions import NoScriptError, RedisError, ResponseError
-    from redis.retry import Retry
+    from .resp import BACKOFF, Connection, Pipe, ReplyError, connect, parse_url
 except ImportError as error:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
-        "The Redis backend of livestate needs the redis package (with hiredis); "
+        "The Redis backend of livestate needs the hiredis package; "
         "install it with pip install 'livestate[redis]'."
     ) from error
 
 from ..acl import ACL, DELETE, Role, denied
 from ..changes import Op, StateId, evaluate, permission
-from ..exceptions import BackendUnavailableError, InvalidValueError
 from ..values import JSON, FrozenDict, FrozenList, check_size, encode, size
 from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
 
@@ -68,9 +63,6 @@ replicas are told of a gap (and resynchronise)."""
 LOCK = 3.0
 """Seconds the start lock lasts; renewed every third of that while on_mount runs."""
 
-BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-"""Seconds between attempts to reconnect."""
-
 _RESYNC = Message("", 0, Op("reset", None, FrozenDict()))
 """Handed to handlers to make their replica resync: its epoch matches no live state."""
 
@@ -80,6 +72,7 @@ _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
 
+@functools.lru_cache(maxsize=4096)  # the same property names come back write after write
 def _escape(text: str) -> str:
     """Percent-escape every byte but [A-Za-z0-9_.~-], so no `{`, `}`, `:` or `*` is left."""
     return quote(text, safe="", errors="surrogatepass")
@@ -194,184 +187,6 @@ class _Channel:
             future.set_result(None)
 
 
-class _Pipe:
-    """One command connection shared by every caller; calls made together go out together.
-
-    Calls queued in one event loop turn are written in one pipeline, and the
-    replies are matched to callers in order. A call that gets no reply within
-    `timeout` raises BackendUnavailableError and drops the connection (its
-    replies could no longer be trusted to arrive); the next call reconnects.
-    """
-
-    def __init__(self, connect: Callable[[], Any], timeout: float, what: str) -> None:
-        self._make = connect
-        self._timeout = timeout
-        self._what = what
-        self._connection: Any = None
-        self._connecting: asyncio.Task[Any] | None = None
-        self._queue: list[tuple[Sequence[Any], asyncio.Future[Any]]] = []
-        self._pending: deque[asyncio.Future[Any]] = deque()
-        self._sent: deque[float] = deque()  # when each pending call went out
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._failures = 0
-        self._retry_at = 0.0
-        self._closed = False
-
-    async def call(self, *args: Any) -> Any:
-        """Send one command and return its reply.
-
-        Raises BackendUnavailableError when the server does not answer in time,
-        and redis.ResponseError for an error reply.
-        """
-        loop = asyncio.get_running_loop()
-        if self._connection is None:
-            await self._connect()
-            if self._connection is None:
-                raise self._unavailable("dropped the connection")
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((args, future))
-        self._wake.set()
-        # No timer per call: the watchdog fails every call once the oldest is overdue.
-        return await future
-
-    async def aclose(self) -> None:
-        """Close the connection; later calls raise RuntimeError."""
-        self._closed = True
-        self._drop(self._connection, None)
-        if self._connecting:
-            self._connecting.cancel()
-
-    def _unavailable(self, why: str) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"The Redis server at {self._what} {why}; the write may not have happened. "
-            "Check that the server runs and is reachable, then retry."
-        )
-
-    async def _connect(self) -> None:
-        if self._closed:
-            raise RuntimeError(
-                f"This livestate Redis backend ({self._what}) is closed; create a new Node."
-            )
-        loop = asyncio.get_running_loop()
-        if self._connecting is None:
-            if loop.time() < self._retry_at:
-                raise self._unavailable("could not be reached a moment ago")
-            self._connecting = loop.create_task(self._open())
-            # A caller that timed out no longer awaits it; its failure is reported to the next.
-            self._connecting.add_done_callback(_ignore)
-        connecting = self._connecting
-        try:
-            async with asyncio.timeout(self._timeout):
-                await asyncio.shield(connecting)
-        except TimeoutError:
-            raise self._unavailable(
-                f"did not accept a connection within {self._timeout}s"
-            ) from None
-        except (RedisError, OSError) as error:
-            raise self._unavailable(f"refused the connection ({error})") from None
-
-    async def _open(self) -> None:
-        loop = asyncio.get_running_loop()
-        connection = self._make()
-        try:
-            async with asyncio.timeout(self._timeout):
-                await connection.connect()
-        except BaseException:
-            self._failures += 1
-            self._retry_at = loop.time() + BACKOFF[min(self._failures, len(BACKOFF)) - 1]
-            await connection.disconnect(nowait=True)
-            raise
-        finally:
-            self._connecting = None
-        self._failures = 0
-        self._connection = connection
-        self._wake.clear()
-        self._tasks = [
-            loop.create_task(self._write(connection)),
-            loop.create_task(self._read(connection)),
-            loop.create_task(self._watch(connection)),
-        ]
-        if self._queue:
-            self._wake.set()
-
-    async def _write(self, connection: Any) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                batch, self._queue = self._queue, []
-                batch = [(args, future) for args, future in batch if not future.done()]
-                if not batch:
-                    continue
-                self._pending.extend(future for _, future in batch)
-                self._sent.extend([asyncio.get_running_loop().time()] * len(batch))
-                packed = connection.pack_commands([args for args, _ in batch])
-                await connection.send_packed_command(packed, check_health=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            self._drop(connection, error)
-
-    async def _watch(self, connection: Any) -> None:
-        """Drop the connection when the oldest call has waited longer than the timeout."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self._timeout / 8)
-            if self._sent and loop.time() - self._sent[0] > self._timeout:
-                self._drop(connection, None)
-                return
-
-    async def _read(self, connection: Any) -> None:
-        pending = self._pending
-        sent = self._sent
-        while True:
-            try:
-                reply = await connection.read_response(timeout=math.inf, disconnect_on_error=False)
-            except ResponseError as error:
-                if pending:
-                    sent.popleft()
-                    future = pending.popleft()
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                self._drop(connection, error)
-                return
-            if pending:
-                sent.popleft()
-                future = pending.popleft()
-                if not future.done():
-                    future.set_result(reply)
-
-    def _drop(self, connection: Any, error: BaseException | None) -> None:
-        """Forget a connection that failed: every call waiting on it fails at once."""
-        if connection is None or connection is not self._connection:
-            return
-        self._connection = None
-        current = asyncio.current_task()
-        for task in self._tasks:
-            if task is not current:
-                task.cancel()
-        self._tasks = []
-        why = (
-            f"dropped the connection ({error})"
-            if error
-            else f"did not answer within {self._timeout}s"
-        )
-        for future in [*self._pending, *(future for _, future in self._queue)]:
-            if not future.done():
-                future.set_exception(self._unavailable(why))
-        self._pending.clear()
-        self._sent.clear()
-        self._queue.clear()
-        closing = asyncio.get_running_loop().create_task(connection.disconnect(nowait=True))
-        _background.add(closing)
-        closing.add_done_callback(_background.discard)
-
-
 class RedisBackend(Backend):
     """Live states on a Redis 7+ or Valkey 8+ server, shared by every node that uses it.
 
@@ -379,43 +194,18 @@ class RedisBackend(Backend):
     `unix://`, `valkey://`), optionally with livestate's settings as query
     parameters: `timeout` (seconds per call, default 2), `lease` (seconds a
     node's hold lasts without a heartbeat, default 5; the heartbeat runs five
-    times per lease). Raises ImportError, saying what to install, if the redis
-    package is missing.
+    times per lease), and the login and TLS parameters of `resp.parse_url`.
+    Raises InvalidValueError for a URL it cannot use, and ImportError, saying
+    what to install, if the hiredis package is missing.
     """
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        ours = {"timeout": TIMEOUT, "lease": LEASE}
-        rest = []
-        for name, value in parse_qsl(parts.query):
-            if name in ours:
-                try:
-                    ours[name] = float(value)
-                except ValueError:
-                    raise InvalidValueError(
-                        f"The {name} in LIVESTATE_URL must be a number of seconds, not {value!r}."
-                    ) from None
-            else:
-                rest.append((name, value))
-        scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
-        redis_url = urlunsplit((scheme, parts.netloc, parts.path, urlencode(rest), ""))
+        self.endpoint, settings = parse_url(url, {"timeout": TIMEOUT, "lease": LEASE})
         self.url = url
-        self.timeout = ours["timeout"]
-        self.lease = ours["lease"]
+        self.timeout = settings["timeout"]
+        self.lease = settings["lease"]
         self.heartbeat = self.lease / 5
-        pool = _connection.ConnectionPool.from_url(
-            redis_url,
-            decode_responses=True,
-            # RESP2: under RESP3 redis-py routes pub/sub messages to push handlers instead
-            # of returning them from read_response, which our own reader loop relies on.
-            protocol=2,
-            socket_connect_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
-        self._factory: Callable[[], Any] = lambda: pool.connection_class(**pool.connection_kwargs)
-        where = parts.netloc.rpartition("@")[2] or parts.path
-        self._where = where
-        self._pipe: _Pipe | None = None
+        self._pipe: Pipe | None = None
         self._shas: dict[str, str] = {}
         self._prefixes: dict[StateId, str] = {}
         self._sources = _load_scripts()
@@ -428,14 +218,14 @@ class RedisBackend(Backend):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<RedisBackend {self._where}>"
+        return f"<RedisBackend {self.endpoint}>"
 
     async def start(self) -> None:
         """Connect, load the scripts and start the heartbeat.
 
         Raises BackendUnavailableError if the server does not answer in time.
         """
-        self._pipe = _Pipe(self._factory, self.timeout, self._where)
+        self._pipe = Pipe(self.endpoint, self.timeout)
         pipe = self._pipe
         info = await pipe.call("COMMAND", "INFO", "SPUBLISH")
         sharded = bool(info and info[0])
@@ -514,7 +304,11 @@ class RedisBackend(Backend):
         kind = op.kind
         weight = len(prop)  # as MemoryBackend counts a property's name
         value_text = encode(op.value) if kind == "reset" else op.encoded
-        head = encode([kind, op.prop, op.max_len, *_acl_and_ttl(op)])
+        head = (
+            encode([kind, op.prop, op.max_len, *_acl_and_ttl(op)])
+            if kind == "reset"
+            else _head(kind, op.prop, op.max_len)
+        )
         args: list[Any] = [_ROLE_FIELD[role], need, expect, f"{head}\n{value_text}", prop]
         if kind == "put":
             args += [weight, op.size]
@@ -612,7 +406,9 @@ class RedisBackend(Backend):
         call = ("EVALSHA", self._shas[script], 7, *keys, channel, self._publish, *args)
         try:
             return await self._pipe.call(*call)
-        except NoScriptError:
+        except ReplyError as error:
+            if not str(error).startswith("NOSCRIPT"):
+                raise
             # The server restarted (or SCRIPT FLUSH ran): load them again, once.
             await self._load()
             return await self._pipe.call(*call)
@@ -628,7 +424,7 @@ class RedisBackend(Backend):
         assert self._pipe is not None
         try:
             reply = await self._pipe.call("CONFIG", "GET", "maxmemory-policy")
-        except ResponseError:
+        except ReplyError:
             return  # CONFIG is often disabled on managed servers; nothing to check then
         policy = reply[1] if len(reply) > 1 else "noeviction"
         if policy != "noeviction":
@@ -636,7 +432,7 @@ class RedisBackend(Backend):
                 "The Redis server at %s has maxmemory-policy %s, so it may evict live state "
                 "keys under memory pressure, and clients would see their live state restart; "
                 "set maxmemory-policy noeviction (or give it enough memory).",
-                self._where,
+                self.endpoint,
                 policy,
             )
 
@@ -687,9 +483,9 @@ class RedisBackend(Backend):
     def _snapshot(self, reply: list[Any]) -> Snapshot:
         _, epoch, version, group, public, ttl, props, values = reply
         state = {
-            prop: FrozenList([_thaw(json.loads(item)) for item in value])
+            prop: FrozenList([_decode(item) for item in value])
             if type(value) is list
-            else _thaw(json.loads(value))
+            else _decode(value)
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
@@ -715,7 +511,7 @@ class RedisBackend(Backend):
             state: dict[str, JSON] = {}
             if current is not None:
                 state[op.prop] = (  # type: ignore[index]
-                    FrozenList() if current.startswith("\0") else _thaw(json.loads(current))
+                    FrozenList() if current.startswith("\0") else _decode(current)
                 )
             evaluate(state, op, id)
         raise RuntimeError(f"A livestate script on {id} replied {reply!r}, which is a bug.")
@@ -783,135 +579,108 @@ class _Subscriber:
         self._unsubscribe = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
         self._message = "smessage" if sharded else "message"
         self._confirm = "ssubscribe" if sharded else "subscribe"
-        self._connection: Any = None
+        self._connection: Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
         self._last = 0.0
         self._closed = False
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = self._loop.create_task(self._run())
 
     async def aclose(self) -> None:
         self._closed = True
         if self._connection is not None:
-            await self._connection.disconnect(nowait=True)
+            self._connection.abort("closed the connection")
         if self._task:
             self._task.cancel()
-            # Bounded: redis-py's read may take a moment to notice the cancellation.
             await asyncio.wait([self._task], timeout=1.0)
 
     def add(self, channel: _Channel) -> None:
-        channel.confirmed = asyncio.get_running_loop().create_future()
+        channel.confirmed = self._loop.create_future()
         self._send(self._subscribe, channel.name)
 
     def remove(self, channel: _Channel) -> None:
         self._send(self._unsubscribe, channel.name)
 
     def _send(self, *args: str) -> None:
-        connection = self._connection
-        if connection is None:
-            return  # not connected: the reconnect subscribes every channel
-        packed = connection.pack_command(*args)
-        task = asyncio.get_running_loop().create_task(
-            connection.send_packed_command(packed, check_health=False)
-        )
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-        task.add_done_callback(_ignore)
+        if self._connection is not None:
+            self._connection.write(args)
+        # Not connected: the reconnect subscribes every channel.
 
     async def _run(self) -> None:
         backend = self._backend
         failures = 0
         first = True
         while not self._closed:
-            connection = backend._factory()
             try:
                 async with asyncio.timeout(backend.timeout):
-                    await connection.connect()
+                    connection = await connect(backend.endpoint, self._push)
+            except Exception as error:
+                logger.warning(
+                    "livestate could not open its pub/sub connection to %s (%s); retrying",
+                    backend.endpoint,
+                    error,
+                )
+            else:
                 if self._closed:
-                    # redis-py's connect can swallow the cancellation that aclose() sent.
+                    connection.abort("closed the connection")
                     return
                 self._connection = connection
-                channels = list(backend._by_name.values())
-                for channel in channels:
+                for channel in backend._by_name.values():
                     if not first:
                         channel.resubscribed = True
                     if channel.confirmed is None or channel.confirmed.done():
-                        channel.confirmed = asyncio.get_running_loop().create_future()
-                if channels:
-                    await connection.send_packed_command(
-                        connection.pack_commands([(self._subscribe, c.name) for c in channels]),
-                        check_health=False,
-                    )
-                first = False
+                        channel.confirmed = self._loop.create_future()
+                    connection.write((self._subscribe, channel.name))
                 failures = 0
-                await self._listen(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
+                self._last = self._loop.time()
+                pinger = self._loop.create_task(self._ping(connection))
+                try:
+                    await connection.closed
+                finally:
+                    pinger.cancel()
+                    self._connection = None
+                    connection.abort("closed the connection")
                 if self._closed:
                     return
                 logger.warning(
-                    "livestate lost its pub/sub connection to %s (%s); reconnecting",
-                    backend._where,
-                    error,
+                    "livestate lost its pub/sub connection to %s (it %s); reconnecting",
+                    backend.endpoint,
+                    connection.why,
                 )
-            finally:
-                self._connection = None
-                await connection.disconnect(nowait=True)
             first = False
             for channel in backend._by_name.values():
                 channel.resubscribed = True
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
 
-    async def _listen(self, connection: Any) -> None:
-        backend = self._backend
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        pinger = loop.create_task(self._ping(connection))
-        try:
-            while True:
-                reply = await connection.read_response(timeout=math.inf, disconnect_on_error=False)
-                self._last = loop.time()
-                kind = reply[0]
-                if kind == self._message:
-                    backend._received(reply[1], reply[2])
-                elif kind == self._confirm:
-                    channel = backend._by_name.get(reply[1])
-                    if channel is None:
-                        continue
-                    if channel.confirmed and not channel.confirmed.done():
-                        channel.confirmed.set_result(None)
-                    if channel.resubscribed:
-                        # Messages may have been missed while unsubscribed: resync.
-                        channel.resubscribed = False
-                        channel.resync()
-        finally:
-            pinger.cancel()
-
-    async def _ping(self, connection: Any) -> None:
-        """Ping, and drop a connection that stays silent: it may be half-open."""
-        backend = self._backend
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(backend.heartbeat)
-            if loop.time() - self._last > backend.heartbeat + backend.timeout:
-                logger.warning("livestate's pub/sub connection to %s went silent", backend._where)
-                await connection.disconnect(nowait=True)
+    def _push(self, reply: Any) -> None:
+        """Take one message or confirmation from the pub/sub connection."""
+        self._last = self._loop.time()
+        kind = reply[0]
+        if kind == self._message:
+            self._backend._received(reply[1], reply[2])
+        elif kind == self._confirm:
+            channel = self._backend._by_name.get(reply[1])
+            if channel is None:
                 return
-            await connection.send_packed_command(
-                connection.pack_command("PING"), check_health=False
-            )
+            if channel.confirmed and not channel.confirmed.done():
+                channel.confirmed.set_result(None)
+            if channel.resubscribed:
+                # Messages may have been missed while unsubscribed: resync.
+                channel.resubscribed = False
+                channel.resync()
 
-
-_background: set[asyncio.Task[Any]] = set()
-"""Fire-and-forget tasks, referenced until done so the garbage collector leaves them be."""
-
-
-def _ignore(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # a failed write shows up on the read side, which reconnects
+    async def _ping(self, connection: Connection) -> None:
+        """Ping, and drop a connection that stays silent: it may be half-open."""
+        heartbeat = self._backend.heartbeat
+        while True:
+            await asyncio.sleep(heartbeat)
+            if self._loop.time() - self._last > heartbeat + self._backend.timeout:
+                connection.abort("went silent")
+                return
+            connection.write(("PING",))
 
 
 def _load_scripts() -> dict[str, str]:
@@ -958,6 +727,12 @@ def _encode_state(
     return total, args
 
 
+@functools.lru_cache(maxsize=4096)
+def _head(kind: str, prop: str | None, max_len: int | None) -> str:
+    """The head of a message: what it does to which property (reset adds its ACL and TTL)."""
+    return encode([kind, prop, max_len])
+
+
 _heads: dict[str, Any] = {}
 """Decoded message heads: a live state's writes mostly repeat the same few."""
 
@@ -970,17 +745,31 @@ def _decode_op(text: str) -> Op:
             _heads.clear()
         head = _heads[head_text] = json.loads(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
-    value = _thaw(json.loads(value_text))
+    value = _decode(value_text)
     if kind == "reset":
         return Op(kind, None, value, acl=ACL(head[3], head[4]), ttl=head[5])
     return Op(kind, head[1], value, max_len=head[2])
 
 
-def _thaw(value: Any) -> JSON:
-    """Freeze decoded JSON (dicts and lists made read-only), as every value handed out is."""
-    kind = type(value)
-    if kind is list:
-        return FrozenList([_thaw(item) for item in value])
-    if kind is dict:
-        return FrozenDict({key: _thaw(item) for key, item in value.items()})
-    return value
+def _frozen_list(items: list[Any]) -> FrozenList:
+    return FrozenList([_frozen_list(item) if type(item) is list else item for item in items])
+
+
+def _frozen_object(pairs: list[tuple[str, Any]]) -> FrozenDict:
+    frozen = FrozenDict(pairs)
+    for key, value in pairs:
+        if type(value) is list:
+            dict.__setitem__(frozen, key, _frozen_list(value))
+    return frozen
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_frozen_object)
+
+
+def _decode(text: str) -> JSON:
+    """Decode JSON text that livestate wrote, into frozen values as every value handed out is.
+
+    Objects are frozen by the decoder as it builds them, so only lists need a second look.
+    """
+    value = _decoder.raw_decode(text)[0]
+    return _frozen_list(value) if type(value) is list else value
