@@ -155,7 +155,7 @@ async def test_hostile_keys_stay_separate_and_safe(server: ServerProcess) -> Non
 
 
 def test_a_missing_hiredis_package_says_what_to_install() -> None:
-    """Without the hiredis package, a redis:// URL raises ImportError naming the extra to install."""
+    """Without hiredis, a redis:// URL raises ImportError naming the extra to install."""
     code = (
         "import sys; sys.modules['hiredis'] = None\n"
         "from livestate.backends import from_url\n"

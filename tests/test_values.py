@@ -34,6 +34,8 @@ BAD_VALUES: list[tuple[Any, str]] = [
     ({1: "a"}, r"has the key 1 of type int; JSON object keys are strings"),
     ({"a": [1, {"b": {3}}]}, r"the value at \['a'\]\[1\]\['b'\] is of type set"),
     ([[[[[[[[[[1]]]]]]]]]], r"nests too deeply"),
+    ("caf\udce9", r"the value 'caf\\udce9' has a lone surrogate, which UTF-8"),
+    ({"k\ud800": 1}, r"has the key 'k\\ud800' with a lone surrogate"),
 ]
 
 
@@ -57,6 +59,7 @@ async def test_bad_values_are_rejected_naming_key_and_property(
         (None, "must be a str, not NoneType"),
         ("", "1 to 16,384 bytes long"),
         ("x" * 20_000, "1 to 16,384 bytes long"),
+        ("room\ud800", "has a lone surrogate, which UTF-8"),
     ],
 )
 async def test_bad_keys_are_rejected(node: livestate.Node, key: Any, message: str) -> None:
@@ -69,7 +72,12 @@ async def test_bad_keys_are_rejected(node: livestate.Node, key: Any, message: st
 
 @pytest.mark.parametrize(
     ("prop", "message"),
-    [(3, "are str, not int 3"), ("", "1 to 1,024 bytes"), ("p" * 2000, "1 to 1,024 bytes")],
+    [
+        (3, "are str, not int 3"),
+        ("", "1 to 1,024 bytes"),
+        ("p" * 2000, "1 to 1,024 bytes"),
+        ("p\udfff", "has a lone surrogate"),
+    ],
 )
 async def test_bad_property_names_are_rejected(
     node: livestate.Node, prop: Any, message: str

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -52,11 +53,15 @@ class ServerProcess:
 
     `start()` (again after `kill()`, on the same port and empty), `url`, `pause()`
     and `resume()` (SIGSTOP and SIGCONT) and `kill()` (SIGKILL) serve fault tests.
+    `options` are more server options, as `("--unixsocket", path)`.
     """
 
-    def __init__(self, port: int | None = None, binary: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, binary: str | None = None, options: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.binary = binary or server_binary()
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +80,7 @@ class ServerProcess:
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--protected-mode", "no", "--dir", tempfile.gettempdir(),
             "--dbfilename", f"livestate-{self.port}.rdb", "--loglevel", "warning",
+            *self.options,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

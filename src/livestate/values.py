@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from .exceptions import InvalidValueError, StateTooLargeError
 
@@ -115,7 +115,12 @@ def _what(subject: object, prop: str | None) -> str:
 
 def _freeze(value: object, depth: int) -> JSON:
     kind = type(value)
-    if kind is str or kind is bool or value is None or kind is FrozenDict or kind is FrozenList:
+    if kind is str:
+        text = cast(str, value)
+        if text.isascii() or _is_text(text):
+            return text
+        raise _Invalid(f"{text[:40]!r} has {_SURROGATE}")
+    if kind is bool or value is None or kind is FrozenDict or kind is FrozenList:
         return value
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
@@ -138,6 +143,8 @@ def _freeze(value: object, depth: int) -> JSON:
                     f"has the key {key!r} of type {type(key).__name__}; "
                     "JSON object keys are strings"
                 )
+            if not (key.isascii() or _is_text(key)):
+                raise _Invalid(f"has the key {key[:40]!r} with {_SURROGATE}")
             try:
                 frozen[key] = _freeze(item, depth - 1)
             except _Invalid as error:
@@ -161,7 +168,7 @@ def _freeze(value: object, depth: int) -> JSON:
     if isinstance(value, float):
         return _freeze(float(value), depth)
     if isinstance(value, str):
-        return str.__str__(value)
+        return _freeze(str.__str__(value), depth)
     raise _Invalid(
         f"is of type {kind.__name__}, which is not JSON; "
         "use a dict, list, str, int, float, bool or None"
@@ -172,6 +179,21 @@ encode = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
 ).encode
 """Compact JSON text of a frozen value (the form stored and sent between nodes)."""
+
+
+_SURROGATE = (
+    "a lone surrogate, which UTF-8 (and so JSON) cannot carry; "
+    "decode the bytes it came from with errors='replace'"
+)
+
+
+def _is_text(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (it has no lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def size(text: str) -> int:
@@ -201,6 +223,8 @@ def check_key(key: object, spec: str) -> str:
             f"The key of a {spec} live state must be a str, not {type(key).__name__} {key!r}; "
             f"pass str(key)."
         )
+    if not (key.isascii() or _is_text(key)):
+        raise InvalidValueError(f"The key {key[:200]!r} of a {spec} live state has {_SURROGATE}.")
     if not key or size(key) > MAX_KEY_BYTES:
         raise InvalidValueError(
             f"The key of a {spec} live state must be 1 to {MAX_KEY_BYTES:,} bytes long; "
@@ -216,6 +240,8 @@ def check_property(prop: object, subject: object) -> str:
             f"Property names of {subject} are str, not {type(prop).__name__} {prop!r}; "
             "pass str(prop)."
         )
+    if not (prop.isascii() or _is_text(prop)):
+        raise InvalidValueError(f"The property name {prop[:40]!r} of {subject} has {_SURROGATE}.")
     if not prop or size(prop) > MAX_PROPERTY_BYTES:
         raise InvalidValueError(
             f"Property names of {subject} must be 1 to {MAX_PROPERTY_BYTES:,} bytes long; "
