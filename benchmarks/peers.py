@@ -1,8 +1,8 @@
 """livestate against the room broadcasts Python developers wire up today, on one Valkey.
 
     pip install -r benchmarks/requirements-peers.txt
-    python benchmarks/peers.py            # about 5 minutes on 2 cores
-    python benchmarks/peers.py --quick    # about 1 minute
+    python benchmarks/peers.py            # 3 rounds, medians: about 8 minutes on 2 cores
+    python benchmarks/peers.py --quick    # 1 short round: about 1 minute
 
 For each system and N (1, 100, 1,000 in-process subscribers to one room) a
 writer process sends ~200-byte updates to a receiver process: at a fixed rate
@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import select
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -441,6 +442,23 @@ def summarize(case: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from several runs of a case: the median of each figure, the sum of losses."""
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return runs[-1]
+    row = dict(good[0])
+    for name in ("p50_ms", "p99_ms", "cpu_us_per_delivery", "saturation_cpu_us_per_delivery",
+                 "saturation_deliveries_per_s"):  # fmt: skip
+        values = [run[name] for run in good if run[name] is not None]
+        row[name] = statistics.median(values) if values else None
+    for name in ("sent", "lost", "resets"):
+        row[name] = sum(run[name] for run in good)
+    row["runs"] = len(good)
+    row["failed_runs"] = len(runs) - len(good)
+    return row
+
+
 def print_tables(rows: list[dict[str, Any]], chats: list[dict[str, Any]]) -> None:
     ours = {row["n"]: row for row in rows if row["system"] == "livestate" and "error" not in row}
     header = (
@@ -482,7 +500,11 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated subset")
     parser.add_argument("--n", default="", help="comma-separated N values (default 1,100,1000)")
     parser.add_argument("--no-chat", action="store_true", help="skip the correctness column")
+    parser.add_argument(
+        "--repeat", type=int, default=0, help="rounds, reported as medians (default 3; 1 if quick)"
+    )
     options = parser.parse_args()
+    repeat = options.repeat or (1 if options.quick else 3)
     plan = QUICK if options.quick else FULL
     ns = tuple(int(n) for n in options.n.split(",")) if options.n else plan.ns
     systems = [system for system in options.systems.split(",") if system]
@@ -498,17 +520,23 @@ def main() -> None:
         try:
             server.start()
             unavailable = livestate_check(server.url) if "livestate" in systems else None
-            for system in systems:
+            runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for round_number in range(repeat):
+                # Every system in each round, in a rotated order: a slow spell of this
+                # shared machine falls on different systems in different rounds.
+                turn = round_number % len(systems)
                 for n in ns:
-                    if system == "livestate" and unavailable:
-                        error = f"livestate redis backend unavailable: {unavailable}"
-                        rows.append(
-                            {"system": system, "n": n, "rate": plan.rate(n), "error": error}
-                        )
-                        continue
-                    rows.append(summarize(run_case(system, n, server.url, plan, work)))
-                    print(f"  done: {system} N={n} ({time.monotonic() - started:.0f}s)",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    for system in systems[turn:] + systems[:turn]:
+                        if system == "livestate" and unavailable:
+                            error = f"livestate redis backend unavailable: {unavailable}"
+                            case = {"system": system, "n": n, "rate": plan.rate(n), "error": error}
+                        else:
+                            case = summarize(run_case(system, n, server.url, plan, work))
+                        runs.setdefault((system, n), []).append(case)
+                        done = f"round {round_number + 1}/{repeat} {system} N={n}"
+                        seconds = time.monotonic() - started
+                        print(f"  done: {done} ({seconds:.0f}s)", file=sys.stderr, flush=True)
+            rows = [combine(runs[(system, n)]) for system in systems for n in ns]
             if not options.no_chat:
                 variants = ["redis-py"] if unavailable or "livestate" not in systems else [
                     "redis-py", "livestate-naive", "livestate-append"]  # fmt: skip
@@ -521,7 +549,8 @@ def main() -> None:
     print(
         f"livestate vs peers: one valkey-server, writer + receiver processes, "
         f"{platform.python_implementation()} {platform.python_version()}, {cpus} CPUs, "
-        f"{'quick' if options.quick else 'full'} run in {elapsed:.0f}s"
+        f"{'quick' if options.quick else 'full'} run in {elapsed:.0f}s, "
+        f"medians of {repeat} round{'s' if repeat > 1 else ''}"
     )
     print_tables(rows, chats)
     print(
@@ -532,6 +561,7 @@ def main() -> None:
                 "cpus": cpus,
                 "python": platform.python_version(),
                 "seconds": round(elapsed),
+                "rounds": repeat,
                 "rows": rows,
                 "chat": chats,
             }

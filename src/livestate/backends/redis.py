@@ -566,8 +566,9 @@ class RedisBackend(Backend):
             channel.feed(Message(epoch, version + 1, None))
         elif rest == "start":
             channel.feed(Message(epoch, version, _RESYNC.op))
-        else:
+        elif epoch != channel.epoch or version > channel.version:
             channel.feed(Message(epoch, version, _decode_op(rest)))
+        # else seen already (this node's own write, fed when its reply came): no decoding
 
 
 class _Subscriber:
