@@ -124,7 +124,8 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, on_push: Callable[[Any], None] | None = None) -> None:
         self.on_push = on_push
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = self._loop.create_future()
         self._reader = hiredis.Reader(encoding="utf-8", replyError=ReplyError)
         self._transport: asyncio.Transport | None = None
         self._waiting: deque[asyncio.Future[Any]] = deque()
@@ -134,7 +135,7 @@ class Connection(asyncio.Protocol):
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply, or ReplyError, or ConnectionError."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         future = loop.create_future()
         if self._transport is None:
             future.set_exception(ConnectionError(self.why))
@@ -152,7 +153,7 @@ class Connection(asyncio.Protocol):
         elif self._waiting:
             # Calls are in flight, so others are likely being made: gather this turn's.
             self._outgoing.append(packed)
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         elif self._transport is not None:
             self._transport.write(packed)  # an idle connection: no reason to wait
 
