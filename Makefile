@@ -33,4 +33,5 @@ check: setup
 bench: setup
 	$(BIN)/python benchmarks/fanout.py
 	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/redis_path.py
 	$(BIN)/python benchmarks/pyview_fanout.py
