@@ -336,3 +336,35 @@ async def test_a_live_state_lost_under_attached_clients_starts_anew(node: livest
         await eventually(lambda: seen[-1].prop == "y")
     kinds = [change.kind for change in seen]
     assert kinds[0] == "new" and "reset" in kinds and kinds[-1] == "new"
+
+
+class ContractOrdered(LiveState):
+    """Starts with three properties in a known order."""
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"zeta": 0, "alpha": 1, "mid": 2}
+
+
+async def test_properties_keep_the_order_they_were_added_in(make_node: MakeNode) -> None:
+    """Every view of a state lists its properties in the order they were added, as a dict does.
+
+    Past 128 properties and with values over 64 bytes a Redis hash keeps no order of its
+    own; a replica loaded later, a read and a replica that applied each write still agree.
+    """
+    a, b = await make_node(), await make_node()
+    early = await a.attach(ContractOrdered, "order")
+    names = [f"p{n:03}" for n in range(200, 0, -1)]  # not in sorted order
+    for name in names:
+        await a.put(ContractOrdered, "order", name, "x" * 80)
+    await a.delete(ContractOrdered, "order", "alpha")
+    await a.increment(ContractOrdered, "order", "alpha")  # back, now last
+    await a.append(ContractOrdered, "order", "log", "hi")
+    await a.put(ContractOrdered, "order", "zeta", [1, 2])  # replaced in place
+    expected = ["zeta", "mid", *names, "alpha", "log"]
+    late = await b.attach(ContractOrdered, "order")
+    assert list(early.state) == expected
+    assert list(late.state) == expected
+    assert list(await b.get(ContractOrdered, "order")) == expected
+    await b.reset(ContractOrdered, "order")
+    await eventually(lambda: list(early.state) == ["zeta", "alpha", "mid"])
+    assert list(await a.get(ContractOrdered, "order")) == ["zeta", "alpha", "mid"]

@@ -207,3 +207,22 @@ async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
     finally:
         for node in racers:
             await node.aclose()
+
+
+async def test_an_ended_live_state_leaves_no_key_behind(url: str, nodes: list[Node]) -> None:
+    """After its TTL, every key of a live state (lists and property order too) has expired."""
+    import redis
+
+    client = await nodes[0].attach(Board, "tidy")
+    await client.append("items", "a")
+    await client.put("extra", {"nested": [1, 2]})
+    await client.put("tags", ["x", "y"])
+    with redis.Redis.from_url(url.partition("?")[0]) as admin:
+        assert {key.decode().rpartition(":")[2] for key in admin.keys("ls:{Board:tidy}:*")} >= {
+            "m", "s", "z", "h", "L", "k", "items", "tags",
+        }  # fmt: skip
+        await client.detach()
+        started = time.monotonic()
+        while admin.keys("ls:{Board:tidy}:*"):
+            assert time.monotonic() - started < Board.ttl + 2.0, admin.keys("ls:{Board:tidy}:*")
+            await asyncio.sleep(0.05)

@@ -3,12 +3,13 @@
 Layout: every key of one live state shares the hash tag `{<spec>:<key>}`, both
 percent-escaped, so a script touches one slot and Redis Cluster works:
 
-    ls:{Chat:lobby}:m        meta hash: epoch, version, ACL, TTL, limits, total bytes
+    ls:{Chat:lobby}:m        meta hash: epoch, version, ACL, TTL, limits, total bytes, places
     ls:{Chat:lobby}:s        state hash: property -> JSON (or a marker for a list)
     ls:{Chat:lobby}:z        sizes hash: property -> bytes it counts, for the limits
     ls:{Chat:lobby}:h        holders: node id -> lease end, a sorted set
     ls:{Chat:lobby}:L        the set of list keys
     ls:{Chat:lobby}:l:<prop> a list property's items, one JSON text each
+    ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:c        the pub/sub channel
 
@@ -395,7 +396,7 @@ class RedisBackend(Backend):
             prefix = self._prefixes[id] = f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
-            f"{prefix}:o", f"{prefix}:l:{_escape(prop)}",
+            f"{prefix}:o", f"{prefix}:l:{_escape(prop)}", f"{prefix}:k",
         ]  # fmt: skip
 
     async def _run(self, script: str, keys: list[str], *args: Any) -> Any:
@@ -403,7 +404,7 @@ class RedisBackend(Backend):
         if self._pipe is None:
             raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
         channel = keys[0][: -len(":m")] + ":c"
-        call = ("EVALSHA", self._shas[script], 7, *keys, channel, self._publish, *args)
+        call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, self._publish, *args)
         try:
             return await self._pipe.call(*call)
         except ReplyError as error:

@@ -25,9 +25,10 @@ if err then return err end
 redis.call('RPUSH', LK, ARGV[11])
 if drop > 0 then redis.call('LTRIM', LK, drop, -1) end
 if not current then
+  place(prop)
   redis.call('HSET', S, prop, '\0' .. LK)
   redis.call('SADD', L, LK)
-  touch(S, L)
+  touch(S, L, K)
 end
 redis.call('HSET', Z, prop, new)
 touch(LK, Z)

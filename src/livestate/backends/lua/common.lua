@@ -2,18 +2,21 @@
 --
 -- KEYS (all under one hash tag, so a script touches one slot):
 --   1 meta hash: e epoch, v version, g/p ACL masks, t TTL in ms (-1 none), T TTL as
---     written by Python, mv/ms size limits, n bytes of the whole state
+--     written by Python, mv/ms size limits, n bytes of the whole state, q the last place
 --   2 state hash: property -> JSON text, or "\0" .. list key for a list property
 --   3 sizes hash: property -> bytes it counts towards the state (name + JSON)
 --   4 holders sorted set: node id -> lease end (ms)
 --   5 set of list keys
 --   6 start lock (SET NX PX while one node runs on_mount)
 --   7 the list key of the property the operation names (or an unused name)
+--   8 order sorted set: property -> its place (from the meta hash's counter q), so a
+--     snapshot lists properties in the order they were added, as a dict does
 -- ARGV[1] is the channel and ARGV[2] the publish command (SPUBLISH or PUBLISH).
 --
 -- User JSON is never decoded here: cjson turns [] into {} and rounds integers
 -- above 2^53. Only JSON numbers are parsed, for increment.
-local M, S, Z, H, L, O, LK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local M, S, Z, H, L, O, LK, K = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
+  KEYS[8]
 local CHANNEL, PUBLISH = ARGV[1], ARGV[2]
 
 local function now_ms()
@@ -22,7 +25,7 @@ local function now_ms()
 end
 
 local function all_keys()
-  local keys = {M, S, Z, H, L}
+  local keys = {M, S, Z, H, L, K}
   for _, k in ipairs(redis.call('SMEMBERS', L)) do keys[#keys + 1] = k end
   return keys
 end
@@ -45,11 +48,10 @@ local function set_expiry(now)
 end
 
 -- Keys a write may have just created get the expiry of the meta hash.
-local function touch(a, b)
+local function touch(...)
   local at = redis.call('PEXPIRETIME', M)
   if at > 0 then
-    redis.call('PEXPIREAT', a, at)
-    if b then redis.call('PEXPIREAT', b, at) end
+    for _, k in ipairs({...}) do redis.call('PEXPIREAT', k, at) end
   end
 end
 
@@ -70,10 +72,11 @@ local function snapshot(prop)
       values[1] = expand(value)
     end
   else
-    local flat = redis.call('HGETALL', S)
-    for i = 1, #flat, 2 do
-      props[#props + 1] = flat[i]
-      values[#values + 1] = expand(flat[i + 1])
+    -- In the order they were added: a hash keeps none once it outgrows its compact form.
+    props = redis.call('ZRANGE', K, 0, -1)
+    for i = 1, #props, 1000 do
+      local chunk = redis.call('HMGET', S, unpack(props, i, math.min(i + 999, #props)))
+      for j = 1, #chunk do values[#values + 1] = expand(chunk[j]) end
     end
   end
   return {'ok', meta[1], meta[2], meta[3], meta[4], meta[5], props, values}
@@ -91,8 +94,10 @@ end
 local function write_state(i)
   local count = tonumber(ARGV[i])
   i = i + 1
-  for _ = 1, count do
+  redis.call('HSET', M, 'q', count)
+  for place = 1, count do
     local prop, size, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    redis.call('ZADD', K, place, prop)
     redis.call('HSET', Z, prop, size)
     if kind == 'v' then
       redis.call('HSET', S, prop, ARGV[i + 3])
@@ -138,6 +143,11 @@ local function finish(meta, total)
   redis.call('HSET', M, 'v', version, 'n', total)
   redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
   return version
+end
+
+-- A property written for the first time goes last in the order (touch K afterwards).
+local function place(prop)
+  redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)
 end
 
 local function is_list(value)

@@ -11,4 +11,5 @@ end
 local old = tonumber(redis.call('HGET', Z, prop) or '0')
 redis.call('HDEL', S, prop)
 redis.call('HDEL', Z, prop)
+redis.call('ZREM', K, prop)
 return {'ok', finish(meta, tonumber(meta[4]) - old), meta[3]}

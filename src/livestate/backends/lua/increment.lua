@@ -29,5 +29,8 @@ err = check_sizes(meta, #text, total)
 if err then return err end
 redis.call('HSET', S, prop, text)
 redis.call('HSET', Z, prop, new)
-touch(S, Z)
+if not current then
+  place(prop)
+  touch(S, Z, K)
+end
 return {'ok', finish(meta, total), meta[3], text}

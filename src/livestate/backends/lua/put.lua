@@ -3,11 +3,14 @@
 local meta, err = begin()
 if not meta then return err end
 local prop, weight, bytes = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
-local old = tonumber(redis.call('HGET', Z, prop) or '0')
+local size = redis.call('HGET', Z, prop)
+local old = tonumber(size or '0')
 local new = weight + bytes
 err = check_sizes(meta, bytes, tonumber(meta[4]) - old + new)
 if err then return err end
-if is_list(redis.call('HGET', S, prop)) then
+if not size then
+  place(prop)
+elseif redis.call('SISMEMBER', L, LK) == 1 then
   redis.call('DEL', LK)
   redis.call('SREM', L, LK)
 end
@@ -20,5 +23,5 @@ else
   redis.call('HSET', S, prop, ARGV[11])
 end
 redis.call('HSET', Z, prop, new)
-touch(S, Z)
+if not size then touch(S, Z, K) end  -- a property that exists has them all already
 return {'ok', finish(meta, tonumber(meta[4]) - old + new), meta[3]}
