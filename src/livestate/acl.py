@@ -49,10 +49,6 @@ class ACL:
         if not self.allows(role, permission):
             raise denied(role, permission, what, subject)
 
-    def to_dict(self) -> dict[str, list[str]]:
-        """The ACL as `{"group": [...], "public": [...]}` with permission names."""
-        return {"group": names(self.group), "public": names(self.public)}
-
 
 def names(mask: int) -> list[str]:
     """The permission names in `mask`, in the order read, write, delete, reset."""

@@ -17,10 +17,10 @@ Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
 the version, publish `(epoch, version, op)`, all or nothing. JSON is written by
 Python; Lua only ever parses numbers, for increment.
 
-Connections, per backend object (one per node): one command connection on
-which concurrent calls are pipelined (every call made in the same event loop
-turn goes out in one write), and one pub/sub connection subscribed only to the
-live states that have local clients.
+Connections, per backend object (one per node), both resp.py's: one command
+connection on which concurrent calls are pipelined (the calls made while others
+are in flight leave together, one send per event loop turn), and one pub/sub
+connection subscribed only to the live states that have local clients.
 """
 
 from __future__ import annotations
@@ -71,6 +71,12 @@ _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", 
             "reset", "stop")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
+
+
+@functools.lru_cache(maxsize=1024)  # the same live states are written again and again
+def _prefix(id: StateId) -> str:
+    """The start of every key name of a live state: `ls:{<spec>:<key>}`."""
+    return f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
 
 
 @functools.lru_cache(maxsize=4096)  # the same property names come back write after write
@@ -208,7 +214,6 @@ class RedisBackend(Backend):
         self.heartbeat = self.lease / 5
         self._pipe: Pipe | None = None
         self._shas: dict[str, str] = {}
-        self._prefixes: dict[StateId, str] = {}
         self._sources = _load_scripts()
         self._publish = "SPUBLISH"
         self._channels: dict[StateId, _Channel] = {}
@@ -323,7 +328,7 @@ class RedisBackend(Backend):
             args += [weight, op.encoded, "1" if type(op.value) is float else "0"]
         elif kind == "reset":
             acl = op.acl or ACL()
-            total, state = _encode_state(op.value, keys[0][: -len(":m")])
+            total, state = _encode_state(op.value, _prefix(id))
             del args[4]  # a reset names no property
             args += [acl.group, acl.public, *_ttl_args(op.ttl), total, *state]
         reply = await self._run(kind, keys, *args)
@@ -360,7 +365,7 @@ class RedisBackend(Backend):
     async def subscribe(self, id: StateId, handler: Handler) -> None:
         channel = self._channels.get(id)
         if channel is None:
-            name = self._keys(id)[0][: -len(":m")] + ":c"
+            name = f"{_prefix(id)}:c"
             channel = self._channels[id] = self._by_name[name] = _Channel(name)
             assert self._subscriber is not None  # start() ran: the node starts us first
             self._subscriber.add(channel)
@@ -389,11 +394,7 @@ class RedisBackend(Backend):
     # Internals.
 
     def _keys(self, id: StateId, prop: str = "") -> list[str]:
-        prefix = self._prefixes.get(id)
-        if prefix is None:
-            if len(self._prefixes) > 10_000:
-                self._prefixes.clear()
-            prefix = self._prefixes[id] = f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
+        prefix = _prefix(id)
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
             f"{prefix}:o", f"{prefix}:l:{_escape(prop)}", f"{prefix}:k",
@@ -462,7 +463,7 @@ class RedisBackend(Backend):
         channel = self._channels.get(id)
         # A live state lost under attached clients starts past every version they saw.
         version = channel.highest + 1 if channel and channel.highest else 1
-        total, state = _encode_state(mounted.state, keys[0][: -len(":m")])
+        total, state = _encode_state(mounted.state, _prefix(id))
         limits = mounted.limits
         reply = await self._run(
             "init", keys, node, hold, int(self.lease * 1000), token, epoch, version,
@@ -735,17 +736,15 @@ def _head(kind: str, prop: str | None, max_len: int | None) -> str:
     return encode([kind, prop, max_len])
 
 
-_heads: dict[str, Any] = {}
-"""Decoded message heads: a live state's writes mostly repeat the same few."""
+@functools.lru_cache(maxsize=4096)  # a live state's writes mostly repeat the same few
+def _parse_head(text: str) -> list[Any]:
+    head: list[Any] = json.loads(text)
+    return head
 
 
 def _decode_op(text: str) -> Op:
     head_text, _, value_text = text.partition("\n")
-    head = _heads.get(head_text)
-    if head is None:
-        if len(_heads) > 4096:
-            _heads.clear()
-        head = _heads[head_text] = json.loads(head_text)
+    head = _parse_head(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
     value = _decode(value_text)
     if kind == "reset":
