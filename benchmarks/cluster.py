@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/cluster.py
 
-Starts a server (livestate.server.ServerProcess) and two node processes, and
+Starts a server (livestate.testing.ServerProcess) and two node processes, and
 prints a table and one JSON line: cross-node write -> delivery latency at
 1,000 writes/s for livestate and for the floor (a bare redis-py EVALSHA of an
 HSET+INCR+SPUBLISH script into a bare redis-py subscriber), writes/s per node
@@ -27,7 +27,7 @@ import redis.asyncio
 
 import livestate
 from livestate import Change, LiveState
-from livestate.server import ServerProcess
+from livestate.testing import ServerProcess
 
 RATE = 1000
 """Writes per second in the latency runs."""

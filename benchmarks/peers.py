@@ -509,7 +509,7 @@ def main() -> None:
     ns = tuple(int(n) for n in options.n.split(",")) if options.n else plan.ns
     systems = [system for system in options.systems.split(",") if system]
 
-    from livestate.server import ServerProcess
+    from livestate.testing import ServerProcess
 
     started = time.monotonic()
     server = ServerProcess()

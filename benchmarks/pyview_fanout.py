@@ -155,8 +155,8 @@ async def run(sizes: list[int], rounds: int) -> list[Result]:
             results.append(await measure("1 node, memory", [node], views, rounds))
             print_row(results[-1])
     try:
-        import livestate.backends.redis  # noqa: F401
-        from livestate.server import ServerProcess
+        import livestate._backends.redis  # noqa: F401
+        from livestate.testing import ServerProcess
     except ImportError as error:
         print(f"\nSkipping two nodes over Redis: the Redis backend is not importable ({error}).")
         return results

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers_common import encode, payload
 
 import livestate
-from livestate.backends.redis import RedisBackend
-from livestate.server import ServerProcess
+from livestate._backends.redis import RedisBackend
+from livestate.testing import ServerProcess
 
 WRITES = 3_000
 MESSAGES = 20_000

@@ -8,7 +8,7 @@ import pytest
 
 import livestate
 from livestate import MemoryBackend, Node
-from livestate.server import ServerProcess
+from livestate.testing import ServerProcess
 
 MakeNode = Callable[[], Awaitable[Node]]
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import LiveState, Mount
-from livestate.exceptions import InvalidValueError, PermissionDeniedError
+from livestate import InvalidValueError, LiveState, Mount, PermissionDeniedError
 
 PERMISSIONS = ["read", "write", "delete", "reset"]
 Call = Callable[[type[LiveState], Any], Awaitable[Any]]

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import Change, LiveState, Mount
-from livestate.changes import StateId
-from livestate.exceptions import NotFoundError, PropertyNotFoundError
+from livestate import Change, LiveState, Mount, NotFoundError, PropertyNotFoundError
+from livestate._changes import StateId
 
 from .conftest import MakeNode
 from .support import eventually

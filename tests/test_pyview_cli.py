@@ -10,8 +10,8 @@ import sys
 import time
 import urllib.request
 
-from livestate.cli import find_examples, main
-from livestate.server import free_port
+from livestate._cli import find_examples, main
+from livestate.testing import free_port
 
 
 def listening(port: int) -> bool:
@@ -28,7 +28,7 @@ def test_demo_runs_nodes_and_ctrl_c_stops_everything() -> None:
     base = free_port()
     while listening(base + 1):
         base = free_port()
-    command = [sys.executable, "-m", "livestate.cli", "demo", "--port", str(base), "--nodes", "2"]
+    command = [sys.executable, "-m", "livestate._cli", "demo", "--port", str(base), "--nodes", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert process.stdout is not None
     output = ""

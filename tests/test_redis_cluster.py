@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import Change, LiveState, Node
-from livestate.exceptions import NotFoundError
-from livestate.server import ServerProcess
+from livestate import Change, LiveState, Node, NotFoundError
+from livestate.testing import ServerProcess
 
 from .node_process import ProcessRoom
 from .support import eventually

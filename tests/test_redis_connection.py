@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from livestate import BackendUnavailableError, InvalidValueError, LiveState, Node
-from livestate.backends.resp import Endpoint, parse_url
-from livestate.server import ServerProcess
+from livestate._backends.resp import Endpoint, parse_url
+from livestate.testing import ServerProcess
 
 SETTINGS = {"timeout": 2.0, "lease": 5.0}
 

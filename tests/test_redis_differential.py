@@ -10,10 +10,9 @@ import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from livestate import Limits, LiveState, MemoryBackend, Node
-from livestate.changes import StateId
-from livestate.exceptions import LiveStateError
-from livestate.server import ServerProcess
+from livestate import Limits, LiveState, LiveStateError, MemoryBackend, Node
+from livestate._changes import StateId
+from livestate.testing import ServerProcess
 
 
 class Model(LiveState):

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from livestate import BackendUnavailableError, Change, LiveState, Node
-from livestate.server import ServerProcess
+from livestate.testing import ServerProcess
 
 from .support import eventually
 
@@ -158,7 +158,7 @@ def test_a_missing_hiredis_package_says_what_to_install() -> None:
     """Without hiredis, a redis:// URL raises ImportError naming the extra to install."""
     code = (
         "import sys; sys.modules['hiredis'] = None\n"
-        "from livestate.backends import from_url\n"
+        "from livestate._backends import from_url\n"
         "try:\n"
         "    from_url('redis://127.0.0.1:1/0')\n"
         "except ImportError as error:\n"

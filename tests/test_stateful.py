@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import livestate
-from livestate import LiveState, MemoryBackend, Node
-from livestate.exceptions import InvalidValueError, PropertyNotFoundError
+from livestate import InvalidValueError, LiveState, MemoryBackend, Node, PropertyNotFoundError
 
 KEYS = st.sampled_from(["a", "b", "c"])
 PROPS = st.sampled_from(["x", "y", "list"])

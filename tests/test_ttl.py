@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import LiveState, Mount
-from livestate.exceptions import NotFoundError
+from livestate import LiveState, Mount, NotFoundError
 
 TTL = 0.4
 

@@ -11,8 +11,14 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import FrozenDict, FrozenList, Limits, LiveState
-from livestate.exceptions import InvalidValueError, StateTooLargeError
+from livestate import (
+    FrozenDict,
+    FrozenList,
+    InvalidValueError,
+    Limits,
+    LiveState,
+    StateTooLargeError,
+)
 
 
 class ValuesDoc(LiveState):
@@ -157,13 +163,13 @@ async def test_on_mount_results_are_checked(node: livestate.Node) -> None:
 
 def test_subclasses_of_json_types_are_stored_as_plain_values() -> None:
     """IntEnum and friends become their plain JSON value."""
-    frozen = livestate.values.freeze({"c": Color.RED}, 8, "x", None)
+    frozen = livestate._values.freeze({"c": Color.RED}, 8, "x", None)
     assert type(frozen["c"]) is int and frozen == {"c": 1}
 
 
 def test_frozen_values_copy_and_pickle() -> None:
     """Frozen values survive copy, deepcopy and pickle, and stay equal to plain ones."""
-    value = livestate.values.freeze({"a": [1, {"b": 2.5}]}, 8, "x", None)
+    value = livestate._values.freeze({"a": [1, {"b": 2.5}]}, 8, "x", None)
     assert isinstance(value, FrozenDict) and isinstance(value["a"], FrozenList)
     assert copy.copy(value) is value and copy.deepcopy(value) is value
     assert pickle.loads(pickle.dumps(value)) == {"a": [1, {"b": 2.5}]}

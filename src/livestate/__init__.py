@@ -8,11 +8,11 @@ ordered, versioned `Change`.
 
 from __future__ import annotations
 
-from .acl import ACL
-from .backends import Backend, MemoryBackend
-from .changes import Change
-from .client import Client, OnChange
-from .exceptions import (
+from ._acl import ACL
+from ._backends import Backend, MemoryBackend
+from ._changes import Change
+from ._client import Client, OnChange
+from ._exceptions import (
     BackendUnavailableError,
     InvalidValueError,
     LiveStateError,
@@ -21,9 +21,9 @@ from .exceptions import (
     PropertyNotFoundError,
     StateTooLargeError,
 )
-from .node import Node, current_node, lifespan, use
-from .spec import LiveState, Mount
-from .values import FrozenDict, FrozenList, Limits
+from ._node import Node, current_node, lifespan, use
+from ._spec import LiveState, Mount
+from ._values import FrozenDict, FrozenList, Limits
 
 __version__ = "0.1.0"
 

@@ -23,11 +23,11 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from .changes import Change
-from .exceptions import NotFoundError
-from .node import current_node
-from .spec import DEFAULT, LiveState
-from .values import EMPTY, JSON
+from ._changes import Change
+from ._exceptions import NotFoundError
+from ._node import current_node
+from ._spec import DEFAULT, LiveState
+from ._values import EMPTY, JSON
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
-from livestate.server import ServerProcess, free_port
+from livestate.testing import ServerProcess, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -84,7 +84,7 @@ def start_demo(nodes: int, redis_url: str | None, name: str) -> Cluster:
     """Run `livestate demo` with short TTLs, and wait until it prints its URLs."""
     base = consecutive_free_ports(nodes)
     command = [
-        sys.executable, "-m", "livestate.cli", "demo", "--port", str(base),
+        sys.executable, "-m", "livestate._cli", "demo", "--port", str(base),
         "--nodes", str(nodes), "--room-ttl", str(ROOM_TTL),
         "--typing-seconds", str(TYPING_SECONDS),
     ]  # fmt: skip

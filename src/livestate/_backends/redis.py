@@ -44,9 +44,9 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
         "install it with pip install 'livestate[redis]'."
     ) from error
 
-from ..acl import ACL, DELETE, Role, denied
-from ..changes import Op, StateId, evaluate, permission
-from ..values import JSON, FrozenDict, FrozenList, check_size, encode, size
+from .._acl import ACL, DELETE, Role, denied
+from .._changes import Op, StateId, evaluate, permission
+from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
 from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
 
 logger = logging.getLogger("livestate")

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
-from ..exceptions import BackendUnavailableError, InvalidValueError
+from .._exceptions import BackendUnavailableError, InvalidValueError
 
 BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """Seconds between attempts to reconnect."""

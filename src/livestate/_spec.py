@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from .acl import ACL
-from .exceptions import InvalidValueError
-from .values import JSON, Limits
+from ._acl import ACL
+from ._exceptions import InvalidValueError
+from ._values import JSON, Limits
 
 if TYPE_CHECKING:
-    from .client import Client, OnChange
+    from ._client import Client, OnChange
 
 
 class _Default(Enum):
@@ -103,7 +103,7 @@ class LiveState:
         Raises whatever on_mount raises, InvalidValueError for a bad key or
         on_mount result, PermissionDeniedError if the group may not read.
         """
-        from .node import current_node
+        from ._node import current_node
 
         return await current_node().attach(cls, key, on_change, max_pending=max_pending)
 
@@ -114,7 +114,7 @@ class LiveState:
         Raises NotFoundError if not running, PropertyNotFoundError if `prop` is
         absent, PermissionDeniedError unless public callers may read.
         """
-        from .node import current_node
+        from ._node import current_node
 
         return await current_node().get(cls, key, prop)
 
@@ -125,7 +125,7 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs write),
         InvalidValueError, StateTooLargeError.
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().put(cls, key, prop, value)
 
@@ -135,7 +135,7 @@ class LiveState:
 
         Raises NotFoundError, PropertyNotFoundError, PermissionDeniedError (needs delete).
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().delete(cls, key, prop)
 
@@ -146,7 +146,7 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs reset), and whatever
         on_mount raises.
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().reset(cls, key)
 
@@ -158,7 +158,7 @@ class LiveState:
         NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no list), StateTooLargeError.
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().append(cls, key, prop, item, max_len=max_len)
 
@@ -169,7 +169,7 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no number).
         """
-        from .node import current_node
+        from ._node import current_node
 
         return await current_node().increment(cls, key, prop, by)
 
@@ -184,7 +184,7 @@ class LiveState:
         new (frozen) value. Raises NotFoundError, PermissionDeniedError (needs read
         and write), InvalidValueError, StateTooLargeError.
         """
-        from .node import current_node
+        from ._node import current_node
 
         return await current_node().update(cls, key, prop, fn, default=default)
 
@@ -194,7 +194,7 @@ class LiveState:
 
         With no client, its TTL countdown starts at once. Raises what on_mount raises.
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().start(cls, key)
 
@@ -204,7 +204,7 @@ class LiveState:
 
         Raises NotFoundError, PermissionDeniedError (public callers need delete).
         """
-        from .node import current_node
+        from ._node import current_node
 
         await current_node().stop(cls, key)
 

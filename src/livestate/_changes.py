@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
-from .acl import ACL, DELETE, READ, RESET, WRITE
-from .exceptions import InvalidValueError, PropertyNotFoundError
-from .values import JSON, MAX_SAFE_INTEGER, FrozenList
+from ._acl import ACL, DELETE, READ, RESET, WRITE
+from ._exceptions import InvalidValueError, PropertyNotFoundError
+from ._values import JSON, MAX_SAFE_INTEGER, FrozenList
 
 ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped"]
 OpKind = Literal["put", "delete", "reset", "append", "increment"]

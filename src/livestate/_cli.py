@@ -105,7 +105,7 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .server import ServerProcess
+    from .testing import ServerProcess
 
     examples = find_examples()
     server: ServerProcess | None = None

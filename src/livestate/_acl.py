@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .exceptions import InvalidValueError, PermissionDeniedError
+from ._exceptions import InvalidValueError, PermissionDeniedError
 
 Role = Literal["group", "public"]
 """`group` for calls through an attached client, `public` for every other caller."""

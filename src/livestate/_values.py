@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
-from .exceptions import InvalidValueError, StateTooLargeError
+from ._exceptions import InvalidValueError, StateTooLargeError
 
 MAX_SAFE_INTEGER = 2**53 - 1
 """The largest integer a browser's JavaScript holds exactly."""

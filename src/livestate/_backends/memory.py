@@ -6,9 +6,9 @@ import asyncio
 import secrets
 from dataclasses import dataclass, field
 
-from ..acl import ACL, DELETE, Role
-from ..changes import Op, StateId, commit, describe, evaluate, permission
-from ..values import JSON, Limits, check_size, encode, size
+from .._acl import ACL, DELETE, Role
+from .._changes import Op, StateId, commit, describe, evaluate, permission
+from .._values import JSON, Limits, check_size, encode, size
 from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
 
 

@@ -10,15 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .changes import Change
-from .spec import DEFAULT
-from .values import JSON
+from ._changes import Change
+from ._spec import DEFAULT
+from ._values import JSON
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .node import Node, Replica
-    from .spec import LiveState
+    from ._node import Node, Replica
+    from ._spec import LiveState
 
 logger = logging.getLogger("livestate")
 

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ..acl import ACL, Role
-from ..changes import Op, StateId
-from ..exceptions import NotFoundError
-from ..values import JSON, Limits
+from .._acl import ACL, Role
+from .._changes import Op, StateId
+from .._exceptions import NotFoundError
+from .._values import JSON, Limits
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ def from_url(url: str) -> Backend:
     Raises InvalidValueError for any other scheme, and ImportError, saying what to
     install, when the Redis client is missing.
     """
-    from ..exceptions import InvalidValueError
+    from .._exceptions import InvalidValueError
 
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":

@@ -19,14 +19,14 @@ from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .acl import ACL, READ, Role, denied
-from .backends import Backend, Message, Mounted, Snapshot, from_url
-from .backends.base import ConflictError, not_running
-from .changes import Change, Op, StateId, apply
-from .client import Client, OnChange
-from .exceptions import InvalidValueError, LiveStateError, NotFoundError, PropertyNotFoundError
-from .spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
-from .values import (
+from ._acl import ACL, READ, Role, denied
+from ._backends import Backend, Message, Mounted, Snapshot, from_url
+from ._backends.base import ConflictError, not_running
+from ._changes import Change, Op, StateId, apply
+from ._client import Client, OnChange
+from ._exceptions import InvalidValueError, LiveStateError, NotFoundError, PropertyNotFoundError
+from ._spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
+from ._values import (
     JSON,
     FrozenDict,
     check_key,
@@ -559,7 +559,7 @@ class Node:
         return task
 
 
-_current: ContextVar[Node | None] = ContextVar("livestate.node", default=None)
+_current: ContextVar[Node | None] = ContextVar("livestate._node", default=None)
 _default: Node | None = None
 
 
