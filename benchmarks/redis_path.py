@@ -111,15 +111,17 @@ async def receiver_side(url: str, n: int) -> float:
             await node.attach(PathRoom, f"receive-{n}", on_change)
         backend = node.backend
         assert isinstance(backend, RedisBackend)
-        channel = next(iter(backend._channels.values()))
+        prefix = f"ls:{{PathRoom:receive-{n}}}"
+        with redis.Redis.from_url(url, decode_responses=True) as admin:
+            epoch, version = admin.hmget(f"{prefix}:m", "e", "v")
         head = json.dumps(["put", "update", None], separators=(",", ":"))
         texts = [
-            f"{channel.epoch}\n{channel.version + number}\n{head}\n{encode(payload(2, number))}"
+            f"{epoch}\n{int(version) + number}\n{head}\n{encode(payload(2, number))}"
             for number in range(1, MESSAGES + 1)
         ]
         started = time.perf_counter()
         for text in texts:
-            backend._received(channel.name, text)
+            backend._received(f"{prefix}:c", text)
         elapsed = time.perf_counter() - started
         if delivered != MESSAGES * n:
             raise RuntimeError(f"{delivered:,} deliveries, expected {MESSAGES * n:,}")

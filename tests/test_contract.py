@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -31,22 +32,24 @@ class ContractCounter(LiveState):
 
 
 async def test_attach_starts_the_live_state_with_on_mount(node: livestate.Node) -> None:
-    """The first attach runs on_mount and the client sees its state at version 1."""
+    """The first attach runs on_mount; the first version is the clock, in microseconds."""
+    before = time.time_ns() // 1000
     async with await ContractRoom.attach("a") as client:
         assert dict(client.state) == {"messages": [], "title": "ContractRoom a"}
-        assert client.version == 1
+        assert before - 1_000_000 <= client.version <= time.time_ns() // 1000 + 1_000_000
         assert client.key == "a" and client.spec is ContractRoom and client.attached
 
 
 async def test_writes_through_a_client_raise_the_version_by_one_each(node: livestate.Node) -> None:
     """put, append, increment, update and delete each raise the version by exactly one."""
     async with await ContractRoom.attach("v") as client:
+        first = client.version
         await client.put("topic", "cats")
         await client.append("messages", "hi")
         assert await client.increment("visits", 2) == 2
         assert await client.update("visits", lambda v: v * 10) == 20
         await client.delete("topic")
-        assert client.version == 6
+        assert client.version == first + 5
         assert dict(client.state) == {"messages": ["hi"], "title": "ContractRoom v", "visits": 20}
 
 
@@ -63,15 +66,16 @@ async def test_read_your_writes(node: livestate.Node) -> None:
 async def test_changes_carry_kind_prop_value_and_version(node: livestate.Node) -> None:
     """Clients receive new, updated and deleted changes with the property's new value."""
     seen: list[Change] = []
-    async with await ContractRoom.attach("k", on_change=seen.append):
+    async with await ContractRoom.attach("k", on_change=seen.append) as client:
+        v = client.version
         await ContractRoom.put("k", "topic", "a")
         await ContractRoom.put("k", "topic", "b")
         await ContractRoom.delete("k", "topic")
         await eventually(lambda: len(seen) == 3)
     assert seen == [
-        Change("k", "new", "topic", "a", 2),
-        Change("k", "updated", "topic", "b", 3),
-        Change("k", "deleted", "topic", None, 4),
+        Change("k", "new", "topic", "a", v + 1),
+        Change("k", "updated", "topic", "b", v + 2),
+        Change("k", "deleted", "topic", None, v + 3),
     ]
 
 
@@ -142,13 +146,14 @@ async def test_reset_reruns_on_mount(node: livestate.Node) -> None:
     """reset replaces the whole state with a fresh on_mount, delivered as one reset change."""
     seen: list[Change] = []
     async with await ContractRoom.attach("r", on_change=seen.append) as client:
+        v = client.version
         await client.append("messages", "hi")
         await client.put("extra", 1)
         await client.reset()
         assert dict(client.state) == {"messages": [], "title": "ContractRoom r"}
         await eventually(lambda: len(seen) == 3)
         assert seen[-1] == Change(
-            "r", "reset", None, {"messages": [], "title": "ContractRoom r"}, 4
+            "r", "reset", None, {"messages": [], "title": "ContractRoom r"}, v + 3
         )
 
 
@@ -199,7 +204,7 @@ async def test_on_mount_runs_once_per_start_when_attaches_race(make_node: MakeNo
         *(n.attach(ContractCounter, "race") for n in (a, b) for _ in range(10))
     )
     assert ContractCounter.mounts == 1
-    assert {c.version for c in clients} == {1}
+    assert len({c.version for c in clients}) == 1
 
 
 async def test_mount_overrides_acl_and_ttl_per_key(node: livestate.Node) -> None:
@@ -224,16 +229,18 @@ async def test_writes_on_one_node_reach_clients_on_another_in_order(make_node: M
     seen: list[Change] = []
     await b.attach(ContractRoom, "x", on_change=seen.append)
     writer = await a.attach(ContractRoom, "x")
+    v = writer.version
     for n in range(50):
         await writer.put("n", n)
     await eventually(lambda: len(seen) == 50)
-    assert [c.version for c in seen] == list(range(2, 52))
+    assert [c.version for c in seen] == list(range(v + 1, v + 51))
     assert [c.value for c in seen] == list(range(50))
 
 
 async def test_concurrent_appends_and_increments_lose_nothing(node: livestate.Node) -> None:
     """50 clients x 40 appends and increments at once leave exactly 2,000 of each."""
     clients = [await ContractRoom.attach("busy") for _ in range(50)]
+    first = clients[0].version
 
     async def work(n: int, client: livestate.Client) -> None:
         for i in range(40):
@@ -244,7 +251,7 @@ async def test_concurrent_appends_and_increments_lose_nothing(node: livestate.No
     state = await ContractRoom.get("busy")
     assert len(state["messages"]) == 2000 and state["count"] == 2000
     assert len({tuple(m) for m in state["messages"]}) == 2000
-    assert clients[0].version == 4001
+    assert clients[0].version == first + 4000
 
 
 async def test_concurrent_updates_lose_nothing(make_node: MakeNode) -> None:
@@ -263,6 +270,7 @@ async def test_concurrent_updates_lose_nothing(make_node: MakeNode) -> None:
 async def test_changes_iterator_yields_in_order_and_ends_on_detach(node: livestate.Node) -> None:
     """changes() yields every change in version order and ends when the client detaches."""
     client = await ContractRoom.attach("it")
+    v = client.version
     for n in range(10):
         await ContractRoom.put("it", "n", n)
     versions: list[int] = []
@@ -270,7 +278,7 @@ async def test_changes_iterator_yields_in_order_and_ends_on_detach(node: livesta
         versions.append(change.version)
         if len(versions) == 10:
             await client.detach()
-    assert versions == list(range(2, 12))
+    assert versions == list(range(v + 1, v + 11))
 
 
 async def test_detach_is_idempotent_and_async_with_detaches(node: livestate.Node) -> None:

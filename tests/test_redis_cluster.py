@@ -85,11 +85,12 @@ async def test_concurrent_writers_on_three_nodes_lose_nothing(nodes: list[Node])
             await client.append("items", [number, step])
             await client.increment("count")
 
+    first = clients[0].version
     await asyncio.gather(*(write(client, n) for n, client in enumerate(clients)))
     state = await nodes[0].get(Board, "busy")
     assert len(state["items"]) == 600
     assert state["count"] == 600
-    await eventually(lambda: all(client.version == 1201 for client in clients))
+    await eventually(lambda: all(client.version == first + 1200 for client in clients))
     for client, changes in zip(clients, seen, strict=True):
         assert client.state == state
         assert consecutive(changes)
@@ -100,13 +101,14 @@ async def test_writes_reach_other_nodes_in_version_order(nodes: list[Node]) -> N
     a, b, c = nodes
     changes: list[Change] = []
     watcher = await c.attach(Board, "order", on_change=changes.append)
+    first = watcher.version
 
     async def write(node: Node) -> None:
         for _ in range(100):
             await node.increment(Board, "order", "count")
 
     await asyncio.gather(write(a), write(b))
-    await eventually(lambda: watcher.version == 201)
+    await eventually(lambda: watcher.version == first + 200)
     assert watcher.state["count"] == 200
     assert consecutive(changes)
     assert [change.kind for change in changes].count("reset") == 0
@@ -202,7 +204,7 @@ async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
         clients = await asyncio.gather(*(node.attach(Slow, "race") for node in racers))
         assert mounts == ["race"]
         assert {client.state["mounted"] for client in clients} == {1}
-        assert {client.version for client in clients} == {1}
+        assert len({client.version for client in clients}) == 1
     finally:
         for node in racers:
             await node.aclose()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from livestate import BackendUnavailableError, InvalidValueError, LiveState, Node
+from livestate import BackendError, BackendUnavailableError, InvalidValueError, LiveState, Node
 from livestate._backends.resp import Endpoint, parse_url
 from livestate.testing import ServerProcess
 
@@ -98,14 +98,15 @@ async def test_a_user_logs_in_and_writes_to_its_database(redis_server: ServerPro
             admin.execute_command("ACL", "DELUSER", "tally")
 
 
-async def test_a_wrong_password_is_unavailable_with_the_servers_reason(
-    redis_server: ServerProcess,
-) -> None:
-    """A refused login raises BackendUnavailableError quoting the server's error."""
+async def test_a_wrong_password_says_to_check_the_login(redis_server: ServerProcess) -> None:
+    """A refused login raises BackendError quoting the server and naming what to check."""
     node = Node(f"redis://nobody:wrong@127.0.0.1:{redis_server.port}/0")
     try:
-        with pytest.raises(BackendUnavailableError, match=r"refused the connection.*WRONGPASS"):
+        with pytest.raises(
+            BackendError, match=r"refused livestate's login \(WRONGPASS.*check the username"
+        ) as caught:
             await node.get(Tally, "x")
+        assert not isinstance(caught.value, BackendUnavailableError)  # retrying will not help
     finally:
         await node.aclose()
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import livestate
-from livestate import InvalidValueError, LiveState, MemoryBackend, Node, PropertyNotFoundError
+from livestate import LiveState, MemoryBackend, Node
 
 KEYS = st.sampled_from(["a", "b", "c"])
 PROPS = st.sampled_from(["x", "y", "list"])
@@ -39,7 +39,7 @@ class LiveStateMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.node = Node(backend=MemoryBackend())
         self.model: dict[str, dict[str, Any]] = {}
-        self.versions: dict[str, int] = {}
+        self.versions: dict[str, int] = {}  # the version each key's clients must show
         self.clients: list[livestate.Client] = []
 
     def run(self, coroutine: Any) -> Any:
@@ -49,27 +49,24 @@ class LiveStateMachine(RuleBasedStateMachine):
         self.run(self.node.aclose())
         self.loop.close()
 
-    def write(self, key: str, call: Any, effect: Any) -> None:
-        """Run a write; if it succeeds, apply `effect` to the model and count a version."""
+    def ensure(self, key: str) -> dict[str, Any]:
+        """The model of `key`, starting the live state (and learning its first version)."""
         if key not in self.model:
             self.model[key] = {"list": [], "key": key}
-            self.versions[key] = 1
-            self.run(self.node.start(Modelled, key))
-        state = self.model[key]
-        try:
-            self.run(call)
-        except (InvalidValueError, PropertyNotFoundError):
-            return
-        effect(state)
+            observer = self.run(self.node.attach(Modelled, key))
+            self.versions[key] = observer.version
+        return self.model[key]
+
+    def write(self, key: str, call: Any, effect: Any) -> None:
+        """Run a write the model says is valid: it must succeed and raise the version by one."""
+        self.run(call)
+        effect(self.model[key])
         self.versions[key] += 1
 
     @rule(key=KEYS)
     def attach(self, key: str) -> None:
-        client = self.run(self.node.attach(Modelled, key))
-        if key not in self.model:
-            self.model[key] = {"list": [], "key": key}
-            self.versions[key] = 1
-        self.clients.append(client)
+        self.ensure(key)
+        self.clients.append(self.run(self.node.attach(Modelled, key)))
 
     @precondition(lambda self: self.clients)
     @rule(index=st.integers(0, 100))
@@ -78,13 +75,14 @@ class LiveStateMachine(RuleBasedStateMachine):
 
     @rule(key=KEYS, prop=PROPS, value=VALUES)
     def put(self, key: str, prop: str, value: Any) -> None:
+        self.ensure(key)
         self.write(
             key, self.node.put(Modelled, key, prop, value), lambda s: s.__setitem__(prop, value)
         )
 
     @rule(key=KEYS, prop=PROPS)
     def delete(self, key: str, prop: str) -> None:
-        if key in self.model and prop not in self.model[key]:
+        if prop not in self.ensure(key):
             return
         self.write(key, self.node.delete(Modelled, key, prop), lambda s: s.pop(prop))
 
@@ -94,6 +92,7 @@ class LiveStateMachine(RuleBasedStateMachine):
             state.clear()
             state.update({"list": [], "key": key})
 
+        self.ensure(key)
         self.write(key, self.node.reset(Modelled, key), effect)
 
     @rule(key=KEYS, prop=PROPS, item=SCALARS, max_len=st.none() | st.integers(1, 4))
@@ -102,13 +101,13 @@ class LiveStateMachine(RuleBasedStateMachine):
             items = [*state.get(prop, []), item]
             state[prop] = items[-max_len:] if max_len else items
 
-        if key in self.model and not isinstance(self.model[key].get(prop, []), list):
+        if not isinstance(self.ensure(key).get(prop, []), list):
             return
         self.write(key, self.node.append(Modelled, key, prop, item, max_len=max_len), effect)
 
     @rule(key=KEYS, prop=PROPS, by=st.integers(-5, 5))
     def increment(self, key: str, prop: str, by: int) -> None:
-        current = self.model.get(key, {}).get(prop, 0)
+        current = self.ensure(key).get(prop, 0)
         if type(current) is not int:
             return
         self.write(

@@ -13,6 +13,7 @@ from ._backends import Backend, MemoryBackend
 from ._changes import Change
 from ._client import Client, OnChange
 from ._exceptions import (
+    BackendError,
     BackendUnavailableError,
     InvalidValueError,
     LiveStateError,
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACL",
     "Backend",
+    "BackendError",
     "BackendUnavailableError",
     "Change",
     "Client",

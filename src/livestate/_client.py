@@ -1,10 +1,16 @@
-"""Clients: attachments of one caller to one live state, as group members."""
+"""Clients: attachments of one caller to one live state, as group members.
+
+A `Client` is the public handle. Its `Inbox` is what the replica delivers to:
+the client's callback, or a queue bounded in length (`max_pending`) and in age
+(`max_lag`) that is replaced by one `reset` when the reader falls behind.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
@@ -17,7 +23,8 @@ from ._values import JSON
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._node import Node, Replica
+    from ._node import Node
+    from ._replica import Replica
     from ._spec import LiveState
 
 logger = logging.getLogger("livestate")
@@ -29,6 +36,167 @@ class OnChange(Protocol):
     def __call__(self, change: Change, /) -> Awaitable[None] | None: ...
 
 
+class Inbox:
+    """Where one client's changes go: its sync callback directly, else a bounded queue.
+
+    `receive` is what the replica calls with each change. `release(replica)` is
+    the node's: it lets go of the replica when its last client leaves.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "callback",
+        "client",
+        "closed",
+        "first",
+        "max_lag",
+        "max_pending",
+        "node",
+        "on_change",
+        "pending",
+        "pump",
+        "receive",
+        "release",
+        "replica",
+        "stale",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        node: Node,
+        replica: Replica,
+        on_change: OnChange | None,
+        max_pending: int,
+        max_lag: float,
+        release: Callable[[Replica], Awaitable[None]],
+    ) -> None:
+        self.node = node
+        self.replica = replica
+        self.release = release
+        self.on_change = on_change
+        self.closed = False
+        self.max_pending = max_pending
+        self.max_lag = max_lag
+        # Queued changes with when each was queued; made on first use (sync callbacks need none).
+        self.pending: deque[tuple[float, Change]] | None = None
+        self.stale = False  # the backlog was dropped: the next change delivered is a reset
+        self.pump: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.first: Awaitable[Any] | None = None  # what a sync on_change returned, to await
+        is_async = inspect.iscoroutinefunction(on_change) or inspect.iscoroutinefunction(
+            getattr(on_change, "__call__", None)  # noqa: B004 - an object with async __call__
+        )
+        self.callback: Callable[[Change], Awaitable[Any]] | None = None
+        self.receive: Callable[[Change], object] = self.deliver
+        if is_async:
+            self.callback = on_change  # type: ignore[assignment]
+        elif on_change is not None:
+            self.receive = on_change
+        self.client = Client(self)
+
+    def deliver(self, change: Change) -> None:
+        """Queue one change for the reader, without waiting for it."""
+        if not self.stale:
+            pending = self.pending
+            if pending is None:
+                pending = self.pending = deque()
+            now = time.monotonic()
+            if len(pending) >= self.max_pending or (pending and now - pending[0][0] > self.max_lag):
+                # A slow reader: forget the backlog and hand it the whole state when it reads.
+                pending.clear()
+                self.stale = True
+            else:
+                pending.append((now, change))
+        self._wake()
+
+    def end(self, change: Change | None) -> None:
+        """Mark the client detached, delivering `change` (a `stopped`) last if given."""
+        self.closed = True
+        if change is None:
+            self.pending = None
+            self.stale = False
+        elif self.receive != self.deliver:
+            try:
+                self.receive(change)
+            except Exception:
+                logger.exception("on_change of a client of %s raised", self.replica.id)
+        else:
+            pending = self.pending = self.pending or deque()
+            if self.stale:  # resolve the pending reset now, so `stopped` stays last
+                self.stale = False
+                pending.clear()
+                pending.append((0.0, self.replica.reset_change()))
+            pending.append((0.0, change))
+        self._wake()
+
+    def returned(self, result: object) -> None:
+        """A sync on_change returned `result`: if awaitable, treat on_change as async from now."""
+        if not inspect.isawaitable(result):
+            return
+        on_change = self.on_change
+
+        async def awaiting(change: Change) -> None:
+            result = on_change(change)  # type: ignore[misc]
+            if inspect.isawaitable(result):
+                await result
+
+        self.callback = awaiting
+        self.receive = self.deliver
+        self.first = result
+        self._wake()
+
+    async def leave(self) -> None:
+        """Detach: stop deliveries, and have the node let go of the replica if it was the last."""
+        if not self.closed:
+            self.replica.discard(self)
+            self.end(None)
+            await self.release(self.replica)
+
+    def next(self) -> Change | None:
+        """The next change for the reader, or None; a reset if it fell behind."""
+        pending = self.pending
+        if not self.stale and pending:
+            if pending[0][0] and time.monotonic() - pending[0][0] > self.max_lag:
+                self.stale = True
+            else:
+                return pending.popleft()[1]
+        if self.stale:
+            self.stale = False
+            # Keep what `end` queued (a `stopped`); the reset covers everything before it.
+            self.pending = deque(item for item in pending or () if not item[0]) or None
+            return self.replica.reset_change()
+        return None
+
+    def _wake(self) -> None:
+        if self.callback is not None:
+            if self.pump is None and (self.pending or self.stale or self.first):
+                self.pump = asyncio.get_running_loop().create_task(self._run_callback())
+        elif self.waiter is not None:
+            if not self.waiter.done():
+                self.waiter.set_result(None)
+            self.waiter = None
+
+    async def _run_callback(self) -> None:
+        callback = self.callback
+        if callback is None:  # pragma: no cover - _wake starts the pump only with a callback
+            return
+        try:
+            if self.first is not None:
+                first, self.first = self.first, None
+                await self._guard(first)
+            while (change := self.next()) is not None:
+                await self._guard(callback(change))
+        finally:
+            self.pump = None
+
+    async def _guard(self, awaitable: Awaitable[Any]) -> None:
+        try:
+            await awaitable
+        except Exception:
+            logger.exception("on_change of a client of %s raised", self.replica.id)
+
+
 class Client:
     """One attachment to a live state: a group member for the ACL.
 
@@ -38,67 +206,39 @@ class Client:
     async context manager, or call `detach()`, to let go.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_callback",
-        "_closed",
-        "_max_pending",
-        "_node",
-        "_pending",
-        "_pump",
-        "_replica",
-        "_stale",
-        "_sync",
-        "_waiter",
-    )
+    __slots__ = ("__weakref__", "_inbox")
 
-    def __init__(
-        self, node: Node, replica: Replica, on_change: OnChange | None, max_pending: int
-    ) -> None:
-        self._node = node
-        self._replica = replica
-        self._closed = False
-        self._max_pending = max_pending
-        self._pending: deque[Change] | None = None  # made on first use: sync callbacks need none
-        self._stale = False  # pending changes overflowed: the next one delivered is a reset
-        self._pump: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        is_async = inspect.iscoroutinefunction(on_change) or inspect.iscoroutinefunction(
-            getattr(on_change, "__call__", None)  # noqa: B004 - an object with async __call__
-        )
-        self._sync: Callable[[Change], Any] | None = None if is_async else on_change
-        self._callback: Callable[[Change], Awaitable[None]] | None = (
-            on_change if is_async else None  # type: ignore[assignment]
-        )
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
 
     def __repr__(self) -> str:
-        status = "detached" if self._closed else f"version {self.version}"
-        return f"<Client of {self._replica.id} at {status}>"
+        status = "detached" if self._inbox.closed else f"version {self.version}"
+        return f"<Client of {self._inbox.replica.id} at {status}>"
 
     @property
     def key(self) -> str:
         """The key of the live state this client is attached to."""
-        return self._replica.id.key
+        return self._inbox.replica.id.key
 
     @property
     def spec(self) -> type[LiveState]:
         """The state spec of the live state."""
-        return self._replica.spec
+        return self._inbox.replica.spec
 
     @property
     def state(self) -> Mapping[str, JSON]:
         """The current state: a read-only Mapping whose values are read-only too."""
-        return self._replica.view
+        return self._inbox.replica.view
 
     @property
     def version(self) -> int:
-        """The version of `state`."""
-        return self._replica.version
+        """The version of `state`: it only grows, by one per write, or by a jump with a reset."""
+        return self._inbox.replica.version
 
     @property
     def attached(self) -> bool:
         """Whether the client is still attached (not detached, stopped or closed with its node)."""
-        return not self._closed
+        return not self._inbox.closed
 
     async def put(self, prop: str, value: Any) -> None:
         """Set `prop` to `value`; see LiveState.put."""
@@ -129,22 +269,24 @@ class Client:
     async def changes(self) -> AsyncIterator[Change]:
         """Every change from now on, in version order; ends when the client is detached.
 
-        Raises RuntimeError if the client has an `on_change` callback, which
-        already receives the changes.
+        A reader more than `max_lag` seconds or `max_pending` changes behind gets
+        one `reset` instead of the backlog. Raises RuntimeError if the client has
+        an `on_change` callback, which already receives the changes.
         """
-        if self._sync or self._callback:
+        inbox = self._inbox
+        if inbox.on_change is not None:
             raise RuntimeError(
-                f"This client of {self._replica.id} delivers changes to its on_change callback; "
+                f"This client of {inbox.replica.id} delivers changes to its on_change callback; "
                 "attach without on_change to iterate over changes()."
             )
         loop = asyncio.get_running_loop()
         while True:
-            change = self._next()
+            change = inbox.next()
             if change is None:
-                if self._closed:
+                if inbox.closed:
                     return
-                self._waiter = loop.create_future()
-                await self._waiter
+                inbox.waiter = loop.create_future()
+                await inbox.waiter
                 continue
             yield change
 
@@ -153,8 +295,7 @@ class Client:
 
         Detaching twice does nothing.
         """
-        if not self._closed:
-            await self._node.detach(self)
+        await self._inbox.leave()
 
     async def __aenter__(self) -> Self:
         return self
@@ -168,79 +309,10 @@ class Client:
         await self.detach()
 
     def _live(self) -> Node:
-        if self._closed:
+        inbox = self._inbox
+        if inbox.closed:
             raise RuntimeError(
-                f"This client of {self._replica.id} is detached; attach a new one with "
+                f"This client of {inbox.replica.id} is detached; attach a new one with "
                 f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
             )
-        return self._node
-
-    @property
-    def _receiver(self) -> Callable[[Change], object]:
-        """What the replica calls with each change: a sync on_change itself, else `_deliver`."""
-        return self._sync if self._sync is not None else self._deliver
-
-    def _deliver(self, change: Change) -> None:
-        """Hand one change over without waiting for the receiver."""
-        if self._sync is not None:
-            try:
-                self._sync(change)
-            except Exception:
-                logger.exception("on_change of a client of %s raised", self._replica.id)
-            return
-        pending = self._pending
-        if pending is None:
-            pending = self._pending = deque()
-        if self._stale:
-            pass  # the reset that comes next covers this change too
-        elif len(pending) < self._max_pending:
-            pending.append(change)
-        else:
-            # A slow reader: forget the backlog and resend the whole state when it reads.
-            pending.clear()
-            self._stale = True
-        self._wake()
-
-    def _end(self, change: Change | None) -> None:
-        """Mark the client detached, delivering `change` (a `stopped`) last if given."""
-        self._closed = True
-        if change is None:
-            self._pending = None
-            self._stale = False
-        elif self._sync is not None:
-            self._deliver(change)
-        else:
-            pending = self._pending = self._pending or deque()
-            if self._stale:  # resolve the pending reset now, so `stopped` stays last
-                self._stale = False
-                pending.clear()
-                pending.append(self._replica.reset_change())
-            pending.append(change)
-        self._wake()
-
-    def _next(self) -> Change | None:
-        if self._stale:
-            self._stale = False
-            self._pending = None
-            return self._replica.reset_change()
-        return self._pending.popleft() if self._pending else None
-
-    def _wake(self) -> None:
-        if self._callback is not None:
-            if self._pump is None and (self._pending or self._stale):
-                self._pump = asyncio.get_running_loop().create_task(self._run_callback())
-        elif self._waiter is not None:
-            if not self._waiter.done():
-                self._waiter.set_result(None)
-            self._waiter = None
-
-    async def _run_callback(self) -> None:
-        assert self._callback is not None
-        try:
-            while (change := self._next()) is not None:
-                try:
-                    await self._callback(change)
-                except Exception:
-                    logger.exception("on_change of a client of %s raised", self._replica.id)
-        finally:
-            self._pump = None
+        return inbox.node

@@ -6,7 +6,8 @@
     ├── PermissionDeniedError         the ACL forbids the call (also a PermissionError)
     ├── InvalidValueError             a value, key, ACL or argument is not valid (also a ValueError)
     ├── StateTooLargeError            a value or the whole state is over its size limit
-    └── BackendUnavailableError       the backend did not answer in time
+    └── BackendError                  the backend refused the call (login, ACL, memory, …)
+        └── BackendUnavailableError   the backend did not answer in time, or is busy: retry
 
 Every message is a full sentence that names the live state, the property where
 there is one, and what to do next.
@@ -43,5 +44,16 @@ class StateTooLargeError(LiveStateError):
     """A value, or the whole live state, would be over its size limit; nothing was written."""
 
 
-class BackendUnavailableError(LiveStateError):
-    """The backend did not answer within its timeout; the write may not have happened."""
+class BackendError(LiveStateError):
+    """The backend refused the call: a wrong login, a missing permission, no memory left.
+
+    The message names the server and says what to change; nothing was written.
+    """
+
+
+class BackendUnavailableError(BackendError):
+    """The backend did not answer in time, or was busy or loading: retry.
+
+    livestate has already retried within its timeout. A write that raises this
+    may or may not have happened; it never happens twice.
+    """

@@ -12,19 +12,26 @@ import asyncio
 import inspect
 import logging
 import os
+import random
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._acl import ACL, READ, Role, denied
-from ._backends import Backend, Message, Mounted, Snapshot, from_url
-from ._backends.base import ConflictError, not_running
-from ._changes import Change, Op, StateId, apply
-from ._client import Client, OnChange
-from ._exceptions import InvalidValueError, LiveStateError, NotFoundError, PropertyNotFoundError
+from ._backends import Backend, Mounted, Snapshot, from_url
+from ._backends.base import ConflictError, Message, not_running
+from ._changes import Op, StateId
+from ._client import Client, Inbox, OnChange
+from ._exceptions import (
+    BackendUnavailableError,
+    InvalidValueError,
+    NotFoundError,
+    PropertyNotFoundError,
+)
+from ._replica import Replica
 from ._spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
 from ._values import (
     JSON,
@@ -42,113 +49,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("livestate")
 
-RESYNC_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
-"""Seconds between attempts to resync a replica while the backend is unavailable."""
-
-
-class Replica:
-    """This node's copy of one live state, shared by all of the node's clients of it."""
-
-    __slots__ = (
-        "acl",
-        "buffer",
-        "clients",
-        "closed",
-        "epoch",
-        "id",
-        "node",
-        "ready",
-        "receivers",
-        "spec",
-        "state",
-        "syncing",
-        "version",
-        "view",
-        "waiting",
-    )
-
-    def __init__(self, node: Node, spec: type[LiveState], id: StateId) -> None:
-        self.node = node
-        self.spec = spec
-        self.id = id
-        self.state: dict[str, JSON] = {}
-        self.view = MappingProxyType(self.state)
-        self.version = 0
-        self.epoch = ""
-        self.acl = ACL()
-        self.clients: dict[Client, None] = {}
-        # What fan_out calls, one per client: built on first use after clients change.
-        self.receivers: tuple[Callable[[Change], object], ...] | None = None
-        # Messages that arrive while the replica loads a snapshot wait here.
-        self.buffer: list[Message] | None = []
-        self.closed = False
-        self.waiting = 0  # attach calls waiting for `ready`
-        self.ready: asyncio.Task[None] | None = None
-        self.syncing: asyncio.Task[None] | None = None
-
-    def load(self, snapshot: Snapshot) -> None:
-        """Take the state, version and epoch of `snapshot` (in place: views stay valid)."""
-        self.state.clear()
-        self.state.update(snapshot.state)
-        self.version = snapshot.version
-        self.epoch = snapshot.epoch
-        self.acl = snapshot.acl
-
-    def receive(self, message: Message) -> None:
-        """Apply one published message in version order, or resync on a gap."""
-        if self.buffer is not None:
-            self.buffer.append(message)
-            return
-        epoch, version, op = message
-        if epoch == self.epoch:
-            if op is None:
-                self.node._stopped(self)
-                return
-            if version == self.version + 1:
-                try:
-                    kind, value = apply(self.state, op, self.id)
-                except LiveStateError:
-                    logger.warning(
-                        "%s: replica diverged at version %d; resyncing", self.id, version
-                    )
-                else:
-                    self.version = version
-                    if op.acl is not None:
-                        self.acl = op.acl
-                    self.fan_out(Change(self.id.key, kind, op.prop, value, version))
-                    return
-            elif version <= self.version:
-                return  # seen already (our own write, applied when it returned)
-        elif op is None:
-            return  # the end of an earlier lifetime
-        self.node._resync(self)
-
-    def add(self, client: Client) -> None:
-        """Deliver changes to `client` from now on."""
-        self.clients[client] = None
-        self.receivers = None
-
-    def discard(self, client: Client) -> None:
-        """Stop delivering changes to `client`."""
-        self.clients.pop(client, None)
-        self.receivers = None
-
-    def fan_out(self, change: Change) -> None:
-        """Deliver `change` to every client of this replica."""
-        receivers = self.receivers
-        if receivers is None:
-            receivers = self.receivers = tuple(client._receiver for client in self.clients)
-        # A sync on_change is called here, with no frame in between: at a thousand clients
-        # per live state this loop is most of a write's cost.
-        for receive in receivers:
-            try:
-                receive(change)
-            except Exception:
-                logger.exception("on_change of a client of %s raised", self.id)
-
-    def reset_change(self) -> Change:
-        """A `reset` change with the whole current state."""
-        return Change(self.id.key, "reset", None, FrozenDict(self.state), self.version)
+UPDATE_ATTEMPTS = 50
+"""How many times `update` runs its function before it gives up on a contended property."""
 
 
 class Node:
@@ -205,9 +107,9 @@ class Node:
             return
         self._closed = True
         for replica in list(self._replicas.values()):
-            for client in tuple(replica.clients):
-                replica.discard(client)
-                client._end(None)
+            for inbox in tuple(replica.inboxes):
+                replica.discard(inbox)
+                inbox.end(None)
             self._let_go(replica)
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
         for task in list(self._tasks):
@@ -224,18 +126,24 @@ class Node:
         on_change: OnChange | None = None,
         *,
         max_pending: int = 1000,
+        max_lag: float = 1.0,
     ) -> Client:
         """Attach a client to the live state of `spec` for `key`; see LiveState.attach."""
         id = self._id(spec, key)
-        if not isinstance(max_pending, int) or max_pending < 1:
+        if type(max_pending) is not int or max_pending < 1:
             raise InvalidValueError(f"max_pending must be an int ≥ 1, not {max_pending!r}.")
+        if type(max_lag) not in (int, float) or not max_lag > 0:
+            raise InvalidValueError(f"max_lag must be a number of seconds > 0, not {max_lag!r}.")
         if on_change is not None and not callable(on_change):
             raise InvalidValueError(f"on_change must be callable, not {on_change!r}.")
         await self._start()
         while True:
             replica = self._replicas.get(id)
             if replica is None:
-                replica = self._replicas[id] = Replica(self, spec, id)
+                replica = self._replicas[id] = Replica(
+                    self.backend, spec, id, self.id, lambda: self._mount(spec, id),
+                    self._let_go, self._spawn,
+                )  # fmt: skip
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
             try:
@@ -247,17 +155,15 @@ class Node:
         if not replica.acl.allows("group", READ):
             self._let_go_if_unused(replica)
             raise denied("group", READ, "attach to", str(id))
-        client = Client(self, replica, on_change, max_pending)
-        replica.add(client)
-        return client
+        inbox = Inbox(
+            self, replica, on_change, max_pending, float(max_lag), self._release_if_unused
+        )
+        replica.add(inbox)
+        return inbox.client
 
     async def detach(self, client: Client) -> None:
         """Detach `client`; the node lets go of the live state when its last client leaves."""
-        replica = client._replica
-        replica.discard(client)
-        client._end(None)
-        if task := self._let_go_if_unused(replica):
-            await asyncio.shield(task)
+        await client.detach()
 
     async def get(
         self, spec: type[LiveState], key: str, prop: Any = DEFAULT, *, role: Role = "public"
@@ -328,7 +234,7 @@ class Node:
             raise InvalidValueError(
                 f"Cannot increment {prop!r} of {id} by {by!r}: the amount must be a number."
             )
-        return (await self._apply(id, op, role))[1]
+        return await self._apply(id, op, role)
 
     async def update(
         self,
@@ -343,7 +249,10 @@ class Node:
         """Replace a property with fn(value) atomically; see LiveState.update."""
         id = self._id(spec, key)
         check_property(prop, id)
-        while True:
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                # Contended: back off (jittered), so the writers do not collide in lockstep.
+                await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
             snapshot = await self._read(id, prop)
             snapshot.acl.check(role, READ, f"update {prop!r} of", str(id))
             if prop in snapshot.state:
@@ -364,6 +273,10 @@ class Node:
             except ConflictError:
                 continue  # another write came first: run fn again on the newer value
             return op.value
+        raise BackendUnavailableError(
+            f"Cannot update {prop!r} of {id}: other writes changed it first {UPDATE_ATTEMPTS} "
+            "times in a row; use increment or append (atomic without a retry), or retry later."
+        )
 
     async def start(self, spec: type[LiveState], key: str) -> None:
         """Start a live state without attaching; see LiveState.start."""
@@ -417,22 +330,34 @@ class Node:
             return
         if self._started is None:
             self._started = asyncio.ensure_future(self.backend.start())
-        await asyncio.shield(self._started)
+        try:
+            await asyncio.shield(self._started)
+        except BaseException:
+            if self._started.done():
+                # A failed start is not kept: the next call tries again (the server may be up).
+                self._started = None
+            raise
         self._ready = True
 
-    async def _apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
+    async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
+        """Write `op`; when it returns, this node's clients of the live state show it."""
         await self._start()
         try:
-            return await self.backend.apply(id, op, role)
+            applied = await self.backend.apply(id, op, role)
         except NotFoundError:
             replica = self._replicas.get(id)
             if role != "group" or replica is None or replica.closed:
                 raise
-        # Lost under attached clients (say, Redis restarted empty): start it anew, then retry.
-        self._resync(replica)
-        if replica.syncing:
-            await asyncio.shield(replica.syncing)
-        return await self.backend.apply(id, op, role)
+            # Lost under attached clients (say, Redis restarted empty): start it anew, retry.
+            replica.resync()
+            if replica.syncing:
+                await asyncio.shield(replica.syncing)
+            applied = await self.backend.apply(id, op, role)
+        replica = self._replicas.get(id)
+        if replica is not None and not replica.closed:
+            replica.receive(Message(applied.epoch, applied.version, op))
+            await replica.reached(applied.epoch, applied.version)
+        return applied.value
 
     async def _read(self, id: StateId, prop: str | None) -> Snapshot:
         await self._start()
@@ -468,68 +393,23 @@ class Node:
         return Mounted(state, ACL.parse(acl, str(id)), check_ttl(ttl, f"The TTL of {id}"), limits)
 
     async def _open(self, replica: Replica) -> None:
-        """Subscribe, then start or load the live state, so no message falls in between."""
         id = replica.id
         if closing := self._closing.get(id):
             await closing  # let the previous replica release its hold first
-        await self.backend.subscribe(id, replica.receive)
         try:
-            snapshot = await self.backend.open(
-                id, lambda: self._mount(replica.spec, id), self.id, hold=True
-            )
+            await replica.open()
         except BaseException:
             self._let_go(replica)
             raise
-        replica.load(snapshot)
-        self._drain(replica)
         # Every attach that waited for this was cancelled: nobody will use the replica.
         self._let_go_if_unused(replica)
 
-    def _drain(self, replica: Replica) -> None:
-        buffered, replica.buffer = replica.buffer or [], None
-        for message in buffered:
-            replica.receive(message)
-
-    def _resync(self, replica: Replica) -> None:
-        if replica.buffer is None and not replica.closed:
-            replica.buffer = []
-            replica.syncing = self._spawn(self._sync(replica))
-
-    async def _sync(self, replica: Replica) -> None:
-        """Load a fresh snapshot (starting the live state anew if it was lost), send a reset."""
-        id = replica.id
-        attempt = 0
-        while not replica.closed:
-            try:
-                snapshot = await self.backend.read(id)
-                if snapshot is None:
-                    logger.warning("%s was lost under attached clients; starting it anew", id)
-                    snapshot = await self.backend.open(
-                        id, lambda: self._mount(replica.spec, id), self.id, hold=True
-                    )
-            except Exception:
-                delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
-                logger.warning("%s: resync failed; retrying in %.2fs", id, delay, exc_info=True)
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            if replica.closed:  # the last client left meanwhile; a hold taken above must go
-                await self.backend.release(id, self.id)
-                return
-            replica.load(snapshot)
-            replica.fan_out(replica.reset_change())
-            self._drain(replica)
-            return
-
-    def _stopped(self, replica: Replica) -> None:
-        change = Change(replica.id.key, "stopped", None, None, replica.version)
-        for client in tuple(replica.clients):
-            replica.discard(client)
-            client._end(change)
-        self._let_go(replica)
+    async def _release_if_unused(self, replica: Replica) -> None:
+        if task := self._let_go_if_unused(replica):
+            await asyncio.shield(task)
 
     def _let_go_if_unused(self, replica: Replica) -> asyncio.Task[None] | None:
-        if replica.clients or replica.waiting:
+        if replica.inboxes or replica.waiting:
             return None
         return self._let_go(replica)
 
@@ -537,7 +417,7 @@ class Node:
         """Forget the replica, then unsubscribe and release this node's hold in a task."""
         if replica.closed:
             return None
-        replica.closed = True
+        replica.close()
         id = replica.id
         if self._replicas.get(id) is replica:
             del self._replicas[id]
@@ -549,8 +429,12 @@ class Node:
         return task
 
     async def _release(self, id: StateId, replica: Replica) -> None:
-        await self.backend.unsubscribe(id, replica.receive)
-        await self.backend.release(id, self.id)
+        try:
+            await self.backend.unsubscribe(id, replica)
+            await self.backend.release(id, self.id)
+        except Exception as error:
+            # Not fatal: the hold lapses with this node's lease, and the TTL counts from there.
+            logger.warning("%s: could not release this node's hold (%s)", id, error)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)

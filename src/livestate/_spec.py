@@ -93,19 +93,27 @@ class LiveState:
 
     @classmethod
     async def attach(
-        cls, key: str, on_change: OnChange | None = None, *, max_pending: int = 1000
+        cls,
+        key: str,
+        on_change: OnChange | None = None,
+        *,
+        max_pending: int = 1000,
+        max_lag: float = 1.0,
     ) -> Client:
         """Attach a client (a group member) to the live state for `key`, starting it if absent.
 
         `on_change(change)` (sync or async) is called with every change; without
-        it, read them with `client.changes()`. At most `max_pending` undelivered
-        changes are kept per client; past that they are replaced by one `reset`.
+        it, read them with `client.changes()`. A reader that falls behind by more
+        than `max_pending` changes or `max_lag` seconds gets one `reset` with the
+        whole state instead of the backlog, so it never shows a state long gone.
         Raises whatever on_mount raises, InvalidValueError for a bad key or
         on_mount result, PermissionDeniedError if the group may not read.
         """
         from ._node import current_node
 
-        return await current_node().attach(cls, key, on_change, max_pending=max_pending)
+        return await current_node().attach(
+            cls, key, on_change, max_pending=max_pending, max_lag=max_lag
+        )
 
     @classmethod
     async def get(cls, key: str, prop: str | Literal[_Default.DEFAULT] = DEFAULT) -> Any:

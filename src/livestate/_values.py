@@ -95,7 +95,8 @@ class _Invalid(Exception):
 def freeze(value: object, max_depth: int, subject: object, prop: str | None) -> JSON:
     """Check that `value` is JSON and return it frozen (dicts and lists made read-only).
 
-    A tuple becomes a list. Values that are already frozen are returned as they are.
+    A tuple becomes a list. A FrozenDict or FrozenList is checked like any dict or
+    list (anyone can build one), and copied.
     Raises InvalidValueError naming the live state (`subject`), the property and the
     path to the offending part.
     """
@@ -120,13 +121,16 @@ def _freeze(value: object, depth: int) -> JSON:
         if text.isascii() or _is_text(text):
             return text
         raise _Invalid(f"{text[:40]!r} has {_SURROGATE}")
-    if kind is bool or value is None or kind is FrozenDict or kind is FrozenList:
+    if kind is bool or value is None:
         return value
     if kind is int:
         if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
             return value
+        big = cast(int, value)
+        # str() of a huge int raises ValueError (Python's digit limit), so say its size instead.
+        number = str(big) if abs(big) < 10**60 else f"of {big.bit_length()} bits"
         raise _Invalid(
-            f"is the integer {value}, outside ±(2**53 - 1), the range a browser holds exactly; "
+            f"is the integer {number}, outside ±(2**53 - 1), the range a browser holds exactly; "
             "store it as a string"
         )
     if kind is float:

@@ -6,10 +6,11 @@ replicas and fan-out live in the node, once for every backend.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 from .._acl import ACL, Role
 from .._changes import Op, StateId
@@ -40,16 +41,59 @@ class Mounted(NamedTuple):
     limits: Limits
 
 
+Event = Literal["started", "stopped"]
+"""A lifetime began (a new epoch, at `version`) or ended (after `version`)."""
+
+
 class Message(NamedTuple):
-    """What a backend publishes for each write: `op` None means the live state was stopped."""
+    """What a backend publishes: a write's op at its new version, or a lifetime's start or end."""
 
     epoch: str
     version: int
-    op: Op | None
+    op: Op | Event
+
+
+class Applied(NamedTuple):
+    """What a write did: the lifetime and version it made, and its result (increment's sum)."""
+
+    epoch: str
+    version: int
+    value: JSON
+
+
+class Listener(Protocol):
+    """What a backend feeds for one live state: on a node, the replica of it.
+
+    A backend only stores, orders and publishes; ordering what arrives, and
+    loading a snapshot when something went missing, is the listener's job.
+    """
+
+    def wants(self, epoch: str, version: int) -> bool:
+        """Whether a message at this position would be news (if not, it need not be decoded)."""
+
+    def receive(self, message: Message) -> None:
+        """One published message, as it arrived (maybe early, late or twice)."""
+
+    def resync(self) -> None:
+        """Messages may have been missed (a reconnect): load a fresh snapshot."""
+
+    def observe(self, epoch: str | None, version: int) -> None:
+        """Where the server is now (epoch None: the live state is gone), as a heartbeat saw it."""
 
 
 MountFunction = Callable[[], Awaitable[Mounted]]
-Handler = Callable[[Message], None]
+
+
+def first_version() -> int:
+    """The version a live state starts at: the clock, in microseconds since 1970.
+
+    A live state lost and started anew (say, after Redis restarted empty) so
+    continues above every version its clients saw, whichever node starts it,
+    and no version is used twice: that would take a write faster than a
+    microsecond. It stays below 2**53 (what a browser holds exactly) until 2255.
+    Redis scripts take the server's clock in the same way.
+    """
+    return time.time_ns() // 1000
 
 
 class Backend(ABC):
@@ -68,7 +112,7 @@ class Backend(ABC):
 
     @abstractmethod
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
-        """Start the live state if absent and return its snapshot.
+        """Start the live state if absent and return its snapshot; a start publishes `started`.
 
         `mount` runs at most once per start across every node that races to open
         the same live state; the others get the winner's state. With `hold`, `node`
@@ -86,12 +130,12 @@ class Backend(ABC):
         """The live state's snapshot (only `prop`, if given and present), or None if not running."""
 
     @abstractmethod
-    async def apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
-        """Apply `op` atomically for a caller of `role` and publish it.
+    async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
+        """Apply `op` atomically for a caller of `role` and publish it, exactly once.
 
-        Returns the new version and, for `increment`, the new value (else anything).
-        Before it returns, handlers subscribed through this backend object have
-        received the message (read your writes). Raises NotFoundError,
+        Returns the lifetime and new version and, for `increment`, the new value.
+        A backend that retries a call whose reply it lost makes sure the write
+        still applies once. Raises NotFoundError,
         PermissionDeniedError (checked against the ACL stored with the live
         state), PropertyNotFoundError, InvalidValueError, StateTooLargeError or
         ConflictError (when `op.expect` is not the current version), having
@@ -107,12 +151,12 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    async def subscribe(self, id: StateId, handler: Handler) -> None:
-        """Call `handler` with every message of the live state, in version order, from now on."""
+    async def subscribe(self, id: StateId, listener: Listener) -> None:
+        """Feed `listener` every message of the live state from now on, and resync signals."""
 
     @abstractmethod
-    async def unsubscribe(self, id: StateId, handler: Handler) -> None:
-        """Stop calling `handler` for the live state."""
+    async def unsubscribe(self, id: StateId, listener: Listener) -> None:
+        """Stop feeding `listener`."""
 
 
 class ConflictError(Exception):

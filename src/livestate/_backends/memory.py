@@ -9,7 +9,17 @@ from dataclasses import dataclass, field
 from .._acl import ACL, DELETE, Role
 from .._changes import Op, StateId, commit, describe, evaluate, permission
 from .._values import JSON, Limits, check_size, encode, size
-from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
+from .base import (
+    Applied,
+    Backend,
+    ConflictError,
+    Listener,
+    Message,
+    MountFunction,
+    Snapshot,
+    first_version,
+    not_running,
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -21,7 +31,7 @@ class _Entry:
     acl: ACL
     ttl: float | None
     limits: Limits
-    version: int = 1
+    version: int
     holders: set[str] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
 
@@ -37,14 +47,14 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self._entries: dict[StateId, _Entry] = {}
         self._starting: dict[StateId, asyncio.Future[None]] = {}
-        self._handlers: dict[StateId, list[Handler]] = {}
+        self._listeners: dict[StateId, list[Listener]] = {}
 
     async def aclose(self) -> None:
         for entry in self._entries.values():
             if entry.timer:
                 entry.timer.cancel()
         self._entries.clear()
-        self._handlers.clear()
+        self._listeners.clear()
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
         entry = self._entries.get(id)
@@ -61,13 +71,15 @@ class MemoryBackend(Backend):
                     del self._starting[id]
                     done.set_result(None)
                 sizes = {
-                    prop: len(prop) + size(encode(value)) for prop, value in mounted.state.items()
+                    prop: size(prop) + size(encode(value)) for prop, value in mounted.state.items()
                 }
-                self._entries[id] = _Entry(
+                version = first_version()  # above any earlier lifetime's, as on Redis
+                self._entries[id] = entry = _Entry(
                     dict(mounted.state), sizes, sum(sizes.values()), secrets.token_hex(8),
-                    mounted.acl, mounted.ttl, mounted.limits,
+                    mounted.acl, mounted.ttl, mounted.limits, version,
                 )  # fmt: skip
                 started = True
+                self._publish(id, Message(entry.epoch, version, "started"))
             entry = self._entries.get(id)
         if hold:
             entry.holders.add(node)
@@ -93,7 +105,7 @@ class MemoryBackend(Backend):
             return _snapshot(entry, dict(entry.state))
         return _snapshot(entry, {prop: entry.state[prop]} if prop in entry.state else {})
 
-    async def apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
+    async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         entry = self._entries.get(id)
         if entry is None:
             raise not_running(id)
@@ -103,13 +115,14 @@ class MemoryBackend(Backend):
         kind, value = evaluate(entry.state, op, id)
         sizes = entry.sizes
         if kind == "reset":
-            new_sizes = {prop: len(prop) + size(encode(v)) for prop, v in value.items()}
+            new_sizes = {prop: size(prop) + size(encode(v)) for prop, v in value.items()}
             total = sum(new_sizes.values())
         else:
             prop: str = op.prop  # type: ignore[assignment]
             old = sizes.get(prop, 0)
-            new = 0 if kind == "deleted" else len(prop) + _value_size(entry, op, value, old)
-            check_size(new - len(prop), entry.limits.max_value_bytes, id, prop)
+            weight = size(prop)
+            new = 0 if kind == "deleted" else weight + _value_size(entry, op, value, old)
+            check_size(new - weight, entry.limits.max_value_bytes, id, prop)
             total = entry.total - old + new
         check_size(total, entry.limits.max_state_bytes, id, op.prop, whole=True)
         commit(entry.state, op, kind, value)
@@ -124,7 +137,7 @@ class MemoryBackend(Backend):
         entry.total = total
         entry.version += 1
         self._publish(id, Message(entry.epoch, entry.version, op))
-        return entry.version, value
+        return Applied(entry.epoch, entry.version, value)
 
     async def stop(self, id: StateId, role: Role) -> None:
         entry = self._entries.get(id)
@@ -133,20 +146,20 @@ class MemoryBackend(Backend):
         entry.acl.check(role, DELETE, "stop", str(id))
         self._end(id, entry)
 
-    async def subscribe(self, id: StateId, handler: Handler) -> None:
-        self._handlers.setdefault(id, []).append(handler)
+    async def subscribe(self, id: StateId, listener: Listener) -> None:
+        self._listeners.setdefault(id, []).append(listener)
 
-    async def unsubscribe(self, id: StateId, handler: Handler) -> None:
-        handlers = self._handlers.get(id, [])
-        if handler in handlers:
-            handlers.remove(handler)
-        if not handlers:
-            self._handlers.pop(id, None)
+    async def unsubscribe(self, id: StateId, listener: Listener) -> None:
+        listeners = self._listeners.get(id, [])
+        if listener in listeners:
+            listeners.remove(listener)
+        if not listeners:
+            self._listeners.pop(id, None)
 
     def _publish(self, id: StateId, message: Message) -> None:
-        # A copy: a handler may unsubscribe (a client detaching on `stopped`) while we loop.
-        for handler in tuple(self._handlers.get(id, ())):
-            handler(message)
+        # A copy: a listener may unsubscribe (a client detaching on `stopped`) while we loop.
+        for listener in tuple(self._listeners.get(id, ())):
+            listener.receive(message)
 
     def _count_down(self, id: StateId, entry: _Entry) -> None:
         if entry.ttl is not None:
@@ -161,7 +174,7 @@ class MemoryBackend(Backend):
         del self._entries[id]
         if entry.timer:
             entry.timer.cancel()
-        self._publish(id, Message(entry.epoch, entry.version, None))
+        self._publish(id, Message(entry.epoch, entry.version, "stopped"))
 
 
 def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
@@ -174,7 +187,7 @@ def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
         # `[a,b]` + c is `[a,b,c]`: one comma more, then minus each dropped item and its comma.
         gone = sum(size(encode(item)) + 1 for item in old_value[:dropped])
         comma = 1 if len(old_value) else 0
-        return old - len(op.prop) + op.size + comma - gone  # type: ignore[arg-type]
+        return old - size(op.prop) + op.size + comma - gone  # type: ignore[arg-type]
     return size(encode(value))
 
 

@@ -3,7 +3,7 @@
 Layout: every key of one live state shares the hash tag `{<spec>:<key>}`, both
 percent-escaped, so a script touches one slot and Redis Cluster works:
 
-    ls:{Chat:lobby}:m        meta hash: epoch, version, ACL, TTL, limits, total bytes, places
+    ls:{Chat:lobby}:m        meta hash: epoch, version, ACL, TTL, limits, total bytes, count
     ls:{Chat:lobby}:s        state hash: property -> JSON (or a marker for a list)
     ls:{Chat:lobby}:z        sizes hash: property -> bytes it counts, for the limits
     ls:{Chat:lobby}:h        holders: node id -> lease end, a sorted set
@@ -11,11 +11,15 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:l:<prop> a list property's items, one JSON text each
     ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
+    ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
-the version, publish `(epoch, version, op)`, all or nothing. JSON is written by
-Python; Lua only ever parses numbers, for increment.
+the version, publish `(epoch, version, op)`, all or nothing: every check and
+read comes before the first write. JSON is written by Python; Lua only ever
+parses numbers, for increment. Ordering what arrives is the replicas' job
+(_replica.py): this backend only hands each message to the listeners of its
+live state, and tells them to resync when messages may have been missed.
 
 Connections, per backend object (one per node), both resp.py's: one command
 connection on which concurrent calls are pipelined (the calls made while others
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import secrets
@@ -45,153 +50,78 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
     ) from error
 
 from .._acl import ACL, DELETE, Role, denied
-from .._changes import Op, StateId, evaluate, permission
+from .._changes import Op, StateId, describe, evaluate, permission
+from .._exceptions import BackendUnavailableError, LiveStateError
 from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
-from .base import Backend, ConflictError, Handler, Message, MountFunction, Snapshot, not_running
+from .base import (
+    Applied,
+    Backend,
+    ConflictError,
+    Listener,
+    Message,
+    MountFunction,
+    Snapshot,
+    not_running,
+)
+from .errors import RECONNECT, TRANSIENT, code, translate
 
 logger = logging.getLogger("livestate")
 
 TIMEOUT = 2.0
-"""Seconds any one Redis call may take before it raises BackendUnavailableError."""
+"""Seconds any one call may take, retries of transient failures included, before it
+raises BackendUnavailableError."""
 
 LEASE = 5.0
 """Seconds a node's hold on a live state lasts unless its heartbeat renews it."""
 
-HOLD = 1.0
-"""Seconds a message that arrives ahead of its predecessor waits for it before the
-replicas are told of a gap (and resynchronise)."""
-
 LOCK = 3.0
 """Seconds the start lock lasts; renewed every third of that while on_mount runs."""
 
-_RESYNC = Message("", 0, Op("reset", None, FrozenDict()))
-"""Handed to handlers to make their replica resync: its epoch matches no live state."""
+RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
+"""Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
             "reset", "stop")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
+_CACHED = 256
+"""Keys and property names up to this many characters are cached; longer ones (up to
+16 KB) are computed each time, so hostile keys cannot grow the caches' memory."""
 
-@functools.lru_cache(maxsize=1024)  # the same live states are written again and again
+
 def _prefix(id: StateId) -> str:
     """The start of every key name of a live state: `ls:{<spec>:<key>}`."""
+    if len(id.key) <= _CACHED:
+        return _cached_prefix(id)
     return f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
 
 
-@functools.lru_cache(maxsize=4096)  # the same property names come back write after write
+@functools.lru_cache(maxsize=1024)  # the same live states are written again and again
+def _cached_prefix(id: StateId) -> str:
+    return f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
+
+
 def _escape(text: str) -> str:
     """Percent-escape every byte but [A-Za-z0-9_.~-], so no `{`, `}`, `:` or `*` is left."""
+    if len(text) <= _CACHED:
+        return _cached_escape(text)
+    return quote(text, safe="", errors="surrogatepass")
+
+
+@functools.lru_cache(maxsize=4096)  # the same property names come back write after write
+def _cached_escape(text: str) -> str:
     return quote(text, safe="", errors="surrogatepass")
 
 
 @dataclass(slots=True, eq=False)
-class _Channel:
-    """The local handlers of one live state, and the order in which they have been fed."""
+class _Subscription:
+    """The local listeners of one live state's channel."""
 
     name: str
-    handlers: list[Handler] = field(default_factory=list)
-    epoch: str | None = None  # None: not known yet (before the first message or snapshot)
-    version: int = 0
-    highest: int = 0  # the highest version ever seen, so a restart never reuses one
-    held: dict[int, Message] = field(default_factory=dict)
-    timer: asyncio.TimerHandle | None = None
-    waiters: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    listeners: list[Listener] = field(default_factory=list)
     confirmed: asyncio.Future[None] | None = None
     resubscribed: bool = False  # the next confirmation follows a reconnect: resync then
-    behind: int | None = None  # the version the last heartbeat found, if ahead of ours
-    missing: int = 0  # heartbeats in a row that found the live state gone
-
-    def feed(self, message: Message) -> None:
-        """Deliver `message` in version order, holding it briefly if it came early."""
-        epoch, version, _ = message
-        if epoch != self.epoch or self.epoch is None:
-            self._flush()
-            self.epoch, self.version = epoch, version
-            self.highest = max(self.highest, version)
-            self._deliver(message)
-            return
-        if version <= self.version:
-            return
-        if version == self.version + 1:
-            self.version = version
-            self._deliver(message)
-            self._release()
-            return
-        # Another node's earlier write is still on its way on the pub/sub connection.
-        self.held[version] = message
-        if self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(HOLD, self._flush)
-
-    def learn(self, epoch: str, version: int) -> None:
-        """Take the version of a snapshot that a local replica loaded."""
-        if self.epoch is None:
-            self.epoch, self.version = epoch, version
-        elif self.epoch == epoch and version > self.version:
-            self.version = version
-        else:
-            return
-        self.highest = max(self.highest, version)
-        for seen in [v for v in self.held if v <= self.version]:
-            self._resolve(seen)
-            del self.held[seen]
-        self._release()
-
-    def resync(self) -> None:
-        """Make every replica of this channel load a fresh snapshot."""
-        self._flush()
-        self.epoch, self.version = None, 0
-        self._deliver(_RESYNC)
-
-    def close(self) -> None:
-        """Forget held messages and wake whoever waits for them."""
-        if self.timer:
-            self.timer.cancel()
-            self.timer = None
-        for version in list(self.waiters):
-            self._resolve(version)
-        self.held.clear()
-
-    async def wait(self, version: int) -> None:
-        """Return once `version` has been delivered (or dropped after a gap)."""
-        if version in self.held:
-            future = self.waiters.get(version)
-            if future is None:
-                future = self.waiters[version] = asyncio.get_running_loop().create_future()
-            await future
-
-    def _release(self) -> None:
-        while (message := self.held.pop(self.version + 1, None)) is not None:
-            self.version += 1
-            self._deliver(message)
-        if not self.held and self.timer:
-            self.timer.cancel()
-            self.timer = None
-
-    def _flush(self) -> None:
-        """Deliver everything held, in order, gaps and all: the replicas resync on a gap."""
-        if self.timer:
-            self.timer.cancel()
-            self.timer = None
-        for version in sorted(self.held):
-            message = self.held.pop(version)
-            self.version = max(self.version, version)
-            self._deliver(message)
-
-    def _deliver(self, message: Message) -> None:
-        self.highest = max(self.highest, message.version)
-        # A copy: a handler may unsubscribe (a client detaching on `stopped`) while we loop.
-        for handler in tuple(self.handlers):
-            try:
-                handler(message)
-            except Exception:
-                logger.exception("A handler of %s raised", self.name)
-        self._resolve(message.version)
-
-    def _resolve(self, version: int) -> None:
-        future = self.waiters.pop(version, None)
-        if future is not None and not future.done():
-            future.set_result(None)
 
 
 class RedisBackend(Backend):
@@ -199,11 +129,11 @@ class RedisBackend(Backend):
 
     `url` is `redis://[[user]:password@]host:port/db` (also `rediss://`,
     `unix://`, `valkey://`), optionally with livestate's settings as query
-    parameters: `timeout` (seconds per call, default 2), `lease` (seconds a
-    node's hold lasts without a heartbeat, default 5; the heartbeat runs five
-    times per lease), and the login and TLS parameters of `resp.parse_url`.
-    Raises InvalidValueError for a URL it cannot use, and ImportError, saying
-    what to install, if the hiredis package is missing.
+    parameters: `timeout` (seconds per call, retries included, default 2),
+    `lease` (seconds a node's hold lasts without a heartbeat, default 5; the
+    heartbeat runs five times per lease), and the login and TLS parameters of
+    `resp.parse_url`. Raises InvalidValueError for a URL it cannot use, and
+    ImportError, saying what to install, if the hiredis package is missing.
     """
 
     def __init__(self, url: str) -> None:
@@ -215,13 +145,14 @@ class RedisBackend(Backend):
         self._pipe: Pipe | None = None
         self._shas: dict[str, str] = {}
         self._sources = _load_scripts()
-        self._publish = "SPUBLISH"
-        self._channels: dict[StateId, _Channel] = {}
-        self._by_name: dict[str, _Channel] = {}
+        self._subscriptions: dict[StateId, _Subscription] = {}
+        self._by_name: dict[str, _Subscription] = {}
         self._held: dict[StateId, set[str]] = {}
         self._subscriber: _Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._closed = False
+        # Write ids: this backend's tag and a counter, unique across nodes and restarts.
+        self._tag = secrets.token_hex(6)
+        self._writes = itertools.count(1)
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.endpoint}>"
@@ -229,29 +160,29 @@ class RedisBackend(Backend):
     async def start(self) -> None:
         """Connect, load the scripts and start the heartbeat.
 
-        Raises BackendUnavailableError if the server does not answer in time.
+        Raises BackendUnavailableError if the server does not answer in time, and
+        BackendError if it refuses the login or the scripts. Safe to call again
+        after it failed.
         """
-        self._pipe = Pipe(self.endpoint, self.timeout)
-        pipe = self._pipe
-        info = await pipe.call("COMMAND", "INFO", "SPUBLISH")
-        sharded = bool(info and info[0])
-        self._publish = "SPUBLISH" if sharded else "PUBLISH"
-        await self._load()
-        await self._check_eviction()
-        self._subscriber = _Subscriber(self, sharded)
+        pipe = self._pipe = Pipe(self.endpoint, self.timeout)
+        try:
+            await self._load()
+            await self._check_eviction()
+        except BaseException:
+            self._pipe = None
+            await pipe.aclose()
+            raise
+        self._subscriber = _Subscriber(self)
         self._subscriber.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
 
     async def aclose(self) -> None:
         """Stop the heartbeat, close both connections; the backend is unusable afterwards."""
-        self._closed = True
         for task in self._tasks:
             task.cancel()
         if self._subscriber:
             await self._subscriber.aclose()
-        for channel in self._channels.values():
-            channel.close()
-        self._channels.clear()
+        self._subscriptions.clear()
         self._by_name.clear()
         if self._pipe:
             await self._pipe.aclose()
@@ -265,7 +196,9 @@ class RedisBackend(Backend):
         lease = int(self.lease * 1000)
         delay = 0.002
         while True:
-            reply = await self._run("open", keys, node, hold_flag, lease, token, int(LOCK * 1000))
+            reply = await self._run(
+                "open", id, keys, node, hold_flag, lease, token, int(LOCK * 1000)
+            )
             status = reply[0]
             if status == "ok":
                 snapshot = self._snapshot(reply)
@@ -281,8 +214,6 @@ class RedisBackend(Backend):
                 break
         if hold:
             self._held.setdefault(id, set()).add(node)
-        if channel := self._channels.get(id):
-            channel.learn(snapshot.epoch, snapshot.version)
         return snapshot
 
     async def release(self, id: StateId, node: str) -> None:
@@ -291,105 +222,100 @@ class RedisBackend(Backend):
             holders.discard(node)
             if not holders:
                 del self._held[id]
-        await self._run("lease", self._keys(id), "release", node, 0)
+        await self._run("lease", id, self._keys(id), "release", node, 0)
 
     async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        reply = await self._run("read", self._keys(id), "" if prop is None else prop)
+        reply = await self._run("read", id, self._keys(id), "" if prop is None else prop)
         if reply[0] != "ok":
             return None
-        snapshot = self._snapshot(reply)
-        if prop is None and (channel := self._channels.get(id)):
-            channel.learn(snapshot.epoch, snapshot.version)
-        return snapshot
+        return self._snapshot(reply)
 
-    async def apply(self, id: StateId, op: Op, role: Role) -> tuple[int, JSON]:
+    async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         prop = op.prop or ""
         keys = self._keys(id, prop)
-        need = permission(op)
-        expect = "" if op.expect is None else op.expect
         kind = op.kind
-        weight = len(prop)  # as MemoryBackend counts a property's name
-        value_text = encode(op.value) if kind == "reset" else op.encoded
         head = (
             encode([kind, op.prop, op.max_len, *_acl_and_ttl(op)])
             if kind == "reset"
             else _head(kind, op.prop, op.max_len)
         )
-        args: list[Any] = [_ROLE_FIELD[role], need, expect, f"{head}\n{value_text}", prop]
-        if kind == "put":
-            args += [weight, op.size]
-            if type(op.value) is FrozenList:
-                args += ["l", *(encode(item) for item in op.value)]
-            else:
-                args += ["v", op.encoded]
-        elif kind == "append":
-            args += [weight, op.size, "" if op.max_len is None else op.max_len, op.encoded]
-        elif kind == "increment":
-            args += [weight, op.encoded, "1" if type(op.value) is float else "0"]
-        elif kind == "reset":
+        body = f"{head}\n{encode(op.value) if kind == 'reset' else op.encoded}"
+        expect = "" if op.expect is None else op.expect
+        write = f"{self._tag}{next(self._writes):x}"
+        args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
+        if kind == "reset":
             acl = op.acl or ACL()
             total, state = _encode_state(op.value, _prefix(id))
-            del args[4]  # a reset names no property
             args += [acl.group, acl.public, *_ttl_args(op.ttl), total, *state]
-        reply = await self._run(kind, keys, *args)
+        else:
+            weight = size(prop)  # a property's name counts, in bytes, as on MemoryBackend
+            args += [prop, weight]
+            if kind == "put":
+                args.append(op.size)
+                if type(op.value) is FrozenList:
+                    args += ["l", *(encode(item) for item in op.value)]
+                else:
+                    args += ["v", op.encoded]
+            elif kind == "append":
+                args += [op.size, "" if op.max_len is None else op.max_len, op.encoded]
+            elif kind == "increment":
+                args += [op.encoded, "1" if type(op.value) is float else "0"]
+            else:
+                del args[-1]  # delete names the property only
+        reply = await self._run(kind, id, keys, *args, op=op)
         status = reply[0]
-        if status != "ok":
+        if status == "done":
+            # A retry of a write whose reply was lost: it was applied once, before.
+            version, epoch, result = reply[1].split("\n", 2)
+        elif status == "ok":
+            version, epoch = reply[1], reply[2]
+            result = reply[3] if len(reply) > 3 else ""
+        else:
             self._fail(id, op, role, reply)
-        version = int(reply[1])
-        epoch = reply[2]
-        result: JSON = None
-        if kind == "increment":
-            result = json.loads(reply[3])
-        channel = self._channels.get(id)
-        if channel is not None:
-            message = Message(epoch, version, op)
-            channel.feed(message)
-            # Read your writes: the local replicas apply this before we return, after any
-            # earlier version still on its way from another node.
-            await channel.wait(version)
-        return version, result
+        return Applied(epoch, int(version), json.loads(result) if kind == "increment" else None)
 
     async def stop(self, id: StateId, role: Role) -> None:
-        reply = await self._run("stop", self._keys(id), _ROLE_FIELD[role], DELETE, "", "")
+        reply = await self._run("stop", id, self._keys(id), _ROLE_FIELD[role], DELETE)
         status = reply[0]
         if status == "missing":
             raise not_running(id)
         if status == "denied":
             raise denied(role, DELETE, "stop", str(id))
-        # The published copy may come later: tell the local replicas now.
-        if channel := self._channels.get(id):
-            if channel.epoch is not None:
-                channel.feed(Message(channel.epoch, channel.version + 1, None))
         self._held.pop(id, None)
+        # The published copy may come later: tell the local listeners now.
+        if subscription := self._subscriptions.get(id):
+            self._deliver(subscription, Message(reply[1], 0, "stopped"))
 
-    async def subscribe(self, id: StateId, handler: Handler) -> None:
-        channel = self._channels.get(id)
-        if channel is None:
+    async def subscribe(self, id: StateId, listener: Listener) -> None:
+        subscription = self._subscriptions.get(id)
+        if subscription is None:
             name = f"{_prefix(id)}:c"
-            channel = self._channels[id] = self._by_name[name] = _Channel(name)
-            assert self._subscriber is not None  # start() ran: the node starts us first
-            self._subscriber.add(channel)
-        channel.handlers.append(handler)
-        if channel.confirmed is not None:
-            # Bounded: if the server is away, the reconnect subscribes it and resyncs.
+            subscription = _Subscription(name)
+            self._subscriptions[id] = self._by_name[name] = subscription
+            if self._subscriber is None:
+                raise RuntimeError("The Redis backend was used before start(); use a Node.")
+            self._subscriber.add(subscription)
+        subscription.listeners.append(listener)
+        confirmed = subscription.confirmed
+        if confirmed is not None and not confirmed.done():
+            # Bounded: if the server goes away, the reconnect subscribes it and resyncs.
             try:
                 async with asyncio.timeout(self.timeout):
-                    await asyncio.shield(channel.confirmed)
+                    await asyncio.shield(confirmed)
             except TimeoutError:
-                channel.resubscribed = True
+                subscription.resubscribed = True
 
-    async def unsubscribe(self, id: StateId, handler: Handler) -> None:
-        channel = self._channels.get(id)
-        if channel is None:
+    async def unsubscribe(self, id: StateId, listener: Listener) -> None:
+        subscription = self._subscriptions.get(id)
+        if subscription is None:
             return
-        if handler in channel.handlers:
-            channel.handlers.remove(handler)
-        if not channel.handlers:
-            del self._channels[id]
-            self._by_name.pop(channel.name, None)
-            channel.close()
+        if listener in subscription.listeners:
+            subscription.listeners.remove(listener)
+        if not subscription.listeners:
+            del self._subscriptions[id]
+            self._by_name.pop(subscription.name, None)
             if self._subscriber:
-                self._subscriber.remove(channel)
+                self._subscriber.remove(subscription)
 
     # Internals.
 
@@ -397,37 +323,73 @@ class RedisBackend(Backend):
         prefix = _prefix(id)
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
-            f"{prefix}:o", f"{prefix}:l:{_escape(prop)}", f"{prefix}:k",
+            f"{prefix}:o", f"{prefix}:l:{_escape(prop)}", f"{prefix}:k", f"{prefix}:w",
+            f"{prefix}:v",
         ]  # fmt: skip
 
-    async def _run(self, script: str, keys: list[str], *args: Any) -> Any:
-        """Run one script by its SHA, loading the scripts again if the server forgot them."""
-        if self._pipe is None:
+    async def _run(
+        self, script: str, id: StateId, keys: list[str], *args: Any, op: Op | None = None
+    ) -> Any:
+        """Run one script by its SHA; the one boundary where server errors are translated.
+
+        Failures that pass (busy, loading, a failover, a reconnect) are retried
+        until `timeout` is spent; a write's id makes its retry apply once.
+        """
+        pipe = self._pipe
+        if pipe is None:
             raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
         channel = keys[0][: -len(":m")] + ":c"
-        call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, self._publish, *args)
-        try:
-            return await self._pipe.call(*call)
-        except ReplyError as error:
-            if not str(error).startswith("NOSCRIPT"):
-                raise
-            # The server restarted (or SCRIPT FLUSH ran): load them again, once.
-            await self._load()
-            return await self._pipe.call(*call)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        attempt = 0
+        while True:
+            try:
+                call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, "SPUBLISH")
+                return await pipe.call(*call, *args)
+            except ReplyError as error:
+                kind = code(error)
+                if kind == "NOSCRIPT" and attempt == 0:
+                    # The server restarted (or SCRIPT FLUSH ran): load them again, once.
+                    attempt += 1
+                    await self._load()
+                    continue
+                if kind in RECONNECT:
+                    pipe.reconnect(f"answered {kind}")
+                failure: LiveStateError = translate(error, self.endpoint, _what(script, id, op))
+                if kind not in TRANSIENT:
+                    raise failure from None
+            except BackendUnavailableError as error:
+                failure = error
+            delay = RETRY[min(attempt, len(RETRY) - 1)]
+            attempt += 1
+            if loop.time() + delay > deadline:
+                raise failure from None
+            await asyncio.sleep(delay)
 
     async def _load(self) -> None:
-        assert self._pipe is not None
-        shas = await asyncio.gather(
-            *(self._pipe.call("SCRIPT", "LOAD", self._sources[name]) for name in _SCRIPTS)
-        )
+        if self._pipe is None:
+            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
+        pipe = self._pipe
+        try:
+            shas = await asyncio.gather(
+                *(pipe.call("SCRIPT", "LOAD", self._sources[name]) for name in _SCRIPTS)
+            )
+        except ReplyError as error:
+            raise translate(error, self.endpoint, "load its scripts") from None
         self._shas = dict(zip(_SCRIPTS, shas, strict=True))
 
     async def _check_eviction(self) -> None:
-        assert self._pipe is not None
+        if self._pipe is None:
+            return
         try:
             reply = await self._pipe.call("CONFIG", "GET", "maxmemory-policy")
         except ReplyError:
-            return  # CONFIG is often disabled on managed servers; nothing to check then
+            logger.info(
+                "livestate could not read maxmemory-policy on %s (CONFIG is refused, as on "
+                "many managed services); make sure it is noeviction.",
+                self.endpoint,
+            )
+            return
         policy = reply[1] if len(reply) > 1 else "noeviction"
         if policy != "noeviction":
             logger.warning(
@@ -448,39 +410,36 @@ class RedisBackend(Backend):
         token: str,
     ) -> Snapshot | None:
         """Run on_mount while holding the start lock and store it; None if another won."""
-        renew = asyncio.get_running_loop().create_task(self._renew_lock(keys, token))
+        renew = asyncio.get_running_loop().create_task(self._renew_lock(id, keys, token))
         try:
             mounted = await mount()
         except BaseException:
             renew.cancel()
             try:
-                await self._run("lock", keys, "unlock", token, 0)
+                await self._run("lock", id, keys, "unlock", token, 0)
             except Exception:
                 pass  # the lock expires on its own within LOCK seconds
             raise
         renew.cancel()
         epoch = secrets.token_hex(8)
-        channel = self._channels.get(id)
-        # A live state lost under attached clients starts past every version they saw.
-        version = channel.highest + 1 if channel and channel.highest else 1
         total, state = _encode_state(mounted.state, _prefix(id))
         limits = mounted.limits
         reply = await self._run(
-            "init", keys, node, hold, int(self.lease * 1000), token, epoch, version,
+            "init", id, keys, node, hold, int(self.lease * 1000), token, epoch,
             mounted.acl.group, mounted.acl.public, *_ttl_args(mounted.ttl),
             limits.max_value_bytes, limits.max_state_bytes, total, *state,
         )  # fmt: skip
         if reply[0] != "ok":
             return None  # our lock ran out and another node started it: use theirs
-        return Snapshot(dict(mounted.state), version, epoch, mounted.acl, mounted.ttl)
+        return Snapshot(dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl)
 
-    async def _renew_lock(self, keys: list[str], token: str) -> None:
+    async def _renew_lock(self, id: StateId, keys: list[str], token: str) -> None:
         while True:
             await asyncio.sleep(LOCK / 3)
             try:
-                await self._run("lock", keys, "extend", token, int(LOCK * 1000))
-            except Exception:
-                logger.debug("Could not renew a start lock", exc_info=True)
+                await self._run("lock", id, keys, "extend", token, int(LOCK * 1000))
+            except LiveStateError as error:
+                logger.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
         _, epoch, version, group, public, ttl, props, values = reply
@@ -493,14 +452,13 @@ class RedisBackend(Backend):
         acl = ACL(int(group), int(public))
         return Snapshot(state, int(version), epoch, acl, None if ttl == "" else float(ttl))
 
-    def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> None:
+    def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> Any:
         """Raise the error the script reported, as MemoryBackend would."""
         status = reply[0]
         if status == "missing":
             raise not_running(id)
         if status == "denied":
-            verb = "reset" if op.kind == "reset" else f"{op.kind} {op.prop!r} of"
-            raise denied(role, permission(op), verb, str(id))
+            raise denied(role, permission(op), describe(op), str(id))
         if status == "conflict":
             raise ConflictError(id)
         if status == "value_size":
@@ -519,69 +477,84 @@ class RedisBackend(Backend):
         raise RuntimeError(f"A livestate script on {id} replied {reply!r}, which is a bug.")
 
     async def _beat(self) -> None:
-        """Renew this node's leases, and check that no replica fell behind unnoticed."""
+        """Renew this node's leases, and show each replica where the server is."""
         while True:
             await asyncio.sleep(self.heartbeat)
             held = [(id, node) for id, nodes in self._held.items() for node in nodes]
             lease = int(self.lease * 1000)
             results = await asyncio.gather(
-                *(self._run("lease", self._keys(id), "hold", node, lease) for id, node in held),
+                *(self._run("lease", id, self._keys(id), "hold", node, lease) for id, node in held),
                 return_exceptions=True,
             )
+            seen: set[StateId] = set()
             for (id, _), reply in zip(held, results, strict=True):
-                channel = self._channels.get(id)
-                if channel is None or isinstance(reply, BaseException):
+                subscription = self._subscriptions.get(id)
+                if subscription is None or id in seen or isinstance(reply, BaseException):
                     continue  # unavailable: the pub/sub reconnect resyncs when it is back
-                try:
-                    self._check(channel, reply)
-                except Exception:
-                    logger.exception("livestate's heartbeat check of %s failed", id)
+                seen.add(id)
+                epoch, version = (reply[1], int(reply[2])) if reply[0] == "ok" else (None, 0)
+                for listener in tuple(subscription.listeners):
+                    try:
+                        listener.observe(epoch, version)
+                    except Exception:
+                        logger.exception("%s: a replica's heartbeat check failed", id)
 
-    def _check(self, channel: _Channel, reply: list[Any]) -> None:
-        """Resync a channel that is two heartbeats behind the server (a silent drop)."""
-        if reply[0] != "ok":
-            # Gone: stopped (its message is on the way) or lost (the server restarted).
-            channel.missing += 1
-            if channel.missing >= 2:
-                channel.missing = 0
-                channel.resync()
+    def _received(self, name: str, data: Any) -> None:
+        """One published message: hand it to the listeners of its live state."""
+        subscription = self._by_name.get(name)
+        if subscription is None:
             return
-        channel.missing = 0
-        epoch, version = reply[1], int(reply[2])
-        if channel.epoch == epoch and channel.version >= version:
-            channel.behind = None
-        elif channel.behind is not None and (
-            channel.epoch != epoch or channel.version < channel.behind
-        ):
-            channel.behind = None
-            channel.resync()
-        else:
-            channel.behind = version
+        try:
+            epoch, version_text, rest = data.split("\n", 2)
+            version = int(version_text)
+            if rest == "stop":
+                message = Message(epoch, version, "stopped")
+            elif rest == "start":
+                message = Message(epoch, version, "started")
+            elif not any(each.wants(epoch, version) for each in subscription.listeners):
+                return  # seen already (this node's own write, applied when it returned)
+            else:
+                message = Message(epoch, version, _decode_op(rest))
+        except Exception:
+            # From a newer release, or damaged: this live state alone loads a snapshot.
+            logger.warning("%s: a message livestate cannot read (%.80r); resyncing", name, data)
+            self._resync(subscription)
+            return
+        self._deliver(subscription, message)
 
-    def _received(self, name: str, data: str) -> None:
-        channel = self._by_name.get(name)
-        if channel is None:
+    def _deliver(self, subscription: _Subscription, message: Message) -> None:
+        # A copy: a listener may unsubscribe (a client detaching on `stopped`) while we loop.
+        for listener in tuple(subscription.listeners):
+            try:
+                listener.receive(message)
+            except Exception:
+                logger.exception("A replica of %s raised on a message", subscription.name)
+
+    def _resync(self, subscription: _Subscription) -> None:
+        for listener in tuple(subscription.listeners):
+            listener.resync()
+
+    def _confirmed(self, name: str) -> None:
+        """The server confirmed a subscription: after a reconnect, its listeners resync."""
+        subscription = self._by_name.get(name)
+        if subscription is None:
             return
-        epoch, version_text, rest = data.split("\n", 2)
-        version = int(version_text)
-        if rest == "stop":
-            channel.feed(Message(epoch, version + 1, None))
-        elif rest == "start":
-            channel.feed(Message(epoch, version, _RESYNC.op))
-        elif epoch != channel.epoch or version > channel.version:
-            channel.feed(Message(epoch, version, _decode_op(rest)))
-        # else seen already (this node's own write, fed when its reply came): no decoding
+        if subscription.confirmed and not subscription.confirmed.done():
+            subscription.confirmed.set_result(None)
+        if subscription.resubscribed:
+            # Messages may have been missed while unsubscribed.
+            subscription.resubscribed = False
+            self._resync(subscription)
+
+    def _subscriptions_now(self) -> Iterable[_Subscription]:
+        return tuple(self._by_name.values())
 
 
 class _Subscriber:
     """The node's one pub/sub connection: subscribes, reconnects, resubscribes, pings."""
 
-    def __init__(self, backend: RedisBackend, sharded: bool) -> None:
+    def __init__(self, backend: RedisBackend) -> None:
         self._backend = backend
-        self._subscribe = "SSUBSCRIBE" if sharded else "SUBSCRIBE"
-        self._unsubscribe = "SUNSUBSCRIBE" if sharded else "UNSUBSCRIBE"
-        self._message = "smessage" if sharded else "message"
-        self._confirm = "ssubscribe" if sharded else "subscribe"
         self._connection: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -599,17 +572,15 @@ class _Subscriber:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=1.0)
 
-    def add(self, channel: _Channel) -> None:
-        channel.confirmed = self._loop.create_future()
-        self._send(self._subscribe, channel.name)
-
-    def remove(self, channel: _Channel) -> None:
-        self._send(self._unsubscribe, channel.name)
-
-    def _send(self, *args: str) -> None:
+    def add(self, subscription: _Subscription) -> None:
         if self._connection is not None:
-            self._connection.write(args)
-        # Not connected: the reconnect subscribes every channel.
+            subscription.confirmed = self._loop.create_future()
+            self._connection.write(("SSUBSCRIBE", subscription.name))
+        # Not connected: the reconnect subscribes it; nobody waits for a confirmation now.
+
+    def remove(self, subscription: _Subscription) -> None:
+        if self._connection is not None:
+            self._connection.write(("SUNSUBSCRIBE", subscription.name))
 
     async def _run(self) -> None:
         backend = self._backend
@@ -630,12 +601,12 @@ class _Subscriber:
                     connection.abort("closed the connection")
                     return
                 self._connection = connection
-                for channel in backend._by_name.values():
+                for subscription in backend._subscriptions_now():
                     if not first:
-                        channel.resubscribed = True
-                    if channel.confirmed is None or channel.confirmed.done():
-                        channel.confirmed = self._loop.create_future()
-                    connection.write((self._subscribe, channel.name))
+                        subscription.resubscribed = True
+                    if subscription.confirmed is None or subscription.confirmed.done():
+                        subscription.confirmed = self._loop.create_future()
+                    connection.write(("SSUBSCRIBE", subscription.name))
                 failures = 0
                 self._last = self._loop.time()
                 pinger = self._loop.create_task(self._ping(connection))
@@ -644,36 +615,34 @@ class _Subscriber:
                 finally:
                     pinger.cancel()
                     self._connection = None
-                    connection.abort("closed the connection")
+                why = connection.why  # how it ended, before abort() below rewrites it
+                connection.abort("closed the connection")
                 if self._closed:
                     return
                 logger.warning(
                     "livestate lost its pub/sub connection to %s (it %s); reconnecting",
                     backend.endpoint,
-                    connection.why,
+                    why,
                 )
             first = False
-            for channel in backend._by_name.values():
-                channel.resubscribed = True
+            for subscription in backend._subscriptions_now():
+                subscription.resubscribed = True
             await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
             failures += 1
 
     def _push(self, reply: Any) -> None:
-        """Take one message or confirmation from the pub/sub connection."""
+        """Take one message, confirmation or error from the pub/sub connection; never raise."""
         self._last = self._loop.time()
+        if type(reply) is not list or not reply:
+            if isinstance(reply, ReplyError):
+                # BUSY, LOADING … in answer to a PING: the server is alive, just not idle.
+                logger.debug("livestate's pub/sub connection got %s", reply)
+            return
         kind = reply[0]
-        if kind == self._message:
+        if kind == "smessage" and len(reply) == 3:
             self._backend._received(reply[1], reply[2])
-        elif kind == self._confirm:
-            channel = self._backend._by_name.get(reply[1])
-            if channel is None:
-                return
-            if channel.confirmed and not channel.confirmed.done():
-                channel.confirmed.set_result(None)
-            if channel.resubscribed:
-                # Messages may have been missed while unsubscribed: resync.
-                channel.resubscribed = False
-                channel.resync()
+        elif kind == "ssubscribe" and len(reply) == 3:
+            self._backend._confirmed(reply[1])
 
     async def _ping(self, connection: Connection) -> None:
         """Ping, and drop a connection that stays silent: it may be half-open."""
@@ -686,10 +655,27 @@ class _Subscriber:
             connection.write(("PING",))
 
 
+def _what(script: str, id: StateId, op: Op | None) -> str:
+    """What a script does, for error messages: "write 'x' of Chat 'lobby'"."""
+    if op is not None:
+        return f"{describe(op)} {id}"
+    verbs = {"open": "start or attach to", "init": "start", "read": "read", "stop": "stop"}
+    return f"{verbs.get(script, 'keep its hold on')} {id}"
+
+
 def _load_scripts() -> dict[str, str]:
+    """Each script with common.lua before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
     common = folder.joinpath("common.lua").read_text()
-    return {name: common + folder.joinpath(f"{name}.lua").read_text() for name in _SCRIPTS}
+    sources = {}
+    for name in _SCRIPTS:
+        text = folder.joinpath(f"{name}.lua").read_text()
+        shebang = ""
+        if text.startswith("#!"):
+            shebang, _, text = text.partition("\n")
+            shebang += "\n"
+        sources[name] = shebang + common + text
+    return sources
 
 
 def _ttl_args(ttl: float | None) -> tuple[int, str]:
@@ -719,11 +705,11 @@ def _encode_state(
         if type(value) is FrozenList:
             texts = [encode(item) for item in value]
             nbytes = 2 + sum(size(text) for text in texts) + max(0, len(texts) - 1)
-            weight = len(prop) + nbytes
+            weight = size(prop) + nbytes
             args += [prop, weight, "l", f"{prefix}:l:{_escape(prop)}", len(texts), *texts]
         else:
             text = encode(value)
-            weight = len(prop) + size(text)
+            weight = size(prop) + size(text)
             args += [prop, weight, "v", text]
         total += weight
     args[0] = count

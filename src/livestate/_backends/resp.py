@@ -12,6 +12,7 @@ future inside `data_received`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -22,6 +23,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import hiredis
 
 from .._exceptions import BackendUnavailableError, InvalidValueError
+from .errors import code, translate
+
+logger = logging.getLogger("livestate")
 
 BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 """Seconds between attempts to reconnect."""
@@ -198,7 +202,11 @@ class Connection(asyncio.Protocol):
                 else:
                     future.set_result(reply)
             elif self.on_push is not None:
-                self.on_push(reply)
+                try:
+                    self.on_push(reply)
+                except Exception:
+                    # Never let one reply take the connection down with it.
+                    logger.exception("livestate could not handle a reply on a Redis connection")
 
     def _flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, []
@@ -259,13 +267,19 @@ class Pipe:
         """Send one command and return its reply.
 
         Raises BackendUnavailableError when the server does not answer in time,
-        and ReplyError for an error reply.
+        BackendError when it refuses the login, and ReplyError for an error reply.
         """
         connection = self._connection or await self._connect()
         try:
             return await connection.send(args)
         except ConnectionError as error:
             raise self._unavailable(str(error)) from None
+
+    def reconnect(self, why: str) -> None:
+        """Drop the connection (calls waiting on it fail); the next call opens a new one."""
+        if self._connection is not None:
+            self._connection.abort(why)
+            self._forget(self._connection)
 
     async def aclose(self) -> None:
         """Close the connection; later calls raise RuntimeError."""
@@ -301,7 +315,11 @@ class Pipe:
             raise self._unavailable(
                 f"did not accept a connection within {self._timeout}s"
             ) from None
-        except (ReplyError, OSError) as error:
+        except ReplyError as error:
+            if code(error) in ("LOADING", "BUSY"):
+                raise self._unavailable(f"refused the connection ({error})") from None
+            raise translate(error, self._endpoint, "log in") from None
+        except OSError as error:
             raise self._unavailable(f"refused the connection ({error})") from None
 
     async def _open(self) -> Connection:

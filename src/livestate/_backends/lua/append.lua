@@ -1,16 +1,16 @@
--- Append: ARGV 7 property, 8 its weight, 9 the item's JSON bytes, 10 max_len ('' for
--- none), 11 the item's JSON. Only the item crosses the wire, and the size stays exact:
+-- Append: ARGV 8 property, 9 its weight, 10 the item's JSON bytes, 11 max_len ('' for
+-- none), 12 the item's JSON. Only the item crosses the wire, and the size stays exact:
 -- `[a,b]` plus c is `[a,b,c]`, one comma more, minus each dropped item and its comma.
 local meta, err = begin()
 if not meta then return err end
-local prop, weight, bytes = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
+local prop, weight, bytes = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
 local current = redis.call('HGET', S, prop)
 local old = tonumber(redis.call('HGET', Z, prop) or '0')
 local new, drop = weight + 2 + bytes, 0
+local count = redis.call('LLEN', LK)  -- a wrong type fails here, before any write
 if current then
   if not is_list(current) then return {'invalid', current} end
-  local count = redis.call('LLEN', LK)
-  if ARGV[10] ~= '' then drop = math.max(0, count + 1 - tonumber(ARGV[10])) end
+  if ARGV[11] ~= '' then drop = math.max(0, count + 1 - tonumber(ARGV[11])) end
   local gone = 0
   if drop > 0 then
     for _, item in ipairs(redis.call('LRANGE', LK, 0, drop - 1)) do gone = gone + #item + 1 end
@@ -22,14 +22,18 @@ end
 local total = tonumber(meta[4]) - old + new
 err = check_sizes(meta, new - weight, total)
 if err then return err end
-redis.call('RPUSH', LK, ARGV[11])
+local props = tonumber(meta[7])
+if not current then
+  props = props + 1
+  place(prop)
+end
+redis.call('RPUSH', LK, ARGV[12])
 if drop > 0 then redis.call('LTRIM', LK, drop, -1) end
 if not current then
-  place(prop)
   redis.call('HSET', S, prop, '\0' .. LK)
   redis.call('SADD', L, LK)
   touch(S, L, K)
 end
 redis.call('HSET', Z, prop, new)
 touch(LK, Z)
-return {'ok', finish(meta, total), meta[3]}
+return finish(meta, total, props)

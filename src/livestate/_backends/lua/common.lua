@@ -1,50 +1,93 @@
 -- Shared by every livestate script; the Python side prepends it to each one.
 --
 -- KEYS (all under one hash tag, so a script touches one slot):
---   1 meta hash: e epoch, v version, g/p ACL masks, t TTL in ms (-1 none), T TTL as
---     written by Python, mv/ms size limits, n bytes of the whole state, q the last place
---   2 state hash: property -> JSON text, or "\0" .. list key for a list property
---   3 sizes hash: property -> bytes it counts towards the state (name + JSON)
---   4 holders sorted set: node id -> lease end (ms)
---   5 set of list keys
---   6 start lock (SET NX PX while one node runs on_mount)
---   7 the list key of the property the operation names (or an unused name)
---   8 order sorted set: property -> its place (from the meta hash's counter q), so a
+--   1 M meta hash: e epoch, v version, g/p ACL masks, t TTL in ms (-1 none), T TTL as
+--     written by Python, mv/ms size limits, n bytes of the whole state, c number of
+--     properties, q the last place, w when the write-id hashes last turned over (ms)
+--   2 S state hash: property -> JSON text, or "\0" .. list key for a list property
+--   3 Z sizes hash: property -> bytes it counts towards the state (name + JSON)
+--   4 H holders sorted set: node id -> lease end (ms)
+--   5 L set of list keys
+--   6 O start lock (SET NX PX while one node runs on_mount)
+--   7 LK the list key of the property the operation names (or an unused name)
+--   8 K order sorted set: property -> its place (from the meta hash's counter q), so a
 --     snapshot lists properties in the order they were added, as a dict does
--- ARGV[1] is the channel and ARGV[2] the publish command (SPUBLISH or PUBLISH).
+--   9 W write id -> the reply it got, for the writes of the last 10 to 20 seconds, so a
+--     call retried after its reply was lost is answered, not applied again
+--  10 V the previous W
+-- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
+-- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects
+-- ('' for any), 6 the message body, 7 the write id ('' for none); its own from 8 on.
 --
--- User JSON is never decoded here: cjson turns [] into {} and rounds integers
--- above 2^53. Only JSON numbers are parsed, for increment.
-local M, S, Z, H, L, O, LK, K = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
-  KEYS[8]
+-- All or nothing: a script reads and checks everything before its first write, so an
+-- error (a key of the wrong type, out of memory) leaves nothing half-written. User
+-- JSON is never decoded here: cjson turns [] into {} and rounds integers above 2^53.
+-- Only JSON numbers are parsed, for increment.
+local M, S, Z, H, L, O, LK, K, W, V = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
+  KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local CHANNEL, PUBLISH = ARGV[1], ARGV[2]
 
-local function now_ms()
+-- Integers as digits: tostring() would write a version as 1.79e+15.
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function now_us()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function now_ms()
+  return math.floor(now_us() / 1000)
 end
 
 local function all_keys()
-  local keys = {M, S, Z, H, L, K}
-  for _, k in ipairs(redis.call('SMEMBERS', L)) do keys[#keys + 1] = k end
+  local keys = {M, S, Z, H, L, K, W, V}
+  local ok, lists = pcall(redis.call, 'SMEMBERS', L)
+  if ok then
+    for _, k in ipairs(lists) do keys[#keys + 1] = k end
+  end
   return keys
 end
 
--- Every key of a live state expires at the same moment: `ttl` after the last
--- lease ends (or now, when nobody holds it), or never when the TTL is none.
--- So a live state whose nodes all died still ends, with nothing left behind.
-local function set_expiry(now)
-  redis.call('ZREMRANGEBYSCORE', H, '-inf', now)
-  local ttl = tonumber(redis.call('HGET', M, 't'))
-  local keys = all_keys()
-  if ttl < 0 then
-    for _, k in ipairs(keys) do redis.call('PERSIST', k) end
-    return
+-- Whether every key of the live state is there, of its type, and agrees on the number of
+-- properties (`count`, from the meta hash): Redis may evict or expire one key alone, and
+-- anyone may write over one. A live state that is not whole is started anew.
+local function intact(count)
+  if not count then return false end
+  local c = tonumber(count)
+  local ok, whole = pcall(function()
+    return redis.call('HLEN', S) == c and redis.call('HLEN', Z) == c
+      and redis.call('ZCARD', K) == c and redis.call('ZCARD', H) >= 0
+      and redis.call('SCARD', L) >= 0 and redis.call('HLEN', W) >= 0
+      and redis.call('HLEN', V) >= 0
+  end)
+  return ok and whole
+end
+
+-- Remove every key of a live state but its holders and start lock.
+local function clear()
+  for _, k in ipairs(all_keys()) do
+    if k ~= H then redis.call('DEL', k) end
   end
+end
+
+-- When every key of a live state should expire: `ttl` ms after the last lease ends (or
+-- after now, when nobody holds it), or nil for never. Only reads.
+local function expiry(now, ttl)
+  if ttl < 0 then return nil end
   local last = redis.call('ZRANGE', H, -1, -1, 'WITHSCORES')
-  local at = now + ttl
-  if last[2] then at = tonumber(last[2]) + ttl end
-  for _, k in ipairs(keys) do redis.call('PEXPIREAT', k, at) end
+  if last[2] and tonumber(last[2]) > now then return tonumber(last[2]) + ttl end
+  return now + ttl
+end
+
+-- Every key of a live state expires at the same moment, so a live state whose nodes all
+-- died still ends, with nothing left behind.
+local function set_expiry(now, at)
+  redis.call('ZREMRANGEBYSCORE', H, '-inf', now)
+  for _, k in ipairs(all_keys()) do
+    if at then redis.call('PEXPIREAT', k, at) else redis.call('PERSIST', k) end
+  end
 end
 
 -- Keys a write may have just created get the expiry of the meta hash.
@@ -91,10 +134,11 @@ end
 
 -- Write a whole state encoded from ARGV[i]: a count, then per property its name,
 -- its size, and 'v' with its JSON, or 'l' with its list key, item count and items.
+-- Returns the number of properties.
 local function write_state(i)
   local count = tonumber(ARGV[i])
   i = i + 1
-  redis.call('HSET', M, 'q', count)
+  redis.call('HSET', M, 'q', count, 'c', count)
   for place = 1, count do
     local prop, size, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     redis.call('ZADD', K, place, prop)
@@ -110,6 +154,7 @@ local function write_state(i)
       i = i + 5 + items
     end
   end
+  return count
 end
 
 local function drop_lists()
@@ -118,12 +163,18 @@ local function drop_lists()
   redis.call('DEL', L)
 end
 
--- The checks every write makes before its first write command. ARGV[3] is the
--- caller's role ('g' or 'p'), ARGV[4] the permission bits it needs, ARGV[5] the
--- version it expects ('' for any). Returns the meta fields, or nil and a reply.
+-- The checks every write makes before its first write command. Returns the meta fields
+-- (v, role mask, e, n, mv, ms, c, w), or nil and the reply: 'missing' (also when the
+-- live state is not whole), 'done' with the reply a retried write already got,
+-- 'denied' or 'conflict'.
 local function begin()
-  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms')
-  if not meta[1] then return nil, {'missing'} end
+  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w')
+  if not meta[1] or not intact(meta[7]) then return nil, {'missing'} end
+  local id = ARGV[7]
+  if id ~= '' then
+    local done = redis.call('HGET', W, id) or redis.call('HGET', V, id)
+    if done then return nil, {'done', done} end
+  end
   local need = tonumber(ARGV[4])
   if bit.band(tonumber(meta[2]), need) ~= need then return nil, {'denied'} end
   if ARGV[5] ~= '' and ARGV[5] ~= meta[1] then return nil, {'conflict'} end
@@ -137,12 +188,24 @@ local function check_sizes(meta, value_bytes, total)
   return nil
 end
 
--- Raise the version and publish (epoch, version, ARGV[6]); returns the version.
-local function finish(meta, total)
-  local version = tonumber(meta[1]) + 1
-  redis.call('HSET', M, 'v', version, 'n', total)
+-- Keep the reply of write `id` for 10 to 20 seconds: W turns into V every 10.
+local function remember(meta, id, reply)
+  local now = now_ms()
+  if not meta[8] or now - tonumber(meta[8]) > 10000 then
+    if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
+    redis.call('HSET', M, 'w', now)
+  end
+  if redis.call('HSET', W, id, reply) == 1 and redis.call('HLEN', W) == 1 then touch(W) end
+end
+
+-- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
+-- returns the reply. `count` is the new number of properties, `result` increment's sum.
+local function finish(meta, total, count, result)
+  local version = int(tonumber(meta[1]) + 1)
+  redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
+  if ARGV[7] ~= '' then remember(meta, ARGV[7], version .. '\n' .. meta[3] .. '\n' .. (result or '')) end
   redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
-  return version
+  return {'ok', version, meta[3], result}
 end
 
 -- A property written for the first time goes last in the order (touch K afterwards).

@@ -1,13 +1,16 @@
+#!lua flags=allow-oom
 -- Lease: node ARGV[4] holds the live state for ARGV[5] more ms (ARGV[3] 'hold'),
 -- or lets go of it (ARGV[3] 'release'); returns the epoch and version, so the
--- heartbeat doubles as a cheap check that no message went missing.
-if redis.call('EXISTS', M) == 0 then return {'missing'} end
+-- heartbeat doubles as a cheap check that no message went missing. It runs even
+-- when the server is out of memory (it adds nothing that was not there), so leases
+-- never lapse under attached clients while writes are refused.
+local meta = redis.call('HMGET', M, 'e', 'v', 't', 'c')
+if not meta[1] or not intact(meta[4]) then return {'missing'} end
 local now = now_ms()
 if ARGV[3] == 'hold' then
   redis.call('ZADD', H, now + tonumber(ARGV[5]), ARGV[4])
 else
   redis.call('ZREM', H, ARGV[4])
 end
-set_expiry(now)
-local meta = redis.call('HMGET', M, 'e', 'v')
+set_expiry(now, expiry(now, tonumber(meta[3])))
 return {'ok', meta[1], meta[2]}

@@ -1,4 +1,6 @@
--- Read: the snapshot (only property ARGV[3], if given), or 'missing'.
-if redis.call('EXISTS', M) == 0 then return {'missing'} end
+-- Read: the snapshot (only property ARGV[3], if given), or 'missing' (also when the
+-- live state is not whole: the next open starts it anew).
+local count = redis.call('HGET', M, 'c')
+if not intact(count) then return {'missing'} end
 if ARGV[3] == '' then return snapshot(nil) end
 return snapshot(ARGV[3])

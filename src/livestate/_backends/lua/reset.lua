@@ -1,13 +1,15 @@
--- Reset: replace the whole state. ARGV 7 group mask, 8 public mask, 9 TTL ms,
--- 10 TTL text, 11 total bytes, 12... the state (see write_state).
+-- Reset: replace the whole state. ARGV 8 group mask, 9 public mask, 10 TTL ms,
+-- 11 TTL text, 12 total bytes, 13... the state (see write_state).
 local meta, err = begin()
 if not meta then return err end
-local total = tonumber(ARGV[11])
+local total = tonumber(ARGV[12])
 if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local now = now_ms()
+local at = expiry(now, tonumber(ARGV[10]))
 drop_lists()
 redis.call('DEL', S, Z, K)
-write_state(12)
-redis.call('HSET', M, 'g', ARGV[7], 'p', ARGV[8], 't', ARGV[9], 'T', ARGV[10])
-local version = finish(meta, total)
-set_expiry(now_ms())
-return {'ok', version, meta[3]}
+local count = write_state(13)
+redis.call('HSET', M, 'g', ARGV[8], 'p', ARGV[9], 't', ARGV[10], 'T', ARGV[11])
+local reply = finish(meta, total, count)
+set_expiry(now, at)
+return reply

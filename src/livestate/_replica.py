@@ -1,0 +1,339 @@
+"""Replicas: a node's copy of one live state, kept in version order.
+
+The replica is the one place that orders what a backend publishes. It applies
+each op at the next version, holds one that comes early for a moment, and
+loads a fresh snapshot (a resync, then one `reset` to its clients) when
+something went missing: a gap that does not fill, a lifetime it does not know,
+a backend's resync signal, or a heartbeat that finds the server ahead. Reads
+made elsewhere never move it, so no read can leave a client behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ._acl import ACL, READ
+from ._backends.base import Backend, Message, MountFunction, Snapshot
+from ._changes import Change, Op, StateId, apply
+from ._exceptions import LiveStateError
+from ._values import JSON, FrozenDict
+
+if TYPE_CHECKING:
+    from ._client import Inbox
+    from ._spec import LiveState
+
+logger = logging.getLogger("livestate")
+
+HOLD = 1.0
+"""Seconds a message that came ahead of its predecessor waits for it before a resync."""
+
+RESYNC_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0)
+"""Seconds between attempts to resync while the backend is unavailable."""
+
+Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+
+class Replica:
+    """One node's copy of one live state, shared by the node's clients of it.
+
+    `on_end(replica)` is called when the replica's clients were all detached by
+    the live state itself (it stopped, or the ACL no longer lets the group read),
+    so the node lets go of it.
+    """
+
+    __slots__ = (
+        "acl",
+        "backend",
+        "behind",
+        "buffer",
+        "closed",
+        "epoch",
+        "held",
+        "id",
+        "inboxes",
+        "missing",
+        "mount",
+        "node",
+        "on_end",
+        "past",
+        "ready",
+        "receivers",
+        "spawn",
+        "spec",
+        "state",
+        "syncing",
+        "timer",
+        "version",
+        "view",
+        "waiters",
+        "waiting",
+    )
+
+    def __init__(
+        self,
+        backend: Backend,
+        spec: type[LiveState],
+        id: StateId,
+        node: str,
+        mount: MountFunction,
+        on_end: Callable[[Replica], object],
+        spawn: Spawn,
+    ) -> None:
+        self.backend = backend
+        self.spec = spec
+        self.id = id
+        self.node = node
+        self.mount = mount
+        self.on_end = on_end
+        self.spawn = spawn
+        self.state: dict[str, JSON] = {}
+        self.view = MappingProxyType(self.state)
+        self.version = 0
+        self.epoch = ""
+        self.acl = ACL()
+        self.inboxes: dict[Inbox, None] = {}
+        # What fan_out calls, one per client: built on first use after clients change.
+        self.receivers: tuple[Callable[[Change], object], ...] | None = None
+        # Messages wait here while a snapshot loads; None when live.
+        self.buffer: list[Message] | None = []
+        self.held: dict[int, Message] = {}  # came early: version -> message
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiters: dict[int, asyncio.Future[None]] = {}
+        self.past: deque[str] = deque(maxlen=4)  # epochs of lifetimes this replica left
+        self.behind: int | None = None  # the version the last heartbeat found, if ahead
+        self.missing = 0  # heartbeats in a row that found the live state gone
+        self.closed = False
+        self.waiting = 0  # attach calls waiting for `ready`
+        self.ready: asyncio.Task[None] | None = None
+        self.syncing: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Replica of {self.id} at {self.epoch}:{self.version}>"
+
+    async def open(self) -> None:
+        """Subscribe, then start or load the live state, so that no message falls in between."""
+        await self.backend.subscribe(self.id, self)
+        snapshot = await self.backend.open(self.id, self.mount, self.node, hold=True)
+        self._load(snapshot)
+        self._drain()
+
+    def close(self) -> None:
+        """Stop ordering and wake whoever waits; the node unsubscribes and lets go."""
+        self.closed = True
+        self._cancel_timer()
+        self.held.clear()
+        self._resolve(None)
+
+    # The backend's Listener side.
+
+    def wants(self, epoch: str, version: int) -> bool:
+        """Whether a message at this position would be news (a backend may skip decoding it)."""
+        return self.buffer is not None or epoch != self.epoch or version > self.version
+
+    def receive(self, message: Message) -> None:
+        """Apply one published message in version order; resync when one went missing."""
+        if self.buffer is not None:
+            self.buffer.append(message)
+            return
+        epoch, version, op = message
+        if epoch != self.epoch:
+            if op != "stopped" and epoch not in self.past:
+                self.resync()  # a lifetime this replica does not know: load it
+            return
+        if type(op) is str:
+            if op == "stopped":
+                self._end("the live state was stopped")
+            return
+        if version <= self.version:
+            return  # seen already (this node's own write, applied when it returned)
+        if version != self.version + 1:
+            # Another node's earlier write is still on its way: wait for it a moment.
+            self.held[version] = message
+            if self.timer is None:
+                self.timer = asyncio.get_running_loop().call_later(HOLD, self.resync)
+            return
+        self._apply(version, op)  # type: ignore[arg-type]
+        held = self.held
+        while held and self.buffer is None and not self.closed:
+            early = held.pop(self.version + 1, None)
+            if early is None:
+                return
+            self._apply(early.version, early.op)  # type: ignore[arg-type]
+        if not held:
+            self._cancel_timer()
+
+    def resync(self) -> None:
+        """Load a fresh snapshot and send one reset, in a task; messages wait meanwhile."""
+        if self.buffer is not None or self.closed:
+            return
+        self._cancel_timer()
+        self.buffer = [self.held[version] for version in sorted(self.held)]
+        self.held.clear()
+        self.syncing = self.spawn(self._sync())
+
+    def observe(self, epoch: str | None, version: int) -> None:
+        """Resync if two heartbeats in a row find the server ahead of what was applied here."""
+        if self.buffer is not None or self.closed:
+            return
+        if epoch is None:
+            # Gone: stopped (its message is on the way) or lost (the server restarted).
+            self.missing += 1
+            if self.missing >= 2:
+                self.resync()
+            return
+        self.missing = 0
+        if epoch == self.epoch and self.version >= version:
+            self.behind = None
+        elif self.behind is not None and (epoch != self.epoch or self.version < self.behind):
+            self.resync()
+        else:
+            self.behind = version
+
+    # The node's side.
+
+    async def reached(self, epoch: str, version: int) -> None:
+        """Return once `version` of lifetime `epoch` is applied here, or a snapshot replaced it."""
+        if self.closed or (epoch == self.epoch and self.version >= version):
+            return
+        future = self.waiters.get(version)
+        if future is None:
+            future = self.waiters[version] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(future)
+
+    def add(self, inbox: Inbox) -> None:
+        """Deliver changes to `inbox` from now on."""
+        self.inboxes[inbox] = None
+        self.receivers = None
+
+    def discard(self, inbox: Inbox) -> None:
+        """Stop delivering changes to `inbox`."""
+        self.inboxes.pop(inbox, None)
+        self.receivers = None
+
+    def fan_out(self, change: Change) -> None:
+        """Deliver `change` to every client of this replica."""
+        receivers = self.receivers
+        if receivers is None:
+            receivers = self.receivers = tuple(inbox.receive for inbox in self.inboxes)
+        # A sync on_change is called here, with no frame in between: at a thousand clients
+        # per live state this loop is most of a write's cost.
+        for receive in receivers:
+            try:
+                result = receive(change)
+            except Exception:
+                logger.exception("on_change of a client of %s raised", self.id)
+                continue
+            if result is not None:
+                self._returned(receive, result)
+
+    def reset_change(self) -> Change:
+        """A `reset` change with the whole current state."""
+        return Change(self.id.key, "reset", None, FrozenDict(self.state), self.version)
+
+    # Internals.
+
+    def _apply(self, version: int, op: Op) -> None:
+        try:
+            kind, value = apply(self.state, op, self.id)
+        except LiveStateError:
+            logger.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
+            self.resync()
+            return
+        self.version = version
+        if op.acl is not None:
+            self.acl = op.acl
+        self.fan_out(Change(self.id.key, kind, op.prop, value, version))
+        if self.waiters:
+            self._resolve(version)
+        if op.acl is not None and not self.acl.allows("group", READ):
+            self._end("its ACL no longer lets the group read")
+
+    def _load(self, snapshot: Snapshot) -> bool:
+        """Take `snapshot` (in place: views stay valid) unless it is not newer; say if taken."""
+        self.behind = None
+        self.missing = 0
+        if snapshot.epoch == self.epoch and snapshot.version <= self.version:
+            self._resolve(None)
+            return False
+        if self.epoch and snapshot.epoch != self.epoch:
+            self.past.append(self.epoch)
+            if snapshot.version <= self.version:
+                logger.warning(
+                    "%s started anew at version %d, not above %d; was the server's clock set back?",
+                    self.id,
+                    snapshot.version,
+                    self.version,
+                )
+        self.state.clear()
+        self.state.update(snapshot.state)
+        self.version = snapshot.version
+        self.epoch = snapshot.epoch
+        self.acl = snapshot.acl
+        self._resolve(None)
+        return True
+
+    def _drain(self) -> None:
+        buffered, self.buffer = self.buffer or [], None
+        for message in buffered:
+            self.receive(message)  # a gap among them starts another resync, which keeps the rest
+
+    async def _sync(self) -> None:
+        """Load a snapshot (starting the live state anew if it was lost), then send a reset."""
+        attempt = 0
+        while not self.closed:
+            try:
+                snapshot = await self.backend.read(self.id)
+                if snapshot is None:
+                    logger.warning("%s was lost under attached clients; starting it anew", self.id)
+                    snapshot = await self.backend.open(self.id, self.mount, self.node, hold=True)
+            except Exception as error:
+                delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
+                logger.warning("%s: resync failed (%s); retrying in %.2fs", self.id, error, delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if self.closed:
+                return  # the node let go meanwhile; its release ends any hold taken above
+            if self._load(snapshot):
+                self.fan_out(self.reset_change())
+                if not self.acl.allows("group", READ):
+                    self._end("its ACL no longer lets the group read")
+                    return
+            self._drain()
+            return
+
+    def _end(self, why: str) -> None:
+        """Detach every client with a last `stopped` change, and have the node let go."""
+        logger.info("%s: detaching its clients on this node: %s", self.id, why)
+        change = Change(self.id.key, "stopped", None, None, self.version)
+        for inbox in tuple(self.inboxes):
+            self.discard(inbox)
+            inbox.end(change)
+        self.on_end(self)
+
+    def _returned(self, receive: Callable[[Change], object], result: object) -> None:
+        """A sync on_change returned something: if it is awaitable, await its results from now."""
+        for inbox in self.inboxes:
+            if inbox.receive is receive:
+                inbox.returned(result)
+                self.receivers = None
+                return
+
+    def _resolve(self, version: int | None) -> None:
+        """Wake the waiters for `version` and below (None: all of them)."""
+        if not self.waiters:
+            return
+        for waited in [v for v in self.waiters if version is None or v <= version]:
+            future = self.waiters.pop(waited)
+            if not future.done():
+                future.set_result(None)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
