@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import subprocess
@@ -16,11 +15,11 @@ from typing import Any
 import pytest
 
 import livestate
-from livestate import Change, LiveState, Node, NotFoundError
+from livestate import Change, LiveState, Node
 from livestate.testing import ServerProcess
 
 from .node_process import ProcessRoom
-from .support import eventually
+from .support import eventually, in_order, running
 
 LEASE = 1.0
 """Seconds a node's hold lasts in these tests (the default is 5)."""
@@ -54,22 +53,6 @@ async def nodes(url: str) -> AsyncIterator[list[Node]]:
         await node.aclose()
 
 
-async def running(node: Node, spec: type[LiveState], key: str) -> bool:
-    try:
-        await node.get(spec, key)
-    except NotFoundError:
-        return False
-    return True
-
-
-def consecutive(changes: list[Change]) -> bool:
-    """Whether every change but a reset follows the one before it by exactly one version."""
-    return all(
-        change.kind == "reset" or change.version == before.version + 1
-        for before, change in itertools.pairwise(changes)
-    )
-
-
 async def test_concurrent_writers_on_three_nodes_lose_nothing(nodes: list[Node]) -> None:
     """3 nodes x 8 clients x 25 concurrent appends and increments leave exactly 600 of each."""
     seen: list[list[Change]] = []
@@ -93,7 +76,7 @@ async def test_concurrent_writers_on_three_nodes_lose_nothing(nodes: list[Node])
     await eventually(lambda: all(client.version == first + 1200 for client in clients))
     for client, changes in zip(clients, seen, strict=True):
         assert client.state == state
-        assert consecutive(changes)
+        assert in_order(changes)
 
 
 async def test_writes_reach_other_nodes_in_version_order(nodes: list[Node]) -> None:
@@ -110,7 +93,7 @@ async def test_writes_reach_other_nodes_in_version_order(nodes: list[Node]) -> N
     await asyncio.gather(write(a), write(b))
     await eventually(lambda: watcher.version == first + 200)
     assert watcher.state["count"] == 200
-    assert consecutive(changes)
+    assert in_order(changes)
     assert [change.kind for change in changes].count("reset") == 0
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 import livestate
-from livestate import LiveState, Mount, NotFoundError
+from livestate import LiveState, Mount
+
+from .support import running
 
 TTL = 0.4
 
@@ -24,25 +27,25 @@ class TTLForever(LiveState):
     ttl = None
 
 
-async def running(spec: type[LiveState], key: str) -> bool:
-    try:
-        await spec.get(key)
-    except NotFoundError:
-        return False
-    return True
+async def ended(node: livestate.Node, spec: type[LiveState], key: str, since: float) -> float:
+    """Wait until the live state has ended (within TTL + 1.5 s); return the seconds it took."""
+    deadline = since + TTL + 1.5
+    while await running(node, spec, key):
+        assert time.monotonic() < deadline, f"{spec.name} {key!r} outlived its TTL"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - since
 
 
 async def test_ends_after_ttl_not_before(node: livestate.Node) -> None:
     """After the last detach the live state stays for ttl, then ends."""
     client = await TTLShort.attach("k")
     await client.put("n", 5)
-    await asyncio.sleep(TTL * 1.5)
-    assert await running(TTLShort, "k"), "it must not end while a client is attached"
+    await asyncio.sleep(TTL * 1.5)  # attached all along: nothing may end it meanwhile
+    assert await running(node, TTLShort, "k"), "it must not end while a client is attached"
     await client.detach()
-    await asyncio.sleep(TTL * 0.5)
+    detached = time.monotonic()
     assert await TTLShort.get("k", "n") == 5
-    await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(TTLShort, "k")
+    assert await ended(node, TTLShort, "k", detached) >= TTL * 0.9
 
 
 async def test_attaching_again_cancels_the_countdown(node: livestate.Node) -> None:
@@ -50,13 +53,12 @@ async def test_attaching_again_cancels_the_countdown(node: livestate.Node) -> No
     client = await TTLShort.attach("k")
     await client.put("n", 1)
     await client.detach()
-    await asyncio.sleep(TTL * 0.5)
     client = await TTLShort.attach("k")
-    await asyncio.sleep(TTL * 1.5)
-    assert client.state["n"] == 1
+    await asyncio.sleep(TTL * 1.5)  # past the first countdown: it must have been cancelled
+    assert client.state["n"] == 1 and await running(node, TTLShort, "k")
     await client.detach()
-    await asyncio.sleep(TTL * 0.5)
-    assert await running(TTLShort, "k")
+    detached = time.monotonic()
+    assert await ended(node, TTLShort, "k", detached) >= TTL * 0.9
 
 
 async def test_the_last_client_on_any_node_counts(make_node: Any) -> None:
@@ -65,30 +67,29 @@ async def test_the_last_client_on_any_node_counts(make_node: Any) -> None:
     first = await a.attach(TTLShort, "k")
     second = await b.attach(TTLShort, "k")
     await first.detach()
-    await asyncio.sleep(TTL * 1.5)
-    with livestate.use(a):
-        assert await running(TTLShort, "k")
-        await second.detach()
-        await asyncio.sleep(TTL * 1.5 + 0.5)
-        assert not await running(TTLShort, "k")
+    await asyncio.sleep(TTL * 1.5)  # b still holds it: it must not end
+    assert await running(a, TTLShort, "k")
+    await second.detach()
+    detached = time.monotonic()
+    assert await ended(a, TTLShort, "k", detached) >= TTL * 0.9
 
 
 async def test_start_without_clients_counts_down_at_once(node: livestate.Node) -> None:
     """start() with no client starts the TTL countdown at once."""
+    started = time.monotonic()
     await TTLShort.start("k")
-    assert await running(TTLShort, "k")
-    await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(TTLShort, "k")
+    assert await running(node, TTLShort, "k")
+    assert await ended(node, TTLShort, "k", started) >= TTL * 0.9
 
 
 async def test_none_keeps_the_live_state_until_stopped(node: livestate.Node) -> None:
     """ttl None keeps a live state with no clients until stop."""
     async with await TTLForever.attach("k"):
         pass
-    await asyncio.sleep(TTL * 2)
-    assert await running(TTLForever, "k")
+    await asyncio.sleep(TTL * 2)  # no countdown: it must still run
+    assert await running(node, TTLForever, "k")
     await TTLForever.stop("k")
-    assert not await running(TTLForever, "k")
+    assert not await running(node, TTLForever, "k")
 
 
 async def test_mount_sets_the_ttl_per_key(node: livestate.Node) -> None:
@@ -100,11 +101,11 @@ async def test_mount_sets_the_ttl_per_key(node: livestate.Node) -> None:
         def on_mount(self, key: str) -> Mount:
             return Mount(state={}, ttl=TTL if key == "short" else None)
 
+    started = time.monotonic()
     await TTLPerKey.start("short")
     await TTLPerKey.start("long")
-    await asyncio.sleep(TTL * 1.5 + 0.5)
-    assert not await running(TTLPerKey, "short")
-    assert await running(TTLPerKey, "long")
+    assert await ended(node, TTLPerKey, "short", started) >= TTL * 0.9
+    assert await running(node, TTLPerKey, "long")
 
 
 @pytest.mark.parametrize("ttl", [-1, float("inf"), "60", True])

@@ -247,11 +247,13 @@ class Replica:
         self.version = version
         if op.acl is not None:
             self.acl = op.acl
+            if not self.acl.allows("group", READ):
+                # Revoked: the clients must not see the new state, only that they are out.
+                self._end("its ACL no longer lets the group read")
+                return
         self.fan_out(Change(self.id.key, kind, op.prop, value, version))
         if self.waiters:
             self._resolve(version)
-        if op.acl is not None and not self.acl.allows("group", READ):
-            self._end("its ACL no longer lets the group read")
 
     def _load(self, snapshot: Snapshot) -> bool:
         """Take `snapshot` (in place: views stay valid) unless it is not newer; say if taken."""
@@ -300,10 +302,10 @@ class Replica:
             if self.closed:
                 return  # the node let go meanwhile; its release ends any hold taken above
             if self._load(snapshot):
-                self.fan_out(self.reset_change())
                 if not self.acl.allows("group", READ):
                     self._end("its ACL no longer lets the group read")
                     return
+                self.fan_out(self.reset_change())
             self._drain()
             return
 

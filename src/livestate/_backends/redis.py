@@ -214,6 +214,12 @@ class RedisBackend(Backend):
                 break
         if hold:
             self._held.setdefault(id, set()).add(node)
+        subscription = self._subscriptions.get(id)
+        if subscription is not None and (
+            subscription.confirmed is None or not subscription.confirmed.done()
+        ):
+            # The subscription may have begun after this snapshot was read: check once more.
+            subscription.resubscribed = True
         return snapshot
 
     async def release(self, id: StateId, node: str) -> None:
@@ -296,14 +302,8 @@ class RedisBackend(Backend):
                 raise RuntimeError("The Redis backend was used before start(); use a Node.")
             self._subscriber.add(subscription)
         subscription.listeners.append(listener)
-        confirmed = subscription.confirmed
-        if confirmed is not None and not confirmed.done():
-            # Bounded: if the server goes away, the reconnect subscribes it and resyncs.
-            try:
-                async with asyncio.timeout(self.timeout):
-                    await asyncio.shield(confirmed)
-            except TimeoutError:
-                subscription.resubscribed = True
+        # No wait for the server's confirmation (attach stays within one timeout): `open`
+        # checks whether it came, and a late one makes the listeners resync.
 
     async def unsubscribe(self, id: StateId, listener: Listener) -> None:
         subscription = self._subscriptions.get(id)
