@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import inspect
+import pkgutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import livestate
+
+SOURCE = Path(livestate.__file__).parent
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -19,6 +24,41 @@ def test_all_is_sorted_and_complete() -> None:
         if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
     }
     assert set(livestate.__all__) == public
+
+
+def test_the_public_modules_are_the_package_and_its_named_integrations() -> None:
+    """Every other module is private (named with an underscore), as in httpx."""
+    modules = {info.name for info in pkgutil.iter_modules([str(SOURCE)])}
+    public = {name for name in modules if not name.startswith("_")}
+    assert public <= {"asgi", "pyview", "sync", "testing"}, public
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """No `from .x import _name`, and no `module._name` on an imported module."""
+    found = []
+    for path in SOURCE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    private = alias.name.startswith("_") and not alias.name.startswith("__")
+                    # A private module may be imported; a private name from a module may not.
+                    if private and node.module is not None:
+                        found.append(f"{path.name}: from {node.module} import {alias.name}")
+                    modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                modules.update(alias.asname or alias.name for alias in node.names)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                found.append(f"{path.name}: {node.value.id}.{node.attr}")
+    assert found == []
 
 
 def test_every_public_name_has_a_docstring() -> None:

@@ -186,3 +186,18 @@ async def test_maxmemory_policy_that_may_evict_is_warned_about(
     async with Node(server.url) as node:
         await node.start(Feed, "warned")
     assert any("maxmemory-policy allkeys-lru" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_policy_changed_to_evict_later_is_warned_about(
+    server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A maxmemory-policy set to evict while nodes run is warned about within a few beats."""
+    async with Node(f"{server.url}?lease=0.25") as node:
+        await node.start(Feed, "later")
+        assert not any("maxmemory-policy" in r.getMessage() for r in caplog.records)
+        with redis.Redis.from_url(server.url) as admin:
+            admin.config_set("maxmemory-policy", "volatile-lru")
+        await eventually(
+            lambda: any("policy volatile-lru" in r.getMessage() for r in caplog.records),
+            within=2.0,
+        )

@@ -30,6 +30,7 @@ connection subscribed only to the live states that have local clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import json
@@ -76,6 +77,9 @@ LEASE = 5.0
 
 LOCK = 3.0
 """Seconds the start lock lasts; renewed every third of that while on_mount runs."""
+
+POLICY_BEATS = 10
+"""Heartbeats between two looks at the server's maxmemory-policy."""
 
 RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
@@ -150,6 +154,7 @@ class RedisBackend(Backend):
         self._held: dict[StateId, set[str]] = {}
         self._subscriber: _Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._policy: str | None = None  # the server's maxmemory-policy, as last read
         # Write ids: this backend's tag and a counter, unique across nodes and restarts.
         self._tag = secrets.token_hex(6)
         self._writes = itertools.count(1)
@@ -379,11 +384,13 @@ class RedisBackend(Backend):
         self._shas = dict(zip(_SCRIPTS, shas, strict=True))
 
     async def _check_eviction(self) -> None:
-        if self._pipe is None:
+        """Warn when maxmemory-policy may evict live state keys: at start, then on each change."""
+        if self._pipe is None or self._policy == "unreadable":
             return
         try:
             reply = await self._pipe.call("CONFIG", "GET", "maxmemory-policy")
         except ReplyError:
+            self._policy = "unreadable"
             logger.info(
                 "livestate could not read maxmemory-policy on %s (CONFIG is refused, as on "
                 "many managed services); make sure it is noeviction.",
@@ -391,7 +398,7 @@ class RedisBackend(Backend):
             )
             return
         policy = reply[1] if len(reply) > 1 else "noeviction"
-        if policy != "noeviction":
+        if policy != self._policy and policy != "noeviction":
             logger.warning(
                 "The Redis server at %s has maxmemory-policy %s, so it may evict live state "
                 "keys under memory pressure, and clients would see their live state restart; "
@@ -399,6 +406,7 @@ class RedisBackend(Backend):
                 self.endpoint,
                 policy,
             )
+        self._policy = policy
 
     async def _mount(
         self,
@@ -477,9 +485,13 @@ class RedisBackend(Backend):
         raise RuntimeError(f"A livestate script on {id} replied {reply!r}, which is a bug.")
 
     async def _beat(self) -> None:
-        """Renew this node's leases, and show each replica where the server is."""
-        while True:
+        """Renew this node's leases, show each replica where the server is, and every
+        `POLICY_BEATS` beats look at the eviction policy again."""
+        for beat in itertools.count(1):
             await asyncio.sleep(self.heartbeat)
+            if beat % POLICY_BEATS == 0:
+                with contextlib.suppress(LiveStateError):
+                    await self._check_eviction()
             held = [(id, node) for id, nodes in self._held.items() for node in nodes]
             lease = int(self.lease * 1000)
             results = await asyncio.gather(
