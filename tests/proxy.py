@@ -9,15 +9,18 @@ from typing import Self
 
 
 class Proxy:
-    """Forwards 127.0.0.1:`port` to a server; `lose_reply_to(marker)` arms a fault.
+    """Forwards 127.0.0.1:`port` to a server, with two faults to arm.
 
-    Once armed, the first connection whose client sends bytes containing `marker`
-    has the server's next bytes swallowed and both sides closed: the server did
-    the work, and the client never hears of it.
+    `lose_reply_to(marker)`: the first connection whose client sends bytes
+    containing `marker` has the server's next bytes swallowed and both sides
+    closed: the server did the work, and the client never hears of it.
+    `pubsub_delay`: seconds by which everything the server sends on a pub/sub
+    connection (one whose client subscribed) is held back, as on a slow link.
     """
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int, pubsub_delay: float = 0.0) -> None:
         self.target_port = target_port
+        self.pubsub_delay = pubsub_delay
         self.port = 0
         self.marker: bytes | None = None
         self.lost = 0
@@ -48,20 +51,28 @@ class Proxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         doomed = asyncio.Event()
+        pubsub = asyncio.Event()
 
         async def upstream() -> None:
             while data := await reader.read(65536):
                 if self.marker is not None and self.marker in data:
                     self.marker = None
                     doomed.set()
+                if b"SUBSCRIBE" in data:
+                    pubsub.set()
                 up_writer.write(data)
                 await up_writer.drain()
 
         async def downstream() -> None:
+            loop = asyncio.get_running_loop()
             while data := await up_reader.read(65536):
                 if doomed.is_set():
                     self.lost += 1
                     break  # the reply is lost, and the connection with it
+                if pubsub.is_set() and self.pubsub_delay:
+                    # In order, each chunk `pubsub_delay` late.
+                    loop.call_later(self.pubsub_delay, writer.write, data)
+                    continue
                 writer.write(data)
                 await writer.drain()
 

@@ -11,12 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livestate import Limits, LiveState, LiveStateError, MemoryBackend, Node
+from livestate._acl import Role
 from livestate._changes import StateId
 from livestate.testing import ServerProcess
 
 
 class Model(LiveState):
-    """Small limits, so size errors come up as often as successes."""
+    """Small limits, so size errors come up as often as successes; public callers may only
+    read and delete, so denials come up too."""
+
+    acl = {"group": "all", "public": ["read", "delete"]}
 
     ttl = 5.0
     limits = Limits(max_depth=6, max_value_bytes=120, max_state_bytes=400)
@@ -25,7 +29,7 @@ class Model(LiveState):
         return {"log": [1, "two"], "count": 3, "title": "é"}
 
 
-PROPS = st.sampled_from(["log", "count", "title", "x"])
+PROPS = st.sampled_from(["log", "count", "title", "x", "ünï"])  # names count in bytes
 SCALARS = (
     st.none()
     | st.booleans()
@@ -51,24 +55,41 @@ OPS = st.one_of(
     st.tuples(st.just("update"), PROPS, VALUES),
     st.tuples(st.just("reset")),
 )
+# The same calls by a public caller, which the ACL lets read and delete only: the
+# denials (and the deletes it may make) must match to the word.
+PUBLIC_OPS = st.tuples(
+    st.just("public"),
+    st.one_of(
+        st.tuples(st.just("put"), PROPS, VALUES),
+        st.tuples(st.just("delete"), PROPS),
+        st.tuples(st.just("update"), PROPS, VALUES),
+        st.tuples(st.just("increment"), PROPS, NUMBERS),
+        st.tuples(st.just("reset")),
+    ),
+)
 
 
 async def perform(node: Node, key: str, op: tuple[Any, ...]) -> object:
     """Run one operation; return its result or the error's type and message."""
+    role: Role = "group"
+    if op[0] == "public":
+        role, op = "public", op[1]
     kind = op[0]
     try:
         if kind == "put":
-            await node.put(Model, key, op[1], op[2])
+            await node.put(Model, key, op[1], op[2], role=role)
         elif kind == "delete":
-            await node.delete(Model, key, op[1])
+            await node.delete(Model, key, op[1], role=role)
         elif kind == "append":
-            await node.append(Model, key, op[1], op[2], max_len=op[3])
+            await node.append(Model, key, op[1], op[2], max_len=op[3], role=role)
         elif kind == "increment":
-            return await node.increment(Model, key, op[1], op[2])
+            return await node.increment(Model, key, op[1], op[2], role=role)
         elif kind == "update":
-            return await node.update(Model, key, op[1], lambda old: [old, op[2]], default=0)
+            return await node.update(
+                Model, key, op[1], lambda old: [old, op[2]], default=0, role=role
+            )
         else:
-            await node.reset(Model, key)
+            await node.reset(Model, key, role=role)
     except LiveStateError as error:
         return type(error).__name__, str(error)
     return None
@@ -106,7 +127,7 @@ async def compare(url: str, ops: list[tuple[Any, ...]]) -> None:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(ops=st.lists(OPS, max_size=25))
+@given(ops=st.lists(OPS | PUBLIC_OPS, max_size=25))
 def test_redis_matches_memory(redis_server: ServerProcess, ops: list[tuple[Any, ...]]) -> None:
     """Any sequence of operations gives the same results, errors, state and version on both."""
     asyncio.run(compare(redis_server.url, ops))

@@ -227,6 +227,27 @@ async def test_a_write_whose_reply_was_lost_is_retried_and_applied_once(
             assert client.state["n"] == 2
 
 
+async def test_a_read_while_a_message_is_late_leaves_no_client_behind(
+    server: ServerProcess,
+) -> None:
+    """Node A's pub/sub is 50 ms late; A reads the state right after B's write, before the
+    write's message arrives. A's client still gets every write, in order (a read once
+    made the late message look seen, and the client stayed behind for good)."""
+    async with Proxy(server.port, pubsub_delay=0.05) as proxy:
+        async with Node(f"redis://127.0.0.1:{proxy.port}/0") as a, Node(url(server)) as b:
+            changes: list[Change] = []
+            client = await a.attach(Kept, "late", on_change=changes.append)
+            await b.increment(Kept, "late", "n")
+            await eventually(lambda: client.state["n"] == 1)  # the subscription has settled
+            changes.clear()
+            for _ in range(20):
+                await b.increment(Kept, "late", "n")
+                assert (await a.get(Kept, "late"))["n"] >= 2
+            await eventually(lambda: client.state["n"] == 21, within=2.0)
+            assert [c.kind for c in changes] == ["updated"] * 20
+            assert in_order(changes)
+
+
 async def test_a_restarted_server_never_makes_versions_go_back(server: ServerProcess) -> None:
     """Redis restarted empty, and a node without clients starts the live state first:
     the clients elsewhere get one reset at a version above all they saw."""
