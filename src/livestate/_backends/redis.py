@@ -252,8 +252,7 @@ class RedisBackend(Backend):
         )
         body = f"{head}\n{encode(op.value) if kind == 'reset' else op.encoded}"
         expect = "" if op.expect is None else op.expect
-        write = f"{self._tag}{next(self._writes):x}"
-        args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
+        args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
         if kind == "reset":
             acl = op.acl or ACL()
             total, state = _encode_state(op.value, _prefix(id))
@@ -273,7 +272,8 @@ class RedisBackend(Backend):
                 args += [op.encoded, "1" if type(op.value) is float else "0"]
             else:
                 del args[-1]  # delete names the property only
-        reply = await self._run(kind, id, keys, *args, op=op)
+        write = f"{self._tag}{next(self._writes):x}"
+        reply = await self._run(kind, id, keys, *args, op=op, write=write)
         status = reply[0]
         if status == "done":
             # A retry of a write whose reply was lost: it was applied once, before.
@@ -333,12 +333,20 @@ class RedisBackend(Backend):
         ]  # fmt: skip
 
     async def _run(
-        self, script: str, id: StateId, keys: list[str], *args: Any, op: Op | None = None
+        self,
+        script: str,
+        id: StateId,
+        keys: list[str],
+        *args: Any,
+        op: Op | None = None,
+        write: str | None = None,
     ) -> Any:
         """Run one script by its SHA; the one boundary where server errors are translated.
 
         Failures that pass (busy, loading, a failover, a reconnect) are retried
-        until `timeout` is spent; a write's id makes its retry apply once.
+        until `timeout` is spent. A write's id goes in as ARGV[7], after the first
+        four of `args`; a retry marks it with '+', and the script answers a retry
+        of a write it already applied with the reply it gave then.
         """
         pipe = self._pipe
         if pipe is None:
@@ -350,7 +358,10 @@ class RedisBackend(Backend):
         while True:
             try:
                 call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, "SPUBLISH")
-                return await pipe.call(*call, *args)
+                if write is None:
+                    return await pipe.call(*call, *args)
+                marked = f"+{write}" if attempt else write
+                return await pipe.call(*call, *args[:4], marked, *args[4:])
             except ReplyError as error:
                 kind = code(error)
                 if kind == "NOSCRIPT" and attempt == 0:

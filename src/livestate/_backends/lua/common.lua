@@ -12,8 +12,8 @@
 --   7 LK the list key of the property the operation names (or an unused name)
 --   8 K order sorted set: property -> its place (from the meta hash's counter q), so a
 --     snapshot lists properties in the order they were added, as a dict does
---   9 W write id -> the reply it got, for the writes of the last 10 to 20 seconds, so a
---     call retried after its reply was lost is answered, not applied again
+--   9 W write id -> the reply it got, for the writes of at least the last 10 seconds, so
+--     a call retried after its reply was lost is answered, not applied again
 --  10 V the previous W
 -- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
 -- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects
@@ -52,17 +52,13 @@ end
 
 -- Whether every key of the live state is there, of its type, and agrees on the number of
 -- properties (`count`, from the meta hash): Redis may evict or expire one key alone, and
--- anyone may write over one. A live state that is not whole is started anew.
+-- anyone may write over one. A live state that is not whole is started anew. (The other
+-- keys are read before any write, so one of the wrong type fails a script harmlessly.)
 local function intact(count)
   if not count then return false end
   local c = tonumber(count)
-  local ok, whole = pcall(function()
-    return redis.call('HLEN', S) == c and redis.call('HLEN', Z) == c
-      and redis.call('ZCARD', K) == c and redis.call('ZCARD', H) >= 0
-      and redis.call('SCARD', L) >= 0 and redis.call('HLEN', W) >= 0
-      and redis.call('HLEN', V) >= 0
-  end)
-  return ok and whole
+  return redis.pcall('HLEN', S) == c and redis.pcall('HLEN', Z) == c
+    and redis.pcall('ZCARD', K) == c
 end
 
 -- Remove every key of a live state but its holders and start lock.
@@ -166,13 +162,15 @@ end
 -- The checks every write makes before its first write command. Returns the meta fields
 -- (v, role mask, e, n, mv, ms, c, w), or nil and the reply: 'missing' (also when the
 -- live state is not whole), 'done' with the reply a retried write already got,
--- 'denied' or 'conflict'.
+-- 'denied' or 'conflict'. ARGV[7] is the write id; a retry has '+' before it, and only
+-- a retry can have been applied already, so only a retry looks.
+local WRITE = ARGV[7] or ''
 local function begin()
   local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w')
   if not meta[1] or not intact(meta[7]) then return nil, {'missing'} end
-  local id = ARGV[7]
-  if id ~= '' then
-    local done = redis.call('HGET', W, id) or redis.call('HGET', V, id)
+  if string.byte(WRITE, 1) == 43 then
+    WRITE = string.sub(WRITE, 2)
+    local done = redis.call('HGET', W, WRITE) or redis.call('HGET', V, WRITE)
     if done then return nil, {'done', done} end
   end
   local need = tonumber(ARGV[4])
@@ -188,22 +186,36 @@ local function check_sizes(meta, value_bytes, total)
   return nil
 end
 
--- Keep the reply of write `id` for 10 to 20 seconds: W turns into V every 10.
-local function remember(meta, id, reply)
-  local now = now_ms()
-  if not meta[8] or now - tonumber(meta[8]) > 10000 then
-    if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
-    redis.call('HSET', M, 'w', now)
+-- Keep the reply of write `id` for a while: W turns into V every 256 versions, once
+-- it is over 10 s old, so an id lives 10 s at least (any retry comes sooner), and the
+-- clock is read on one write in 256 only.
+local function remember(meta, version, id, reply)
+  if not meta[8] or version % 256 == 0 then
+    local now = now_ms()
+    if not meta[8] or now - tonumber(meta[8]) > 10000 then
+      if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
+      redis.call('HSET', M, 'w', now)
+      redis.call('HSET', W, id, reply)
+      touch(W)  -- a new W: give it the live state's expiry
+      return
+    end
   end
-  if redis.call('HSET', W, id, reply) == 1 and redis.call('HLEN', W) == 1 then touch(W) end
+  redis.call('HSET', W, id, reply)
 end
 
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
 -- returns the reply. `count` is the new number of properties, `result` increment's sum.
 local function finish(meta, total, count, result)
-  local version = int(tonumber(meta[1]) + 1)
-  redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
-  if ARGV[7] ~= '' then remember(meta, ARGV[7], version .. '\n' .. meta[3] .. '\n' .. (result or '')) end
+  local number = tonumber(meta[1]) + 1
+  local version = int(number)
+  if count == tonumber(meta[7]) then
+    redis.call('HSET', M, 'v', version, 'n', total)
+  else
+    redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
+  end
+  if WRITE ~= '' then
+    remember(meta, number, WRITE, version .. '\n' .. meta[3] .. '\n' .. (result or ''))
+  end
   redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
   return {'ok', version, meta[3], result}
 end
