@@ -127,7 +127,7 @@ async def test_a_raising_callback_is_logged_and_others_still_get_the_change(
         await eventually(lambda: len(caplog.records) == 4)
     assert seen == [first + 1, first + 2]
     assert all(
-        "on_change of a client of DeliveryFeed 'k' raised" in r.message for r in caplog.records
+        "DeliveryFeed 'k': an on_change of a client raised" in r.message for r in caplog.records
     )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from ._node import Node
     from ._replica import Replica
     from ._spec import LiveState
-
-logger = logging.getLogger("livestate")
 
 
 class OnChange(Protocol):
@@ -120,7 +117,7 @@ class Inbox:
             try:
                 self.receive(change)
             except Exception:
-                logger.exception("on_change of a client of %s raised", self.replica.id)
+                self.replica.log.exception("%s: an on_change of a client raised", self.replica.id)
         else:
             pending = self.pending = self.pending or deque()
             if self.stale:  # resolve the pending reset now, so `stopped` stays last
@@ -159,6 +156,8 @@ class Inbox:
         if not self.stale and pending:
             if pending[0][0] and time.monotonic() - pending[0][0] > self.max_lag:
                 self.stale = True
+                if self.node.metrics is not None:
+                    self.node.metrics.reset("lag")
             else:
                 return pending.popleft()[1]
         if self.stale:
@@ -194,7 +193,7 @@ class Inbox:
         try:
             await awaitable
         except Exception:
-            logger.exception("on_change of a client of %s raised", self.replica.id)
+            self.replica.log.exception("%s: an on_change of a client raised", self.replica.id)
 
 
 class Client:

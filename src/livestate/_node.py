@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
@@ -31,6 +32,9 @@ from ._exceptions import (
     NotFoundError,
     PropertyNotFoundError,
 )
+from ._log import NodeLog
+from ._metrics import Metrics
+from ._metrics import enabled as metrics_enabled
 from ._replica import Replica
 from ._spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
 from ._values import (
@@ -58,17 +62,25 @@ class Node:
 
     `Node()` uses LIVESTATE_URL (default `memory://`); pass `url` or a `backend`
     object instead (several nodes may share one MemoryBackend, as a cluster in
-    one process). A node starts on first use; `aclose()` (or `async with`)
-    detaches its clients and closes what it opened. The methods mirror the
+    one process). `metrics` turns the Prometheus metrics on or off; by default
+    they are on when prometheus-client is installed (see docs/operations.md). A
+    node starts on first use; `aclose()` (or `async with`) detaches its clients
+    and closes what it opened. The methods mirror the
     LiveState server API with the spec first; `role="group"` is what attached
     clients use.
     """
 
-    def __init__(self, url: str | None = None, *, backend: Backend | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, *, backend: Backend | None = None, metrics: bool | None = None
+    ) -> None:
         self.id = secrets.token_hex(8)
+        self.log = NodeLog(self.id)
+        on = metrics_enabled() if metrics is None else metrics
+        self.metrics: Metrics | None = Metrics(self.id) if on else None
         if backend is None:
             self.url = url or os.environ.get("LIVESTATE_URL") or "memory://"
             backend = from_url(self.url)
+            backend.metrics, backend.log = self.metrics, self.log
             self._owns_backend = True
         else:
             self.url = url or f"<{type(backend).__name__}>"
@@ -116,6 +128,8 @@ class Node:
             task.cancel()
         if self._owns_backend and self._started:
             await self.backend.aclose()
+        if self.metrics is not None:
+            self.metrics.close()
 
     # The server API, spec first.
 
@@ -142,7 +156,7 @@ class Node:
             if replica is None:
                 replica = self._replicas[id] = Replica(
                     self.backend, spec, id, self.id, lambda: self._mount(spec, id),
-                    self._let_go, self._spawn,
+                    self._let_go, self._spawn, self.log, self.metrics,
                 )  # fmt: skip
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
@@ -159,6 +173,7 @@ class Node:
             self, replica, on_change, max_pending, float(max_lag), self._release_if_unused
         )
         replica.add(inbox)
+        self._count()
         return inbox.client
 
     async def detach(self, client: Client) -> None:
@@ -342,6 +357,7 @@ class Node:
     async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
         """Write `op`; when it returns, this node's clients of the live state show it."""
         await self._start()
+        started = time.perf_counter()
         try:
             applied = await self.backend.apply(id, op, role)
         except NotFoundError:
@@ -349,7 +365,7 @@ class Node:
             if role != "group" or replica is None or replica.closed:
                 raise
             # Lost under attached clients (say, Redis restarted empty): start it anew, retry.
-            replica.resync()
+            replica.resync("lost")
             if replica.syncing:
                 await asyncio.shield(replica.syncing)
             applied = await self.backend.apply(id, op, role)
@@ -357,6 +373,8 @@ class Node:
         if replica is not None and not replica.closed:
             replica.receive(Message(applied.epoch, applied.version, op))
             await replica.reached(applied.epoch, applied.version)
+        if self.metrics is not None:
+            self.metrics.wrote(op.kind, started)
         return applied.value
 
     async def _read(self, id: StateId, prop: str | None) -> Snapshot:
@@ -405,8 +423,15 @@ class Node:
         self._let_go_if_unused(replica)
 
     async def _release_if_unused(self, replica: Replica) -> None:
+        self._count()
         if task := self._let_go_if_unused(replica):
             await asyncio.shield(task)
+
+    def _count(self) -> None:
+        """Tell the metrics how many live states and clients this node has."""
+        if self.metrics is not None:
+            clients = sum(len(replica.inboxes) for replica in self._replicas.values())
+            self.metrics.population(len(self._replicas), clients)
 
     def _let_go_if_unused(self, replica: Replica) -> asyncio.Task[None] | None:
         if replica.inboxes or replica.waiting:
@@ -421,6 +446,7 @@ class Node:
         id = replica.id
         if self._replicas.get(id) is replica:
             del self._replicas[id]
+        self._count()
         task = self._spawn(self._release(id, replica))
         self._closing[id] = task
         task.add_done_callback(
@@ -434,7 +460,7 @@ class Node:
             await self.backend.release(id, self.id)
         except Exception as error:
             # Not fatal: the hold lapses with this node's lease, and the TTL counts from there.
-            logger.warning("%s: could not release this node's hold (%s)", id, error)
+            self.log.warning("%s: could not release this node's hold (%s)", id, error)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -11,7 +11,6 @@ made elsewhere never move it, so no read can leave a client behind.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
 from types import MappingProxyType
@@ -21,13 +20,13 @@ from ._acl import ACL, READ
 from ._backends.base import Backend, Message, MountFunction, Snapshot
 from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
+from ._log import NodeLog
 from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
     from ._client import Inbox
+    from ._metrics import Metrics
     from ._spec import LiveState
-
-logger = logging.getLogger("livestate")
 
 HOLD = 1.0
 """Seconds a message that came ahead of its predecessor waits for it before a resync."""
@@ -43,7 +42,7 @@ class Replica:
 
     `on_end(replica)` is called when the replica's clients were all detached by
     the live state itself (it stopped, or the ACL no longer lets the group read),
-    so the node lets go of it.
+    so the node lets go of it. `log` names the node; `metrics` is the node's, or None.
     """
 
     __slots__ = (
@@ -56,6 +55,8 @@ class Replica:
         "held",
         "id",
         "inboxes",
+        "log",
+        "metrics",
         "missing",
         "mount",
         "node",
@@ -83,8 +84,12 @@ class Replica:
         mount: MountFunction,
         on_end: Callable[[Replica], object],
         spawn: Spawn,
+        log: NodeLog,
+        metrics: Metrics | None,
     ) -> None:
         self.backend = backend
+        self.log = log
+        self.metrics = metrics
         self.spec = spec
         self.id = id
         self.node = node
@@ -140,10 +145,10 @@ class Replica:
         if self.buffer is not None:
             self.buffer.append(message)
             return
-        epoch, version, op = message
+        epoch, version, op, sent = message
         if epoch != self.epoch:
             if op != "stopped" and epoch not in self.past:
-                self.resync()  # a lifetime this replica does not know: load it
+                self.resync("lifetime")  # a lifetime this replica does not know: load it
             return
         if type(op) is str:
             if op == "stopped":
@@ -155,22 +160,28 @@ class Replica:
             # Another node's earlier write is still on its way: wait for it a moment.
             self.held[version] = message
             if self.timer is None:
-                self.timer = asyncio.get_running_loop().call_later(HOLD, self.resync)
+                self.timer = asyncio.get_running_loop().call_later(HOLD, self.resync, "gap")
             return
-        self._apply(version, op)  # type: ignore[arg-type]
+        self._apply(version, op, sent)  # type: ignore[arg-type]
         held = self.held
         while held and self.buffer is None and not self.closed:
             early = held.pop(self.version + 1, None)
             if early is None:
                 return
-            self._apply(early.version, early.op)  # type: ignore[arg-type]
+            self._apply(early.version, early.op, early.sent)  # type: ignore[arg-type]
         if not held:
             self._cancel_timer()
 
-    def resync(self) -> None:
-        """Load a fresh snapshot and send one reset, in a task; messages wait meanwhile."""
+    def resync(self, cause: str = "reconnect") -> None:
+        """Load a fresh snapshot and send one reset, in a task; messages wait meanwhile.
+
+        `cause` is counted in the metrics: gap, lifetime, reconnect, heartbeat, lost,
+        unreadable or diverged.
+        """
         if self.buffer is not None or self.closed:
             return
+        if self.metrics is not None:
+            self.metrics.resynced(cause)
         self._cancel_timer()
         self.buffer = [self.held[version] for version in sorted(self.held)]
         self.held.clear()
@@ -184,13 +195,13 @@ class Replica:
             # Gone: stopped (its message is on the way) or lost (the server restarted).
             self.missing += 1
             if self.missing >= 2:
-                self.resync()
+                self.resync("lost")
             return
         self.missing = 0
         if epoch == self.epoch and self.version >= version:
             self.behind = None
         elif self.behind is not None and (epoch != self.epoch or self.version < self.behind):
-            self.resync()
+            self.resync("heartbeat")
         else:
             self.behind = version
 
@@ -215,8 +226,8 @@ class Replica:
         self.inboxes.pop(inbox, None)
         self.receivers = None
 
-    def fan_out(self, change: Change) -> None:
-        """Deliver `change` to every client of this replica."""
+    def fan_out(self, change: Change, sent: float = 0.0) -> None:
+        """Deliver `change` (written at wall clock time `sent`, if known) to every client."""
         receivers = self.receivers
         if receivers is None:
             receivers = self.receivers = tuple(inbox.receive for inbox in self.inboxes)
@@ -226,10 +237,12 @@ class Replica:
             try:
                 result = receive(change)
             except Exception:
-                logger.exception("on_change of a client of %s raised", self.id)
+                self.log.exception("%s: an on_change of a client raised", self.id)
                 continue
             if result is not None:
                 self._returned(receive, result)
+        if self.metrics is not None:
+            self.metrics.delivered(change.kind, len(receivers), sent)
 
     def reset_change(self) -> Change:
         """A `reset` change with the whole current state."""
@@ -237,12 +250,12 @@ class Replica:
 
     # Internals.
 
-    def _apply(self, version: int, op: Op) -> None:
+    def _apply(self, version: int, op: Op, sent: float) -> None:
         try:
             kind, value = apply(self.state, op, self.id)
         except LiveStateError:
-            logger.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
-            self.resync()
+            self.log.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
+            self.resync("diverged")
             return
         self.version = version
         if op.acl is not None:
@@ -251,7 +264,7 @@ class Replica:
                 # Revoked: the clients must not see the new state, only that they are out.
                 self._end("its ACL no longer lets the group read")
                 return
-        self.fan_out(Change(self.id.key, kind, op.prop, value, version))
+        self.fan_out(Change(self.id.key, kind, op.prop, value, version), sent)
         if self.waiters:
             self._resolve(version)
 
@@ -265,7 +278,7 @@ class Replica:
         if self.epoch and snapshot.epoch != self.epoch:
             self.past.append(self.epoch)
             if snapshot.version <= self.version:
-                logger.warning(
+                self.log.warning(
                     "%s started anew at version %d, not above %d; was the server's clock set back?",
                     self.id,
                     snapshot.version,
@@ -291,11 +304,11 @@ class Replica:
             try:
                 snapshot = await self.backend.read(self.id)
                 if snapshot is None:
-                    logger.warning("%s was lost under attached clients; starting it anew", self.id)
+                    self.log.warning("%s was lost under attached clients; starting anew", self.id)
                     snapshot = await self.backend.open(self.id, self.mount, self.node, hold=True)
             except Exception as error:
                 delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
-                logger.warning("%s: resync failed (%s); retrying in %.2fs", self.id, error, delay)
+                self.log.warning("%s: resync failed (%s); retrying in %.2fs", self.id, error, delay)
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
@@ -305,13 +318,15 @@ class Replica:
                 if not self.acl.allows("group", READ):
                     self._end("its ACL no longer lets the group read")
                     return
+                if self.metrics is not None:
+                    self.metrics.reset("resync", len(self.inboxes))
                 self.fan_out(self.reset_change())
             self._drain()
             return
 
     def _end(self, why: str) -> None:
         """Detach every client with a last `stopped` change, and have the node let go."""
-        logger.info("%s: detaching its clients on this node: %s", self.id, why)
+        self.log.info("%s: detaching its clients on this node: %s", self.id, why)
         change = Change(self.id.key, "stopped", None, None, self.version)
         for inbox in tuple(self.inboxes):
             self.discard(inbox)

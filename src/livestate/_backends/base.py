@@ -6,16 +6,20 @@ replicas and fan-out live in the node, once for every backend.
 
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .._acl import ACL, Role
 from .._changes import Op, StateId
 from .._exceptions import NotFoundError
 from .._values import JSON, Limits
+
+if TYPE_CHECKING:
+    from .._metrics import Metrics
 
 
 @dataclass(slots=True)
@@ -46,11 +50,15 @@ Event = Literal["started", "stopped"]
 
 
 class Message(NamedTuple):
-    """What a backend publishes: a write's op at its new version, or a lifetime's start or end."""
+    """What a backend publishes: a write's op at its new version, or a lifetime's start or end.
+
+    `sent` is the writer's wall clock time (seconds), when known, for the metrics.
+    """
 
     epoch: str
     version: int
     op: Op | Event
+    sent: float = 0.0
 
 
 class Applied(NamedTuple):
@@ -74,8 +82,9 @@ class Listener(Protocol):
     def receive(self, message: Message) -> None:
         """One published message, as it arrived (maybe early, late or twice)."""
 
-    def resync(self) -> None:
-        """Messages may have been missed (a reconnect): load a fresh snapshot."""
+    def resync(self, cause: str = "reconnect") -> None:
+        """Messages may have been missed (`cause`: a reconnect, an unreadable message):
+        load a fresh snapshot."""
 
     def observe(self, epoch: str | None, version: int) -> None:
         """Where the server is now (epoch None: the live state is gone), as a heartbeat saw it."""
@@ -101,8 +110,12 @@ class Backend(ABC):
 
     Each live state is identified by a StateId. Its `epoch` changes every time it
     is started, so a replica never mixes two lifetimes. A backend may be shared by
-    several nodes (each with its own `node` id); TTL counting is by node.
+    several nodes (each with its own `node` id); TTL counting is by node. A node
+    that owns its backend sets `metrics` and `log` (else None, and livestate's logger).
     """
+
+    metrics: Metrics | None = None
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logging.getLogger("livestate")
 
     async def start(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Connect; called once by the node before first use."""

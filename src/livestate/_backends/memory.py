@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from .._acl import ACL, DELETE, Role
@@ -136,7 +137,7 @@ class MemoryBackend(Backend):
             sizes[op.prop] = new  # type: ignore[index]
         entry.total = total
         entry.version += 1
-        self._publish(id, Message(entry.epoch, entry.version, op))
+        self._publish(id, Message(entry.epoch, entry.version, op, time.time()))
         return Applied(entry.epoch, entry.version, value)
 
     async def stop(self, id: StateId, role: Role) -> None:

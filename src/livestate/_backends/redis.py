@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -250,7 +251,9 @@ class RedisBackend(Backend):
             if kind == "reset"
             else _head(kind, op.prop, op.max_len)
         )
-        body = f"{head}\n{encode(op.value) if kind == 'reset' else op.encoded}"
+        # The writer's clock (µs) travels along, for the cross-node latency metric.
+        value = encode(op.value) if kind == "reset" else op.encoded
+        body = f"{head}\n{time.time_ns() // 1000}\n{value}"
         expect = "" if op.expect is None else op.expect
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
         if kind == "reset":
@@ -372,9 +375,13 @@ class RedisBackend(Backend):
                 if kind in RECONNECT:
                     pipe.reconnect(f"answered {kind}")
                 failure: LiveStateError = translate(error, self.endpoint, _what(script, id, op))
+                if self.metrics is not None:
+                    self.metrics.failed(kind or "error")
                 if kind not in TRANSIENT:
                     raise failure from None
             except BackendUnavailableError as error:
+                if self.metrics is not None:
+                    self.metrics.failed("unavailable")
                 failure = error
             delay = RETRY[min(attempt, len(RETRY) - 1)]
             attempt += 1
@@ -402,7 +409,7 @@ class RedisBackend(Backend):
             reply = await self._pipe.call("CONFIG", "GET", "maxmemory-policy")
         except ReplyError:
             self._policy = "unreadable"
-            logger.info(
+            self.log.info(
                 "livestate could not read maxmemory-policy on %s (CONFIG is refused, as on "
                 "many managed services); make sure it is noeviction.",
                 self.endpoint,
@@ -410,7 +417,7 @@ class RedisBackend(Backend):
             return
         policy = reply[1] if len(reply) > 1 else "noeviction"
         if policy != self._policy and policy != "noeviction":
-            logger.warning(
+            self.log.warning(
                 "The Redis server at %s has maxmemory-policy %s, so it may evict live state "
                 "keys under memory pressure, and clients would see their live state restart; "
                 "set maxmemory-policy noeviction (or give it enough memory).",
@@ -458,7 +465,7 @@ class RedisBackend(Backend):
             try:
                 await self._run("lock", id, keys, "extend", token, int(LOCK * 1000))
             except LiveStateError as error:
-                logger.debug("%s: could not renew its start lock (%s)", id, error)
+                self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
         _, epoch, version, group, public, ttl, props, values = reply
@@ -509,6 +516,8 @@ class RedisBackend(Backend):
                 *(self._run("lease", id, self._keys(id), "hold", node, lease) for id, node in held),
                 return_exceptions=True,
             )
+            if self.metrics is not None:
+                self.metrics.renewed(sum(type(reply) is list for reply in results))
             seen: set[StateId] = set()
             for (id, _), reply in zip(held, results, strict=True):
                 subscription = self._subscriptions.get(id)
@@ -520,7 +529,7 @@ class RedisBackend(Backend):
                     try:
                         listener.observe(epoch, version)
                     except Exception:
-                        logger.exception("%s: a replica's heartbeat check failed", id)
+                        self.log.exception("%s: a replica's heartbeat check failed", id)
 
     def _received(self, name: str, data: Any) -> None:
         """One published message: hand it to the listeners of its live state."""
@@ -537,11 +546,12 @@ class RedisBackend(Backend):
             elif not any(each.wants(epoch, version) for each in subscription.listeners):
                 return  # seen already (this node's own write, applied when it returned)
             else:
-                message = Message(epoch, version, _decode_op(rest))
+                head, sent, value = rest.split("\n", 2)
+                message = Message(epoch, version, _decode_op(head, value), int(sent) / 1e6)
         except Exception:
             # From a newer release, or damaged: this live state alone loads a snapshot.
-            logger.warning("%s: a message livestate cannot read (%.80r); resyncing", name, data)
-            self._resync(subscription)
+            self.log.warning("%s: a message livestate cannot read (%.80r); resyncing", name, data)
+            self._resync(subscription, "unreadable")
             return
         self._deliver(subscription, message)
 
@@ -551,11 +561,11 @@ class RedisBackend(Backend):
             try:
                 listener.receive(message)
             except Exception:
-                logger.exception("A replica of %s raised on a message", subscription.name)
+                self.log.exception("%s: a replica raised on a message", subscription.name)
 
-    def _resync(self, subscription: _Subscription) -> None:
+    def _resync(self, subscription: _Subscription, cause: str) -> None:
         for listener in tuple(subscription.listeners):
-            listener.resync()
+            listener.resync(cause)
 
     def _confirmed(self, name: str) -> None:
         """The server confirmed a subscription: after a reconnect, its listeners resync."""
@@ -567,7 +577,7 @@ class RedisBackend(Backend):
         if subscription.resubscribed:
             # Messages may have been missed while unsubscribed.
             subscription.resubscribed = False
-            self._resync(subscription)
+            self._resync(subscription, "reconnect")
 
     def _subscriptions_now(self) -> Iterable[_Subscription]:
         return tuple(self._by_name.values())
@@ -614,7 +624,7 @@ class _Subscriber:
                 async with asyncio.timeout(backend.timeout):
                     connection = await connect(backend.endpoint, self._push)
             except Exception as error:
-                logger.warning(
+                backend.log.warning(
                     "livestate could not open its pub/sub connection to %s (%s); retrying",
                     backend.endpoint,
                     error,
@@ -624,6 +634,8 @@ class _Subscriber:
                     connection.abort("closed the connection")
                     return
                 self._connection = connection
+                if not first and backend.metrics is not None:
+                    backend.metrics.reconnected()
                 for subscription in backend._subscriptions_now():
                     if not first:
                         subscription.resubscribed = True
@@ -642,7 +654,7 @@ class _Subscriber:
                 connection.abort("closed the connection")
                 if self._closed:
                     return
-                logger.warning(
+                backend.log.warning(
                     "livestate lost its pub/sub connection to %s (it %s); reconnecting",
                     backend.endpoint,
                     why,
@@ -659,7 +671,7 @@ class _Subscriber:
         if type(reply) is not list or not reply:
             if isinstance(reply, ReplyError):
                 # BUSY, LOADING … in answer to a PING: the server is alive, just not idle.
-                logger.debug("livestate's pub/sub connection got %s", reply)
+                self._backend.log.debug("livestate's pub/sub connection got %s", reply)
             return
         kind = reply[0]
         if kind == "smessage" and len(reply) == 3:
@@ -751,8 +763,7 @@ def _parse_head(text: str) -> list[Any]:
     return head
 
 
-def _decode_op(text: str) -> Op:
-    head_text, _, value_text = text.partition("\n")
+def _decode_op(head_text: str, value_text: str) -> Op:
     head = _parse_head(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
     value = _decode(value_text)
