@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from . import _inspect
+
 __all__ = ["find_examples", "main"]
 
 READY_TIMEOUT = 30.0
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "--room-ttl", type=float, help="seconds a room outlives its last visitor (default 60)"
     )
     demo.add_argument("--typing-seconds", type=float, help="how long 'is typing' lasts (default 3)")
+    _inspect.add_parser(commands)
     return parser
 
 
@@ -84,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "inspect":
+        return _inspect.run(args)
     if args.command != "demo":
         parser.print_help()
         return 2

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._acl import ACL, READ, Role, denied
 from ._backends import Backend, Mounted, Snapshot, from_url
-from ._backends.base import ConflictError, Message, not_running
+from ._backends.base import ConflictError, Message, Survey, not_running
 from ._changes import Op, StateId
 from ._client import Client, Inbox, OnChange
 from ._exceptions import (
@@ -126,6 +126,7 @@ class Node:
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
+        self.backend.unregister(self.id)
         if self._owns_backend and self._started:
             await self.backend.aclose()
         if self.metrics is not None:
@@ -299,6 +300,21 @@ class Node:
         await self._start()
         await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
 
+    async def survey(
+        self, spec: type[LiveState] | str | None = None, key: str | None = None
+    ) -> Survey:
+        """What the deployment holds now: every live state (or the one of `spec` and `key`)
+        with its version, size, expiry, holders and clients per node, and every node.
+
+        What `livestate inspect` and the inspector page show. Raises
+        NotImplementedError on a backend that cannot tell.
+        """
+        await self._start()
+        id = None
+        if spec is not None and key is not None:
+            id = StateId(spec if isinstance(spec, str) else spec.name, key)
+        return await self.backend.survey(id)
+
     async def stop(self, spec: type[LiveState], key: str, *, role: Role = "public") -> None:
         """End a live state now; see LiveState.stop."""
         id = self._id(spec, key)
@@ -340,10 +356,14 @@ class Node:
         except RuntimeError:
             return True
 
+    def _census(self) -> dict[StateId, int]:
+        return {id: len(replica.inboxes) for id, replica in self._replicas.items()}
+
     async def _start(self) -> None:
         if self._ready:
             return
         if self._started is None:
+            self.backend.register(self.id, self._census)
             self._started = asyncio.ensure_future(self.backend.start())
         try:
             await asyncio.shield(self._started)

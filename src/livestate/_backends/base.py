@@ -92,6 +92,47 @@ class Listener(Protocol):
 
 MountFunction = Callable[[], Awaitable[Mounted]]
 
+Census = Callable[[], dict[StateId, int]]
+"""What a node tells its backend: how many clients it has on each live state."""
+
+
+@dataclass(slots=True)
+class StateReport:
+    """One live state as `survey` sees it.
+
+    `expires_in` is the seconds until it ends if nobody renews it (None: never);
+    `holders` maps each holding node to the seconds left on its lease (None: no
+    lease, as on memory://); `clients` maps nodes to their clients of it.
+    """
+
+    spec: str
+    key: str
+    version: int
+    epoch: str
+    bytes: int
+    ttl: float | None
+    expires_in: float | None
+    holders: dict[str, float | None]
+    clients: dict[str, int]
+
+
+@dataclass(slots=True)
+class NodeReport:
+    """One node as `survey` sees it: its lease (seconds left; None on memory://) and load."""
+
+    id: str
+    lease: float | None
+    states: int
+    clients: int
+
+
+@dataclass(slots=True)
+class Survey:
+    """What a deployment holds now: its live states and its nodes, each sorted."""
+
+    states: list[StateReport]
+    nodes: list[NodeReport]
+
 
 def first_version() -> int:
     """The version a live state starts at: the clock, in microseconds since 1970.
@@ -122,6 +163,19 @@ class Backend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, empty by default
         """Release connections and timers; the backend is unusable afterwards."""
+
+    def register(self, node: str, census: Census) -> None:  # noqa: B027 - optional
+        """`node` uses this backend; `census()` says how many clients it has where."""
+
+    def unregister(self, node: str) -> None:  # noqa: B027 - optional
+        """`node` is gone."""
+
+    async def survey(self, id: StateId | None = None) -> Survey:
+        """Every live state (or only `id`) and every node, for `livestate inspect`.
+
+        Raises NotImplementedError on a backend that cannot tell.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be surveyed.")
 
     @abstractmethod
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:

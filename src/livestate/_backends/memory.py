@@ -13,11 +13,15 @@ from .._values import JSON, Limits, check_size, encode, size
 from .base import (
     Applied,
     Backend,
+    Census,
     ConflictError,
     Listener,
     Message,
     MountFunction,
+    NodeReport,
     Snapshot,
+    StateReport,
+    Survey,
     first_version,
     not_running,
 )
@@ -49,6 +53,7 @@ class MemoryBackend(Backend):
         self._entries: dict[StateId, _Entry] = {}
         self._starting: dict[StateId, asyncio.Future[None]] = {}
         self._listeners: dict[StateId, list[Listener]] = {}
+        self._censuses: dict[str, Census] = {}
 
     async def aclose(self) -> None:
         for entry in self._entries.values():
@@ -56,6 +61,39 @@ class MemoryBackend(Backend):
                 entry.timer.cancel()
         self._entries.clear()
         self._listeners.clear()
+
+    def register(self, node: str, census: Census) -> None:
+        self._censuses[node] = census
+
+    def unregister(self, node: str) -> None:
+        self._censuses.pop(node, None)
+
+    async def survey(self, id: StateId | None = None) -> Survey:
+        counts = {node: census() for node, census in self._censuses.items()}
+        now = asyncio.get_running_loop().time()
+        states = []
+        for state_id, entry in sorted(self._entries.items()):
+            if id is not None and state_id != id:
+                continue
+            clients = {node: n for node, by in counts.items() if (n := by.get(state_id, 0))}
+            expires = None if entry.timer is None else max(0.0, entry.timer.when() - now)
+            states.append(
+                StateReport(
+                    state_id.spec,
+                    state_id.key,
+                    entry.version,
+                    entry.epoch,
+                    entry.total,
+                    entry.ttl,
+                    expires,
+                    dict.fromkeys(sorted(entry.holders)),
+                    clients,
+                )
+            )
+        nodes = [
+            NodeReport(node, None, len(by), sum(by.values())) for node, by in sorted(counts.items())
+        ]
+        return Survey(states, nodes)
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
         entry = self._entries.get(id)
@@ -76,9 +114,15 @@ class MemoryBackend(Backend):
                 }
                 version = first_version()  # above any earlier lifetime's, as on Redis
                 self._entries[id] = entry = _Entry(
-                    dict(mounted.state), sizes, sum(sizes.values()), secrets.token_hex(8),
-                    mounted.acl, mounted.ttl, mounted.limits, version,
-                )  # fmt: skip
+                    dict(mounted.state),
+                    sizes,
+                    sum(sizes.values()),
+                    secrets.token_hex(8),
+                    mounted.acl,
+                    mounted.ttl,
+                    mounted.limits,
+                    version,
+                )
                 started = True
                 self._publish(id, Message(entry.epoch, version, "started"))
             entry = self._entries.get(id)

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 try:
     from .resp import BACKOFF, Connection, Pipe, ReplyError, connect, parse_url
@@ -58,11 +58,15 @@ from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
 from .base import (
     Applied,
     Backend,
+    Census,
     ConflictError,
     Listener,
     Message,
     MountFunction,
+    NodeReport,
     Snapshot,
+    StateReport,
+    Survey,
     not_running,
 )
 from .errors import RECONNECT, TRANSIENT, code, translate
@@ -156,6 +160,7 @@ class RedisBackend(Backend):
         self._subscriber: _Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._policy: str | None = None  # the server's maxmemory-policy, as last read
+        self._censuses: dict[str, Census] = {}
         # Write ids: this backend's tag and a counter, unique across nodes and restarts.
         self._tag = secrets.token_hex(6)
         self._writes = itertools.count(1)
@@ -194,6 +199,76 @@ class RedisBackend(Backend):
             await self._pipe.aclose()
 
     # The Backend contract.
+
+    def register(self, node: str, census: Census) -> None:
+        self._censuses[node] = census
+
+    def unregister(self, node: str) -> None:
+        self._censuses.pop(node, None)
+
+    async def survey(self, id: StateId | None = None) -> Survey:
+        pipe = self._pipe
+        if pipe is None:
+            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
+        metas = [f"{_prefix(id)}:m"] if id is not None else await self._scan("ls:{*}:m")
+        node_keys = await self._scan("ls:node:*")
+        replies = await asyncio.gather(
+            *(pipe.call("HMGET", meta, "e", "v", "n", "T") for meta in metas),
+            *(pipe.call("PTTL", meta) for meta in metas),
+            *(pipe.call("ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
+            *(pipe.call("GET", key) for key in node_keys),
+            *(pipe.call("PTTL", key) for key in node_keys),
+            pipe.call("TIME"),
+        )
+        count = len(metas)
+        fields, ttls, holders = (
+            replies[:count],
+            replies[count : 2 * count],
+            replies[2 * count : 3 * count],
+        )
+        nodes = len(node_keys)
+        infos = replies[3 * count : 3 * count + nodes]
+        leases = replies[3 * count + nodes : 3 * count + 2 * nodes]
+        seconds, micros = replies[-1]
+        now = int(seconds) * 1000 + int(micros) // 1000
+        clients: dict[tuple[str, str], dict[str, int]] = {}
+        node_reports = []
+        for key, info, lease in zip(node_keys, infos, leases, strict=True):
+            if info is None:
+                continue  # its lease ran out between the scan and now
+            node = key[len("ls:node:") :]
+            counts = json.loads(info)["clients"]
+            for spec, state_key, n in counts:
+                clients.setdefault((spec, state_key), {})[node] = n
+            node_reports.append(
+                NodeReport(node, max(0, lease) / 1000, len(counts), sum(c[2] for c in counts))
+            )
+        states = []
+        for meta, (epoch, version, size_, ttl), pttl, held in zip(
+            metas, fields, ttls, holders, strict=True
+        ):
+            if epoch is None:
+                continue  # ended between the scan and now
+            spec, key = _parse_prefix(meta[: -len(":m")])
+            leases_left: dict[str, float | None] = {
+                held[i]: max(0.0, (float(held[i + 1]) - now) / 1000) for i in range(0, len(held), 2)
+            }
+            states.append(
+                StateReport(
+                    spec,
+                    key,
+                    int(version),
+                    epoch,
+                    int(size_ or 0),
+                    None if not ttl else float(ttl),
+                    None if pttl < 0 else pttl / 1000,
+                    leases_left,
+                    clients.get((spec, key), {}),
+                )
+            )
+        states.sort(key=lambda state: (state.spec, state.key))
+        node_reports.sort(key=lambda report: report.id)
+        return Survey(states, node_reports)
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
         keys = self._keys(id)
@@ -389,6 +464,30 @@ class RedisBackend(Backend):
                 raise failure from None
             await asyncio.sleep(delay)
 
+    async def _scan(self, pattern: str) -> list[str]:
+        """Every key matching `pattern` (SCAN: the server is never blocked for long)."""
+        if self._pipe is None:
+            return []
+        found: set[str] = set()
+        cursor = "0"
+        while True:
+            cursor, keys = await self._pipe.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            found.update(keys)
+            if cursor == "0":
+                return sorted(found)
+
+    async def _announce(self) -> None:
+        """Tell the deployment (for `livestate inspect`) what each node here holds, for a lease."""
+        if self._pipe is None:
+            return
+        lease = int(self.lease * 1000)
+        for node, census in list(self._censuses.items()):
+            counts = [[id.spec, id.key, n] for id, n in census().items()]
+            if not counts:
+                continue  # a node that holds nothing (say, `livestate inspect`) stays unlisted
+            info = json.dumps({"clients": counts}, separators=(",", ":"))
+            await self._pipe.call("SET", f"ls:node:{node}", info, "PX", lease)
+
     async def _load(self) -> None:
         if self._pipe is None:
             raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
@@ -510,6 +609,8 @@ class RedisBackend(Backend):
             if beat % POLICY_BEATS == 0:
                 with contextlib.suppress(LiveStateError):
                     await self._check_eviction()
+            with contextlib.suppress(LiveStateError, ReplyError):
+                await self._announce()
             held = [(id, node) for id, nodes in self._held.items() for node in nodes]
             lease = int(self.lease * 1000)
             results = await asyncio.gather(
@@ -688,6 +789,13 @@ class _Subscriber:
                 connection.abort("went silent")
                 return
             connection.write(("PING",))
+
+
+def _parse_prefix(prefix: str) -> tuple[str, str]:
+    """The spec and key of a live state from its key prefix `ls:{<spec>:<key>}`."""
+    inner = prefix[len("ls:{") : -1]
+    spec, _, key = inner.partition(":")
+    return unquote(spec, errors="surrogatepass"), unquote(key, errors="surrogatepass")
 
 
 def _what(script: str, id: StateId, op: Op | None) -> str:
