@@ -25,7 +25,7 @@ class Seen(LiveState):
 @pytest.fixture
 def empty(redis_server: ServerProcess) -> ServerProcess:
     """The shared server, emptied: only this test's live states are there."""
-    with redis.Redis.from_url(empty.url) as admin:
+    with redis.Redis.from_url(redis_server.url) as admin:
         admin.flushall()
     return redis_server
 
