@@ -30,7 +30,7 @@ def test_the_public_modules_are_the_package_and_its_named_integrations() -> None
     """Every other module is private (named with an underscore), as in httpx."""
     modules = {info.name for info in pkgutil.iter_modules([str(SOURCE)])}
     public = {name for name in modules if not name.startswith("_")}
-    assert public <= {"asgi", "pyview", "sync", "testing"}, public
+    assert public <= {"asgi", "inspector", "pyview", "sync", "testing"}, public
 
 
 def test_no_module_uses_another_modules_private_names() -> None:
