@@ -36,8 +36,7 @@ class OnChange(Protocol):
 class Inbox:
     """Where one client's changes go: its sync callback directly, else a bounded queue.
 
-    `receive` is what the replica calls with each change. `release(replica)` is
-    the node's: it lets go of the replica when its last client leaves.
+    `receive` is what the replica calls with each change.
     """
 
     __slots__ = (
@@ -53,7 +52,6 @@ class Inbox:
         "pending",
         "pump",
         "receive",
-        "release",
         "replica",
         "stale",
         "waiter",
@@ -66,11 +64,9 @@ class Inbox:
         on_change: OnChange | None,
         max_pending: int,
         max_lag: float,
-        release: Callable[[Replica], Awaitable[None]],
     ) -> None:
         self.node = node
         self.replica = replica
-        self.release = release
         self.on_change = on_change
         self.closed = False
         self.max_pending = max_pending
@@ -148,7 +144,7 @@ class Inbox:
         if not self.closed:
             self.replica.discard(self)
             self.end(None)
-            await self.release(self.replica)
+            await self.replica.release(self.replica)
 
     def next(self) -> Change | None:
         """The next change for the reader, or None; a reset if it fell behind."""

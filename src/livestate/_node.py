@@ -157,7 +157,7 @@ class Node:
             if replica is None:
                 replica = self._replicas[id] = Replica(
                     self.backend, spec, id, self.id, lambda: self._mount(spec, id),
-                    self._let_go, self._spawn, self.log, self.metrics,
+                    self._let_go, self._release_if_unused, self._spawn, self.log, self.metrics,
                 )  # fmt: skip
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
@@ -170,9 +170,7 @@ class Node:
         if not replica.acl.allows("group", READ):
             self._let_go_if_unused(replica)
             raise denied("group", READ, "attach to", str(id))
-        inbox = Inbox(
-            self, replica, on_change, max_pending, float(max_lag), self._release_if_unused
-        )
+        inbox = Inbox(self, replica, on_change, max_pending, float(max_lag))
         replica.add(inbox)
         self._count()
         return inbox.client

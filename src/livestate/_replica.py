@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,9 @@ class Replica:
 
     `on_end(replica)` is called when the replica's clients were all detached by
     the live state itself (it stopped, or the ACL no longer lets the group read),
-    so the node lets go of it. `log` names the node; `metrics` is the node's, or None.
+    so the node lets go of it; a client that detaches awaits `release(replica)`,
+    with which the node lets go of it after its last client. `log` names the node;
+    `metrics` is the node's, or None.
     """
 
     __slots__ = (
@@ -64,6 +66,7 @@ class Replica:
         "past",
         "ready",
         "receivers",
+        "release",
         "spawn",
         "spec",
         "state",
@@ -83,6 +86,7 @@ class Replica:
         node: str,
         mount: MountFunction,
         on_end: Callable[[Replica], object],
+        release: Callable[[Replica], Awaitable[None]],
         spawn: Spawn,
         log: NodeLog,
         metrics: Metrics | None,
@@ -95,6 +99,7 @@ class Replica:
         self.node = node
         self.mount = mount
         self.on_end = on_end
+        self.release = release
         self.spawn = spawn
         self.state: dict[str, JSON] = {}
         self.view = MappingProxyType(self.state)

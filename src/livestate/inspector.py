@@ -156,7 +156,7 @@ _PAGE = """<!doctype html>
 </main>
 <script>
 const DATA = "{{data}}", REFRESH = {{refresh}};
-const seconds = (v) => v === null ? "–" : v.toFixed(1) + " s";
+const seconds = (v) => v === null ? "\u2013" : v.toFixed(1) + " s";
 const cell = (text, cls) => {
   const td = document.createElement("td");
   td.textContent = text;
