@@ -142,7 +142,7 @@ class ServerProcess:
         """Whether the server answers PING now; raises OSError if it cannot be reached."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))  # up, and wants a login
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections stay open and nothing answers."""
@@ -186,21 +186,33 @@ class ServerProcess:
         self.stop()
 
 
-def command(port: int, *args: str | int, context: ssl.SSLContext | None = None) -> Any:
+def command(
+    port: int,
+    *args: str | int,
+    context: ssl.SSLContext | None = None,
+    password: str | None = None,
+) -> Any:
     """Send one command to the server on 127.0.0.1:`port` and return its reply.
 
     A blocking helper for fixtures, on its own short-lived connection (TLS with
-    `context`). An error reply comes back as a `CommandError` object, not raised;
-    raises OSError if the server cannot be reached.
+    `context`, AUTH first with `password`). An error reply comes back as a
+    `CommandError` object, not raised; raises OSError if the server cannot be
+    reached, RuntimeError if it refuses the password.
     """
-    packed = b"".join(
-        b"$%d\r\n%s\r\n" % (len(part), part) for part in (str(arg).encode() for arg in args)
-    )
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
-        sock.sendall(b"*%d\r\n%s" % (len(args), packed))
         with sock.makefile("rb") as stream:
+            if password is not None:
+                sock.sendall(_pack(("AUTH", password)))
+                if isinstance(reply := _read_reply(stream), CommandError):
+                    raise RuntimeError(f"The server on port {port} refused AUTH: {reply}")
+            sock.sendall(_pack(args))
             return _read_reply(stream)
+
+
+def _pack(args: Sequence[str | int]) -> bytes:
+    parts = [str(arg).encode() for arg in args]
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
 
 
 class CommandError(str):
@@ -483,12 +495,22 @@ class SentinelProcess:
     Sentinels to promote the replica on their own.
     """
 
-    def __init__(self, service: str = "livestate", down_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        service: str = "livestate",
+        down_after_ms: int = 1000,
+        password: str | None = None,
+        sentinel_password: str | None = None,
+    ) -> None:
         self.service = service
         self.down_after_ms = down_after_ms
+        self.password = password
+        self.sentinel_password = sentinel_password
         self.directory = Path(tempfile.mkdtemp(prefix="livestate-sentinel-"))
         first, second, *others = free_ports(5)
-        fast = ("--repl-diskless-sync-delay", "0")  # a replica syncs at once
+        fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")  # a replica syncs at once
+        if password is not None:
+            fast = (*fast, "--requirepass", password, "--masterauth", password)
         self.servers = {
             first: ServerProcess(first, options=fast),
             second: ServerProcess(second, options=(*fast, "--replicaof", "127.0.0.1", str(first))),
@@ -499,7 +521,17 @@ class SentinelProcess:
     def url(self) -> str:
         """The redis+sentinel:// URL of the service, naming every Sentinel."""
         hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}"
+        login = f":{self.password}@" if self.password is not None else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{login}{hosts}/{self.service}{query}"
+
+    def data(self, port: int, *args: str | int) -> Any:
+        """`command` to a data node, logged in."""
+        return command(port, *args, password=self.password)
+
+    def ask(self, sentinel: int, *args: str | int) -> Any:
+        """`command` to a Sentinel, logged in."""
+        return command(sentinel, *args, password=self.sentinel_password)
 
     def start(self, timeout: float = 30.0) -> Self:
         """Start the servers and Sentinels; wait until the Sentinels know each other and
@@ -527,7 +559,7 @@ class SentinelProcess:
         """The primary's port, as the first Sentinel that answers says."""
         for sentinel in self.sentinels:
             try:
-                reply = command(sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+                reply = self.ask(sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
             except OSError:
                 continue
             if isinstance(reply, list):
@@ -547,24 +579,24 @@ class SentinelProcess:
 
         def ready() -> bool:
             answers = {
-                str(command(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service))
+                str(self.ask(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service))
                 for s in self.sentinels
             }
             if len(answers) != 1:
                 return False
             primary = self.primary()
-            if command(primary, "ROLE")[0] != "master":
+            if self.data(primary, "ROLE")[0] != "master":
                 return False
             replica = self.replica()
             if self.servers[replica].process is None:
                 return False
-            role = command(replica, "ROLE")
+            role = self.data(replica, "ROLE")
             if role[0] != "slave" or int(role[2]) != primary or role[3] != "connected":
                 return False
             for sentinel in self.sentinels if sentinels_see_replica else ():
-                if len(command(sentinel.port, "SENTINEL", "SENTINELS", self.service)) != 2:
+                if len(self.ask(sentinel.port, "SENTINEL", "SENTINELS", self.service)) != 2:
                     return False
-                replicas = command(sentinel.port, "SENTINEL", "REPLICAS", self.service)
+                replicas = self.ask(sentinel.port, "SENTINEL", "REPLICAS", self.service)
                 fields = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
                 if not any(
                     f["port"] == str(replica) and "disconnected" not in f["flags"]
@@ -579,13 +611,13 @@ class SentinelProcess:
     def fail_over(self, timeout: float = 20.0) -> int:
         """Have the Sentinels promote the replica now; return the new primary's port."""
         old = self.primary()
-        _ok(command(self.sentinels[0].port, "SENTINEL", "FAILOVER", self.service))
+        _ok(self.ask(self.sentinels[0].port, "SENTINEL", "FAILOVER", self.service))
         _wait(lambda: self.primary() != old, timeout, "The Sentinel failover")
         new = self.primary()
         # The Sentinels demote the old primary only when they next poll it (up to 10 s
         # later); do now what they will, so that it answers writes with READONLY at once.
-        if command(old, "ROLE")[0] == "master":
-            _ok(command(old, "REPLICAOF", "127.0.0.1", new))
+        if self.data(old, "ROLE")[0] == "master":
+            _ok(self.data(old, "REPLICAOF", "127.0.0.1", new))
         self.wait_ready(timeout, sentinels_see_replica=False)
         return new
 
@@ -635,6 +667,16 @@ class _Sentinel(ServerProcess):
                 f"sentinel down-after-milliseconds {service} {self.deployment.down_after_ms}\n"
                 f"sentinel failover-timeout {service} 5000\n"
                 f"sentinel parallel-syncs {service} 1\n"
+                + (
+                    f"sentinel auth-pass {service} {self.deployment.password}\n"
+                    if self.deployment.password is not None
+                    else ""
+                )
+                + (
+                    f"requirepass {self.deployment.sentinel_password}\n"
+                    if self.deployment.sentinel_password is not None
+                    else ""
+                )
             )
         return [self.binary, str(config), "--sentinel", "--loglevel", "warning"]
 

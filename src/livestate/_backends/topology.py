@@ -43,6 +43,7 @@ never applies a write twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import hashlib
@@ -361,6 +362,7 @@ class Router:
         self._refreshed_at = -1.0
         self._closed = False
         self.refreshes = 0  # how many times the map was read (for tests and benchmarks)
+        self.answers: collections.Counter[str] = collections.Counter()  # error codes handled
 
     def endpoint(self, address: str) -> Endpoint:
         """The endpoint of the node at `address` ("host:port"), with the seeds' login and TLS."""
@@ -457,6 +459,7 @@ class Router:
             if error is not None:
                 code, _, rest = str(error).partition(" ")
                 attempt += 1
+                self.answers[code] += 1
                 if code in ("MOVED", "ASK"):
                     target = rest.split()[1]
                     if code == "MOVED":
