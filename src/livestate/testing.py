@@ -201,7 +201,7 @@ def command(
     """
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
         sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
-        with sock.makefile("rb") as stream:
+        with sock, sock.makefile("rb") as stream:
             if password is not None:
                 sock.sendall(_pack(("AUTH", password)))
                 if isinstance(reply := _read_reply(stream), CommandError):

@@ -30,6 +30,7 @@ How the primary is followed:
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -236,6 +237,7 @@ class PrimaryPipe:
         self._link: Link | None = None
         self._closed = False
         self.reconnects = 0  # how many connections were opened (for tests)
+        self.answers: collections.Counter[str] = collections.Counter()  # error codes handled
 
     async def resolve(self) -> Endpoint:
         """Where the primary is now. Raises BackendUnavailableError if that is not known."""
@@ -280,6 +282,7 @@ class PrimaryPipe:
                 code = str(error).partition(" ")[0]
                 if code not in NOT_PRIMARY:
                     raise error
+                self.answers[code] += 1
                 self.drop(f"is not the primary now ({code})")
                 why = f"answered {error}"
                 error = None
