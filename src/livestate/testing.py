@@ -463,7 +463,10 @@ class ClusterProcess:
 
     def migrate_slot(self, slot: int, target: int) -> None:
         """Move `slot` and its keys to `target` in one go."""
-        source = self.begin_migration(slot, target)
+        self.migrate_slot_rest(slot, self.begin_migration(slot, target), target)
+
+    def migrate_slot_rest(self, slot: int, source: int, target: int) -> None:
+        """Finish a migration that `begin_migration` began: move the keys left, then the slot."""
         while self.move_keys(slot, source, target, 100):
             pass
         self.end_migration(slot, source, target)

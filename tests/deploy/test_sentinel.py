@@ -137,3 +137,21 @@ async def test_managed_endpoint_role_change() -> None:
         fixed_pipe = PrimaryPipe(fixed(Endpoint("127.0.0.1", second.port)), 1.0)
         assert await fixed_pipe.call("GET", "k") == "second"
         await fixed_pipe.aclose()
+
+
+async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:
+    """A primary frozen (SIGSTOP) mid-call: the call fails with BackendUnavailableError
+    saying it may have run, within the timeout; once thawed, calls work again."""
+    with ServerProcess() as server:
+        pipe = PrimaryPipe(fixed(Endpoint("127.0.0.1", server.port)), 0.5)
+        await pipe.call("SET", "k", "1")
+        server.pause()
+        started = time.monotonic()
+        try:
+            with pytest.raises(BackendUnavailableError, match="may have run"):
+                await pipe.call("SET", "k", "2")
+            assert time.monotonic() - started < 1.5
+        finally:
+            server.resume()
+        assert await pipe.call("GET", "k") in ("1", "2")
+        await pipe.aclose()

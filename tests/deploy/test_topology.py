@@ -262,3 +262,23 @@ async def test_cluster_mode_is_detected(
     """A cluster node says it is one; a standalone server says it is not (without INFO)."""
     assert await cluster_enabled(Endpoint("127.0.0.1", cluster.primaries()[0]), 2.0)
     assert not await cluster_enabled(Endpoint("127.0.0.1", redis_server.port), 2.0)
+
+
+async def test_tryagain_waits_for_a_split_slot(cluster: ClusterProcess, router: Router) -> None:
+    """A two-key script whose keys are split between the migrating nodes gets TRYAGAIN;
+    the call waits and succeeds once the migration ends, within the timeout, once."""
+    base = tag(cluster)
+    first, second = f"{{{base}}}:a", f"{{{base}}}:b"
+    slot = key_slot(first)
+    await router.call(first, "SET", first, 0)
+    await router.call(second, "SET", second, 0)
+    sha = await router.load_script(INCR_TWO)
+    target = other_primary(cluster, slot)
+    source = await asyncio.to_thread(cluster.begin_migration, slot, target)
+    command(source, "MIGRATE", "127.0.0.1", target, first, 0, 5000)  # only one of the two
+    call = asyncio.create_task(router.call(first, "EVALSHA", sha, 2, first, second))
+    await eventually(lambda: router.answers["TRYAGAIN"] > 0)
+    assert not call.done()
+    await asyncio.to_thread(cluster.migrate_slot_rest, slot, source, target)
+    assert await call == 1
+    assert (command(target, "GET", first), command(target, "GET", second)) == ("1", "1")
