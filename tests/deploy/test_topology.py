@@ -14,8 +14,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
-from livestate._backends.resp import Endpoint
-from livestate._backends.topology import Router, cluster_enabled, key_slot, parse_cluster_url
+from livestate._backends.resp import Endpoint, connect
+from livestate._backends.topology import (
+    Router,
+    SlotMap,
+    cluster_enabled,
+    key_slot,
+    parse_cluster_url,
+)
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 from ..support import eventually
@@ -282,3 +288,56 @@ async def test_tryagain_waits_for_a_split_slot(cluster: ClusterProcess, router: 
     await asyncio.to_thread(cluster.migrate_slot_rest, slot, source, target)
     assert await call == 1
     assert (command(target, "GET", first), command(target, "GET", second)) == ("1", "1")
+
+
+async def test_noscript_reloads_and_retries(cluster: ClusterProcess, router: Router) -> None:
+    """A primary that lost its scripts (SCRIPT FLUSH) answers NOSCRIPT; the Router loads
+    the script there and the call succeeds, once."""
+    key = f"{{{tag(cluster)}}}:n"
+    sha = await router.load_script(INCR)
+    command(cluster.owner(key_slot(key)), "SCRIPT", "FLUSH")
+    assert await router.call(key, "EVALSHA", sha, 1, key, 5) == 5
+    assert router.answers["NOSCRIPT"] == 1
+    assert command(cluster.owner(key_slot(key)), "GET", key) == "5"
+
+
+async def test_cluster_slots_reads_as_cluster_shards(cluster: ClusterProcess) -> None:
+    """The CLUSTER SLOTS reading (for servers before Redis 7) gives the same owners as
+    the CLUSTER SHARDS reading, on the real cluster."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    port = cluster.primaries()[0]
+    connection = await connect(Endpoint("127.0.0.1", port))
+    try:
+        shards = SlotMap.from_shards(await connection.send(("CLUSTER", "SHARDS")), tls=False)
+        slots = SlotMap.from_slots(await connection.send(("CLUSTER", "SLOTS")))
+    finally:
+        connection.abort("closed the connection")
+    assert shards.owners == slots.owners
+    assert None not in shards.owners
+    assert shards.primaries == {f"127.0.0.1:{p}" for p in cluster.primaries()}
+    assert len(seeds) == 6
+
+
+async def test_a_frozen_shard_resyncs_its_channels(cluster: ClusterProcess) -> None:
+    """A primary frozen for longer than the timeout (not long enough for a failover): its
+    sharded subscription misses PINGs, is dropped, re-subscribed and resynced, and
+    messages flow again."""
+    recorder = Recorder()
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 0.3, on_message=recorder.on_message, on_resync=recorder.on_resync)
+    await router.start()
+    channel = f"{{{tag(cluster)}}}:frozen"
+    owner = cluster.owner(key_slot(channel))
+    try:
+        await router.subscribe(channel)
+        before = router.refreshes
+        cluster.pause(owner)
+        try:  # the unanswered PING drops the connection, which makes the Router re-read the map
+            await eventually(lambda: router.refreshes > before, within=2.0)
+        finally:
+            cluster.resume(owner)
+        await eventually(lambda: channel in recorder.resyncs, within=2.0)
+        command(cluster.owner(key_slot(channel)), "SPUBLISH", channel, "thawed")
+        await eventually(lambda: (channel, "thawed") in recorder.messages)
+    finally:
+        await router.aclose()

@@ -247,7 +247,12 @@ def _split_address(address: str) -> tuple[str, int]:
 
 
 class _Subscriber:
-    """The sharded pub/sub connection to one primary, and the channels it holds."""
+    """The sharded pub/sub connection to one primary, and the channels it holds.
+
+    A pub/sub connection waits for no reply, so a frozen server would leave it
+    silently stale: it sends PING every quarter `timeout` and drops the
+    connection (resyncing its channels) when one goes unanswered for `timeout`.
+    """
 
     def __init__(self, router: Router, address: str) -> None:
         self.router = router
@@ -258,10 +263,23 @@ class _Subscriber:
         self.link = Link(
             router.endpoint(address), router.timeout, self.on_push, on_lost=self.on_lost
         )
+        self._checking: asyncio.Task[None] | None = None
+        self._ping_sent: float | None = None
+        self._closed = False
+
+    def close(self) -> None:
+        """Drop the connection for good."""
+        self._closed = True
+        if self._checking is not None:
+            self._checking.cancel()
+        self.link.close()
 
     def on_push(self, reply: Any) -> None:
         if isinstance(reply, ReplyError):
             self.on_error(str(reply))
+            return
+        if reply == "PONG" or (isinstance(reply, list) and reply and reply[0] == "pong"):
+            self._ping_sent = None
             return
         if not isinstance(reply, list) or len(reply) < 3:
             return
@@ -298,6 +316,7 @@ class _Subscriber:
         """The connection dropped: every channel it held may have missed messages."""
         lost, self.channels = self.channels, set()
         self.leaving.clear()
+        self._ping_sent = None
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(connection.why))
@@ -308,6 +327,8 @@ class _Subscriber:
     async def subscribe(self, channel: str) -> None:
         """SSUBSCRIBE here and wait for the confirmation (or the error) of it."""
         connection = await self.link.open()
+        if self._checking is None:
+            self._checking = asyncio.get_running_loop().create_task(self._check())
         future = self.pending.get(channel)
         if future is None:
             future = asyncio.get_running_loop().create_future()
@@ -316,6 +337,21 @@ class _Subscriber:
             self.leaving.discard(channel)
             connection.write(("SSUBSCRIBE", channel))
         await asyncio.shield(future)
+
+    async def _check(self) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.router.timeout
+        while not self._closed:
+            await asyncio.sleep(timeout / 4)
+            connection = self.link.connection
+            if connection is None:
+                self._ping_sent = None
+            elif self._ping_sent is None:
+                self._ping_sent = loop.time()
+                connection.write(("PING",))
+            elif loop.time() - self._ping_sent > timeout:
+                self._ping_sent = None
+                connection.abort(f"did not answer PING within {timeout}s")
 
     def unsubscribe(self, channel: str) -> None:
         """SUNSUBSCRIBE here, not waiting for the confirmation."""
@@ -444,7 +480,7 @@ class Router:
         for link in self._links.values():
             link.close()
         for subscriber in self._subscribers.values():
-            subscriber.link.close()
+            subscriber.close()
 
     # -- commands
 
