@@ -341,3 +341,22 @@ async def test_a_frozen_shard_resyncs_its_channels(cluster: ClusterProcess) -> N
         await eventually(lambda: (channel, "thawed") in recorder.messages)
     finally:
         await router.aclose()
+
+
+@pytest.mark.parametrize("role", ["primary", "replica"])
+async def test_one_seed_finds_the_whole_cluster(cluster: ClusterProcess, role: str) -> None:
+    """redis://host:port of any one node, primary or replica, is enough: the Router learns
+    every primary from it and routes to each."""
+    primary = cluster.primaries()[0]
+    port = primary if role == "primary" else cluster.replica_of(primary)
+    router = Router([Endpoint("127.0.0.1", port)], 2.0)
+    try:
+        await router.start()
+        assert router.primaries == {f"127.0.0.1:{p}" for p in cluster.primaries()}
+        base = tag(cluster)
+        keys = [f"{base}:{i}" for i in range(30)]
+        await asyncio.gather(*(router.call(key, "SET", key, role) for key in keys))
+        assert {cluster.owner(key_slot(key)) for key in keys} == set(cluster.primaries())
+        assert all(command(cluster.owner(key_slot(k)), "GET", k) == role for k in keys)
+    finally:
+        await router.aclose()
