@@ -11,7 +11,9 @@ with redis-py's `redis.asyncio.RedisCluster`:
 - cost per EVALSHA of a one-key script shaped like a livestate write (HSET a
   field, bump a version), on 1,000 keys spread over the 3 shards: the client's
   CPU per call (process time of this process over the calls) and the round
-  trip (median and p99), with 1 writer and with 16 concurrent writers;
+  trip (median and p99), with 1 writer and with 16 concurrent writers; the
+  same for resp.Pipe on one standalone server, the floor a cluster write is
+  held to (the issue asks for within 1.5x);
 - correctness while a slot migrates under 4 writers (errors seen by callers,
   acknowledged increments against the final counters) and when a primary is
   killed under a writer (seconds until writes resume; errors; increments a
@@ -36,8 +38,9 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from livestate._backends.resp import Pipe, parse_url
 from livestate._backends.topology import Router, key_slot, parse_cluster_url
-from livestate.testing import ClusterProcess, command
+from livestate.testing import ClusterProcess, ServerProcess, command
 
 WRITE = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -92,6 +95,21 @@ async def open_redis_py(url: str) -> tuple[Client, Callable[[], Awaitable[None]]
             return await cluster.evalsha(sha, 1, key, *args)
 
     return Client("redis-py", load, call), cluster.aclose
+
+
+async def open_standalone(url: str) -> tuple[Client, Callable[[], Awaitable[None]]]:
+    """The floor: resp.Pipe, the backend's standalone connection, on one server."""
+    endpoint, _ = parse_url(url, {})
+    pipe = Pipe(endpoint, 5.0)
+
+    async def load(source: str) -> str:
+        sha: str = await pipe.call("SCRIPT", "LOAD", source)
+        return sha
+
+    async def call(sha: str, key: str, args: tuple[Any, ...]) -> Any:
+        return await pipe.call("EVALSHA", sha, 1, key, *args)
+
+    return Client("standalone", load, call), pipe.aclose
 
 
 OPENERS = {"Router": open_router, "redis-py": open_redis_py}
@@ -231,11 +249,19 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls, one round")
     options = parser.parse_args()
     rounds, calls = (1, 2_000) if options.quick else (3, 6_000)
-    results: dict[str, dict[str, list[float]]] = {name: {} for name in OPENERS}
+    results: dict[str, dict[str, list[float]]] = {name: {} for name in [*OPENERS, "standalone"]}
     faults: dict[str, list[dict[str, Any]]] = {name: [] for name in OPENERS}
     tags = (f"bench{i}" for i in itertools.count())
-    with ClusterProcess() as cluster:
+    with ClusterProcess() as cluster, ServerProcess() as server:
         for round_number in range(rounds):
+            floor, close = await open_standalone(server.url)
+            try:
+                for writers in (1, 16):
+                    figures = await cost(floor, writers, calls)
+                    for figure, value in figures.items():
+                        results["standalone"].setdefault(f"{figure}@{writers}", []).append(value)
+            finally:
+                await close()
             order = list(OPENERS) if round_number % 2 == 0 else list(reversed(OPENERS))
             for name in order:
                 client, close = await OPENERS[name](cluster.url)
@@ -253,11 +279,17 @@ async def main() -> None:
         for name, figures in results.items()
     }
     print(f"EVALSHA on a 3-shard cluster, {calls:,} calls, median of {rounds} round(s)")
-    header = f"{'':<22}{'Router':>12}{'redis-py':>12}{'ratio':>8}"
-    print(header)
+    print(
+        f"{'':<18}{'Router':>10}{'redis-py':>10}{'standalone':>12}"
+        f"{'Router/redis-py':>17}{'Router/standalone':>19}"
+    )
     for figure in medians["Router"]:
         ours, theirs = medians["Router"][figure], medians["redis-py"][figure]
-        print(f"{figure:<22}{ours:>12,.1f}{theirs:>12,.1f}{ours / theirs:>8.2f}")
+        alone = medians["standalone"][figure]
+        print(
+            f"{figure:<18}{ours:>10,.1f}{theirs:>10,.1f}{alone:>12,.1f}"
+            f"{ours / theirs:>17.2f}{ours / alone:>19.2f}"
+        )
     print()
     print("faults, one line per round")
     for name, (move, kill) in (
