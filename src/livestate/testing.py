@@ -495,7 +495,9 @@ class SentinelProcess:
     Sentinels where the primary is; `fail_over()` has them promote the replica
     (SENTINEL FAILOVER: the old primary becomes a replica, so a client that
     stays on it gets READONLY); `kill_primary()` kills it and waits for the
-    Sentinels to promote the replica on their own.
+    Sentinels to promote the replica on their own. With `certificates`, every
+    process is Debian's redis-server speaking only TLS (replication and
+    Sentinel links too).
     """
 
     def __init__(
@@ -504,20 +506,33 @@ class SentinelProcess:
         down_after_ms: int = 1000,
         password: str | None = None,
         sentinel_password: str | None = None,
+        certificates: Certificates | None = None,
     ) -> None:
         self.service = service
         self.down_after_ms = down_after_ms
         self.password = password
         self.sentinel_password = sentinel_password
+        self.certificates = certificates
+        self.context = certificates.client_context() if certificates else None
         self.directory = Path(tempfile.mkdtemp(prefix="livestate-sentinel-"))
         first, second, *others = free_ports(5)
         fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")  # a replica syncs at once
         if password is not None:
             fast = (*fast, "--requirepass", password, "--masterauth", password)
-        self.servers = {
-            first: ServerProcess(first, options=fast),
-            second: ServerProcess(second, options=(*fast, "--replicaof", "127.0.0.1", str(first))),
-        }
+        follow = ("--replicaof", "127.0.0.1", str(first))
+        self.servers: dict[int, ServerProcess] = (
+            {
+                first: TlsServerProcess(certificates, first, (*fast, "--tls-replication", "yes")),
+                second: TlsServerProcess(
+                    certificates, second, (*fast, "--tls-replication", "yes", *follow)
+                ),
+            }
+            if certificates
+            else {
+                first: ServerProcess(first, options=fast),
+                second: ServerProcess(second, options=(*fast, *follow)),
+            }
+        )
         self.sentinels = [_Sentinel(self, port) for port in others]
 
     @property
@@ -525,16 +540,22 @@ class SentinelProcess:
         """The redis+sentinel:// URL of the service, naming every Sentinel."""
         hosts = ",".join(f"127.0.0.1:{sentinel.port}" for sentinel in self.sentinels)
         login = f":{self.password}@" if self.password is not None else ""
-        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
-        return f"redis+sentinel://{login}{hosts}/{self.service}{query}"
+        query = []
+        if self.sentinel_password:
+            query.append(f"sentinel_password={self.sentinel_password}")
+        if self.certificates:
+            query.append(f"ssl_ca_certs={self.certificates.ca}")
+        scheme = "rediss+sentinel" if self.certificates else "redis+sentinel"
+        tail = f"?{'&'.join(query)}" if query else ""
+        return f"{scheme}://{login}{hosts}/{self.service}{tail}"
 
     def data(self, port: int, *args: str | int) -> Any:
-        """`command` to a data node, logged in."""
-        return command(port, *args, password=self.password)
+        """`command` to a data node, logged in (over TLS with `certificates`)."""
+        return command(port, *args, password=self.password, context=self.context)
 
     def ask(self, sentinel: int, *args: str | int) -> Any:
-        """`command` to a Sentinel, logged in."""
-        return command(sentinel, *args, password=self.sentinel_password)
+        """`command` to a Sentinel, logged in (over TLS with `certificates`)."""
+        return command(sentinel, *args, password=self.sentinel_password, context=self.context)
 
     def start(self, timeout: float = 30.0) -> Self:
         """Start the servers and Sentinels; wait until the Sentinels know each other and
@@ -655,8 +676,14 @@ class _Sentinel(ServerProcess):
     """One Sentinel of a SentinelProcess, with its own (rewritable) config file."""
 
     def __init__(self, deployment: SentinelProcess, port: int) -> None:
-        super().__init__(port)
+        super().__init__(port, tls_server_binary() if deployment.certificates else None)
         self.deployment = deployment
+
+    def answers(self) -> bool:
+        if self.deployment.certificates is None:
+            return super().answers()
+        reply = self.deployment.ask(self.port, "PING")
+        return bool(reply == "PONG")
 
     def arguments(self) -> list[str]:
         primary = next(iter(self.deployment.servers))
@@ -680,8 +707,16 @@ class _Sentinel(ServerProcess):
                     if self.deployment.sentinel_password is not None
                     else ""
                 )
+                + (self._tls(self.deployment.certificates) if self.deployment.certificates else "")
             )
         return [self.binary, str(config), "--sentinel", "--loglevel", "warning"]
+
+    def _tls(self, certificates: Certificates) -> str:
+        return (
+            f"port 0\ntls-port {self.port}\ntls-replication yes\n"
+            f"tls-cert-file {certificates.certificate}\ntls-key-file {certificates.key}\n"
+            f"tls-ca-cert-file {certificates.ca}\ntls-auth-clients no\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -738,16 +773,10 @@ class TlsServerProcess(ServerProcess):
     certificate. Raises FileNotFoundError if no redis-server is installed.
     """
 
-    def __init__(self, certificates: Certificates, port: int | None = None) -> None:
-        binary = shutil.which("redis-server") or (
-            "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-        )
-        if binary is None:
-            raise FileNotFoundError(
-                "The TLS server needs Debian's redis-server: run scripts/install-redis-server "
-                "(as root) or apt-get install redis-server."
-            )
-        super().__init__(port, binary)
+    def __init__(
+        self, certificates: Certificates, port: int | None = None, options: Sequence[str] = ()
+    ) -> None:
+        super().__init__(port, tls_server_binary(), options)
         self.certificates = certificates
 
     @property
@@ -758,13 +787,31 @@ class TlsServerProcess(ServerProcess):
     def arguments(self) -> list[str]:
         plain = super().arguments()
         plain[plain.index("--port") + 1] = "0"
-        return [
-            *plain, "--tls-port", str(self.port),
-            "--tls-cert-file", str(self.certificates.certificate),
-            "--tls-key-file", str(self.certificates.key),
-            "--tls-ca-cert-file", str(self.certificates.ca), "--tls-auth-clients", "no",
-        ]  # fmt: skip
+        return [*plain, "--tls-port", str(self.port), *_tls_options(self.certificates)]
 
     def answers(self) -> bool:
         reply = command(self.port, "PING", context=self.certificates.client_context())
-        return bool(reply == "PONG")
+        return reply == "PONG" or str(reply).startswith("NOAUTH")
+
+
+def tls_server_binary() -> str:
+    """Debian's redis-server, built with TLS (the embedded Valkey is not).
+
+    Raises FileNotFoundError, saying what to run, if it is not installed.
+    """
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    if binary is None:
+        raise FileNotFoundError(
+            "The TLS servers need Debian's redis-server: run scripts/install-redis-server "
+            "(as root) or apt-get install redis-server."
+        )
+    return binary
+
+
+def _tls_options(certificates: Certificates) -> tuple[str, ...]:
+    return (
+        "--tls-cert-file", str(certificates.certificate), "--tls-key-file", str(certificates.key),
+        "--tls-ca-cert-file", str(certificates.ca), "--tls-auth-clients", "no",
+    )  # fmt: skip

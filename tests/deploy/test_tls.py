@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,14 @@ import pytest
 import livestate
 from livestate import BackendUnavailableError, LiveState, Node
 from livestate._backends.resp import Pipe, parse_url
-from livestate._backends.sentinel import PrimaryPipe, fixed
-from livestate.testing import Certificates, TlsServerProcess, command, make_certificates
+from livestate._backends.sentinel import PrimaryPipe, Sentinels, fixed, parse_sentinel_url
+from livestate.testing import (
+    Certificates,
+    SentinelProcess,
+    TlsServerProcess,
+    command,
+    make_certificates,
+)
 
 
 class Note(LiveState):
@@ -75,3 +82,24 @@ async def test_a_node_shares_state_over_tls(tls_server: TlsServerProcess) -> Non
         with livestate.use(reader):
             other = await Note.attach("tls-note")
             assert other.state["text"] == "over TLS"
+
+
+async def test_sentinel_over_tls(certificates: Certificates) -> None:
+    """rediss+sentinel:// with a CA file and a data-node password: the Sentinels are asked
+    over TLS, the primary is written over TLS, and after the primary is killed the
+    writes follow the Sentinels to the promoted replica, over TLS."""
+    with SentinelProcess(certificates=certificates, password="data-pw") as deployment:
+        service, _ = parse_sentinel_url(deployment.url, {})
+        assert service.primary.tls is not None
+        assert all(sentinel.tls is not None for sentinel in service.sentinels)
+        pipe = PrimaryPipe(Sentinels(service, 5.0).primary, 5.0)
+        try:
+            await pipe.call("SET", "where", "first")
+            old = deployment.primary()
+            assert deployment.data(old, "GET", "where") == "first"
+            new = await asyncio.to_thread(deployment.kill_primary)
+            await pipe.call("SET", "where", "second")  # waits out the failover, within 5 s
+            assert new != old
+            assert deployment.data(new, "GET", "where") == "second"
+        finally:
+            await pipe.aclose()

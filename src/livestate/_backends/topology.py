@@ -665,7 +665,14 @@ class Router:
         self._owners = list(new.owners)
         primaries = new.primaries
         for address in [a for a in self._links if a not in primaries]:
-            self._links.pop(address).close()
+            connection = self._links[address].connection
+            # A call in flight there will get its answer (MOVED, most likely); close it later.
+            if connection is None or connection.oldest() is None:
+                self._links.pop(address).close()
+        for address in [a for a in self._subscribers if a not in primaries]:
+            subscriber = self._subscribers[address]
+            if not subscriber.channels and not subscriber.pending:
+                self._subscribers.pop(address).close()
         for channel, address in list(self._channels.items()):
             if address and new.owners[key_slot(channel)] != address:
                 self.replace(channel, refresh=False)
