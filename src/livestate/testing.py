@@ -239,13 +239,6 @@ def _read_reply(stream: BinaryIO) -> Any:
     raise ConnectionError(f"The server sent a reply livestate.testing cannot read: {line!r}.")
 
 
-def _info(port: int, section: str) -> dict[str, str]:
-    text = command(port, "INFO", section) if section else ""
-    return dict(
-        line.split(":", 1) for line in str(text).splitlines() if ":" in line and line[0] != "#"
-    )
-
-
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `condition` until it holds; raises RuntimeError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -274,7 +267,30 @@ def _cli_binary(server: str) -> str:
     )
 
 
-class ClusterProcess:
+class _Deployment:
+    """Several server processes that start in `with` and stop on leaving it."""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start every process; raises RuntimeError if they are not ready in time."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every process."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ClusterProcess(_Deployment):
     """A Valkey cluster on 127.0.0.1: `primaries` primaries, each with `replicas` replicas.
 
     Built with `valkey-cli --cluster create`, each node a `ServerProcess` in
@@ -377,8 +393,6 @@ class ClusterProcess:
 
         def ok() -> bool:
             ports = self.running()
-            if any(_info(port, "cluster").get("cluster_enabled") != "1" for port in ports):
-                return False
             for port in ports:
                 state = str(command(port, "CLUSTER", "INFO"))
                 if "cluster_state:ok" not in state or "cluster_slots_ok:16384" not in state:
@@ -393,9 +407,7 @@ class ClusterProcess:
                 if len(replicas) != self.replicas:
                     return False
                 for replica in replicas:
-                    if replica not in ports:
-                        return False
-                    if _info(replica, "replication").get("master_link_status") != "up":
+                    if replica not in ports or command(replica, "ROLE")[3] != "connected":
                         return False
             return True
 
@@ -471,24 +483,13 @@ class ClusterProcess:
             pass
         self.end_migration(slot, source, target)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def _ok(reply: Any) -> None:
     if isinstance(reply, CommandError):
         raise RuntimeError(f"The server refused a fixture command: {reply}")
 
 
-class SentinelProcess:
+class SentinelProcess(_Deployment):
     """A primary, a replica and three Sentinels on 127.0.0.1, watching service `service`.
 
     `url` is the redis+sentinel:// URL of the service; `primary()` asks the
@@ -660,17 +661,6 @@ class SentinelProcess:
         self.servers[port].start()
         self.wait_ready(timeout)
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class _Sentinel(ServerProcess):
     """One Sentinel of a SentinelProcess, with its own (rewritable) config file."""
@@ -686,37 +676,26 @@ class _Sentinel(ServerProcess):
         return bool(reply == "PONG")
 
     def arguments(self) -> list[str]:
-        primary = next(iter(self.deployment.servers))
-        config = self.deployment.directory / f"sentinel-{self.port}.conf"
-        service = self.deployment.service
+        deployment, service = self.deployment, self.deployment.service
+        config = deployment.directory / f"sentinel-{self.port}.conf"
+        lines = [
+            f"port {self.port}", "bind 127.0.0.1", "protected-mode no",
+            f"dir {deployment.directory}",
+            f"sentinel monitor {service} 127.0.0.1 {next(iter(deployment.servers))} 2",
+            f"sentinel down-after-milliseconds {service} {deployment.down_after_ms}",
+            f"sentinel failover-timeout {service} 5000", f"sentinel parallel-syncs {service} 1",
+        ]  # fmt: skip
+        if deployment.password is not None:
+            lines.append(f"sentinel auth-pass {service} {deployment.password}")
+        if deployment.sentinel_password is not None:
+            lines.append(f"requirepass {deployment.sentinel_password}")
+        if deployment.certificates is not None:
+            lines += ["port 0", f"tls-port {self.port}", "tls-replication yes"]
+            tls = _tls_options(deployment.certificates)
+            lines += [f"{name} {value}" for name, value in zip(tls[::2], tls[1::2], strict=True)]
         if not config.exists():  # a restarted Sentinel keeps what it learnt
-            config.write_text(
-                f"port {self.port}\nbind 127.0.0.1\nprotected-mode no\n"
-                f"dir {self.deployment.directory}\n"
-                f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
-                f"sentinel down-after-milliseconds {service} {self.deployment.down_after_ms}\n"
-                f"sentinel failover-timeout {service} 5000\n"
-                f"sentinel parallel-syncs {service} 1\n"
-                + (
-                    f"sentinel auth-pass {service} {self.deployment.password}\n"
-                    if self.deployment.password is not None
-                    else ""
-                )
-                + (
-                    f"requirepass {self.deployment.sentinel_password}\n"
-                    if self.deployment.sentinel_password is not None
-                    else ""
-                )
-                + (self._tls(self.deployment.certificates) if self.deployment.certificates else "")
-            )
+            config.write_text("".join(f"{line.lstrip('-')}\n" for line in lines))
         return [self.binary, str(config), "--sentinel", "--loglevel", "warning"]
-
-    def _tls(self, certificates: Certificates) -> str:
-        return (
-            f"port 0\ntls-port {self.port}\ntls-replication yes\n"
-            f"tls-cert-file {certificates.certificate}\ntls-key-file {certificates.key}\n"
-            f"tls-ca-cert-file {certificates.ca}\ntls-auth-clients no\n"
-        )
 
 
 @dataclass(frozen=True)
@@ -799,9 +778,7 @@ def tls_server_binary() -> str:
 
     Raises FileNotFoundError, saying what to run, if it is not installed.
     """
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
-    )
+    binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError(
             "The TLS servers need Debian's redis-server: run scripts/install-redis-server "
