@@ -20,6 +20,7 @@ demo: setup
 ## Run every check: format, lint, types, then the whole test suite (browser tests included)
 test: setup
 	scripts/install-chromium
+	scripts/install-redis-server
 	$(MAKE) check
 	$(BIN)/pytest
 
