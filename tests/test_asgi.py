@@ -369,7 +369,7 @@ async def test_authorize_maps_the_connection_to_a_role_or_refuses(node: Node, pe
             return "public"
         return None
 
-    endpoint = LiveStateEndpoint([Board], node=node, authorize=authorize)  # type: ignore[arg-type]
+    endpoint = LiveStateEndpoint([Board], node=node, authorize=authorize)
     async with serving(endpoint) as base:
         admin = await peers(base, "?token=admin", additional_headers={"Cookie": "user=ann; x=1"})
         assert (await admin.attach("AsgiBoard", "private"))["state"]["votes"] == 0
@@ -398,7 +398,7 @@ async def test_authorize_may_refuse_with_its_own_message(node: Node, peers: Open
     def authorize(connection: Connection, spec: type[LiveState], key: str) -> str:
         raise livestate.PermissionDeniedError("Sign in to see this board.")
 
-    endpoint = LiveStateEndpoint([Board], node=node, authorize=authorize)  # type: ignore[arg-type]
+    endpoint = LiveStateEndpoint([Board], node=node, authorize=authorize)
     async with serving(endpoint) as base:
         peer = await peers(base)
         error = await peer.request("attach", spec="AsgiBoard", key="k")

@@ -132,7 +132,7 @@ class Authorize(Protocol):
 
     def __call__(
         self, connection: Connection, spec: type[LiveState], key: str, /
-    ) -> Role | Awaitable[Role | None] | None: ...
+    ) -> str | Awaitable[str | None] | None: ...
 
 
 def allow_group(connection: Connection, spec: type[LiveState], key: str) -> Role:
@@ -483,12 +483,19 @@ class _Session:
                     answer = await answer
             except PermissionDeniedError as error:
                 raise FrameError("forbidden", str(error), ref) from None
-            if answer not in ("group", "public", None):
-                logger.error("authorize returned %r; treating it as a refusal", answer)
-                answer = None
+            if answer == "group":
+                role = "group"
+            elif answer == "public":
+                role = "public"
+            else:
+                if answer is not None:
+                    logger.error(
+                        "authorize returned %r, not group, public or None: refused", answer
+                    )
+                role = None
             if len(self.roles) >= 4096:
                 self.roles.clear()  # a socket that probes many keys must not grow without bound
-            role = self.roles[slot] = answer
+            self.roles[slot] = role
         if role is None:
             raise FrameError(
                 "forbidden",
