@@ -63,7 +63,7 @@ export interface ConnectOptions {
   WebSocket?: new (url: string) => SocketLike;
   /** The first reconnect delay's upper bound, in ms (default 250). */
   backoffMs?: number;
-  /** The largest reconnect delay, in ms (default 10,000). */
+  /** The largest reconnect delay, in ms (default 5,000). */
   maxBackoffMs?: number;
   /** A random source in [0, 1) for the jitter (default Math.random). */
   random?: () => number;
@@ -313,7 +313,7 @@ export class Connection {
     }
     this.Socket = Socket;
     this.backoffMs = options.backoffMs ?? 250;
-    this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.maxBackoffMs = options.maxBackoffMs ?? 5_000;
     this.random = options.random ?? Math.random;
     this.open();
   }

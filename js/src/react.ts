@@ -25,6 +25,7 @@ import {
 import { connect, type Connection, type ConnectOptions, type LiveState, type LiveStateError, type State, type Status } from "./index.js";
 
 const LiveStateContext = createContext<Connection | null>(null);
+const EMPTY: State = Object.freeze({}) as State; // one object, so an unattached snapshot stays equal
 
 /** Props of LiveStateProvider: a URL to connect to (closed on unmount), or a connection of yours. */
 export interface LiveStateProviderProps {
@@ -92,7 +93,7 @@ export function useLiveState<S extends State = State>(spec: string, key: string)
   );
   const read = (): LiveStateView<S> => {
     const next: LiveStateView<S> = {
-      state: live ? live.state : ({} as S),
+      state: live ? live.state : (EMPTY as S),
       version: live ? live.version : -1,
       status: connection.status,
       attached: live ? live.attached : false,

@@ -209,7 +209,7 @@ export class Connection {
         }
         this.Socket = Socket;
         this.backoffMs = options.backoffMs ?? 250;
-        this.maxBackoffMs = options.maxBackoffMs ?? 10000;
+        this.maxBackoffMs = options.maxBackoffMs ?? 5000;
         this.random = options.random ?? Math.random;
         this.open();
     }
