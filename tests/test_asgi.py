@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -148,14 +150,14 @@ async def peers() -> AsyncIterator[Callable[..., Awaitable[Peer]]]:
     sockets: list[ClientConnection] = []
 
     async def open_peer(url: str, query: str = "", **options: Any) -> Peer:
-        socket = await connect(url + "/ws" + query, **options)
-        sockets.append(socket)
-        welcome = json.loads(await asyncio.wait_for(socket.recv(), 5))
-        return Peer(socket, welcome)
+        client = await connect(url + "/ws" + query, **options)
+        sockets.append(client)
+        welcome = json.loads(await asyncio.wait_for(client.recv(), 5))
+        return Peer(client, welcome)
 
     yield open_peer
-    for socket in sockets:
-        await socket.close()
+    for each in sockets:
+        await each.close()
 
 
 @pytest.fixture
@@ -540,3 +542,158 @@ def test_bad_arguments_are_refused() -> None:
         EndpointLimits(max_states=0)
     with pytest.raises(livestate.InvalidValueError, match="heartbeat"):
         LiveStateEndpoint([Board], heartbeat=0)
+
+
+async def test_binary_frames_string_refs_and_whole_state_reads(url: str, peers: Open) -> None:
+    """A binary frame of UTF-8 JSON is read; string refs come back; get by id gives the state."""
+    peer = await peers(url)
+    attached = await peer.attach("AsgiBoard", "bin")
+    await peer.socket.send(json.dumps({"type": "get", "ref": "r-1", "id": attached["id"]}).encode())
+    reply = await peer.reply("r-1")
+    assert reply == {"type": "ok", "ref": "r-1", "result": attached["state"]}
+
+
+async def test_a_group_socket_acts_as_a_public_caller_by_spec_and_key(
+    url: str, peers: Open
+) -> None:
+    """Writes by spec and key are public calls even from a socket that may attach."""
+    peer = await peers(url)
+    id = (await peer.attach("AsgiBoard", "pub"))["id"]
+    denied = await peer.request("put", spec="AsgiBoard", key="pub", prop="votes", value=1)
+    assert denied["code"] == "permission_denied" and "public" in denied["message"]
+    assert (await peer.request("put", id=id, prop="votes", value=1))["type"] == "ok"
+
+
+async def test_a_failing_authorize_is_internal_and_the_socket_lives(
+    node: Node, peers: Open
+) -> None:
+    """An authorize that raises anything but PermissionDeniedError gets internal, logged."""
+
+    def authorize(connection: Connection, spec: type[LiveState], key: str) -> str:
+        raise RuntimeError("the session store is down")
+
+    endpoint = LiveStateEndpoint([Board], node=node, authorize=authorize)
+    async with serving(endpoint) as base:
+        peer = await peers(base)
+        error = await peer.request("attach", spec="AsgiBoard", key="k")
+        assert (error["code"], error["error"]) == ("internal", "RuntimeError")
+        assert "the session store is down" not in error["message"]  # no server detail leaks
+        assert (await peer.request("ping"))["type"] == "pong"
+
+
+def test_every_livestate_error_has_its_documented_code() -> None:
+    """The error codes of docs/protocol.md, one per livestate error type."""
+    from livestate._asgi_frames import livestate_error_frame
+
+    expected = {
+        livestate.NotFoundError: "not_found",
+        livestate.PropertyNotFoundError: "property_not_found",
+        livestate.PermissionDeniedError: "permission_denied",
+        livestate.InvalidValueError: "invalid_value",
+        livestate.StateTooLargeError: "state_too_large",
+        livestate.BackendUnavailableError: "backend_unavailable",
+        livestate.LiveStateError: "error",
+    }
+    for kind, code in expected.items():
+        frame = json.loads(livestate_error_frame(kind("It failed."), 7))
+        assert frame == {
+            "type": "error",
+            "ref": 7,
+            "code": code,
+            "message": "It failed.",
+            "error": kind.__name__,
+        }
+    documented = Path(__file__).resolve().parents[1].joinpath("docs", "protocol.md").read_text()
+    for code in expected.values():
+        assert f"| `{code}` |" in documented
+
+
+async def test_a_silent_attached_socket_is_closed_and_a_pinging_one_stays(
+    node: Node, peers: Open
+) -> None:
+    """Past silence_timeout without a frame, even an attached socket gets idle and 4000."""
+    limits = EndpointLimits(silence_timeout=0.4)
+    async with serving(LiveStateEndpoint([Board], node=node, limits=limits)) as base:
+        silent, pinging = await peers(base), await peers(base)
+        await silent.attach("AsgiBoard", "quiet")
+        await pinging.attach("AsgiBoard", "quiet")
+        for _ in range(8):  # 0.8 s of pings every 0.1 s: the heartbeat, not a wait
+            assert (await pinging.request("ping"))["type"] == "pong"
+            await asyncio.sleep(0.1)
+        frame = await silent.receive()
+        assert frame["code"] == "idle" and "ping" in frame["message"]
+        with pytest.raises(ConnectionClosed) as closed:
+            await silent.receive()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+
+async def test_a_socket_too_slow_to_read_is_closed_not_buffered(node: Node, peers: Open) -> None:
+    """A socket that stops reading gets too_slow and close 1013 once its queue is full."""
+    limits = EndpointLimits(max_queued_frames=20)
+    async with serving(LiveStateEndpoint([Board], node=node, limits=limits)) as base:
+        slow = await RawSocket.open(base)
+        try:
+            await slow.send({"type": "attach", "ref": 1, "spec": "AsgiBoard", "key": "slow"})
+            assert (await slow.frame())[1]["type"] == "welcome"
+            assert (await slow.frame())[1]["type"] == "attached"
+            padding = "x" * 100_000
+            for number in range(300):  # 30 MB of changes: more than the socket's buffers hold
+                await node.put(Board, "slow", "title", f"{number} {padding}", role="group")
+                await asyncio.sleep(0)  # let the sender tasks run, as between real requests
+            other = await peers(base)
+            assert (await other.attach("AsgiBoard", "slow"))["state"]["title"].startswith("299 ")
+            frames = []
+            while (frame := await slow.frame())[0] != 8:  # what was sent, up to the close
+                frames.append(frame[1])
+            assert len(frames) < 300
+            assert frames[-1]["code"] == "too_slow"
+            assert int.from_bytes(frame[2][:2], "big") == 1013
+            assert (await other.request("ping"))["type"] == "pong"
+        finally:
+            slow.writer.close()
+            await slow.writer.wait_closed()
+
+
+class RawSocket:
+    """A WebSocket client made by hand, which reads only when asked (and buffers little)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, base: str) -> RawSocket:
+        """Connect with a 64 KiB receive buffer, fixed before connecting, and shake hands."""
+        port = int(base.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one masked text frame (a zero mask: the bytes go as they are)."""
+        data = json.dumps(frame).encode()
+        assert len(data) < 126
+        self.writer.write(bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+        await self.writer.drain()
+
+    async def frame(self) -> tuple[int, Any, bytes]:
+        """The next frame: its opcode, its JSON (for text) and its raw payload."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), 5)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        payload = await asyncio.wait_for(self.reader.readexactly(length), 5)
+        opcode = first & 0x0F
+        return opcode, json.loads(payload) if opcode == 1 else None, payload

@@ -535,6 +535,7 @@ class _Session:
             await client.detach()
             return
         attachment.client = client
+        self._arm_timer()  # with an attachment, only silence_timeout applies
         # Synchronous from attach's return to here: no change can slip in between.
         self.push(
             encode(
@@ -559,6 +560,7 @@ class _Session:
             push(head + body(change))
             if change.kind == "stopped":
                 self.attachments.pop(attachment.id, None)
+                self._arm_timer()
 
         return receive
 
@@ -578,6 +580,7 @@ class _Session:
     async def _detach(self, frame: Mapping[str, Any], ref: object) -> None:
         client = self._attachment(frame, ref)
         self.attachments.pop(frame["id"], None)
+        self._arm_timer()
         await client.detach()
         self.push(encode({"type": "ok", "ref": ref, "result": None}))
 
@@ -676,10 +679,15 @@ class _Session:
     # Timers.
 
     def _arm_timer(self) -> None:
+        """Check for idleness when the current deadline passes (again if frames came meanwhile)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.closed:
+            return
         loop = asyncio.get_running_loop()
         limits = self.limits
         delay = limits.silence_timeout if self.attachments else limits.idle_timeout
-        self.timer = loop.call_at(loop.time() + max(0.05, delay - self._silent()), self._tick)
+        self.timer = loop.call_at(loop.time() + max(0.02, delay - self._silent()), self._tick)
 
     def _silent(self) -> float:
         return time.monotonic() - self.last_heard
