@@ -27,7 +27,6 @@ import asyncio
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from ._asgi_frames import (
     field,
     livestate_error_frame,
 )
+from ._asgi_outbox import Flusher, Outbox
 from ._changes import Change
 from ._client import Client
 from ._exceptions import (
@@ -217,6 +217,7 @@ class LiveStateEndpoint:
         self.heartbeat = float(heartbeat)
         self.node = node
         self.sockets = 0
+        self.flusher = Flusher()
         self._client_js: bytes | None = None
         # Fan-out hands the same Change to every socket in turn: encode its body once.
         self._last_change: Change | None = None
@@ -314,10 +315,8 @@ class _Session:
         self.attachments: dict[int, _Attachment] = {}
         self.roles: dict[tuple[str, str], Role | None] = {}
         self.next_id = 1
-        self.outbox: deque[str] = deque()
-        self.wakeup: asyncio.Future[None] | None = None
+        self.outbox = Outbox(send, endpoint.flusher)
         self.closed = False
-        self.close_code: int | None = None
         self.tokens = float(self.limits.write_burst)
         self.refilled = time.monotonic()
         self.last_heard = self.refilled
@@ -340,7 +339,6 @@ class _Session:
             await self.send({"type": "websocket.close", "code": CLOSE_POLICY})
             return
         self.endpoint.sockets += 1
-        sender = asyncio.get_running_loop().create_task(self._sender())
         try:
             self.push(
                 encode(
@@ -369,16 +367,17 @@ class _Session:
                 if attachment.client is not None:
                     await _quietly(attachment.client.detach())
             self.attachments.clear()
-            self._wake()
-            await sender
+            self.outbox.stop()
 
     async def _serve(self) -> None:
-        while not self.closed:
+        # Until the peer is gone: a socket closed by the endpoint still needs its close
+        # handshake, and requests that arrive meanwhile are ignored.
+        while True:
             message = await self.receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
                 return
-            if kind != "websocket.receive":
+            if kind != "websocket.receive" or self.closed:
                 continue
             self.last_heard = time.monotonic()
             text = message.get("text")
@@ -631,47 +630,21 @@ class _Session:
     # Sending.
 
     def push(self, frame: str) -> None:
-        """Queue one frame for the sender task, in order."""
+        """Queue one frame, in order; a socket too far behind is closed instead."""
         if self.closed:
             return
-        outbox = self.outbox
-        if len(outbox) >= self.limits.max_queued_frames:
-            outbox.clear()
-            outbox.append(
-                error_frame(
-                    "too_slow",
-                    "This socket fell too far behind the changes; it is closed, and a client "
-                    "that reconnects gets the whole state again.",
-                )
-            )
-            self.close_code = CLOSE_SLOW
-            self.closed = True
-        else:
-            outbox.append(frame)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self.wakeup
-        if waiter is not None:
-            self.wakeup = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _sender(self) -> None:
-        loop = asyncio.get_running_loop()
-        outbox = self.outbox
-        try:
-            while True:
-                while outbox:
-                    await self._send_text(outbox.popleft())
-                if self.closed:
-                    break
-                self.wakeup = loop.create_future()
-                await self.wakeup
-            if self.close_code is not None:
-                await self.send({"type": "websocket.close", "code": self.close_code})
-        except Exception:  # the peer went away: receive() reports the disconnect
-            self.closed = True
+        if len(self.outbox) < self.limits.max_queued_frames:
+            self.outbox.push(frame)
+            return
+        self.closed = True
+        self.outbox.close(
+            CLOSE_SLOW,
+            error_frame(
+                "too_slow",
+                "This socket fell too far behind the changes; it is closed, and a client "
+                "that reconnects gets the whole state again.",
+            ),
+        )
 
     async def _send_text(self, text: str) -> None:
         await self.send({"type": "websocket.send", "text": text})
@@ -710,10 +683,8 @@ class _Session:
         else:
             self._arm_timer()
             return
-        self.push(error_frame("idle", reason))
-        self.close_code = CLOSE_IDLE
         self.closed = True
-        self._wake()
+        self.outbox.close(CLOSE_IDLE, error_frame("idle", reason))
 
 
 def _value(frame: Mapping[str, Any]) -> Any:
