@@ -251,8 +251,9 @@ async def write(system: str, writer: ClientConnection, k: int) -> None:
                     raise RuntimeError(reply)
         else:
             await writer.send(f"42{n}" + json.dumps(["update", data]))
-            while not str(await writer.recv()).startswith(f"43{n}"):
-                pass
+            while not (reply := str(await writer.recv())).startswith(f"43{n}"):
+                if reply == "2":  # an Engine.IO ping: unanswered, the server drops the writer
+                    await writer.send("3")
 
 
 async def run_once(system: str, n: int, k: int, idle: int) -> dict[str, float]:

@@ -150,6 +150,23 @@ def test_close_stops_the_thread_and_refuses_later_calls(redis_url: str) -> None:
         node.get(Tally, "c")
 
 
+def test_the_module_functions_use_a_replaceable_default(redis_url: str) -> None:
+    """set_default picks the SyncNode the functions use; close() closes it; 10 s by default."""
+    assert sync.SyncNode().timeout == 10.0
+    node = sync.SyncNode(redis_url)
+    sync.set_default(node)
+    try:
+        sync.start(Tally, "d")
+        assert sync.increment(Tally, "d", "count", 5) == 5
+        assert sync.default() is node
+        sync.close()
+        assert node.closed
+        assert sync.default() is not node  # a new default from LIVESTATE_URL
+    finally:
+        sync.close()
+        sync.set_default(None)
+
+
 def test_bad_arguments_are_refused() -> None:
     """A bad timeout, or a url with a loop, raises InvalidValueError."""
     with pytest.raises(livestate.InvalidValueError, match="timeout"):

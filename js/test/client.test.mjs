@@ -215,3 +215,21 @@ describe("reconnect", () => {
     assert.equal(connection.status, "closed");
   });
 });
+
+describe("defaults", () => {
+  test("the reconnect delay bound starts at 250 ms and doubles up to 5 s", () => {
+    connect("ws://example.test/ws", { WebSocket: FakeSocket, random: () => 0.999999 });
+    const waits = [];
+    for (let attempt = 0; attempt < 7; attempt++) {
+      const count = FakeSocket.all.length;
+      latest().close(1006);
+      let waited = 0;
+      while (FakeSocket.all.length === count) {
+        mock.timers.tick(50);
+        waited += 50;
+      }
+      waits.push(waited);
+    }
+    assert.deepEqual(waits, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+  });
+});

@@ -71,14 +71,13 @@ logger = logging.getLogger("livestate")
 CLIENT_JS: Final = Path(__file__).with_name("_asgi_client.js")
 """The built JavaScript client (an ES module) that the endpoint serves as `livestate.js`."""
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Any  # Callable[[], Awaitable[Message]]: kept loose to fit every framework's types
-Send = Any  # Callable[[Message], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Receive = Any  # ASGI's receive and send callables: typed loosely, to fit every
+_Send = Any  # framework's own aliases for them
 
-CLOSE_POLICY: Final = 1008  # RFC 6455: a message that violates policy (foreign origin)
-CLOSE_IDLE: Final = 4000  # private range: idle or silent too long
-CLOSE_SLOW: Final = 1013  # RFC 6455: try again later (the socket fell too far behind)
+_CLOSE_POLICY: Final = 1008  # RFC 6455: a message that violates policy (foreign origin)
+_CLOSE_IDLE: Final = 4000  # private range: idle or silent too long
+_CLOSE_SLOW: Final = 1013  # RFC 6455: try again later (the socket fell too far behind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +134,7 @@ class Authorize(Protocol):
     ) -> str | Awaitable[str | None] | None: ...
 
 
-def allow_group(connection: Connection, spec: type[LiveState], key: str) -> Role:
+def _allow_group(connection: Connection, spec: type[LiveState], key: str) -> Role:
     """The default `authorize`: every listed spec, every key, as a group member."""
     return "group"
 
@@ -185,7 +184,8 @@ class LiveStateEndpoint:
     use (default: the current one, see livestate.lifespan). Any WebSocket path
     speaks the protocol; an HTTP GET of a path ending in `/livestate.js` returns
     the client. Run alone (`uvicorn module:endpoint`) it starts and stops the
-    node with its own lifespan. Raises InvalidValueError for a bad argument.
+    node with its own lifespan. `sockets` counts the open sockets. Raises
+    InvalidValueError for a bad argument.
     """
 
     def __init__(
@@ -208,7 +208,7 @@ class LiveStateEndpoint:
         if isinstance(allowed_origins, str):
             allowed_origins = (allowed_origins,)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
-        self.authorize: Authorize = authorize or allow_group
+        self.authorize: Authorize = authorize or _allow_group
         self.limits = limits or EndpointLimits()
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
             raise InvalidValueError(
@@ -226,7 +226,7 @@ class LiveStateEndpoint:
     def __repr__(self) -> str:
         return f"<LiveStateEndpoint of {', '.join(self.specs) or 'no specs'}>"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         """Serve one ASGI connection: a WebSocket, an HTTP request or the lifespan."""
         kind = scope["type"]
         if kind == "websocket":
@@ -256,7 +256,7 @@ class LiveStateEndpoint:
             self._last_change = change
         return self._last_body
 
-    async def _http(self, scope: Scope, send: Send) -> None:
+    async def _http(self, scope: _Scope, send: _Send) -> None:
         if scope.get("method") in ("GET", "HEAD") and scope.get("path", "").endswith(
             "/livestate.js"
         ):
@@ -276,7 +276,7 @@ class LiveStateEndpoint:
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
 
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
+    async def _lifespan(self, receive: _Receive, send: _Send) -> None:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
@@ -305,7 +305,7 @@ class _Attachment:
 class _Session:
     """One WebSocket connection: its attachments, outbox, limits and timers."""
 
-    def __init__(self, endpoint: LiveStateEndpoint, scope: Scope, receive: Receive, send: Send):
+    def __init__(self, endpoint: LiveStateEndpoint, scope: _Scope, receive: _Receive, send: _Send):
         self.endpoint = endpoint
         self.limits = endpoint.limits
         self.scope = scope
@@ -336,7 +336,7 @@ class _Session:
                     "endpoint's allowed_origins if it is yours.",
                 )
             )
-            await self.send({"type": "websocket.close", "code": CLOSE_POLICY})
+            await self.send({"type": "websocket.close", "code": _CLOSE_POLICY})
             return
         self.endpoint.sockets += 1
         try:
@@ -638,7 +638,7 @@ class _Session:
             return
         self.closed = True
         self.outbox.close(
-            CLOSE_SLOW,
+            _CLOSE_SLOW,
             error_frame(
                 "too_slow",
                 "This socket fell too far behind the changes; it is closed, and a client "
@@ -684,7 +684,7 @@ class _Session:
             self._arm_timer()
             return
         self.closed = True
-        self.outbox.close(CLOSE_IDLE, error_frame("idle", reason))
+        self.outbox.close(_CLOSE_IDLE, error_frame("idle", reason))
 
 
 def _value(frame: Mapping[str, Any]) -> Any:

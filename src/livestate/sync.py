@@ -52,7 +52,7 @@ __all__ = [
     "update",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class SyncNode:
@@ -189,7 +189,7 @@ class SyncNode:
 
     # Internals.
 
-    def _call(self, operation: Callable[[Node], Awaitable[T]]) -> T:
+    def _call(self, operation: Callable[[Node], Awaitable[_T]]) -> _T:
         loop = self._ensure_loop()
         try:
             running = asyncio.get_running_loop()
@@ -202,7 +202,7 @@ class SyncNode:
                 "await the LiveState class methods (await Board.put(...)) instead."
             )
 
-        async def run() -> T:
+        async def run() -> _T:
             node = self._node or current_node()
             with use(node):
                 return await operation(node)
