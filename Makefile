@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench setup
+.PHONY: demo test check bench setup js
 
 setup: $(VENV)/.installed
 
@@ -22,7 +22,13 @@ test: setup
 	scripts/install-chromium
 	scripts/install-redis-server
 	$(MAKE) check
+	$(MAKE) js
 	$(BIN)/pytest
+
+## The JS/TS client (js/) and the React example: install, type-check and build, unit tests
+js:
+	cd js && npm ci --no-audit --no-fund && npx tsc -p tsconfig.json && node scripts/copy-client.mjs --check && npm test
+	cd examples/react_counter && npm ci --no-audit --no-fund && npm run build
 
 ## Format, lint and type checks only
 check: setup

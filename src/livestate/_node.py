@@ -124,8 +124,10 @@ class Node:
                 inbox.end(None)
             self._let_go(replica)
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.backend.unregister(self.id)
         if self._owns_backend and self._started:
             await self.backend.aclose()

@@ -1,0 +1,378 @@
+"""livestate.asgi against python-socketio: one room, N browsers-to-be, over real WebSockets.
+
+    python benchmarks/ws_fanout.py            # N = 100 and 1,000, 3 rounds each: ~6 minutes
+    python benchmarks/ws_fanout.py --quick    # N = 100 and 1,000, 1 round
+
+Each system runs in its own server process: uvicorn (the same version and the same
+WebSocket implementation, websockets-sansio) serving either a LiveStateEndpoint on
+memory:// or a python-socketio AsyncServer (ASGIApp), one node each. A load process
+(this one) opens N WebSocket clients that attach to one live state / join one room,
+and one writer client that sends K updates of ~200 bytes (K = 100,000 / N, at least
+200), each acknowledged before the next (livestate: `put` by spec and key;
+socket.io: an event with an ack whose handler emits to the room). Figures: the
+server process's CPU time (from /proc/<pid>/stat) per delivered change,
+deliveries/s, and the server's resident memory per idle connection (RSS after 1,000
+more idle clients, minus before, over 1,000). Every delivery is counted: a run where
+any client misses one fails. Prints a table, the ratios, and one JSON line.
+Processes it starts, it stops by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SYSTEMS = ("livestate", "python-socketio")
+PAYLOAD = {"text": "x" * 160, "from": "benchmark", "n": 0}  # ~200 bytes of JSON
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# The servers, run as `python ws_fanout.py --serve SYSTEM --port PORT`.
+
+
+def livestate_app() -> Any:
+    """A LiveStateEndpoint exposing one spec, with the limits loosened for the writer."""
+    import livestate
+    from livestate.asgi import EndpointLimits, LiveStateEndpoint
+
+    class Room(livestate.LiveState):
+        acl = {"group": "all", "public": "all"}
+        ttl = None
+
+        def on_mount(self, key: str) -> dict[str, Any]:
+            return {"message": None}
+
+    limits = EndpointLimits(writes_per_second=1e9, write_burst=10**9, max_queued_frames=10**6)
+    return LiveStateEndpoint([Room], limits=limits)
+
+
+def socketio_app() -> Any:
+    """A python-socketio server: `join` enters the room; `update` emits to it and acks."""
+    import socketio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
+
+    @sio.on("join")  # type: ignore[misc, untyped-decorator, unused-ignore]
+    async def join(sid: str, room: str) -> bool:
+        await sio.enter_room(sid, room)
+        return True
+
+    @sio.on("update")  # type: ignore[misc, untyped-decorator, unused-ignore]
+    async def update(sid: str, data: Any) -> bool:
+        await sio.emit("change", data, room="room")
+        return True
+
+    return socketio.ASGIApp(sio)
+
+
+def serve(system: str, port: int) -> None:
+    """Run one system's server until killed."""
+    import uvicorn
+
+    app = livestate_app() if system == "livestate" else socketio_app()
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=1 << 20,
+        lifespan="on" if system == "livestate" else "off",
+        backlog=4096,
+    )
+
+
+# The load side.
+
+
+class Server:
+    """A server process of one system on a free port, stopped by its PID."""
+
+    def __init__(self, system: str) -> None:
+        from livestate.testing import free_port
+
+        self.system = system
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", system, "--port", str(self.port)],
+            env=dict(os.environ, LIVESTATE_URL="memory://"),
+        )
+
+    async def wait(self) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            except OSError:
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"The {self.system} server did not start.")
+
+    def cpu(self) -> float:
+        """User + system CPU seconds of the server process so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def rss(self) -> int:
+        """Resident memory of the server process, in bytes."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Tally:
+    """Deliveries counted across all receivers; `reached` is set at `goal`."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.goal = 0
+        self.reached = asyncio.Event()
+
+    def expect(self, goal: int) -> None:
+        """Count from zero again, towards `goal`."""
+        self.total = 0
+        self.goal = goal
+        self.reached.clear()
+
+    async def wait(self, seconds: float) -> None:
+        """Wait until the goal is reached (or `seconds` pass: the caller checks the counts)."""
+        try:
+            await asyncio.wait_for(self.reached.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
+class Receiver:
+    """One client: attached / joined, counting the change messages it gets."""
+
+    def __init__(self, socket: ClientConnection, tally: Tally) -> None:
+        self.socket = socket
+        self.tally = tally
+        self.count = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, marker: str, pong: bool) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(marker, pong))
+
+    async def run(self, marker: str, pong: bool) -> None:
+        try:
+            async for message in self.socket:
+                if isinstance(message, str):
+                    if message.startswith(marker):
+                        self.count += 1
+                        tally = self.tally
+                        tally.total += 1
+                        if tally.total == tally.goal:
+                            tally.reached.set()
+                    elif pong and message == "2":  # an Engine.IO ping
+                        await self.socket.send("3")
+        except websockets.ConnectionClosed:
+            pass
+
+
+async def open_livestate(port: int) -> ClientConnection:
+    socket = await connect(f"ws://127.0.0.1:{port}/ws", max_size=1 << 20, compression=None)
+    await socket.recv()  # welcome
+    await socket.send(json.dumps({"type": "attach", "ref": 1, "spec": "Room", "key": "room"}))
+    reply = json.loads(await socket.recv())
+    assert reply["type"] == "attached", reply
+    return socket
+
+
+async def open_socketio(port: int, join: bool = True) -> ClientConnection:
+    url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+    socket = await connect(url, max_size=1 << 20, compression=None)
+    opened = await socket.recv()
+    assert str(opened).startswith("0"), opened
+    await socket.send("40")
+    connected = await socket.recv()
+    assert str(connected).startswith("40"), connected
+    if join:
+        await socket.send('421["join","room"]')
+        while not str(await socket.recv()).startswith("431"):
+            pass
+    return socket
+
+
+async def open_many(system: str, port: int, count: int) -> list[ClientConnection]:
+    opener = open_livestate if system == "livestate" else open_socketio
+    sockets: list[ClientConnection] = []
+    for start in range(0, count, 100):  # in batches, so the listen backlog never overflows
+        batch = range(start, min(count, start + 100))
+        sockets += await asyncio.gather(*(opener(port) for _ in batch))
+    return sockets
+
+
+async def write(system: str, writer: ClientConnection, k: int) -> None:
+    """Send k updates, each acknowledged before the next."""
+    for n in range(k):
+        data = dict(PAYLOAD, n=n)
+        if system == "livestate":
+            await writer.send(
+                json.dumps(
+                    {
+                        "type": "put",
+                        "ref": n,
+                        "spec": "Room",
+                        "key": "room",
+                        "prop": "message",
+                        "value": data,
+                    }
+                )
+            )
+            while True:
+                reply = await writer.recv()
+                if str(reply).startswith('{"type":"ok"'):
+                    break
+                if '"type":"error"' in str(reply):
+                    raise RuntimeError(reply)
+        else:
+            await writer.send(f"42{n}" + json.dumps(["update", data]))
+            while not (reply := str(await writer.recv())).startswith(f"43{n}"):
+                if reply == "2":  # an Engine.IO ping: unanswered, the server drops the writer
+                    await writer.send("3")
+
+
+async def run_once(system: str, n: int, k: int, idle: int) -> dict[str, float]:
+    """One round of one system: CPU per delivery, deliveries/s, bytes per idle socket."""
+    server = Server(system)
+    sockets: list[ClientConnection] = []
+    try:
+        await server.wait()
+        tally = Tally()
+        receivers = [Receiver(s, tally) for s in await open_many(system, server.port, n)]
+        sockets += [r.socket for r in receivers]
+        writer = await (
+            open_livestate(server.port)
+            if system == "livestate"
+            else open_socketio(server.port, join=False)
+        )
+        if system == "livestate":
+            # The writer writes by spec and key (a public caller): it holds no attachment of
+            # its own, so it receives nothing, like the socket.io writer outside the room.
+            await writer.send(json.dumps({"type": "detach", "ref": 2, "id": 1}))
+            await writer.recv()
+        sockets.append(writer)
+        marker = '{"type":"change"' if system == "livestate" else '42["change"'
+        for receiver in receivers:
+            receiver.start(marker, pong=system != "livestate")
+        tally.expect(20 * n)
+        await write(system, writer, 20)  # warm up both paths
+        await tally.wait(30)
+        for receiver in receivers:
+            receiver.count = 0
+        tally.expect(k * n)
+        cpu0, wall0 = server.cpu(), time.perf_counter()
+        await write(system, writer, k)
+        await tally.wait(120)
+        wall, cpu = time.perf_counter() - wall0, server.cpu() - cpu0
+        delivered = sum(r.count for r in receivers)
+        if delivered != n * k:
+            raise RuntimeError(f"{system}: {delivered} of {n * k} changes delivered")
+        # Memory per idle connection: N more clients that attach / join and then do nothing.
+        rss0 = server.rss()
+        idle_sockets = await open_many(system, server.port, idle)
+        sockets += idle_sockets
+        rss1 = server.rss()
+        for receiver in receivers:
+            await receiver.socket.close()
+            if receiver.task:
+                await receiver.task
+        return {
+            "cpu_us_per_delivery": cpu / delivered * 1e6,
+            "deliveries_per_s": delivered / wall,
+            "bytes_per_idle_connection": (rss1 - rss0) / idle,
+        }
+    finally:
+        await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
+        server.stop()
+
+
+def changes(n: int) -> int:
+    """Changes per round: 100,000 deliveries or more, so the CPU clock's 10 ms ticks blur < 1 %."""
+    return max(200, 100_000 // n)
+
+
+async def main(quick: bool) -> None:
+    rounds = 1 if quick else 3
+    ns = (100, 1_000)
+    idle = 1_000
+    results: dict[str, dict[int, dict[str, float]]] = {system: {} for system in SYSTEMS}
+    for n in ns:
+        k = changes(n)
+        samples: dict[str, list[dict[str, float]]] = {system: [] for system in SYSTEMS}
+        for _ in range(rounds):
+            for system in SYSTEMS:  # interleaved, so drift in the machine hits both alike
+                samples[system].append(await run_once(system, n, k, idle))
+        for system in SYSTEMS:
+            results[system][n] = {
+                name: statistics.median(sample[name] for sample in samples[system])
+                for name in samples[system][0]
+            }
+    counts = ", ".join(f"{changes(n)} to N = {n}" for n in ns)
+    print(f"ws_fanout: changes of ~200 B ({counts}) over real WebSockets, medians of {rounds}")
+    print(f"{'system':<18}{'N':>6}{'CPU µs/delivery':>18}{'deliveries/s':>15}{'KB/idle conn':>15}")
+    for system in SYSTEMS:
+        for n in ns:
+            r = results[system][n]
+            print(
+                f"{system:<18}{n:>6}{r['cpu_us_per_delivery']:>18.2f}{r['deliveries_per_s']:>15,.0f}"
+                f"{r['bytes_per_idle_connection'] / 1024:>15.1f}"
+            )
+    ratios = {
+        n: results["python-socketio"][n]["cpu_us_per_delivery"]
+        / results["livestate"][n]["cpu_us_per_delivery"]
+        for n in ns
+    }
+    for n in ns:
+        print(
+            f"N = {n}: python-socketio spends {ratios[n]:.1f}x livestate's CPU per delivered "
+            "change (target ≥ 3x)"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "ws_fanout",
+                "changes": {n: changes(n) for n in ns},
+                "rounds": rounds,
+                "results": results,
+                "cpu_ratio": ratios,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round instead of three")
+    parser.add_argument("--serve", choices=SYSTEMS, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.serve:
+        serve(arguments.serve, arguments.port)
+    else:
+        asyncio.run(main(arguments.quick))

@@ -1,0 +1,463 @@
+/**
+ * livestate's client: live states of a livestate server over one WebSocket.
+ *
+ *     import { connect } from "livestate";
+ *     const live = connect("/livestate/ws");
+ *     const board = live.attach("Board", "main", { onChange: () => render(board.state) });
+ *     await board.append("cards", { text: "hi" });   // resolves when the server applied it
+ *
+ * Zero dependencies; the protocol is docs/protocol.md of the livestate repository.
+ * Reconnects with jittered backoff and re-attaches, delivering one `reset` per
+ * live state; writes made while offline reject at once with code "offline".
+ */
+/** The protocol version this client speaks. */
+export const PROTOCOL = 1;
+/** An error from the server (`code` as in the protocol, `type` the Python error's name) or the client. */
+export class LiveStateError extends Error {
+    constructor(code, message, type = null) {
+        super(message);
+        this.name = "LiveStateError";
+        this.code = code;
+        this.type = type;
+    }
+}
+const OPEN = 1;
+/**
+ * One attachment to a live state. `state` and `version` are current (`state` is a new
+ * object after each change, so it can be compared by identity); writes return promises
+ * that resolve when the server applied them and reject with a LiveStateError.
+ */
+export class LiveState {
+    /** @internal */
+    constructor(connection, spec, key, options) {
+        /** The current state; an empty object until attached. */
+        this.state = {};
+        /** The current version; -1 until attached. */
+        this.version = -1;
+        /** Whether the server attached it (false while offline or after an error). */
+        this.attached = false;
+        /** Why the attachment ended or was refused, if it did. */
+        this.error = null;
+        /** @internal */ this.id = null;
+        /** @internal */ this.ended = false;
+        this.listeners = new Set();
+        this.connection = connection;
+        this.spec = spec;
+        this.key = key;
+        this.onChange = options.onChange;
+        let settle = [() => { }, () => { }];
+        this.ready = new Promise((resolve, reject) => {
+            settle = [resolve, reject];
+        });
+        this.ready.catch(() => { }); // a refusal is also in `error`: no unhandled rejection
+        this.settle = settle;
+    }
+    /** Set `prop` to `value`. */
+    put(prop, value) {
+        return this.write("put", { prop, value });
+    }
+    /** Remove `prop`. */
+    delete(prop) {
+        return this.write("delete", { prop });
+    }
+    /** Append `item` to the list `prop` atomically (a missing one starts empty). */
+    append(prop, item, options = {}) {
+        const fields = { prop, value: item };
+        if (options.maxLen !== undefined)
+            fields.max_len = options.maxLen;
+        return this.write("append", fields);
+    }
+    /** Add `by` to the number `prop` atomically; resolves to the new number. */
+    increment(prop, by = 1) {
+        return this.write("increment", { prop, by });
+    }
+    /** Run the spec's on_mount again and replace the whole state. */
+    reset() {
+        return this.write("reset", {});
+    }
+    /** Call `listener` after each change (null for a status change); returns an unsubscribe function. */
+    subscribe(listener) {
+        this.listeners.add(listener);
+        return () => {
+            this.listeners.delete(listener);
+        };
+    }
+    /** Let go of the live state; its writes reject afterwards. */
+    async detach() {
+        if (this.ended)
+            return;
+        this.ended = true;
+        this.attached = false;
+        const id = this.id;
+        this.id = null;
+        this.connection.forget(this);
+        if (id !== null && this.connection.status === "live") {
+            await this.connection.request({ type: "detach", id }).catch(() => { });
+        }
+    }
+    write(type, fields) {
+        const what = `${type} ${"prop" in fields ? JSON.stringify(fields.prop) + " of " : ""}${this.spec} ${JSON.stringify(this.key)}`;
+        if (this.ended) {
+            return Promise.reject(new LiveStateError("not_attached", `Cannot ${what}: this attachment ended; attach again.`));
+        }
+        if (!this.attached || this.id === null || this.connection.status !== "live") {
+            return Promise.reject(new LiveStateError("offline", `Cannot ${what}: not connected to the server, so the write was not sent; retry when live.`));
+        }
+        return this.connection.request({ type, id: this.id, ...fields });
+    }
+    /** @internal */
+    attachedWith(id, state, version) {
+        this.id = id;
+        this.attached = true;
+        this.error = null;
+        this.state = state;
+        this.version = version;
+        if (this.settle) {
+            this.settle[0]();
+            this.settle = null;
+        }
+        this.emit({ kind: "reset", prop: null, value: state, version });
+    }
+    /** @internal */
+    apply(change) {
+        if (change.kind !== "reset" && change.kind !== "stopped" && change.version <= this.version) {
+            return; // seen already
+        }
+        const next = { ...this.state };
+        if (change.kind === "new" || change.kind === "updated") {
+            next[change.prop] = change.value;
+            this.state = next;
+        }
+        else if (change.kind === "deleted") {
+            delete next[change.prop];
+            this.state = next;
+        }
+        else if (change.kind === "reset") {
+            this.state = change.value;
+        }
+        else {
+            this.end(new LiveStateError("stopped", `${this.spec} ${JSON.stringify(this.key)} was stopped on the server.`));
+        }
+        this.version = change.version;
+        this.emit(change);
+    }
+    /** @internal */
+    end(error) {
+        this.ended = true;
+        this.attached = false;
+        this.id = null;
+        this.error = error;
+        if (this.settle) {
+            this.settle[1](error);
+            this.settle = null;
+        }
+        this.connection.forget(this);
+        this.emit(null);
+    }
+    /** @internal */
+    offline() {
+        this.attached = false;
+        this.id = null;
+        this.emit(null);
+    }
+    emit(change) {
+        if (change && this.onChange) {
+            try {
+                this.onChange(change, this);
+            }
+            catch (error) {
+                console.error("livestate: onChange threw", error);
+            }
+        }
+        for (const listener of [...this.listeners]) {
+            try {
+                listener(change);
+            }
+            catch (error) {
+                console.error("livestate: a listener threw", error);
+            }
+        }
+    }
+}
+/**
+ * One WebSocket to a livestate endpoint, shared by any number of attachments. It
+ * reconnects by itself with jittered exponential backoff and re-attaches everything.
+ */
+export class Connection {
+    /** Use `connect(url)`. */
+    constructor(url, options = {}) {
+        /** The current status. */
+        this.status = "connecting";
+        /** The welcome frame of the current socket (protocol, heartbeat, specs, limits), once live. */
+        this.welcome = null;
+        this.socket = null;
+        this.live = new Set();
+        this.byId = new Map();
+        this.pending = new Map();
+        this.attaching = new Map();
+        this.statusListeners = new Set();
+        this.errorListeners = new Set();
+        this.nextRef = 1;
+        this.attempt = 0;
+        this.retryTimer = null;
+        this.pingTimer = null;
+        this.lastHeard = 0;
+        this.url = resolveUrl(url);
+        const Socket = options.WebSocket ?? globalThis.WebSocket;
+        if (!Socket) {
+            throw new LiveStateError("no_websocket", "This JavaScript runtime has no WebSocket; pass connect(url, { WebSocket }) (e.g. from the ws package).");
+        }
+        this.Socket = Socket;
+        this.backoffMs = options.backoffMs ?? 250;
+        this.maxBackoffMs = options.maxBackoffMs ?? 5000;
+        this.random = options.random ?? Math.random;
+        this.open();
+    }
+    /** Attach to the live state of `spec` for `key`; changes reach `options.onChange` and subscribers. */
+    attach(spec, key, options = {}) {
+        if (this.status === "closed") {
+            throw new LiveStateError("closed", "This livestate connection is closed; call connect(url) again.");
+        }
+        const live = new LiveState(this, spec, key, options);
+        this.live.add(live);
+        if (this.status === "live")
+            this.sendAttach(live);
+        return live;
+    }
+    /** Call `listener` with each new status; returns an unsubscribe function. */
+    onStatus(listener) {
+        this.statusListeners.add(listener);
+        return () => {
+            this.statusListeners.delete(listener);
+        };
+    }
+    /** Call `listener` with errors that answer no request (idle, too_slow, frame_too_large...). */
+    onError(listener) {
+        this.errorListeners.add(listener);
+        return () => {
+            this.errorListeners.delete(listener);
+        };
+    }
+    /** One-shot read as a public caller: the whole state, or one property's value. */
+    get(spec, key, prop) {
+        if (this.status !== "live") {
+            return Promise.reject(new LiveStateError("offline", `Cannot read ${spec} ${JSON.stringify(key)}: not connected.`));
+        }
+        return this.request(prop === undefined ? { type: "get", spec, key } : { type: "get", spec, key, prop });
+    }
+    /** Close the socket for good; attachments end and pending requests reject. */
+    close() {
+        if (this.status === "closed")
+            return;
+        this.setStatus("closed");
+        if (this.retryTimer)
+            clearTimeout(this.retryTimer);
+        this.stopHeartbeat();
+        const socket = this.socket;
+        this.socket = null;
+        socket?.close(1000, "closed by the page");
+        this.failPending("closed", "The connection was closed before the server answered.");
+        for (const live of [...this.live])
+            live.end(new LiveStateError("closed", "The connection was closed."));
+    }
+    /** Drop the current socket as a network failure would (the client reconnects); for tests and demos. */
+    drop() {
+        this.socket?.close(4001, "dropped by the page");
+    }
+    /** @internal */
+    request(frame) {
+        const socket = this.socket;
+        if (!socket || socket.readyState !== OPEN) {
+            return Promise.reject(new LiveStateError("offline", "Not connected to the server; the request was not sent."));
+        }
+        const ref = this.nextRef++;
+        return new Promise((resolve, reject) => {
+            this.pending.set(ref, { resolve, reject });
+            socket.send(JSON.stringify({ ...frame, ref }));
+        });
+    }
+    /** @internal */
+    forget(live) {
+        this.live.delete(live);
+        for (const [id, each] of this.byId)
+            if (each === live)
+                this.byId.delete(id);
+    }
+    open() {
+        this.setStatus("connecting");
+        let socket;
+        try {
+            socket = new this.Socket(this.url);
+        }
+        catch {
+            this.retry();
+            return;
+        }
+        this.socket = socket;
+        socket.onmessage = (event) => {
+            if (this.socket === socket)
+                this.receive(String(event.data));
+        };
+        socket.onclose = () => {
+            if (this.socket === socket)
+                this.lost();
+        };
+        socket.onerror = () => { };
+    }
+    receive(text) {
+        this.lastHeard = Date.now();
+        let frame;
+        try {
+            frame = JSON.parse(text);
+        }
+        catch {
+            return;
+        }
+        switch (frame.type) {
+            case "change": {
+                const live = this.byId.get(frame.id);
+                if (live) {
+                    if (frame.kind === "stopped")
+                        this.byId.delete(frame.id);
+                    live.apply(frame);
+                }
+                return;
+            }
+            case "welcome":
+                if (frame.protocol !== PROTOCOL) {
+                    this.reportError(new LiveStateError("unsupported_protocol", `The server speaks livestate protocol ${String(frame.protocol)}, this client ${PROTOCOL}; update one of them.`));
+                    this.close();
+                    return;
+                }
+                this.welcome = frame;
+                this.attempt = 0;
+                this.setStatus("live");
+                this.startHeartbeat(Number(frame.heartbeat) || 25);
+                for (const live of this.live)
+                    this.sendAttach(live);
+                return;
+            case "attached": {
+                const live = this.attaching.get(frame.ref);
+                this.attaching.delete(frame.ref);
+                this.settle(frame.ref, frame);
+                if (!live)
+                    return;
+                if (live.ended || !this.live.has(live)) {
+                    this.request({ type: "detach", id: frame.id }).catch(() => { });
+                    return;
+                }
+                this.byId.set(frame.id, live);
+                live.attachedWith(frame.id, frame.state, frame.version);
+                return;
+            }
+            case "ok":
+            case "pong":
+                this.settle(frame.ref, frame);
+                return;
+            case "error": {
+                const error = new LiveStateError(String(frame.code), String(frame.message), frame.error ?? null);
+                const live = frame.ref == null ? undefined : this.attaching.get(frame.ref);
+                if (live) {
+                    this.attaching.delete(frame.ref);
+                    live.end(error);
+                }
+                if (frame.ref != null && this.pending.has(frame.ref)) {
+                    const pending = this.pending.get(frame.ref);
+                    this.pending.delete(frame.ref);
+                    pending.reject(error);
+                }
+                else if (!live) {
+                    this.reportError(error);
+                }
+                return;
+            }
+        }
+    }
+    settle(ref, frame) {
+        const pending = this.pending.get(ref);
+        if (!pending)
+            return;
+        this.pending.delete(ref);
+        pending.resolve(frame.type === "ok" ? frame.result : frame);
+    }
+    sendAttach(live) {
+        const ref = this.nextRef; // request() takes this ref
+        this.attaching.set(ref, live);
+        this.request({ type: "attach", spec: live.spec, key: live.key }).catch(() => { });
+    }
+    lost() {
+        this.socket = null;
+        this.welcome = null;
+        this.stopHeartbeat();
+        this.attaching.clear();
+        this.byId.clear();
+        this.failPending("disconnected", "The connection dropped before the server answered; the write may or may not have been applied.");
+        for (const live of this.live)
+            live.offline();
+        if (this.status !== "closed")
+            this.retry();
+    }
+    retry() {
+        this.setStatus("offline");
+        // Full jitter: a uniform delay up to an exponentially growing bound, so that many
+        // pages cut off at once by a server restart do not all come back at the same moment.
+        const bound = Math.min(this.maxBackoffMs, this.backoffMs * 2 ** this.attempt);
+        this.attempt += 1;
+        this.retryTimer = setTimeout(() => {
+            this.retryTimer = null;
+            if (this.status !== "closed")
+                this.open();
+        }, Math.floor(this.random() * bound));
+    }
+    startHeartbeat(seconds) {
+        this.stopHeartbeat();
+        this.lastHeard = Date.now();
+        this.pingTimer = setInterval(() => {
+            if (Date.now() - this.lastHeard > 2 * seconds * 1000) {
+                this.socket?.close(4002, "the server stopped answering pings");
+                return;
+            }
+            this.request({ type: "ping" }).catch(() => { });
+        }, seconds * 1000);
+    }
+    stopHeartbeat() {
+        if (this.pingTimer)
+            clearInterval(this.pingTimer);
+        this.pingTimer = null;
+    }
+    failPending(code, message) {
+        const pending = [...this.pending.values()];
+        this.pending.clear();
+        for (const each of pending)
+            each.reject(new LiveStateError(code, message));
+    }
+    reportError(error) {
+        if (this.errorListeners.size === 0)
+            console.warn(`livestate: ${error.code}: ${error.message}`);
+        for (const listener of [...this.errorListeners])
+            listener(error);
+    }
+    setStatus(status) {
+        if (this.status === status)
+            return;
+        if (this.status === "closed")
+            return;
+        this.status = status;
+        for (const listener of [...this.statusListeners])
+            listener(status);
+    }
+}
+/** Open a connection to a livestate endpoint (`ws://`, `wss://`, or a path on this page's host). */
+export function connect(url, options = {}) {
+    return new Connection(url, options);
+}
+function resolveUrl(url) {
+    if (/^wss?:\/\//.test(url))
+        return url;
+    const location = globalThis.location;
+    if (!location) {
+        throw new LiveStateError("bad_url", `Give a ws:// or wss:// URL here, not ${JSON.stringify(url)}.`);
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return url.startsWith("/") ? `${scheme}//${location.host}${url}` : `${scheme}//${location.host}/${url}`;
+}
