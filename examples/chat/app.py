@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 import livestate
 from livestate import NotFoundError
-from livestate.pyview import OriginCheckMiddleware
+from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .lobby import LobbyView
 from .room import RoomView
@@ -67,6 +67,11 @@ def create_app() -> PyView:
     app.add_live_view("/rooms/{room}", RoomView)
     allowed = [o for o in os.environ.get("LIVESTATE_ALLOWED_ORIGINS", "").split(",") if o]
     app.add_middleware(OriginCheckMiddleware, allowed_origins=allowed)
+    app.add_middleware(
+        WebSocketLimitsMiddleware,
+        join_timeout=float(os.environ.get("LIVESTATE_JOIN_TIMEOUT", "5")),
+        max_per_client=int(os.environ.get("LIVESTATE_MAX_SOCKETS_PER_CLIENT", "100")),
+    )
     return app
 
 

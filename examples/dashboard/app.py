@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 import livestate
 from livestate import InvalidValueError, NotFoundError
-from livestate.pyview import OriginCheckMiddleware
+from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .state import MAX_EVENTS, TOKEN, Dashboard, feed
 from .view import DashboardView
@@ -76,6 +76,7 @@ def create_app() -> PyView:
     app.add_live_view("/", DashboardView)
     app.add_live_view("/dashboards/{key}", DashboardView)
     app.add_middleware(OriginCheckMiddleware)
+    app.add_middleware(WebSocketLimitsMiddleware)
     return app
 
 
