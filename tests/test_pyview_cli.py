@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -20,7 +21,6 @@ from typing import Any
 import pytest
 
 from livestate._cli import find_examples, main
-from livestate.testing import free_port
 
 
 def listening(port: int) -> bool:
@@ -33,11 +33,26 @@ def listening(port: int) -> bool:
 
 
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports that nothing listens on."""
-    while True:
-        base = free_port()
-        if not any(listening(base + i) for i in range(1, count)):
+    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
+
+    Taken below Linux's ephemeral range (32768+), where the local ends of
+    outgoing connections (to Valkey, from browsers) could take one meanwhile.
+    """
+    for _ in range(200):
+        base = random.randrange(10000, 32000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
             return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
 
 
 @dataclass

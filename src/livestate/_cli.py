@@ -58,7 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         "--nodes), restarting any node that dies.",
     )
     demo.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    demo.add_argument("--port", type=int, default=8000, help="port of the first node")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LIVESTATE_DEMO_PORT") or 8000),
+        help="port of the first node (default: LIVESTATE_DEMO_PORT, or 8000)",
+    )
     demo.add_argument("--nodes", type=int, default=1, help="server processes, on consecutive ports")
     demo.add_argument(
         "--redis",

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -67,8 +67,10 @@ class ValkeyProcess:
     group, where a terminal's Ctrl-C would stop it together with the nodes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, avoid: Collection[int] = ()) -> None:
         self.port = free_port()
+        while self.port in avoid:  # free now, but a node is about to listen there
+            self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -190,7 +192,8 @@ class Supervisor:
         """Start Valkey if needed, the status page, then every node; wait until all listen."""
         if self.redis_url is None and len(self.nodes) > 1:
             # memory:// lives in one process: several nodes need a server to share.
-            self.valkey = ValkeyProcess()
+            taken = [node.port for node in self.nodes]
+            self.valkey = ValkeyProcess(avoid=[*taken, self.status_port or 0])
             self.valkey.start()
             self.url = self.valkey.url
         self.status = _status_server(self, self.host, self.status_port)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from .conftest import NewPage, consecutive_free_ports
+from ..test_pyview_cli import free_ports
+from .conftest import NewPage
 
 RESTART_DELAY = 3.0
 HEARTBEAT = 0.5
@@ -34,7 +35,7 @@ class Supervised:
 @pytest.fixture(scope="module")
 def supervised() -> Iterator[Supervised]:
     """Two supervised nodes over the demo's own Valkey, restarting a dead node after 3 s."""
-    base = consecutive_free_ports(3)
+    base = free_ports(3)
     command = [
         sys.executable, "-m", "livestate", "demo", "--nodes", "2", "--port", str(base),
         "--kill-control", "--restart-delay", str(RESTART_DELAY), "--room-ttl", "1.5",
