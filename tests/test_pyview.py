@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import inspect
 import json
 import sys
 import weakref
@@ -22,7 +23,7 @@ from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, LiveTemplate, Template  # type: ignore[import-untyped]
 
 import livestate
-from livestate import LiveState, Node, NotFoundError, PermissionDeniedError
+from livestate import InvalidValueError, LiveState, Node, NotFoundError, PermissionDeniedError
 from livestate.pyview import (
     LIVE_STATE_EVENT,
     LiveAssigns,
@@ -446,7 +447,7 @@ async def test_named_write_before_binding_names_the_fix(memory_node: Node) -> No
 async def test_bad_name_is_refused(memory_node: Node) -> None:
     """`as_` must be an identifier a template can follow after live_assigns."""
     socket, _, _ = await connect("a")
-    with pytest.raises(TypeError, match="as_"):
+    with pytest.raises(InvalidValueError, match="as_ for Lobby 'main'"):
         await live_state(socket, Lobby, "main", as_="no way")
 
 
@@ -481,3 +482,23 @@ def test_compat_gate_follows_the_pyview_version() -> None:
     assert compat.parse_version("dev") == ()
     assert compat.PYVIEW_VERSION[:2] == (0, 9)
     assert compat.NAVIGATION_CLOSE_BUG
+
+
+def test_public_names_are_sorted_and_documented() -> None:
+    """livestate.pyview's __all__ is sorted, and each name and its public methods have docs."""
+    import livestate.pyview as module
+
+    assert module.__all__ == sorted(module.__all__)
+    missing = []
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, str):
+            continue  # LIVE_STATE_EVENT: documented by the string after it
+        if not inspect.getdoc(value):
+            missing.append(name)
+        if inspect.isclass(value):
+            for attribute, member in vars(value).items():
+                if not attribute.startswith("_") and callable(member):
+                    if not inspect.getdoc(member):
+                        missing.append(f"{name}.{attribute}")
+    assert missing == []

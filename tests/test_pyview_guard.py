@@ -16,6 +16,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request
 
+from livestate import InvalidValueError
 from livestate.pyview import WebSocketLimitsMiddleware
 from livestate.testing import free_port
 
@@ -142,12 +143,12 @@ async def test_cap_per_address_holds_and_a_joining_page_stays(chat_url: str) -> 
 
 
 def test_limits_are_checked() -> None:
-    """A cap below 1 or a non-positive timeout raises ValueError saying what is allowed."""
+    """A cap below 1 or a non-positive timeout raises InvalidValueError saying what is allowed."""
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         pass
 
-    with pytest.raises(ValueError, match="max_per_client"):
+    with pytest.raises(InvalidValueError, match="max_per_client"):
         WebSocketLimitsMiddleware(app, max_per_client=0)
-    with pytest.raises(ValueError, match="join_timeout"):
+    with pytest.raises(InvalidValueError, match="join_timeout"):
         WebSocketLimitsMiddleware(app, join_timeout=0)

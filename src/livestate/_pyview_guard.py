@@ -14,6 +14,8 @@ import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from ._exceptions import InvalidValueError
+
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,15 +40,15 @@ class WebSocketLimitsMiddleware:
     it from the proxy's headers (uvicorn `--proxy-headers
     --forwarded-allow-ips=<proxy address>`): do that, or the cap counts all
     visitors together. The middleware never reads `X-Forwarded-For` itself,
-    which any client could forge. Raises ValueError for a limit below 1 or a
-    timeout that is not positive.
+    which any client could forge. Raises InvalidValueError (a ValueError) for a
+    limit below 1 or a timeout that is not positive.
     """
 
     def __init__(self, app: ASGIApp, join_timeout: float = 5.0, max_per_client: int = 100) -> None:
         if not join_timeout > 0:
-            raise ValueError(f"join_timeout must be positive seconds; got {join_timeout!r}.")
+            raise InvalidValueError(f"join_timeout must be positive seconds; got {join_timeout!r}.")
         if max_per_client < 1:
-            raise ValueError(f"max_per_client must be at least 1; got {max_per_client!r}.")
+            raise InvalidValueError(f"max_per_client must be at least 1; got {max_per_client!r}.")
         self.app = app
         self.join_timeout = join_timeout
         self.max_per_client = max_per_client

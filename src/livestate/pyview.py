@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._changes import Change
 from ._client import Client
-from ._exceptions import NotFoundError
+from ._exceptions import InvalidValueError, NotFoundError
 from ._node import current_node
 from ._spec import DEFAULT, LiveState
 from ._values import EMPTY, JSON
@@ -325,15 +325,16 @@ async def live_state(
     (a dict, a dataclass with a `live_assigns` field, or any object) gets
     `live_assigns`, which is also returned.
 
-    Raises InvalidValueError for a bad key, PermissionDeniedError if the group
-    may not read the live state, TypeError if the context cannot hold
-    `live_assigns` or `as_` is not an identifier, and whatever on_mount raises.
+    Raises InvalidValueError for a bad key or an `as_` that is not an
+    identifier, PermissionDeniedError if the group may not read the live state,
+    TypeError if the context cannot hold `live_assigns`, and whatever on_mount
+    raises.
     """
     _check_context(socket)
     if as_ is not None and (not isinstance(as_, str) or not as_.isidentifier()):
-        raise TypeError(
-            f"live_state's as_ must be a name a template can use after live_assigns., such "
-            f"as 'lobby'; got {as_!r}."
+        raise InvalidValueError(
+            f"live_state's as_ for {spec.__qualname__} {key[:200]!r} must be a name a template "
+            f"can use after live_assigns., such as 'lobby'; got {as_!r}."
         )
     bindings = _bindings.get(socket)
     if bindings is None:
