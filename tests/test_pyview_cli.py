@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 from livestate._cli import find_examples, main
+
+from .browser.phoenix import LiveViewClient
 
 
 def listening(port: int) -> bool:
@@ -130,6 +134,23 @@ def ctrl_c(demo: Demo) -> int:
     return demo.process.wait(20)
 
 
+async def ctrl_c_with_pages_joined(demo: Demo) -> int:
+    """Ctrl-C while a page is joined to a room on each node (so each node holds clients and
+    subscriptions on Valkey); the exit status."""
+    pages = []
+    try:
+        for port in demo.node_ports:
+            page = LiveViewClient(f"http://127.0.0.1:{port}/rooms/ctrlc?nick=n{port}")
+            pages.append(page)
+            assert await page.connect(f"http://127.0.0.1:{port}")
+            assert (await page.join())["status"] == "ok"
+        return await asyncio.to_thread(ctrl_c, demo)
+    finally:
+        for page in pages:
+            with contextlib.suppress(OSError):
+                await page.close()
+
+
 def kill_button(demo: Demo, node: int, token: str | None = None) -> int:
     """Post the status page's kill form for `node`; returns the HTTP status."""
     if token is None:
@@ -167,7 +188,7 @@ def test_demo_serves_nodes_and_ctrl_c_stops_nodes_then_valkey(demo: Demo) -> Non
     for port in demo.node_ports:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert b"livestate chat" in response.read()
-    assert ctrl_c(demo) == 0
+    assert asyncio.run(ctrl_c_with_pages_joined(demo)) == 0
     output = demo.read_rest()
     assert "stopping the nodes, then Valkey" in output
     assert not re.search(r"warning|error|traceback|exception", output, re.IGNORECASE), output
@@ -205,6 +226,15 @@ def test_kill_button_needs_the_token_and_kills_one_node(demo: Demo) -> None:
     eventually(lambda: demo.status()["nodes"][0]["up"])
     assert ctrl_c(demo) == 0
     assert "node 1 on port" in demo.read_rest()
+
+
+def test_demo_stops_with_an_error_if_its_valkey_dies(demo: Demo) -> None:
+    """If the demo's own Valkey is killed, the demo says so, stops its nodes and exits 1."""
+    assert demo.valkey_port is not None
+    os.kill(demo.status()["valkey_pid"], signal.SIGKILL)
+    assert demo.process.wait(20) == 1
+    assert "Valkey exited" in demo.read_rest()
+    assert not any(listening(port) for port in demo.node_ports)
 
 
 def test_kill_control_is_opt_in() -> None:

@@ -221,8 +221,18 @@ class Supervisor:
             node.ready = True
 
     def run(self) -> None:
-        """Watch the nodes until `stop_requested`: restart each one that dies."""
+        """Watch the nodes until `stop_requested`: restart each one that dies.
+
+        Raises RuntimeError if the demo's own Valkey exits: the state is gone
+        with it, and nodes that reconnect to an empty server would only confuse.
+        """
         while not self.stop_requested.wait(0.1):
+            valkey = self.valkey.process if self.valkey is not None else None
+            if valkey is not None and valkey.poll() is not None:
+                raise RuntimeError(
+                    f"the demo's Valkey exited ({valkey.returncode}) and its state with it; "
+                    "start the demo again."
+                )
             self.check()
 
     def check(self) -> None:
@@ -287,7 +297,13 @@ class Supervisor:
                 }
                 for node in self.nodes
             ]
-        return {"state": self.url, "kill_control": self.kill_control, "nodes": nodes}
+        valkey = self.valkey.process if self.valkey is not None else None
+        return {
+            "state": self.url,
+            "valkey_pid": valkey.pid if valkey is not None else None,
+            "kill_control": self.kill_control,
+            "nodes": nodes,
+        }
 
     def _spawn(self, node: DemoNode) -> None:
         env = dict(self.env, LIVESTATE_DEMO_NODE=f"node {node.number}")
