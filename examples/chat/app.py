@@ -30,6 +30,7 @@ from livestate import NotFoundError
 from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .lobby import LobbyView
+from .node import served_by
 from .presence import here
 from .room import RoomView
 from .state import ChatRoom, room_name
@@ -66,11 +67,20 @@ async def messages_json(request: Request) -> JSONResponse:
     return JSONResponse({"room": room, "messages": messages})
 
 
+async def node_json(request: Request) -> JSONResponse:
+    """Which node this is and how many room pages it serves, for the demo's status page."""
+    pages = {room: len(open_pages) for room, open_pages in here.pages.items()}
+    return JSONResponse({**served_by(), "pages": sum(pages.values()), "rooms": pages})
+
+
 def create_app() -> PyView:
     """The chat as a PyView app, with livestate's node started by its lifespan."""
     app = PyView(
         lifespan=lifespan,
-        routes=[Route("/api/rooms/{room}/messages", messages_json)],
+        routes=[
+            Route("/api/rooms/{room}/messages", messages_json),
+            Route("/api/node", node_json),
+        ],
     )
     app.mount("/static", StaticFiles(packages=[("pyview", "static")]), name="static")
     app.mount("/chat-static", StaticFiles(directory=STATIC), name="chat-static")

@@ -9,10 +9,11 @@ supervisor alone: it stops the nodes first (SIGTERM, a graceful uvicorn
 shutdown that detaches their clients while Valkey still answers), then Valkey
 last. Nothing prints reconnect warnings on the way out.
 
-The status page (a small HTTP server in a thread) lists the nodes, their PIDs
-and restarts. With `kill_control` it also has a "Kill" button per node, which
-SIGKILLs that node, as `kill -9` would, so that a visitor can watch a page
-reconnect to the restarted node and catch up. The button needs the page's
+The status page (a small HTTP server in a thread) lists the nodes, their PIDs,
+restarts and how many room pages each serves (the chat's `/api/node`). With
+`kill_control` it also has a "Kill" button per node, which SIGKILLs that node,
+as `kill -9` would, so that a visitor can watch a page reconnect to the
+restarted node and catch up. The button needs the page's
 random token, so another site cannot post it.
 """
 
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -287,7 +289,7 @@ class Supervisor:
     def snapshot(self) -> dict[str, Any]:
         """What the status page shows, as JSON-ready data."""
         with self.lock:
-            nodes = [
+            nodes: list[dict[str, Any]] = [
                 {
                     "number": node.number,
                     "url": f"http://{self.host}:{node.port}/",
@@ -297,6 +299,8 @@ class Supervisor:
                 }
                 for node in self.nodes
             ]
+        for entry in nodes:
+            entry["pages"] = _pages(entry["url"]) if entry["up"] else None
         valkey = self.valkey.process if self.valkey is not None else None
         return {
             "state": self.url,
@@ -332,6 +336,16 @@ class Supervisor:
         node.process = None
         node.ready = False
         node.restart_at = now + delay
+
+
+def _pages(url: str) -> int | None:
+    """How many room pages the node at `url` serves now (its /api/node), or None if it is mute."""
+    try:
+        with urllib.request.urlopen(url + "api/node", timeout=0.5) as response:
+            pages = json.loads(response.read()).get("pages")
+    except (OSError, ValueError):
+        return None
+    return pages if isinstance(pages, int) else None
 
 
 def _say(line: str) -> None:
@@ -419,7 +433,9 @@ def _status_page(supervisor: Supervisor) -> str:
             f'<td><a href="{html.escape(node["url"])}" target="_blank">{html.escape(node["url"])}'
             f'</a></td><td class="pid">{node["pid"] or "-"}</td>'
             f'<td class="state"><span class="dot"></span>{state}</td>'
-            f'<td class="restarts">{node["restarts"]}</td><td>{kill}</td></tr>'
+            f'<td class="restarts">{node["restarts"]}</td>'
+            f'<td class="pages">{"-" if node["pages"] is None else node["pages"]}</td>'
+            f"<td>{kill}</td></tr>"
         )
     return _PAGE.format(state=html.escape(str(snapshot["state"])), rows="".join(rows))
 
@@ -448,7 +464,8 @@ _PAGE = """<!doctype html>
 <p class="lead">State in <code>{state}</code>. Open a node's chat, kill that node, and watch
 the page reconnect to its restarted process and catch up.</p>
 <table><thead><tr><th>node</th><th>chat</th><th class="pid">pid</th><th>state</th>
-<th>restarts</th><th></th></tr></thead><tbody id="nodes">{rows}</tbody></table>
+<th>restarts</th><th title="room pages this node serves now">pages</th><th></th></tr></thead>
+<tbody id="nodes">{rows}</tbody></table>
 </main>
 <script>
   // Follow restarts without reloading the page by hand.

@@ -124,6 +124,9 @@ def test_killed_node_page_reconnects_catches_up_and_counts_stay_right(
         expect(alice.locator("#offline-banner")).to_be_hidden()
         expect(status.locator("#node-2")).to_have_attribute("data-state", "up", timeout=5000)
         expect(status.locator("#node-2 .restarts")).to_have_text("1")
+        # The status panel: which node serves how many room pages (alice on 2, bob on 1).
+        expect(status.locator("#node-2 .pages")).to_have_text("1", timeout=3000)
+        expect(status.locator("#node-1 .pages")).to_have_text("1")
         # The dead process's entry drops out; the restarted node counts alice once.
         expect(count).to_have_text("2", timeout=(6 * HEARTBEAT + 3) * 1000)
         expect(alice.locator("#online .name")).to_have_text(["alice", "bob"])
