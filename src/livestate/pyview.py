@@ -557,9 +557,13 @@ class _NamedAssigns(Mapping[str, LiveAssigns]):
         self._bindings = bindings
 
     def __getitem__(self, name: str) -> LiveAssigns:
-        if name not in self._bindings.by_name or not isinstance(name, str):
+        if name not in self:
             raise KeyError(name)
         return LiveAssigns(_BindingState(self._bindings, name))
+
+    def __contains__(self, name: object) -> bool:
+        # Asked on every property read of live_assigns: no LiveAssigns made to say no.
+        return isinstance(name, str) and name in self._bindings.by_name
 
     def __iter__(self) -> Iterator[str]:
         return (name for name in self._bindings.by_name if name is not None)
