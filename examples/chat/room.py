@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from .state import (
 
 TEMPLATE = template_file(str(Path(__file__).with_suffix(".html")))
 TICK = "tick"
+CLIENT_ID = re.compile(r"[0-9a-f]{32}")  # the id chat.js gives a kept post
 
 
 class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
@@ -99,14 +101,22 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
             if not context["nick"]:
                 context["error"] = "Choose a nickname before you post."
             elif text:
+                cid = _field(payload, "cid")
                 message = {
-                    "id": uuid.uuid4().hex[:12],
+                    "id": cid if CLIENT_ID.fullmatch(cid) else uuid.uuid4().hex[:12],
                     "nick": context["nick"],
                     "text": text,
                     "at": time.time(),
                 }
-                # Atomic: concurrent posts from any node all land, in one order.
-                await live_append(socket, "messages", message, max_len=MAX_MESSAGES, as_="room")
+                if cid == message["id"]:
+                    # A kept post from the page's outbox: it may come again after a
+                    # disconnect cut its first send short, so add it only once.
+                    await live_update(
+                        socket, "messages", _add_once(message), default=[], as_="room"
+                    )
+                else:
+                    # Atomic: concurrent posts from any node all land, in one order.
+                    await live_append(socket, "messages", message, max_len=MAX_MESSAGES, as_="room")
                 await self._stop_typing(socket)
         elif event == "typing":
             if context["nick"] and _field(payload, "text"):
@@ -180,6 +190,17 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _add_once(message: Mapping[str, Any]) -> Callable[[Sequence[Any]], list[Any]]:
+    """An update that appends `message` unless a message with its id is already there."""
+
+    def add(messages: Sequence[Any]) -> list[Any]:
+        if any(m.get("id") == message["id"] for m in messages):
+            return list(messages)
+        return [*messages, message][-MAX_MESSAGES:]
+
+    return add
 
 
 def _field(payload: Mapping[str, Any], name: str) -> str:

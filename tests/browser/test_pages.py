@@ -48,6 +48,33 @@ def test_long_word_wraps_inside_the_page(one_node: Cluster, new_page: NewPage) -
         assert box["x"] + box["width"] <= list_box["x"] + list_box["width"] + 1
 
 
+# Pushes a "send" event the way chat.js sends a kept post, with its id.
+PUSH_KEPT = """
+([text, cid]) => {
+  const form = document.querySelector("#send-form");
+  const push = [["push", {event: "send", value: {text, cid}}]];
+  window.liveSocket.execJS(form, JSON.stringify(push), "click");
+}
+"""
+
+
+def test_a_kept_post_sent_twice_shows_once(cluster: Cluster, new_page: NewPage) -> None:
+    """A kept post sent again (its first send cut short by a disconnect) carries the same id,
+    and the room shows it once, in every page; posts without an id are never merged."""
+    room = fresh_room()
+    alice = join(new_page, cluster.first, room, "alice")
+    bob = join(new_page, cluster.last, room, "bob")
+    cid = uuid.uuid4().hex
+    alice.evaluate(PUSH_KEPT, ["kept", cid])
+    alice.evaluate(PUSH_KEPT, ["kept", cid])
+    post(alice, "same words")
+    post(alice, "same words")
+    expected = ["kept", "same words", "same words"]
+    expect(alice.locator("#messages .text")).to_have_text(expected, timeout=2000)
+    expect(bob.locator("#messages .text")).to_have_text(expected, timeout=2000)
+    assert alice.locator(f'#messages .message[data-id="{cid}"]').count() == 1
+
+
 def test_clear_asks_before_clearing_for_everyone(one_node: Cluster, new_page: NewPage) -> None:
     """ "Clear the room for everyone" asks first: Cancel keeps the messages; confirming clears
     them in every page and tells the others."""

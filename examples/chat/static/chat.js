@@ -1,16 +1,21 @@
 // The chat's behaviour beyond LiveView: posts made while offline are kept in an outbox,
-// shown, and sent once the connection is back (or marked failed, with Retry); the message
-// list follows new messages; the message box empties after each post.
+// shown, and sent once the connection is back (again after a disconnect that cuts a send
+// short: each carries an id, and the server drops a repeat); the message list follows new
+// messages; the message box empties after each post.
 (() => {
-  const outbox = [];  // {text, state: "waiting" | "sending" | "failed"}
+  const outbox = [];  // {cid, text, state: "waiting" | "sending"}
   let composer = null;  // the Composer hook while it is mounted
   const root = () => document.querySelector("[data-phx-main]");
   const connected = () => Boolean(root()?.classList.contains("phx-connected"));
   const WHY = {
     waiting: "Not sent yet: offline. It will be sent when the connection is back.",
     sending: "Sending…",
-    failed: "Not sent: the server did not answer.",
   };
+
+  function randomId() {  // 32 hex digits; getRandomValues works on plain http too
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
 
   function button(label, onClick) {
     const element = document.createElement("button");
@@ -34,10 +39,7 @@
       why.className = "why";
       why.textContent = WHY[item.state];
       li.append(text, why);
-      if (item.state === "failed") {
-        li.append(button("Retry", () => { item.state = "waiting"; flush(); }));
-      }
-      if (item.state !== "sending") {
+      if (item.state === "waiting") {
         li.append(button("Discard", () => { outbox.splice(outbox.indexOf(item), 1); draw(); }));
       }
       return li;
@@ -45,13 +47,15 @@
   }
 
   function flush() {
-    if (composer && connected()) {
+    if (!connected()) {
+      // A send cut short by a disconnect goes again on reconnect; its id keeps it single.
+      for (const item of outbox) item.state = "waiting";
+    } else if (composer) {
       for (const item of outbox.filter((each) => each.state === "waiting")) {
         item.state = "sending";
-        const timer = setTimeout(() => { item.state = "failed"; draw(); }, 10000);
-        composer.pushEvent("send", {text: item.text}, () => {
-          clearTimeout(timer);
-          outbox.splice(outbox.indexOf(item), 1);
+        composer.pushEvent("send", {text: item.text, cid: item.cid}, () => {
+          const index = outbox.indexOf(item);
+          if (index >= 0) outbox.splice(index, 1);
           draw();
         });
       }
@@ -70,7 +74,7 @@
           event.preventDefault();
           event.stopImmediatePropagation();
           const text = input.value.trim();
-          if (text) outbox.push({text, state: "waiting"});
+          if (text) outbox.push({cid: randomId(), text, state: "waiting"});
           input.value = "";
           draw();
           return;
