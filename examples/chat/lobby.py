@@ -25,6 +25,8 @@ class LobbyView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     async def mount(self, socket: Any, session: dict[str, Any]) -> None:
         socket.context = {"version": 0, **served_by()}
         await live_state(socket, Lobby, LOBBY)
+        client = live_client(socket)
+        socket.context["version"] = client.version if client else 0
         if is_connected(socket):
             # Re-render every heartbeat, so that pages of a dead node drop out of the counts.
             socket.schedule_info(InfoEvent("tick"), HEARTBEAT)

@@ -33,8 +33,16 @@ def post(page: Page, text: str) -> None:
 
 def test_long_word_wraps_inside_the_page(one_node: Cluster, new_page: NewPage) -> None:
     """A 500-character word wraps inside its message: the page gets no horizontal scroll,
-    on a desktop and on a phone-sized viewport."""
-    alice = join(new_page, one_node.first, fresh_room(), "alice")
+    on a desktop and on a phone-sized viewport. The lobby lists the room on one line, with
+    the lobby's version."""
+    room = fresh_room()
+    alice = join(new_page, one_node.first, room, "alice")
+    lobby = new_page(f"{one_node.first}/")
+    entry = lobby.locator(f'#rooms li[data-room="{room}"]')
+    expect(entry).to_have_text(f"#{room} 1 here", timeout=2000)
+    box = entry.bounding_box()
+    assert box is not None and box["height"] < 3 * 24, box
+    assert int(lobby.inner_text("#version")) > 0
     word = "w" * 500
     post(alice, word)
     message = alice.locator("#messages .message").last
