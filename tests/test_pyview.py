@@ -502,3 +502,48 @@ def test_public_names_are_sorted_and_documented() -> None:
                     if not inspect.getdoc(member):
                         missing.append(f"{name}.{attribute}")
     assert missing == []
+
+
+class SlowFirstRenderView(RoomView):
+    """A view whose renders take the times in `delays`, in order (then none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.delays: list[float] = []
+
+    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
+        live = assigns["live_assigns"]
+        # Read the state first, then await (as a view that also queries a database).
+        seen = {"messages": list(live.messages), "lobby": {"rooms": dict(live.lobby.rooms)}}
+        if self.delays:
+            await asyncio.sleep(self.delays.pop(0))
+        return LiveRender(TWO_STATES, {"live_assigns": seen}, meta)
+
+
+TWO_STATES = LiveTemplate(
+    Template(
+        "<p>{% for m in live_assigns.messages %}{{ m.text }}{% endfor %}</p>"
+        "<p>{{ live_assigns.lobby.rooms }}</p>",
+        template_id="test_pyview_two",
+    )
+)
+
+
+async def test_renders_of_two_bindings_never_leave_the_page_behind(memory_node: Node) -> None:
+    """Changes of two live states bound to one socket render one at a time: a slow render
+    started first cannot be sent last and leave the page showing an older state."""
+    websocket = RecordingWebSocket()
+    view = SlowFirstRenderView()
+    socket: ConnectedLiveViewSocket[dict[str, Any]] = ConnectedLiveViewSocket(
+        websocket, "lv:phx-two", view, AsyncIOScheduler(), NoOpInstrumentation()
+    )
+    socket.context = {}
+    await live_state(socket, Room, "a")
+    await live_state(socket, Lobby, "main", as_="lobby")
+    socket.prev_rendered = await socket.render_with_components()
+    view.delays = [0.1, 0.0]
+    await Room.append("a", "messages", {"text": "first"})
+    await settle(0.01)  # the room's render has started, and sleeps
+    await Lobby.put("main", "rooms", {"b": 2})
+    await settle(0.3)
+    assert socket.prev_rendered == await socket.render_with_components()

@@ -194,6 +194,7 @@ class _Binding:
         "closed",
         "key",
         "pending",
+        "render_lock",
         "render_task",
         "snapshot",
         "socket",
@@ -201,9 +202,14 @@ class _Binding:
         "watch",
     )
 
-    def __init__(self, socket: LiveSocket, spec: type[LiveState], key: str) -> None:
+    def __init__(
+        self, socket: LiveSocket, spec: type[LiveState], key: str, render_lock: asyncio.Lock
+    ) -> None:
         # A weak reference: a binding must not keep a closed socket alive.
         self.socket: weakref.ReferenceType[LiveSocket] = weakref.ref(socket)
+        # Shared by the socket's bindings: two renders of one socket at once could
+        # send an older render's diff last, and leave the page one change behind.
+        self.render_lock = render_lock
         self.spec = spec
         self.key = key
         self.client: Client | None = None
@@ -241,8 +247,9 @@ class _Binding:
     async def _render(self) -> None:
         """Re-render the socket through PyView until no change is left unrendered.
 
-        One render runs at a time per binding, and it covers every change that
-        came before it: a burst of changes becomes a few renders, not one per change.
+        One render runs at a time per socket (whatever its bindings), and it covers
+        every change that came before it: a burst of changes becomes a few renders,
+        not one per change.
         """
         try:
             # A change may arrive while PyView is still joining the socket (mount runs
@@ -264,11 +271,12 @@ class _Binding:
                 if self.closed or socket is None or not socket.connected:
                     self.pending.clear()
                     return
-                changes, self.pending = tuple(self.pending), []
-                try:
-                    await _connected(socket).send_info(InfoEvent(LIVE_STATE_EVENT, changes))
-                except Exception:
-                    logger.exception("Rendering %s after a livestate change raised", socket)
+                async with self.render_lock:
+                    changes, self.pending = tuple(self.pending), []
+                    try:
+                        await _connected(socket).send_info(InfoEvent(LIVE_STATE_EVENT, changes))
+                    except Exception:
+                        logger.exception("Rendering %s after a livestate change raised", socket)
                 del socket
         finally:
             self.render_task = None
@@ -290,10 +298,11 @@ class _Binding:
 class _SocketBindings:
     """Every live state bound to one socket: the default one (name None) and named ones."""
 
-    __slots__ = ("by_name",)
+    __slots__ = ("by_name", "render_lock")
 
     def __init__(self) -> None:
         self.by_name: dict[str | None, _Binding] = {}
+        self.render_lock = asyncio.Lock()
 
     async def close(self) -> None:
         bindings = list(self.by_name.values())
@@ -347,7 +356,7 @@ async def live_state(
     if binding is not None:
         del bindings.by_name[as_]
         await binding.close()
-    binding = _Binding(socket, spec, key)
+    binding = _Binding(socket, spec, key, bindings.render_lock)
     if connected:
         binding.client = await spec.attach(key, on_change=binding.on_change)
         binding.watch = compat.watch(socket, lambda: _unbind(socket))
