@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from livestate._cli import find_examples, main
+from livestate.testing import ServerProcess
 
 from .browser.phoenix import LiveViewClient
 
@@ -247,6 +248,27 @@ def test_kill_control_is_opt_in() -> None:
         assert running.status()["nodes"][0]["up"]
     finally:
         stop(running.process)
+
+
+def test_status_page_hides_a_redis_password() -> None:
+    """With --redis naming a password (a real Valkey that requires it), the nodes serve the
+    chat and the status page shows the URL with the password as ***."""
+    with ServerProcess() as server:
+        # A password set after start: ServerProcess checks the start with a bare PING.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            raw.sendall(b"CONFIG SET requirepass s3cret\r\n")
+            assert raw.recv(64).startswith(b"+OK")
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/0"
+        running = start_demo("--redis", url, nodes=2)
+        try:
+            page = urllib.request.urlopen(running.status_url, timeout=5).read().decode()
+            assert "s3cret" not in page and "s3cret" not in json.dumps(running.status())
+            assert f"redis://:***@127.0.0.1:{server.port}/0" in page
+            node = f"http://127.0.0.1:{running.node_ports[1]}/"
+            with urllib.request.urlopen(node, timeout=5) as response:
+                assert b"livestate chat" in response.read()
+        finally:
+            stop(running.process)
 
 
 def test_no_command_prints_help() -> None:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from .testing import free_port, server_binary
 
@@ -303,7 +303,7 @@ class Supervisor:
             entry["pages"] = _pages(entry["url"]) if entry["up"] else None
         valkey = self.valkey.process if self.valkey is not None else None
         return {
-            "state": self.url,
+            "state": _without_password(self.url),
             "valkey_pid": valkey.pid if valkey is not None else None,
             "kill_control": self.kill_control,
             "nodes": nodes,
@@ -336,6 +336,16 @@ class Supervisor:
         node.process = None
         node.ready = False
         node.restart_at = now + delay
+
+
+def _without_password(url: str) -> str:
+    """`url` with any password replaced by `***`, for a page others may see."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def _pages(url: str) -> int | None:
