@@ -13,9 +13,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[redis,pyview,test]'
 	touch $@
 
-## Run the demo: the chat example on memory:// at http://127.0.0.1:8000
+## Run the demo: the chat on two supervised nodes sharing an embedded Valkey, with a status
+## page that can kill a node; it prints what to open (http://127.0.0.1:8000/ first)
 demo: setup
-	$(BIN)/livestate demo
+	@echo "Starting the chat on two nodes; open the URLs printed below. Ctrl-C stops it."
+	$(BIN)/livestate demo --nodes 2 --kill-control
 
 ## Run every check: format, lint, types, then the whole test suite (browser tests included)
 test: setup

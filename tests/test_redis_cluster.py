@@ -204,11 +204,14 @@ async def test_an_ended_live_state_leaves_no_key_behind(url: str, nodes: list[No
     await client.put("extra", {"nested": [1, 2]})
     await client.put("tags", ["x", "y"])
     with redis.Redis.from_url(url.partition("?")[0]) as admin:
-        assert {key.decode().rpartition(":")[2] for key in admin.keys("ls:{ClusterBoard:tidy}:*")} >= {
+        keys = admin.keys("ls:{ClusterBoard:tidy}:*")
+        assert {key.decode().rpartition(":")[2] for key in keys} >= {
             "m", "s", "z", "h", "L", "k", "items", "tags",
         }  # fmt: skip
         await client.detach()
         started = time.monotonic()
         while admin.keys("ls:{ClusterBoard:tidy}:*"):
-            assert time.monotonic() - started < Board.ttl + 2.0, admin.keys("ls:{ClusterBoard:tidy}:*")
+            assert time.monotonic() - started < Board.ttl + 2.0, admin.keys(
+                "ls:{ClusterBoard:tidy}:*"
+            )
             await asyncio.sleep(0.05)

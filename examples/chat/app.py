@@ -4,12 +4,18 @@ Environment: LIVESTATE_URL (memory:// or redis://…; every node of a cluster
 uses the same), PYVIEW_SECRET (the same on every node, so that a page served by
 one node can join on another), LIVESTATE_ALLOWED_ORIGINS (comma-separated
 origins allowed besides the app's own host), CHAT_ROOM_TTL and
-CHAT_TYPING_SECONDS (see state.py).
+CHAT_TYPING_SECONDS (see state.py), CHAT_HEARTBEAT (see presence.py),
+LIVESTATE_JOIN_TIMEOUT and LIVESTATE_MAX_SOCKETS_PER_CLIENT (WebSocketLimitsMiddleware).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 from markupsafe import Markup
 from pyview import PyView  # type: ignore[import-untyped]
@@ -21,26 +27,34 @@ from starlette.staticfiles import StaticFiles
 
 import livestate
 from livestate import NotFoundError
-from livestate.pyview import OriginCheckMiddleware
+from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .lobby import LobbyView
+from .node import served_by
+from .presence import here
 from .room import RoomView
 from .state import ChatRoom, room_name
 
+STATIC = Path(__file__).resolve().parent / "static"
+
 HEAD = Markup("""
-<script>
-  // Empty the message box after each post (LiveView keeps a focused input's value).
-  window.Hooks = {ResetOnSubmit: {mounted() {
-    this.el.addEventListener("submit", () => setTimeout(() => this.el.reset(), 0));
-  }}};
-</script>
-<style>
-  body { font: 16px/1.4 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto; }
-  .message .nick { color: #555; } .typing { color: #888; min-height: 1.4em; font-style: italic; }
-  .notice { background: #eef; padding: .3rem .6rem; } .error { color: #b00; }
-  .count { font-weight: bold; }
-</style>
+<meta name="color-scheme" content="light dark">
+<link rel="stylesheet" href="/chat-static/chat.css">
+<script src="/chat-static/chat.js"></script>
 """)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Start livestate's node, then the "who is here" heartbeat; stop them in reverse order."""
+    async with livestate.lifespan(app):
+        task = asyncio.create_task(here.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def messages_json(request: Request) -> JSONResponse:
@@ -53,13 +67,23 @@ async def messages_json(request: Request) -> JSONResponse:
     return JSONResponse({"room": room, "messages": messages})
 
 
+async def node_json(request: Request) -> JSONResponse:
+    """Which node this is and how many room pages it serves, for the demo's status page."""
+    pages = {room: len(open_pages) for room, open_pages in here.pages.items()}
+    return JSONResponse({**served_by(), "pages": sum(pages.values()), "rooms": pages})
+
+
 def create_app() -> PyView:
     """The chat as a PyView app, with livestate's node started by its lifespan."""
     app = PyView(
-        lifespan=livestate.lifespan,
-        routes=[Route("/api/rooms/{room}/messages", messages_json)],
+        lifespan=lifespan,
+        routes=[
+            Route("/api/rooms/{room}/messages", messages_json),
+            Route("/api/node", node_json),
+        ],
     )
     app.mount("/static", StaticFiles(packages=[("pyview", "static")]), name="static")
+    app.mount("/chat-static", StaticFiles(directory=STATIC), name="chat-static")
     app.rootTemplate = defaultRootTemplate(
         title="livestate chat", title_suffix="", head_content=HEAD
     )
@@ -67,6 +91,11 @@ def create_app() -> PyView:
     app.add_live_view("/rooms/{room}", RoomView)
     allowed = [o for o in os.environ.get("LIVESTATE_ALLOWED_ORIGINS", "").split(",") if o]
     app.add_middleware(OriginCheckMiddleware, allowed_origins=allowed)
+    app.add_middleware(
+        WebSocketLimitsMiddleware,
+        join_timeout=float(os.environ.get("LIVESTATE_JOIN_TIMEOUT", "5")),
+        max_per_client=int(os.environ.get("LIVESTATE_MAX_SOCKETS_PER_CLIENT", "100")),
+    )
     return app
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyview import LiveView  # type: ignore[import-untyped]
+from pyview import LiveView, is_connected  # type: ignore[import-untyped]
+from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, template_file  # type: ignore[import-untyped]
 
-from livestate.pyview import live_state
+from livestate.pyview import live_client, live_state
 
+from .node import served_by
+from .presence import HEARTBEAT, room_counts
 from .state import LOBBY, Lobby, room_name
 
 TEMPLATE = template_file(str(Path(__file__).with_suffix(".html")))
@@ -20,15 +23,27 @@ class LobbyView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     """Lists the rooms from the Lobby live state; live, so counts follow people in and out."""
 
     async def mount(self, socket: Any, session: dict[str, Any]) -> None:
-        socket.context = {}
+        socket.context = {"version": 0, **served_by()}
         await live_state(socket, Lobby, LOBBY)
+        client = live_client(socket)
+        socket.context["version"] = client.version if client else 0
+        if is_connected(socket):
+            # Re-render every heartbeat, so that pages of a dead node drop out of the counts.
+            socket.schedule_info(InfoEvent("tick"), HEARTBEAT)
 
     async def handle_event(self, event: str, payload: dict[str, Any], socket: Any) -> None:
         if event == "go":
             room = room_name(payload.get("room", [""])[0])
-            await socket.redirect(f"/rooms/{room}")
+            # Live navigation: the room joins over this same WebSocket.
+            await socket.push_navigate(f"/rooms/{room}")
+
+    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
+        client = live_client(socket)
+        if client is not None:
+            socket.context["version"] = client.version
 
     async def render(self, assigns: dict[str, Any], meta: PyViewMeta) -> LiveRender:
-        counts = assigns["live_assigns"].rooms
+        counts = room_counts(assigns["live_assigns"].rooms)
         rooms = [{"name": name, "count": counts[name]} for name in sorted(counts)]
-        return LiveRender(TEMPLATE, {**assigns, "rooms": rooms}, meta)
+        people = sum(counts.values())
+        return LiveRender(TEMPLATE, {**assigns, "rooms": rooms, "people": people}, meta)

@@ -36,7 +36,7 @@ class ChatRoom(LiveState):
 
 
 class Lobby(LiveState):
-    """How many open room pages each room has (room -> count); rooms at 0 drop out."""
+    """Who is in which room: room -> node -> {at, pages, nicks}, written by presence.py."""
 
     ttl = None
     # Only server code counts people in and out; the lobby page itself only reads.
@@ -54,19 +54,3 @@ def room_name(raw: str) -> str:
 def nick_name(raw: str) -> str:
     """A nickname from user input: printable, trimmed, at most MAX_NICK characters."""
     return "".join(ch for ch in raw if ch.isprintable()).strip()[:MAX_NICK]
-
-
-async def count_in(room: str, delta: int) -> None:
-    """Add `delta` to the lobby's count for `room`, atomically across nodes."""
-
-    def change(rooms: Mapping[str, int]) -> dict[str, int]:
-        counts = dict(rooms)
-        count = counts.get(room, 0) + delta
-        if count > 0:
-            counts[room] = count
-        else:
-            counts.pop(room, None)
-        return counts
-
-    await Lobby.start(LOBBY)
-    await Lobby.update(LOBBY, "rooms", change, default={})

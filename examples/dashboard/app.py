@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
 from pyview import PyView  # type: ignore[import-untyped]
 from pyview.template import defaultRootTemplate  # type: ignore[import-untyped]
 from starlette.requests import Request
@@ -23,10 +25,13 @@ from starlette.staticfiles import StaticFiles
 
 import livestate
 from livestate import InvalidValueError, NotFoundError
-from livestate.pyview import OriginCheckMiddleware
+from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .state import MAX_EVENTS, TOKEN, Dashboard, feed
 from .view import DashboardView
+
+STATIC = Path(__file__).resolve().parent / "static"
+HEAD = Markup('<link rel="stylesheet" href="/dashboard-static/dashboard.css">')
 
 
 @contextlib.asynccontextmanager
@@ -72,10 +77,14 @@ def create_app() -> PyView:
         routes=[Route("/api/dashboards/{key}", post_dashboard, methods=["POST"])],
     )
     app.mount("/static", StaticFiles(packages=[("pyview", "static")]), name="static")
-    app.rootTemplate = defaultRootTemplate(title="livestate dashboard", title_suffix="")
+    app.mount("/dashboard-static", StaticFiles(directory=STATIC), name="dashboard-static")
+    app.rootTemplate = defaultRootTemplate(
+        title="livestate dashboard", title_suffix="", head_content=HEAD
+    )
     app.add_live_view("/", DashboardView)
     app.add_live_view("/dashboards/{key}", DashboardView)
     app.add_middleware(OriginCheckMiddleware)
+    app.add_middleware(WebSocketLimitsMiddleware)
     return app
 
 

@@ -1,10 +1,11 @@
-"""The `livestate` command.
+"""The `livestate` command (also `python -m livestate`).
 
 `livestate demo` runs the chat example: one node on `memory://` by default;
 `--nodes N` runs N server processes on consecutive ports against one Redis or
 Valkey (`--redis URL`, or an embedded Valkey it starts), with one shared PyView
-signing secret so that a page served by one node can join on any other. Ctrl-C
-stops everything it started.
+signing secret so that a page served by one node can join on any other. A node
+that dies is restarted; a status page lists the nodes (and, with
+`--kill-control`, kills one on request). Ctrl-C stops the nodes, then Valkey.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import argparse
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -24,9 +22,6 @@ from types import FrameType
 from . import _inspect
 
 __all__ = ["find_examples", "main"]
-
-READY_TIMEOUT = 30.0
-"""Seconds a node may take to start listening."""
 
 
 def find_examples() -> Path:
@@ -61,16 +56,42 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run the chat example, on one node or several",
-        description="Run the chat example at http://HOST:PORT (and the next ports with --nodes).",
+        description="Run the chat example at http://HOST:PORT (and the next ports with "
+        "--nodes), restarting any node that dies.",
     )
     demo.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    demo.add_argument("--port", type=int, default=8000, help="port of the first node")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("LIVESTATE_DEMO_PORT") or 8000),
+        help="port of the first node (default: LIVESTATE_DEMO_PORT, or 8000)",
+    )
     demo.add_argument("--nodes", type=int, default=1, help="server processes, on consecutive ports")
     demo.add_argument(
         "--redis",
         metavar="URL",
         help="a Redis/Valkey URL shared by the nodes; without it one node uses memory:// "
         "and several nodes share an embedded Valkey started for the demo",
+    )
+    demo.add_argument(
+        "--status-port",
+        type=int,
+        help="port of the status page (default: the port after the last node's, or any "
+        "free port if that one is taken)",
+    )
+    demo.add_argument(
+        "--kill-control",
+        action="store_true",
+        help="give the status page a button per node that kills it (SIGKILL), to watch "
+        "pages reconnect to the restarted node; for demos only",
+    )
+    demo.add_argument(
+        "--restart-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before restarting a node that died (default 0), to watch its "
+        "pages while it is down",
     )
     demo.add_argument(
         "--room-ttl", type=float, help="seconds a room outlives its last visitor (default 60)"
@@ -110,86 +131,54 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .testing import ServerProcess
+    from ._demo import Supervisor
 
     examples = find_examples()
-    server: ServerProcess | None = None
-    nodes: list[subprocess.Popen[bytes]] = []
+    env = dict(os.environ)
+    # One signing secret for every node: the CSRF token and session that node A
+    # puts into a page must verify on node B, where the WebSocket may land.
+    env["PYVIEW_SECRET"] = os.environ.get("PYVIEW_SECRET") or secrets.token_urlsafe(32)
+    if args.room_ttl is not None:
+        env["CHAT_ROOM_TTL"] = str(args.room_ttl)
+    if args.typing_seconds is not None:
+        env["CHAT_TYPING_SECONDS"] = str(args.typing_seconds)
+    ports = [args.port + i for i in range(args.nodes)]
+    status_port = args.status_port if args.status_port is not None else ports[-1] + 1
+    supervisor = Supervisor(
+        examples,
+        args.host,
+        ports,
+        args.redis,
+        env,
+        status_port,
+        args.kill_control,
+        restart_delay=args.restart_delay,
+    )
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        url = args.redis
-        if url is None and args.nodes > 1:
-            # memory:// lives in one process: several nodes need a server to share.
-            server = ServerProcess().start()
-            url = server.url
-        url = url or "memory://"
-        env = dict(os.environ)
-        env["LIVESTATE_URL"] = url
-        # One signing secret for every node: the CSRF token and session that node A
-        # puts into a page must verify on node B, where the WebSocket may land.
-        env["PYVIEW_SECRET"] = os.environ.get("PYVIEW_SECRET") or secrets.token_urlsafe(32)
-        if args.room_ttl is not None:
-            env["CHAT_ROOM_TTL"] = str(args.room_ttl)
-        if args.typing_seconds is not None:
-            env["CHAT_TYPING_SECONDS"] = str(args.typing_seconds)
-        ports = [args.port + i for i in range(args.nodes)]
-        for port in ports:
-            command = [
-                sys.executable, "-m", "uvicorn", "chat.app:app", "--app-dir", str(examples),
-                "--host", args.host, "--port", str(port), "--log-level", "warning",
-            ]  # fmt: skip
-            nodes.append(subprocess.Popen(command, env=env))
-        for port, node in zip(ports, nodes, strict=True):
-            _wait_listening(args.host, port, node)
-        where = f"{url} (embedded Valkey)" if server else url
-        print(f"livestate demo: the chat on {len(nodes)} node(s), state in {where}", flush=True)
+        supervisor.start()
+        where = f"{supervisor.url} (embedded Valkey)" if supervisor.valkey else supervisor.url
+        print(f"livestate demo: the chat on {args.nodes} node(s), state in {where}", flush=True)
         for number, port in enumerate(ports, 1):
             print(f"  node {number}: http://{args.host}:{port}/", flush=True)
+        what = "nodes, and a button to kill one" if args.kill_control else "nodes"
+        print(f"  status ({what}): {supervisor.status_url}", flush=True)
+        print(f"Open http://{args.host}:{ports[0]}/ in a browser.", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
-        while True:
-            for port, node in zip(ports, nodes, strict=True):
-                if node.poll() is not None:
-                    raise RuntimeError(f"the node on port {port} exited ({node.returncode}).")
-            time.sleep(0.2)
+        supervisor.run()
     except (KeyboardInterrupt, _Stop):
-        print("livestate demo: stopping.", flush=True)
+        print("livestate demo: stopping the nodes, then Valkey.", flush=True)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        _stop_all(nodes)
-        if server is not None:
-            server.stop()
-
-
-def _wait_listening(host: str, port: int, node: subprocess.Popen[bytes]) -> None:
-    """Wait until `node` accepts connections on `port`; raise RuntimeError if it never does."""
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if node.poll() is not None:
-            raise RuntimeError(
-                f"the node on port {port} exited at start ({node.returncode}); is the port "
-                "free? Choose another with --port."
-            )
+        # Ctrl-C again during the stop must not leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"the node on port {port} did not listen within {READY_TIMEOUT:.0f}s.")
-
-
-def _stop_all(nodes: list[subprocess.Popen[bytes]]) -> None:
-    """Stop the nodes by PID: SIGTERM (a graceful uvicorn shutdown), then SIGKILL after 5 s."""
-    for node in nodes:
-        if node.poll() is None:
-            node.terminate()
-    deadline = time.monotonic() + 5.0
-    for node in nodes:
-        try:
-            node.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            node.kill()
-            node.wait()
+            supervisor.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    return 0
 
 
 if __name__ == "__main__":

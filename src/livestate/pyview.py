@@ -6,12 +6,19 @@ every change of the live state re-renders the view through PyView's own path
 (`send_info`, so `handle_info` gets an `InfoEvent(LIVE_STATE_EVENT, changes)`),
 and `live_assign`, `live_append` and friends write through the socket's client.
 
+A view may bind several live states by name: `live_state(socket, Lobby, "main",
+as_="lobby")` shows as `live_assigns.lobby.rooms`, and the writes take the same
+`as_=`. The unnamed (default) live state's properties stay at the top level.
+
 On the first HTTP render (an unconnected socket) nothing attaches: the live
 state is started if needed and its current state rendered. On the WebSocket
 connection the socket attaches, and detaches when PyView closes the socket.
+What PyView lacks for this (close and join hooks, a socket it forgets to close
+after live navigation) is bridged in `_pyview_compat`, gated on its version.
 
 `OriginCheckMiddleware` closes WebSocket handshakes from other sites, which
-PyView does not check by itself.
+PyView does not check by itself; `WebSocketLimitsMiddleware` closes sockets
+that never join and caps sockets per client address.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._changes import Change
-from ._exceptions import NotFoundError
+from ._client import Client
+from ._exceptions import InvalidValueError, NotFoundError
 from ._node import current_node
 from ._spec import DEFAULT, LiveState
 from ._values import EMPTY, JSON
@@ -35,7 +43,9 @@ if TYPE_CHECKING:
 __all__ = [
     "LIVE_STATE_EVENT",
     "LiveAssigns",
+    "LiveSocket",
     "OriginCheckMiddleware",
+    "WebSocketLimitsMiddleware",
     "live_append",
     "live_assign",
     "live_client",
@@ -55,7 +65,7 @@ tuple of the Change objects that the render covers, oldest first."""
 ASSIGN_NAME: Final = "live_assigns"
 
 JOIN_WAIT = 2.0
-"""Seconds a render waits for PyView to finish joining a socket (see _Binding._render)."""
+"""Most seconds a render waits for PyView to send the socket's join reply first."""
 
 
 def _import_pyview() -> Any:
@@ -74,6 +84,35 @@ _import_pyview()
 
 from pyview.events import InfoEvent  # type: ignore[import-untyped]  # noqa: E402 - after the ImportError
 
+from . import _pyview_compat as compat  # noqa: E402 - needs pyview, imported above
+from ._pyview_guard import WebSocketLimitsMiddleware  # noqa: E402 - same
+
+
+class LiveSocket(Protocol):
+    """What livestate uses of a PyView socket (`UnconnectedSocket` or `ConnectedLiveViewSocket`).
+
+    `context` is the view's assigns (a dict, a dataclass or any object) and
+    `connected` tells the HTTP render (False) from the WebSocket (True).
+    """
+
+    context: Any
+
+    @property
+    def connected(self) -> bool:
+        """Whether the socket is a joined WebSocket connection that is still open."""
+
+
+class _ConnectedSocket(LiveSocket, Protocol):
+    """What livestate uses of a connected socket beyond `LiveSocket`."""
+
+    prev_rendered: dict[str, Any] | None
+
+    async def send_info(self, event: Any) -> None:
+        """Run the view's handle_info, render it and send the diff."""
+
+    async def close(self) -> None:
+        """Close the socket (PyView calls it on disconnect and on phx_leave)."""
+
 
 class LiveAssigns:
     """What a template sees as `live_assigns`: the live state's properties as attributes.
@@ -82,20 +121,23 @@ class LiveAssigns:
     read-only. It has no public methods, so a property named `items` or `get`
     still reads as the property in a template. A property that is absent is
     `Undefined` in a template (renders as nothing) and raises AttributeError or
-    KeyError in Python; `"typing" in live_assigns` tests for one. `LiveAssigns()`
-    is empty, a default for a dataclass context's `live_assigns` field.
+    KeyError in Python; `"typing" in live_assigns` tests for one. A live state
+    bound with `as_="lobby"` is `live_assigns.lobby`, itself a LiveAssigns (a
+    name hides a default property of the same name). `LiveAssigns()` is empty,
+    a default for a dataclass context's `live_assigns` field.
     """
 
-    __slots__ = ("_state",)
+    __slots__ = ("_named", "_state")
 
     def __init__(self, state: Mapping[str, JSON] = EMPTY) -> None:
         object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "_named", EMPTY)
 
-    def __getattr__(self, name: str) -> JSON:
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)  # keep copy, pickle and friends from seeing state
         try:
-            return self._state[name]
+            return self[name]
         except KeyError:
             raise AttributeError(
                 f"The live state has no property {name!r}; test with "
@@ -107,27 +149,31 @@ class LiveAssigns:
             "live_assigns is read-only; write with live_assign(socket, prop, value)."
         )
 
-    def __getitem__(self, name: str) -> JSON:
+    def __getitem__(self, name: str) -> Any:
+        named: Mapping[str, LiveAssigns] = self._named
+        if name in named:
+            return named[name]
         return self._state[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._state
+        return name in self._named or name in self._state
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._state)
+        yield from self._named
+        yield from (name for name in self._state if name not in self._named)
 
     def __len__(self) -> int:
-        return len(self._state)
+        return sum(1 for _ in self)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, LiveAssigns):
-            return dict(self._state) == dict(other._state)
+            return {n: self[n] for n in self} == {n: other[n] for n in other}
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"LiveAssigns({dict(self._state)!r})"
+        return f"LiveAssigns({ {n: self[n] for n in self}!r})"
 
     # dataclasses.asdict deep-copies a dataclass context for the HTTP render. The
     # state is immutable, so sharing it is a faithful copy, and it keeps deepcopy
@@ -140,7 +186,7 @@ class LiveAssigns:
 
 
 class _Binding:
-    """One socket's attachment: its spec, key, client (when connected) and pending renders."""
+    """One live state bound to a socket: its spec, key, client (when connected), pending renders."""
 
     __slots__ = (
         "__weakref__",
@@ -148,29 +194,41 @@ class _Binding:
         "closed",
         "key",
         "pending",
+        "render_lock",
         "render_task",
         "snapshot",
         "socket",
         "spec",
+        "watch",
     )
 
-    def __init__(self, socket: Any, spec: type[LiveState], key: str) -> None:
+    def __init__(
+        self, socket: LiveSocket, spec: type[LiveState], key: str, render_lock: asyncio.Lock
+    ) -> None:
         # A weak reference: a binding must not keep a closed socket alive.
-        self.socket: weakref.ReferenceType[Any] = weakref.ref(socket)
+        self.socket: weakref.ReferenceType[LiveSocket] = weakref.ref(socket)
+        # Shared by the socket's bindings: two renders of one socket at once could
+        # send an older render's diff last, and leave the page one change behind.
+        self.render_lock = render_lock
         self.spec = spec
         self.key = key
-        self.client: Any = None  # livestate.Client once attached
+        self.client: Client | None = None
         self.snapshot: Mapping[str, JSON] = EMPTY  # the state while not attached
         self.pending: list[Change] = []
         self.render_task: asyncio.Task[None] | None = None
         self.closed = False
+        self.watch: compat.Watch | None = None
+
+    @property
+    def attached(self) -> bool:
+        client = self.client
+        return client is not None and client.attached
 
     @property
     def state(self) -> Mapping[str, JSON]:
         client = self.client
         if client is not None and client.attached:
-            state: Mapping[str, JSON] = client.state
-            return state
+            return client.state
         return self.snapshot
 
     def on_change(self, change: Change) -> None:
@@ -189,35 +247,36 @@ class _Binding:
     async def _render(self) -> None:
         """Re-render the socket through PyView until no change is left unrendered.
 
-        One render runs at a time per socket, and it covers every change that came
-        before it: a burst of changes becomes a few renders, not one per change.
+        One render runs at a time per socket (whatever its bindings), and it covers
+        every change that came before it: a burst of changes becomes a few renders,
+        not one per change.
         """
         try:
-            socket = self.socket()
             # A change may arrive while PyView is still joining the socket (mount runs
             # before the join reply). A diff sent before the join reply would reach a
-            # browser that has nothing to apply it to, so wait for the first render.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + JOIN_WAIT
-            while (
-                socket is not None
-                and socket.connected
-                and socket.prev_rendered is None
-                and loop.time() < deadline
-            ):
-                await asyncio.sleep(0.005)
-                socket = self.socket()
+            # browser that has nothing to apply it to, so wait for the reply to go out.
+            # PyView notes the join's render (prev_rendered) just before it sends the
+            # reply, so a socket with one needs no wait.
+            watch, socket = self.watch, self.socket()
+            joining = socket is not None and _connected(socket).prev_rendered is None
+            del socket
+            if watch is not None and joining and not watch.joined.is_set():
+                try:
+                    await asyncio.wait_for(watch.joined.wait(), JOIN_WAIT)
+                except TimeoutError:
+                    pass  # render anyway: a diff late is better than none
             await asyncio.sleep(0)  # let the rest of a burst arrive first
             while self.pending:
                 socket = self.socket()
                 if self.closed or socket is None or not socket.connected:
                     self.pending.clear()
                     return
-                changes, self.pending = tuple(self.pending), []
-                try:
-                    await socket.send_info(InfoEvent(LIVE_STATE_EVENT, changes))
-                except Exception:
-                    logger.exception("Rendering %s after a livestate change raised", socket)
+                async with self.render_lock:
+                    changes, self.pending = tuple(self.pending), []
+                    try:
+                        await _connected(socket).send_info(InfoEvent(LIVE_STATE_EVENT, changes))
+                    except Exception:
+                        logger.exception("Rendering %s after a livestate change raised", socket)
                 del socket
         finally:
             self.render_task = None
@@ -236,13 +295,31 @@ class _Binding:
             await client.detach()
 
 
-# Socket -> its binding. Weak keys: the registry never keeps a socket alive.
-_bindings: weakref.WeakKeyDictionary[Any, _Binding] = weakref.WeakKeyDictionary()
-# Render and clean-up tasks, referenced so that they are not collected mid-way.
+class _SocketBindings:
+    """Every live state bound to one socket: the default one (name None) and named ones."""
+
+    __slots__ = ("by_name", "render_lock")
+
+    def __init__(self) -> None:
+        self.by_name: dict[str | None, _Binding] = {}
+        self.render_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        bindings = list(self.by_name.values())
+        self.by_name.clear()
+        for binding in bindings:
+            await binding.close()
+
+
+# Socket -> its bindings. Weak keys: the registry never keeps a socket alive.
+_bindings: weakref.WeakKeyDictionary[LiveSocket, _SocketBindings] = weakref.WeakKeyDictionary()
+# Render tasks, referenced so that they are not collected mid-way.
 _tasks: set[asyncio.Task[Any]] = set()
 
 
-async def live_state(socket: Any, spec: type[LiveState], key: str) -> LiveAssigns:
+async def live_state(
+    socket: LiveSocket, spec: type[LiveState], key: str, *, as_: str | None = None
+) -> LiveAssigns:
     """Bind `socket` to the live state of `spec` for `key`, and expose it as `live_assigns`.
 
     Call it in `mount` or `handle_params`. On an unconnected socket (the first
@@ -251,65 +328,80 @@ async def live_state(socket: Any, spec: type[LiveState], key: str) -> LiveAssign
     re-render the view and reach `handle_info` as `InfoEvent(LIVE_STATE_EVENT,
     changes)`; PyView closing the socket detaches it. Calling it again with the
     same spec and key does nothing; with another one it detaches from the old
-    key first. The context (a dict, a dataclass with a `live_assigns` field, or
-    any object) gets `live_assigns`, which is also returned.
+    key first. With `as_="name"` the live state is one of several: it shows as
+    `live_assigns.name` and the live_* writes take the same `as_=`; each name
+    (and the default, unnamed one) binds one live state at a time. The context
+    (a dict, a dataclass with a `live_assigns` field, or any object) gets
+    `live_assigns`, which is also returned.
 
-    Raises InvalidValueError for a bad key, PermissionDeniedError if the group
-    may not read the live state, TypeError if the context cannot hold
-    `live_assigns`, and whatever on_mount raises.
+    Raises InvalidValueError for a bad key or an `as_` that is not an
+    identifier, PermissionDeniedError if the group may not read the live state,
+    TypeError if the context cannot hold `live_assigns`, and whatever on_mount
+    raises.
     """
     _check_context(socket)
-    binding = _bindings.get(socket)
-    connected = bool(getattr(socket, "connected", False))
+    if as_ is not None and (not isinstance(as_, str) or not as_.isidentifier()):
+        raise InvalidValueError(
+            f"live_state's as_ for {spec.__qualname__} {key[:200]!r} must be a name a template "
+            f"can use after live_assigns., such as 'lobby'; got {as_!r}."
+        )
+    bindings = _bindings.get(socket)
+    if bindings is None:
+        bindings = _bindings[socket] = _SocketBindings()
+    binding = bindings.by_name.get(as_)
+    connected = bool(socket.connected)
     if binding is not None and binding.spec is spec and binding.key == key:
-        if not connected or (binding.client is not None and binding.client.attached):
-            return _expose(socket, binding)
+        if not connected or binding.attached:
+            return _expose(socket, bindings)
     if binding is not None:
-        del _bindings[socket]
+        del bindings.by_name[as_]
         await binding.close()
-    binding = _Binding(socket, spec, key)
+    binding = _Binding(socket, spec, key, bindings.render_lock)
     if connected:
         binding.client = await spec.attach(key, on_change=binding.on_change)
-        _watch(socket)
+        binding.watch = compat.watch(socket, lambda: _unbind(socket))
     else:
         binding.snapshot = await _read(spec, key)
-    _bindings[socket] = binding
-    return _expose(socket, binding)
+    bindings.by_name[as_] = binding
+    return _expose(socket, bindings)
 
 
-def live_client(socket: Any) -> Any:
-    """The livestate Client of a connected socket bound by `live_state`, or None.
+def live_client(socket: LiveSocket, *, as_: str | None = None) -> Client | None:
+    """The livestate Client of a connected socket bound by `live_state` (as `as_`), or None.
 
     None on an unconnected socket, before `live_state`, and after a `stopped`
     change or disconnect. Raises nothing.
     """
-    binding = _bindings.get(socket)
-    if binding is None or binding.client is None or not binding.client.attached:
+    bindings = _bindings.get(socket)
+    binding = bindings.by_name.get(as_) if bindings is not None else None
+    if binding is None or not binding.attached:
         return None
     return binding.client
 
 
-async def live_assign(socket: Any, prop: str, value: Any) -> None:
-    """Set `prop` to `value` in the socket's live state, as a group member.
+async def live_assign(socket: LiveSocket, prop: str, value: Any, *, as_: str | None = None) -> None:
+    """Set `prop` to `value` in the socket's live state (the one bound `as_`), as a group member.
 
     When it returns, `live_assigns` (and so the writer's next render) shows the
     write. Raises RuntimeError if `live_state` was not called on this socket,
     PermissionDeniedError (needs write), InvalidValueError, StateTooLargeError,
     NotFoundError.
     """
-    await _write(socket, "put", prop, value)
+    await _write(socket, as_, "put", prop, value)
 
 
-async def live_delete(socket: Any, prop: str) -> None:
-    """Remove `prop` from the socket's live state, as a group member.
+async def live_delete(socket: LiveSocket, prop: str, *, as_: str | None = None) -> None:
+    """Remove `prop` from the socket's live state (the one bound `as_`), as a group member.
 
     Raises RuntimeError if `live_state` was not called on this socket,
     PropertyNotFoundError, PermissionDeniedError (needs delete), NotFoundError.
     """
-    await _write(socket, "delete", prop)
+    await _write(socket, as_, "delete", prop)
 
 
-async def live_append(socket: Any, prop: str, item: Any, *, max_len: int | None = None) -> None:
+async def live_append(
+    socket: LiveSocket, prop: str, item: Any, *, max_len: int | None = None, as_: str | None = None
+) -> None:
     """Append `item` to the list `prop` atomically, dropping the oldest beyond `max_len`.
 
     Concurrent appends from any number of views and nodes all land, in one order.
@@ -317,21 +409,29 @@ async def live_append(socket: Any, prop: str, item: Any, *, max_len: int | None 
     PermissionDeniedError (needs write), InvalidValueError (also if `prop` holds
     no list), StateTooLargeError, NotFoundError.
     """
-    await _write(socket, "append", prop, item, max_len=max_len)
+    await _write(socket, as_, "append", prop, item, max_len=max_len)
 
 
-async def live_increment(socket: Any, prop: str, by: int | float = 1) -> JSON:
+async def live_increment(
+    socket: LiveSocket, prop: str, by: int | float = 1, *, as_: str | None = None
+) -> JSON:
     """Add `by` to the number `prop` atomically and return the result.
 
     Raises RuntimeError if `live_state` was not called on this socket,
     PermissionDeniedError (needs write), InvalidValueError (also if `prop` holds
     no number), NotFoundError.
     """
-    return await _write(socket, "increment", prop, by)
+    result: JSON = await _write(socket, as_, "increment", prop, by)
+    return result
 
 
 async def live_update(
-    socket: Any, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT
+    socket: LiveSocket,
+    prop: str,
+    fn: Callable[[Any], Any],
+    *,
+    default: Any = DEFAULT,
+    as_: str | None = None,
 ) -> JSON:
     """Replace `prop` with `fn(current value)` atomically and return the new value.
 
@@ -340,16 +440,17 @@ async def live_update(
     PermissionDeniedError (needs read and write), InvalidValueError,
     StateTooLargeError, NotFoundError.
     """
-    return await _write(socket, "update", prop, fn, default=default)
+    result: JSON = await _write(socket, as_, "update", prop, fn, default=default)
+    return result
 
 
-async def live_reset(socket: Any) -> None:
+async def live_reset(socket: LiveSocket, *, as_: str | None = None) -> None:
     """Run on_mount again and replace the whole state of the socket's live state.
 
     Raises RuntimeError if `live_state` was not called on this socket,
     PermissionDeniedError (needs reset), NotFoundError, and whatever on_mount raises.
     """
-    await _write(socket, "reset")
+    await _write(socket, as_, "reset")
 
 
 class OriginCheckMiddleware:
@@ -392,7 +493,12 @@ class OriginCheckMiddleware:
 # Internals.
 
 
-def _check_context(socket: Any) -> None:
+def _connected(socket: LiveSocket) -> _ConnectedSocket:
+    """The socket as a connected one (only bindings with a client render)."""
+    return socket  # type: ignore[return-value]
+
+
+def _check_context(socket: LiveSocket) -> None:
     context = getattr(socket, "context", None)
     if context is None:
         raise TypeError(
@@ -407,9 +513,9 @@ def _check_context(socket: Any) -> None:
         )
 
 
-def _expose(socket: Any, binding: _Binding) -> LiveAssigns:
-    """Put `live_assigns` into the socket's context: a live view of the binding's state."""
-    assigns = _BoundAssigns(binding)
+def _expose(socket: LiveSocket, bindings: _SocketBindings) -> LiveAssigns:
+    """Put `live_assigns` into the socket's context: a live view of its bindings' states."""
+    assigns = _BoundAssigns(bindings)
     context = socket.context
     if isinstance(context, dict):
         context[ASSIGN_NAME] = assigns
@@ -419,30 +525,60 @@ def _expose(socket: Any, binding: _Binding) -> LiveAssigns:
 
 
 class _BoundAssigns(LiveAssigns):
-    """LiveAssigns that follow a binding: the client's current state, or the last snapshot."""
+    """LiveAssigns that follow a socket's bindings: each client's current state, or snapshot."""
 
     __slots__ = ()
 
-    def __init__(self, binding: _Binding) -> None:
-        object.__setattr__(self, "_state", _BindingState(binding))
+    def __init__(self, bindings: _SocketBindings) -> None:
+        object.__setattr__(self, "_state", _BindingState(bindings, None))
+        object.__setattr__(self, "_named", _NamedAssigns(bindings))
 
 
 class _BindingState(Mapping[str, JSON]):
-    """A Mapping that reads whatever state the binding shows now (it changes on attach)."""
+    """A Mapping that reads whatever state one binding shows now (it changes on attach)."""
 
-    __slots__ = ("_binding",)
+    __slots__ = ("_bindings", "_name")
 
-    def __init__(self, binding: _Binding) -> None:
-        self._binding = binding
+    def __init__(self, bindings: _SocketBindings, name: str | None) -> None:
+        self._bindings = bindings
+        self._name = name
+
+    def _state(self) -> Mapping[str, JSON]:
+        binding = self._bindings.by_name.get(self._name)
+        return binding.state if binding is not None else EMPTY
 
     def __getitem__(self, name: str) -> JSON:
-        return self._binding.state[name]
+        return self._state()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._binding.state)
+        return iter(self._state())
 
     def __len__(self) -> int:
-        return len(self._binding.state)
+        return len(self._state())
+
+
+class _NamedAssigns(Mapping[str, LiveAssigns]):
+    """The named bindings of a socket, each as a LiveAssigns of its own."""
+
+    __slots__ = ("_bindings",)
+
+    def __init__(self, bindings: _SocketBindings) -> None:
+        self._bindings = bindings
+
+    def __getitem__(self, name: str) -> LiveAssigns:
+        if name not in self:
+            raise KeyError(name)
+        return LiveAssigns(_BindingState(self._bindings, name))
+
+    def __contains__(self, name: object) -> bool:
+        # Asked on every property read of live_assigns: no LiveAssigns made to say no.
+        return isinstance(name, str) and name in self._bindings.by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._bindings.by_name if name is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 async def _read(spec: type[LiveState], key: str) -> Mapping[str, JSON]:
@@ -458,18 +594,20 @@ async def _read(spec: type[LiveState], key: str) -> Mapping[str, JSON]:
     raise NotFoundError(f"{spec.__qualname__} {key[:200]!r} ended each time it was started.")
 
 
-async def _write(socket: Any, kind: str, *args: Any, **kwargs: Any) -> Any:
-    binding = _bindings.get(socket)
+async def _write(socket: LiveSocket, as_: str | None, kind: str, *args: Any, **kwargs: Any) -> Any:
+    bindings = _bindings.get(socket)
+    binding = bindings.by_name.get(as_) if bindings is not None else None
     if binding is None:
+        named = "" if as_ is None else f", as_={as_!r}"
         raise RuntimeError(
-            "This socket is bound to no live state; call await live_state(socket, Spec, key) "
-            "in mount or handle_params first."
+            f"This socket is bound to no live state{' named ' + repr(as_) if as_ else ''}; "
+            f"call await live_state(socket, Spec, key{named}) in mount or handle_params first."
         )
     client = binding.client
     if client is not None and client.attached:
         method: Callable[..., Awaitable[Any]] = getattr(client, kind)
         return await method(*args, **kwargs)
-    if getattr(socket, "connected", False):
+    if socket.connected:
         raise RuntimeError(
             f"The live state {binding.spec.__qualname__} {binding.key[:200]!r} was stopped; "
             "call live_state again to start it anew."
@@ -483,59 +621,8 @@ async def _write(socket: Any, kind: str, *args: Any, **kwargs: Any) -> Any:
     return result
 
 
-def _watch(socket: Any) -> None:
-    """Detach `socket` when PyView closes it, or when its WebSocket ends.
-
-    PyView calls `socket.close()` on disconnect and on `phx_leave`, but after a
-    live navigation on the same WebSocket it never closes the new socket
-    (pyview-web 0.9.0), so the end of the WebSocket itself is watched too.
-    """
-    if getattr(socket, "_livestate_watched", False):
-        return
-    original_close = socket.close
-
-    async def close() -> None:
-        try:
-            await original_close()
-        finally:
-            await _unbind(socket)
-
-    socket.close = close
-    socket._livestate_watched = True
-    websocket = getattr(socket, "websocket", None)
-    if websocket is None or not hasattr(websocket, "receive"):
-        return
-    if getattr(websocket, "_livestate_sockets", None) is not None:
-        websocket._livestate_sockets.add(socket)
-        return
-    sockets: weakref.WeakSet[Any] = weakref.WeakSet([socket])
-    websocket._livestate_sockets = sockets
-    original_receive = websocket.receive
-
-    async def receive() -> Any:
-        try:
-            message = await original_receive()
-        except BaseException:
-            _close_all(sockets)
-            raise
-        if message.get("type") == "websocket.disconnect":
-            _close_all(sockets)
-        return message
-
-    websocket.receive = receive
-
-
-def _close_all(sockets: weakref.WeakSet[Any]) -> None:
-    """Close every still-open socket of an ended WebSocket, in tasks (this runs inside receive)."""
-    for socket in list(sockets):
-        if socket.connected:
-            task = asyncio.get_running_loop().create_task(socket.close())
-            _tasks.add(task)
-            task.add_done_callback(_tasks.discard)
-    sockets.clear()
-
-
-async def _unbind(socket: Any) -> None:
-    binding = _bindings.pop(socket, None)
-    if binding is not None:
-        await binding.close()
+async def _unbind(socket: LiveSocket) -> None:
+    """Detach every live state of a socket that PyView closed."""
+    bindings = _bindings.pop(socket, None)
+    if bindings is not None:
+        await bindings.close()

@@ -1,0 +1,134 @@
+"""The supervised demo in real Chromium: a node killed from the status page, and the page on it
+reconnecting to its restarted process and catching up."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from ..test_pyview_cli import free_ports
+from .conftest import NewPage
+
+RESTART_DELAY = 3.0
+HEARTBEAT = 0.5
+
+
+@dataclass
+class Supervised:
+    """`livestate demo --nodes 2 --kill-control` and the URLs it printed."""
+
+    process: subprocess.Popen[bytes]
+    nodes: list[str]
+    status: str
+
+
+@pytest.fixture(scope="module")
+def supervised() -> Iterator[Supervised]:
+    """Two supervised nodes over the demo's own Valkey, restarting a dead node after 3 s."""
+    base = free_ports(3)
+    command = [
+        sys.executable, "-m", "livestate", "demo", "--nodes", "2", "--port", str(base),
+        "--kill-control", "--restart-delay", str(RESTART_DELAY), "--room-ttl", "1.5",
+    ]  # fmt: skip
+    env = dict(os.environ, CHAT_HEARTBEAT=str(HEARTBEAT))
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    assert process.stdout is not None
+    output = ""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and "Press Ctrl-C" not in output:
+        line = process.stdout.readline().decode()
+        if not line:
+            break
+        output += line
+    nodes = re.findall(r"node \d: (http://127\.0\.0\.1:\d+)/", output)
+    status = re.findall(r"status .*: (http://127\.0\.0\.1:\d+/)", output)
+    try:
+        assert len(nodes) == 2 and status, output
+        yield Supervised(process, nodes, status[0])
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+
+
+def join(new_page: NewPage, base: str, room: str, nick: str) -> Page:
+    """Open the room on node `base` and choose a nickname."""
+    page = new_page(f"{base}/rooms/{room}")
+    page.fill("#nick-input", nick)
+    page.press("#nick-input", "Enter")
+    expect(page.locator("#me")).to_have_text(nick)
+    return page
+
+
+def post(page: Page, text: str) -> None:
+    """Type a message and send it with Enter."""
+    page.fill("#text-input", text)
+    page.press("#text-input", "Enter")
+
+
+def test_killed_node_page_reconnects_catches_up_and_counts_stay_right(
+    supervised: Supervised, new_page: NewPage, browser: Browser
+) -> None:
+    """Kill node 2 with the status page's button: its page shows the offline banner, keeps a
+    post made meanwhile, then reconnects to the restarted node 2, shows every message sent
+    meanwhile in order, sends the kept post, and the lobby counts 2, not 3."""
+    room = f"k{uuid.uuid4().hex[:8]}"
+    node1, node2 = supervised.nodes
+    lobby = new_page(f"{node1}/")
+    count = lobby.locator(f'#rooms li[data-room="{room}"] .count')
+    alice = join(new_page, node2, room, "alice")
+    bob = join(new_page, node1, room, "bob")
+    post(bob, "before")
+    expect(alice.locator("#messages .text")).to_have_text(["before"], timeout=2000)
+    expect(count).to_have_text("2", timeout=3000)
+    old_pid = alice.inner_text("#pid")
+
+    status = browser.new_context().new_page()
+    try:
+        status.goto(supervised.status)
+        status.click("#kill-2")
+        expect(status.locator("#node-2")).to_have_attribute("data-state", "restarting")
+        expect(alice.locator("#offline-banner")).to_be_visible(timeout=5000)
+        expect(alice.locator(".conn-lost")).to_be_visible()
+        post(bob, "while down 1")
+        post(bob, "while down 2")
+        post(alice, "kept while offline")
+        pending = alice.locator("#outbox .pending")
+        expect(pending.locator(".text")).to_have_text(["kept while offline"])
+        expect(pending.locator(".why")).to_contain_text("Not sent yet")
+        expect(alice.locator("#text-input")).to_have_value("")
+
+        expect(alice.locator("[data-phx-main].phx-connected")).to_have_count(1, timeout=15000)
+        expect(alice.locator("#pid")).not_to_have_text(old_pid)
+        expect(alice.locator("#node")).to_have_text("node 2")
+        expected = ["before", "while down 1", "while down 2", "kept while offline"]
+        expect(alice.locator("#messages .text")).to_have_text(expected, timeout=5000)
+        expect(bob.locator("#messages .text")).to_have_text(expected, timeout=2000)
+        expect(alice.locator("#outbox .pending")).to_have_count(0)
+        expect(alice.locator("#offline-banner")).to_be_hidden()
+        expect(status.locator("#node-2")).to_have_attribute("data-state", "up", timeout=5000)
+        expect(status.locator("#node-2 .restarts")).to_have_text("1")
+        # The status panel: which node serves how many room pages (alice on 2, bob on 1).
+        expect(status.locator("#node-2 .pages")).to_have_text("1", timeout=3000)
+        expect(status.locator("#node-1 .pages")).to_have_text("1")
+        # The dead process's entry drops out; the restarted node counts alice once.
+        expect(count).to_have_text("2", timeout=(6 * HEARTBEAT + 3) * 1000)
+        expect(alice.locator("#online .name")).to_have_text(["alice", "bob"])
+    finally:
+        status.context.close()
