@@ -45,6 +45,7 @@ __all__ = [
     "LiveAssigns",
     "LiveSocket",
     "OriginCheckMiddleware",
+    "PrometheusInstrumentation",
     "WebSocketLimitsMiddleware",
     "live_append",
     "live_assign",
@@ -86,6 +87,7 @@ from pyview.events import InfoEvent  # type: ignore[import-untyped]  # noqa: E40
 
 from . import _pyview_compat as compat  # noqa: E402 - needs pyview, imported above
 from ._pyview_guard import WebSocketLimitsMiddleware  # noqa: E402 - same
+from ._pyview_metrics import PrometheusInstrumentation  # noqa: E402 - same
 
 
 class LiveSocket(Protocol):
