@@ -115,11 +115,12 @@ async def test_out_of_memory_refuses_writes_and_keeps_attached_states(
 async def test_a_replica_answers_readonly_as_unavailable(server: ServerProcess) -> None:
     """Pointed at a replica, a write raises BackendUnavailableError saying it is a replica."""
     replica = ServerProcess(options=("--replicaof", "127.0.0.1", str(server.port))).start()
+    node = Node(url(replica, 0.5))
     try:
-        async with Node(url(replica, 0.5)) as node:
-            with pytest.raises(BackendUnavailableError, match=r"is a replica, not the primary"):
-                await node.start(Kept, "ro")
+        with pytest.raises(BackendUnavailableError, match=r"is a replica, not the primary"):
+            await node.start(Kept, "ro")
     finally:
+        await node.aclose()
         replica.stop()
 
 
@@ -321,6 +322,51 @@ async def test_an_unreadable_message_resyncs_only_its_live_state(
         await eventually(lambda: len(calm) == 1)
         assert [c.kind for c in odd] == ["reset"] and [c.kind for c in calm] == ["updated"]
         assert any("cannot read" in r.getMessage() for r in caplog.records)
+
+
+async def test_another_releases_layout_is_refused_at_start_and_left_alone(
+    server: ServerProcess,
+) -> None:
+    """Two layout versions side by side: a node refuses a server claimed by another layout,
+    saying why; a live state of another layout is neither read, written nor cleared."""
+    async with Node(url(server)) as node:
+        await node.start(Kept, "ours")
+        await node.put(Kept, "ours", "n", 1)
+        with admin(server) as connection:
+            connection.hset("ls:{Kept:ours}:m", "L", "3")  # as a newer release would write it
+            with pytest.raises(BackendError, match=r"in livestate's data layout 3.*layout 2 only"):
+                await node.get(Kept, "ours")
+            with pytest.raises(BackendError, match=r"data layout 3"):
+                await node.put(Kept, "ours", "n", 2)
+            with pytest.raises(BackendError, match=r"data layout 3"):
+                await node.attach(Kept, "ours")
+            assert connection.hget("ls:{Kept:ours}:s", "n") == "1"  # untouched
+            connection.set("ls:layout", "3")
+    newer = Node(url(server))
+    try:
+        with pytest.raises(BackendError, match=r"holds live states in livestate's data layout 3"):
+            await newer.start(Kept, "x")
+    finally:
+        await newer.aclose()
+
+
+async def test_a_spec_declared_otherwise_elsewhere_is_warned_about_once(
+    server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node whose spec of the same name declares another ACL, TTL or limits than the one
+    that started the live state logs one warning naming both."""
+    async with Node(url(server)) as node:
+        await node.start(Kept, "a")
+        await node.start(Kept, "b")
+        with admin(server) as connection:
+            for key in ("a", "b"):  # as a node of another release would have stored them
+                connection.hset(f"ls:{{Kept:{key}}}:m", "f", '{"acl":{"group":15,"public":1}}')
+        with caplog.at_level(logging.WARNING, logger="livestate"):
+            await node.attach(Kept, "a")
+            await node.attach(Kept, "b")
+        warnings = [r.getMessage() for r in caplog.records if "declares" in r.getMessage()]
+        assert len(warnings) == 1
+        assert '"public":1' in warnings[0] and '"ttl":0.5' in warnings[0]
 
 
 def test_every_backend_error_is_a_livestate_error() -> None:

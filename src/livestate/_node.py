@@ -36,7 +36,7 @@ from ._log import NodeLog
 from ._metrics import Metrics
 from ._metrics import enabled as metrics_enabled
 from ._replica import Replica
-from ._spec import DEFAULT, LiveState, Mount, check_ttl, run_on_mount
+from ._spec import DEFAULT, LiveState, Mount, check_ttl, declaration, run_on_mount
 from ._values import (
     JSON,
     FrozenDict,
@@ -92,6 +92,7 @@ class Node:
         self._started: asyncio.Task[None] | None = None
         self._ready = False
         self._closed = False
+        self._warned: set[str] = set()  # specs whose stored declaration differs, told once
 
     def __repr__(self) -> str:
         return f"<livestate.Node {self.id} on {self.url}>"
@@ -428,7 +429,13 @@ class Node:
             check_size(nbytes, limits.max_value_bytes, id, prop)
             total += size(prop) + nbytes
         check_size(total, limits.max_state_bytes, id, None, whole=True)
-        return Mounted(state, ACL.parse(acl, str(id)), check_ttl(ttl, f"The TTL of {id}"), limits)
+        return Mounted(
+            state,
+            ACL.parse(acl, str(id)),
+            check_ttl(ttl, f"The TTL of {id}"),
+            limits,
+            declaration(spec),
+        )
 
     async def _open(self, replica: Replica) -> None:
         id = replica.id
@@ -439,6 +446,15 @@ class Node:
         except BaseException:
             self._let_go(replica)
             raise
+        declared = declaration(replica.spec)
+        if replica.declared and replica.declared != declared and id.spec not in self._warned:
+            self._warned.add(id.spec)  # once per spec: every key of it would say the same
+            self.log.warning(
+                "%s was started by a node whose %s declares %s; this node's declares %s. The "
+                "stored one applies to this live state until it ends; deploy one release of "
+                "the spec everywhere.",
+                id, id.spec, replica.declared, declared,
+            )  # fmt: skip
         # Every attach that waited for this was cancelled: nobody will use the replica.
         self._let_go_if_unused(replica)
 

@@ -53,6 +53,7 @@ class Replica:
         "behind",
         "buffer",
         "closed",
+        "declared",
         "epoch",
         "held",
         "id",
@@ -106,6 +107,7 @@ class Replica:
         self.version = 0
         self.epoch = ""
         self.acl = ACL()
+        self.declared = ""  # what the spec that started this lifetime declared
         self.inboxes: dict[Inbox, None] = {}
         # What fan_out calls, one per client: built on first use after clients change.
         self.receivers: tuple[Callable[[Change], object], ...] | None = None
@@ -294,6 +296,7 @@ class Replica:
         self.version = snapshot.version
         self.epoch = snapshot.epoch
         self.acl = snapshot.acl
+        self.declared = snapshot.declared
         self._resolve(None)
         return True
 

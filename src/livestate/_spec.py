@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -227,6 +228,24 @@ def check_ttl(ttl: object, where: str) -> float | None:
             f"stopped; got {ttl!r}."
         )
     return float(ttl)
+
+
+def declaration(spec: type[LiveState]) -> str:
+    """What a spec declares at class level (ACL, TTL, limits), as short, stable JSON.
+
+    Stored with each live state it starts, so a node whose spec of the same name
+    declares otherwise (another release, mid-deploy) can say so.
+    """
+    acl = ACL.parse(spec.acl, spec.__qualname__)
+    limits = spec.limits
+    return json.dumps(
+        {
+            "acl": {"group": acl.group, "public": acl.public},
+            "ttl": spec.ttl,
+            "limits": [limits.max_depth, limits.max_value_bytes, limits.max_state_bytes],
+        },
+        separators=(",", ":"),
+    )
 
 
 async def run_on_mount(spec: type[LiveState], key: str) -> Any:

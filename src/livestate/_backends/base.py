@@ -34,15 +34,18 @@ class Snapshot:
     epoch: str
     acl: ACL
     ttl: float | None
+    declared: str = ""  # what the spec that started it declared (see spec.declaration)
 
 
 class Mounted(NamedTuple):
-    """What on_mount produced, validated and frozen, ready to store."""
+    """What on_mount produced, validated and frozen, ready to store, with the spec's
+    class-level `declared` ACL, TTL and limits (see `spec.declaration`)."""
 
     state: dict[str, JSON]
     acl: ACL
     ttl: float | None
     limits: Limits
+    declared: str = ""
 
 
 Event = Literal["started", "stopped"]

@@ -37,6 +37,7 @@ class _Entry:
     ttl: float | None
     limits: Limits
     version: int
+    declared: str
     holders: set[str] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
 
@@ -122,6 +123,7 @@ class MemoryBackend(Backend):
                     mounted.ttl,
                     mounted.limits,
                     version,
+                    mounted.declared,
                 )
                 started = True
                 self._publish(id, Message(entry.epoch, version, "started"))
@@ -237,4 +239,4 @@ def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
 
 
 def _snapshot(entry: _Entry, state: dict[str, JSON]) -> Snapshot:
-    return Snapshot(state, entry.version, entry.epoch, entry.acl, entry.ttl)
+    return Snapshot(state, entry.version, entry.epoch, entry.acl, entry.ttl, entry.declared)

@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 
 from .._acl import ACL, DELETE, Role, denied
 from .._changes import Op, StateId, describe, evaluate, permission
-from .._exceptions import BackendUnavailableError, LiveStateError
+from .._exceptions import BackendError, BackendUnavailableError, LiveStateError
 from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
 from .base import (
     Applied,
@@ -82,6 +82,11 @@ LEASE = 5.0
 
 LOCK = 3.0
 """Seconds the start lock lasts; renewed every third of that while on_mount runs."""
+
+LAYOUT = 2
+"""The data layout and message format of this release's Redis backend; the scripts'
+`LAYOUT` (lua/common.lua) is the same number. A node refuses a server whose
+`ls:layout` names another one."""
 
 POLICY_BEATS = 10
 """Heartbeats between two looks at the server's maxmemory-policy."""
@@ -178,6 +183,7 @@ class RedisBackend(Backend):
         pipe = self._pipe = Pipe(self.endpoint, self.timeout)
         try:
             await self._load()
+            await self._check_layout()
             await self._check_eviction()
         except BaseException:
             self._pipe = None
@@ -284,6 +290,8 @@ class RedisBackend(Backend):
             if status == "ok":
                 snapshot = self._snapshot(reply)
                 break
+            if status == "layout":
+                raise self._layout(id, reply[1])
             if status == "wait":
                 # Another node runs on_mount: wait for its state rather than run it twice.
                 await asyncio.sleep(delay)
@@ -313,6 +321,8 @@ class RedisBackend(Backend):
 
     async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
         reply = await self._run("read", id, self._keys(id), "" if prop is None else prop)
+        if reply[0] == "layout":
+            raise self._layout(id, reply[1])
         if reply[0] != "ok":
             return None
         return self._snapshot(reply)
@@ -464,6 +474,31 @@ class RedisBackend(Backend):
                 raise failure from None
             await asyncio.sleep(delay)
 
+    def _layout(self, id: StateId | None, found: str) -> BackendError:
+        """The error for data of another release's layout."""
+        what = (
+            f"{id} on the Redis server at {self.endpoint} is"
+            if id
+            else (f"The Redis server at {self.endpoint} holds live states")
+        )
+        return BackendError(
+            f"{what} in livestate's data layout {found}, and this release reads and writes "
+            f"layout {LAYOUT} only, so it leaves them alone. Run one release on every node "
+            "(stop the other release's nodes and delete its ls:* keys, or upgrade this node)."
+        )
+
+    async def _check_layout(self) -> None:
+        """Claim the server for this layout, or refuse to start if another release has it."""
+        if self._pipe is None:
+            return
+        try:
+            await self._pipe.call("SET", "ls:layout", LAYOUT, "NX")
+            found = await self._pipe.call("GET", "ls:layout")
+        except ReplyError as error:
+            raise translate(error, self.endpoint, "check its data layout") from None
+        if found != str(LAYOUT):
+            raise self._layout(None, found)
+
     async def _scan(self, pattern: str) -> list[str]:
         """Every key matching `pattern` (SCAN: the server is never blocked for long)."""
         if self._pipe is None:
@@ -552,11 +587,13 @@ class RedisBackend(Backend):
         reply = await self._run(
             "init", id, keys, node, hold, int(self.lease * 1000), token, epoch,
             mounted.acl.group, mounted.acl.public, *_ttl_args(mounted.ttl),
-            limits.max_value_bytes, limits.max_state_bytes, total, *state,
+            limits.max_value_bytes, limits.max_state_bytes, total, mounted.declared, *state,
         )  # fmt: skip
         if reply[0] != "ok":
             return None  # our lock ran out and another node started it: use theirs
-        return Snapshot(dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl)
+        return Snapshot(
+            dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl, mounted.declared
+        )
 
     async def _renew_lock(self, id: StateId, keys: list[str], token: str) -> None:
         while True:
@@ -567,7 +604,7 @@ class RedisBackend(Backend):
                 self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
-        _, epoch, version, group, public, ttl, props, values = reply
+        _, epoch, version, group, public, ttl, props, values, declared = reply
         state = {
             prop: FrozenList([_decode(item) for item in value])
             if type(value) is list
@@ -575,13 +612,17 @@ class RedisBackend(Backend):
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
-        return Snapshot(state, int(version), epoch, acl, None if ttl == "" else float(ttl))
+        return Snapshot(
+            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared
+        )
 
     def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> Any:
         """Raise the error the script reported, as MemoryBackend would."""
         status = reply[0]
         if status == "missing":
             raise not_running(id)
+        if status == "layout":
+            raise self._layout(id, reply[1])
         if status == "denied":
             raise denied(role, permission(op), describe(op), str(id))
         if status == "conflict":
@@ -810,6 +851,8 @@ def _load_scripts() -> dict[str, str]:
     """Each script with common.lua before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
     common = folder.joinpath("common.lua").read_text()
+    if f"local LAYOUT = '{LAYOUT}'" not in common:
+        raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")
     sources = {}
     for name in _SCRIPTS:
         text = folder.joinpath(f"{name}.lua").read_text()

@@ -3,7 +3,8 @@
 -- KEYS (all under one hash tag, so a script touches one slot):
 --   1 M meta hash: e epoch, v version, g/p ACL masks, t TTL in ms (-1 none), T TTL as
 --     written by Python, mv/ms size limits, n bytes of the whole state, c number of
---     properties, q the last place, w when the write-id hashes last turned over (ms)
+--     properties, q the last place, w when the write-id hashes last turned over (ms),
+--     L the data layout (LAYOUT), f what the spec that started it declares
 --   2 S state hash: property -> JSON text, or "\0" .. list key for a list property
 --   3 Z sizes hash: property -> bytes it counts towards the state (name + JSON)
 --   4 H holders sorted set: node id -> lease end (ms)
@@ -26,6 +27,10 @@
 local M, S, Z, H, L, O, LK, K, W, V = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
   KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local CHANNEL, PUBLISH = ARGV[1], ARGV[2]
+
+-- The data layout and message format of this release (the meta hash's L, and
+-- `ls:layout` for the whole server); a live state of another layout is not touched.
+local LAYOUT = '2'
 
 -- Integers as digits: tostring() would write a version as 1.79e+15.
 local function int(n)
@@ -102,7 +107,7 @@ local function expand(value)
 end
 
 local function snapshot(prop)
-  local meta = redis.call('HMGET', M, 'e', 'v', 'g', 'p', 'T')
+  local meta = redis.call('HMGET', M, 'e', 'v', 'g', 'p', 'T', 'f')
   local props, values = {}, {}
   if prop then
     local value = redis.call('HGET', S, prop)
@@ -118,7 +123,7 @@ local function snapshot(prop)
       for j = 1, #chunk do values[#values + 1] = expand(chunk[j]) end
     end
   end
-  return {'ok', meta[1], meta[2], meta[3], meta[4], meta[5], props, values}
+  return {'ok', meta[1], meta[2], meta[3], meta[4], meta[5], props, values, meta[6] or ''}
 end
 
 local function push(key, first, last)
@@ -160,13 +165,14 @@ local function drop_lists()
 end
 
 -- The checks every write makes before its first write command. Returns the meta fields
--- (v, role mask, e, n, mv, ms, c, w), or nil and the reply: 'missing' (also when the
--- live state is not whole), 'done' with the reply a retried write already got,
--- 'denied' or 'conflict'. ARGV[7] is the write id; a retry has '+' before it, and only
+-- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
+-- release's live state), 'missing' (also when the live state is not whole), 'done'
+-- with the reply a retried write already got, 'denied' or 'conflict'. ARGV[7] is the write id; a retry has '+' before it, and only
 -- a retry can have been applied already, so only a retry looks.
 local WRITE = ARGV[7] or ''
 local function begin()
-  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w')
+  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
+  if meta[9] and meta[9] ~= LAYOUT then return nil, {'layout', meta[9]} end
   if not meta[1] or not intact(meta[7]) then return nil, {'missing'} end
   if string.byte(WRITE, 1) == 43 then
     WRITE = string.sub(WRITE, 2)

@@ -4,8 +4,8 @@
 -- heartbeat doubles as a cheap check that no message went missing. It runs even
 -- when the server is out of memory (it adds nothing that was not there), so leases
 -- never lapse under attached clients while writes are refused.
-local meta = redis.call('HMGET', M, 'e', 'v', 't', 'c')
-if not meta[1] or not intact(meta[4]) then return {'missing'} end
+local meta = redis.call('HMGET', M, 'e', 'v', 't', 'c', 'L')
+if meta[5] ~= LAYOUT or not intact(meta[4]) then return {'missing'} end
 local now = now_ms()
 if ARGV[3] == 'hold' then
   redis.call('ZADD', H, now + tonumber(ARGV[5]), ARGV[4])

@@ -4,7 +4,8 @@
 -- ARGV[7] ms) and must run on_mount, or 'wait' when another caller has it. A live
 -- state that is not whole is cleared first, to be started anew. Holding works when
 -- the server is out of memory, so clients can attach to what is running.
-local meta = redis.call('HMGET', M, 'c', 't')
+local meta = redis.call('HMGET', M, 'c', 't', 'L')
+if meta[3] and meta[3] ~= LAYOUT then return {'layout', meta[3]} end
 if not meta[2] or not intact(meta[1]) then
   if redis.call('SET', O, ARGV[6], 'NX', 'PX', ARGV[7]) then
     clear()
