@@ -137,6 +137,8 @@ async def test_managed_endpoint_role_change() -> None:
         fixed_pipe = PrimaryPipe(fixed(Endpoint("127.0.0.1", second.port)), 1.0)
         assert await fixed_pipe.call("GET", "k") == "second"
         await fixed_pipe.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await fixed_pipe.call("GET", "k")
 
 
 async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:

@@ -360,3 +360,14 @@ async def test_one_seed_finds_the_whole_cluster(cluster: ClusterProcess, role: s
         assert all(command(cluster.owner(key_slot(k)), "GET", k) == role for k in keys)
     finally:
         await router.aclose()
+
+
+async def test_a_closed_router_refuses_calls(cluster: ClusterProcess) -> None:
+    """After aclose, a call raises RuntimeError saying the router is closed."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 2.0)
+    await router.start()
+    await router.call("k", "PING")
+    await router.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await router.call("k", "PING")

@@ -498,6 +498,9 @@ class Router:
                 self.answers[code] += 1
                 if code in ("MOVED", "ASK"):
                     target = rest.split()[1]
+                    if target.startswith(":") and address is not None:
+                        # An unknown endpoint: the node means "my host, this port".
+                        target = address.rpartition(":")[0] + target
                     if code == "MOVED":
                         self._owners[int(rest.split()[0])] = target
                         self._refresh_soon()
@@ -511,6 +514,7 @@ class Router:
                         raise error
                     await self._load_on(ask or address, str(args[1]))
                 elif code in ("TRYAGAIN", "CLUSTERDOWN"):
+                    ask = None  # start again at the owner, which may send us on again
                     await self._pause(loop, deadline, attempt, f"answered {error}")
                 elif code in _NOT_PRIMARY:
                     if address is not None and address in self._links:
@@ -544,6 +548,8 @@ class Router:
                 raise self._lost(address, str(lost)) from None
 
     async def _connection(self, address: str, deadline: float) -> Connection:
+        if self._closed:
+            raise RuntimeError("This livestate Redis Cluster router is closed; create a new Node.")
         link = self._links.get(address)
         if link is None:
             link = self._links[address] = Link(
@@ -551,8 +557,14 @@ class Router:
             )
         if (connection := link.connection) is not None:
             return connection
-        async with asyncio.timeout_at(deadline):
-            return await link.open()
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await link.open()
+        except RuntimeError:
+            if self._closed:
+                raise
+            # A map refresh closed this link while it opened: the caller retries.
+            raise ConnectionResetError(f"the link to {address} was closed") from None
 
     async def _prepare(self, connection: Connection) -> None:
         """A new primary connection gets every script loaded (a promoted replica has none)."""
