@@ -371,3 +371,38 @@ async def test_a_closed_router_refuses_calls(cluster: ClusterProcess) -> None:
     await router.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await router.call("k", "PING")
+
+
+async def test_a_shard_down_fails_within_the_timeout_and_recovers(
+    cluster: ClusterProcess,
+) -> None:
+    """A shard loses its primary and its replica: the cluster answers CLUSTERDOWN, which
+    the Router retries until its timeout and then reports as BackendUnavailableError;
+    once the two nodes are back, calls work again."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 1.0)
+    await router.start()
+    primary = cluster.primaries()[0]
+    replica = cluster.replica_of(primary)
+    healthy = next(p for p in cluster.primaries() if p != primary)
+    base = tag(cluster)
+    key = next(
+        k for i in itertools.count() if cluster.owner(key_slot(k := f"{base}:{i}")) == healthy
+    )
+    try:
+        await router.call(key, "SET", key, "before")
+        cluster.kill(replica)
+        cluster.kill(primary)
+        await eventually(
+            lambda: "cluster_state:fail" in str(command(healthy, "CLUSTER", "INFO")), within=10.0
+        )
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="CLUSTERDOWN"):
+            await router.call(key, "GET", key)
+        assert time.monotonic() - started < 2.0
+        assert router.answers["CLUSTERDOWN"] > 0
+    finally:
+        await asyncio.to_thread(cluster.nodes[primary].start)
+        await asyncio.to_thread(cluster.restart, replica)
+    assert await router.call(key, "GET", key) == "before"
+    await router.aclose()
