@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
-from livestate._backends.resp import Endpoint, connect
+from livestate._backends.resp import Endpoint, ReplyError, connect
 from livestate._backends.topology import (
     Router,
     SlotMap,
@@ -406,3 +406,50 @@ async def test_a_shard_down_fails_within_the_timeout_and_recovers(
         await asyncio.to_thread(cluster.restart, replica)
     assert await router.call(key, "GET", key) == "before"
     await router.aclose()
+
+
+ROUTER_COMMANDS = (
+    "+cluster|shards", "+cluster|slots", "+cluster|myid", "+asking", "+script|load", "+evalsha",
+    "+ssubscribe", "+sunsubscribe", "+ping",
+)  # fmt: skip
+"""What the Router itself sends; a backend adds its own scripts' needs (key and channel
+patterns) on top."""
+
+
+async def test_router_needs_only_its_listed_commands(
+    cluster: ClusterProcess, recorder: Recorder
+) -> None:
+    """A user allowed only ROUTER_COMMANDS (no INFO, CONFIG or COMMAND) can read the map,
+    load and run scripts on every shard, follow an ASK, and subscribe; a command outside
+    the list is refused, so the list is what is in force."""
+    # The script this test runs calls INCRBY: a backend grants its scripts' commands too.
+    grants = ("reset", "on", ">pw", "~*", "&*", "-@all", *ROUTER_COMMANDS, "+incrby")
+    for port in cluster.running():
+        command(port, "ACL", "SETUSER", "router", *grants)
+    seeds, _ = parse_cluster_url(cluster.url.replace("://", "://router:pw@"), {})
+    router = Router(seeds, 5.0, on_message=recorder.on_message)
+    try:
+        await router.start()
+        sha = await router.load_script(INCR)
+        base = tag(cluster)
+        keys = [f"{base}:{i}" for i in range(30)]
+        assert await asyncio.gather(*(router.call(k, "EVALSHA", sha, 1, k, 2) for k in keys)) == [
+            2
+        ] * len(keys)
+        moving = f"{{{tag(cluster)}}}:ask"
+        slot = key_slot(moving)
+        await router.call(moving, "EVALSHA", sha, 1, moving, 1)
+        target = other_primary(cluster, slot)
+        source = await asyncio.to_thread(cluster.begin_migration, slot, target)
+        await asyncio.to_thread(cluster.move_keys, slot, source, target)
+        assert await router.call(moving, "EVALSHA", sha, 1, moving, 1) == 2  # via ASK
+        await asyncio.to_thread(cluster.end_migration, slot, source, target)
+        await router.subscribe(moving)
+        command(target, "SPUBLISH", moving, "hi")
+        await eventually(lambda: (moving, "hi") in recorder.messages)
+        with pytest.raises(ReplyError, match="NOPERM"):
+            await router.call(moving, "GET", moving)
+    finally:
+        await router.aclose()
+        for port in cluster.running():
+            command(port, "ACL", "DELUSER", "router")
