@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
-from livestate._backends.resp import Endpoint
+from livestate._backends.resp import Endpoint, ReplyError
 from livestate._backends.sentinel import PrimaryPipe, Sentinels, fixed, parse_sentinel_url
 from livestate.testing import SentinelProcess, ServerProcess, command
 
@@ -156,4 +156,33 @@ async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:
         finally:
             server.resume()
         assert await pipe.call("GET", "k") in ("1", "2")
+        await pipe.aclose()
+
+
+async def test_works_with_only_the_listed_commands(sentinel: SentinelProcess) -> None:
+    """Users allowed only ROLE (data nodes) and SENTINEL GET-MASTER-ADDR-BY-NAME and
+    SUBSCRIBE (Sentinels), plus the command the test writes with, find the primary,
+    hear the switch and follow a failover; another command is refused."""
+    for port in sentinel.servers:
+        command(port, "ACL", "SETUSER", "app", "reset", "on", ">pw", "~*", "-@all",
+                "+role", "+incr")  # fmt: skip
+    for watcher in sentinel.sentinels:
+        command(watcher.port, "ACL", "SETUSER", "watcher", "reset", "on", ">spw", "&*",
+                "-@all", "+sentinel|get-master-addr-by-name", "+subscribe")  # fmt: skip
+    url = sentinel.url.replace("://", "://app:pw@") + "?sentinel_username=watcher"
+    service, _ = parse_sentinel_url(url + "&sentinel_password=spw", {})
+    pipe = PrimaryPipe(Sentinels(service, 5.0).primary, 5.0)
+    switches: list[Endpoint] = []
+    watch = Sentinels(service, 5.0).watch(switches.append)
+    try:
+        assert await pipe.call("INCR", "n") == 1
+        await eventually(lambda: command(sentinel.replica(), "GET", "n") == "1")
+        new = await asyncio.to_thread(sentinel.fail_over)
+        assert await pipe.call("INCR", "n") == 2
+        assert (await pipe.resolve()).port == new
+        await eventually(lambda: any(switch.port == new for switch in switches), within=5.0)
+        with pytest.raises(ReplyError, match="NOPERM"):
+            await pipe.call("GET", "n")
+    finally:
+        watch.cancel()
         await pipe.aclose()
