@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,30 +52,29 @@ def free_port() -> int:
 
 
 def free_ports(count: int, cluster: bool = False) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+    """`count` distinct TCP ports on 127.0.0.1 that nothing uses right now.
 
-    With `cluster`, each port is at most 55535 and its cluster bus port (10000
-    higher) is free too, as a Valkey cluster node needs.
+    They are drawn below the range the system gives outgoing connections
+    (ip_local_port_range), so that no client's own port takes one between now
+    and the moment a server binds it. With `cluster`, each port's cluster bus
+    port (10000 higher) is free and below that range too.
     """
+    high = _first_ephemeral_port() - (10000 if cluster else 0)
+    chooser = random.Random()
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
         for _ in range(count * 50):
             if len(ports) == count:
                 break
-            sock = socket.socket()
-            held.append(sock)
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            if cluster:
-                if port > 55535:
-                    continue
-                bus = socket.socket()
-                held.append(bus)
-                try:
-                    bus.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
+            port = chooser.randrange(10000, max(high, 10001))
+            try:
+                for candidate in (port, port + 10000) if cluster else (port,):
+                    sock = socket.socket()
+                    held.append(sock)
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue  # in use, or drawn twice (still held)
             ports.append(port)
     finally:
         for sock in held:
@@ -82,6 +82,13 @@ def free_ports(count: int, cluster: bool = False) -> list[int]:
     if len(ports) < count:
         raise RuntimeError(f"Could not find {count} free ports on 127.0.0.1.")
     return ports
+
+
+def _first_ephemeral_port() -> int:
+    try:  # Linux; elsewhere its default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class ServerProcess:
@@ -672,8 +679,7 @@ class _Sentinel(ServerProcess):
     def answers(self) -> bool:
         if self.deployment.certificates is None:
             return super().answers()
-        reply = self.deployment.ask(self.port, "PING")
-        return bool(reply == "PONG")
+        return bool(self.deployment.ask(self.port, "PING") == "PONG")
 
     def arguments(self) -> list[str]:
         deployment, service = self.deployment, self.deployment.service
@@ -769,8 +775,8 @@ class TlsServerProcess(ServerProcess):
         return [*plain, "--tls-port", str(self.port), *_tls_options(self.certificates)]
 
     def answers(self) -> bool:
-        reply = command(self.port, "PING", context=self.certificates.client_context())
-        return reply == "PONG" or str(reply).startswith("NOAUTH")
+        reply = str(command(self.port, "PING", context=self.certificates.client_context()))
+        return reply == "PONG" or reply.startswith("NOAUTH")
 
 
 def tls_server_binary() -> str:
