@@ -183,7 +183,7 @@ async def test_sharded_subscriber_moves_with_its_slot(
     target = other_primary(cluster, slot)
     await asyncio.to_thread(cluster.migrate_slot, slot, target)
     await eventually(lambda: channel in recorder.resyncs, within=2.0)
-    command(target, "SPUBLISH", channel, "two")
+    assert await router.call(channel, "SPUBLISH", channel, "two") == 1  # routed by its slot
     await eventually(lambda: (channel, "two") in recorder.messages, within=2.0)
 
     late = f"{{{tag(cluster)}}}:late"
