@@ -7,6 +7,7 @@ persistence, and stops it by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import random
@@ -250,11 +251,9 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `condition` until it holds; raises RuntimeError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(OSError):  # a node that is starting or stopping
             if condition():
                 return
-        except OSError:
-            pass  # a node that is starting or stopping
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not happen within {timeout}s.")
         time.sleep(0.05)
@@ -317,7 +316,7 @@ class ClusterProcess(_Deployment):
             "--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
             "--dir", str(self.directory), "--cluster-replica-validity-factor", "0",
             "--cluster-allow-replica-migration", "no", "--repl-diskless-sync-delay", "0",
-            "--repl-ping-replica-period", "1",
+            "--repl-ping-replica-period", "1", "--shutdown-timeout", "0",
         )  # fmt: skip
         self.nodes = {
             port: ServerProcess(
@@ -524,7 +523,8 @@ class SentinelProcess(_Deployment):
         self.context = certificates.client_context() if certificates else None
         self.directory = Path(tempfile.mkdtemp(prefix="livestate-sentinel-"))
         first, second, *others = free_ports(5)
-        fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")  # a replica syncs at once
+        # A replica syncs at once; a primary stops without waiting for its replica.
+        fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0")
         if password is not None:
             fast = (*fast, "--requirepass", password, "--masterauth", password)
         follow = ("--replicaof", "127.0.0.1", str(first))

@@ -113,10 +113,8 @@ async def test_managed_endpoint_role_change() -> None:
     """A fixed endpoint demoted to a replica: writes fail with BackendUnavailableError
     (never a raw READONLY) within the timeout, and resume when the name points at a
     primary again, here the other server, as a managed service's DNS name would."""
-    with (
-        ServerProcess() as first,
-        ServerProcess() as second,
-    ):
+    quick_stop = ("--shutdown-timeout", "0")  # a primary need not wait for its replica
+    with ServerProcess(options=quick_stop) as first, ServerProcess(options=quick_stop) as second:
         where = Endpoint("127.0.0.1", first.port)
 
         async def resolve() -> Endpoint:
