@@ -15,13 +15,8 @@ import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
 from livestate._backends.resp import Endpoint, ReplyError, connect
-from livestate._backends.topology import (
-    Router,
-    SlotMap,
-    cluster_enabled,
-    key_slot,
-    parse_cluster_url,
-)
+from livestate._backends.slots import SlotMap, key_slot, parse_cluster_url
+from livestate._backends.topology import Router, cluster_enabled
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 from ..support import eventually
