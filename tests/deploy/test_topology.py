@@ -448,3 +448,29 @@ async def test_router_needs_only_its_listed_commands(
         await router.aclose()
         for port in cluster.running():
             command(port, "ACL", "DELUSER", "router")
+
+
+async def test_a_frozen_primary_fails_the_call_within_the_timeout(
+    cluster: ClusterProcess,
+) -> None:
+    """A primary frozen (SIGSTOP, shorter than a failover) mid-call: the call fails with
+    BackendUnavailableError saying it may have run, within the timeout; once thawed,
+    calls to it work again."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 0.3)
+    await router.start()
+    key = f"{tag(cluster)}:frozen"
+    owner = cluster.owner(key_slot(key))
+    try:
+        await router.call(key, "SET", key, "1")
+        cluster.pause(owner)
+        started = time.monotonic()
+        try:
+            with pytest.raises(BackendUnavailableError, match="may have run"):
+                await router.call(key, "SET", key, "2")
+            assert time.monotonic() - started < 0.8
+        finally:
+            cluster.resume(owner)
+        assert await router.call(key, "GET", key) in ("1", "2")
+    finally:
+        await router.aclose()
