@@ -184,3 +184,18 @@ async def test_works_with_only_the_listed_commands(sentinel: SentinelProcess) ->
     finally:
         watch.cancel()
         await pipe.aclose()
+
+
+async def test_a_following_pipe_leaves_on_switch_master(
+    sentinel: SentinelProcess, pipe: PrimaryPipe
+) -> None:
+    """A pipe that follows the Sentinels drops its connection when they announce the new
+    primary, so its next write goes there without meeting a READONLY."""
+    service, _ = parse_sentinel_url(sentinel.url, {})
+    pipe.follow(Sentinels(service, 5.0))
+    await pipe.call("SET", "where", "old")
+    new = await asyncio.to_thread(sentinel.fail_over)
+    await eventually(lambda: pipe.switches == 1, within=5.0)
+    await pipe.call("SET", "where", "new")
+    assert command(new, "GET", "where") == "new"
+    assert pipe.answers["READONLY"] == 0
