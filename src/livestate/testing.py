@@ -304,8 +304,9 @@ class ClusterProcess(_Deployment):
     node restarted with `restart(port)` rejoins as itself. Every wait is bounded
     and raises RuntimeError when its time is up. For fault tests: `kill`,
     `pause`/`resume`, `fail_over` (kill a primary, wait for its replica to take
-    over) and a slot migration in steps (`begin_migration`, `move_keys`,
-    `end_migration`) so that a test can write while it runs.
+    over), `promote` (a planned failover) and a slot migration in steps
+    (`begin_migration`, `move_keys`, `end_migration`) so that a test can write
+    while it runs.
     """
 
     def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
@@ -441,16 +442,28 @@ class ClusterProcess(_Deployment):
 
         The killed node stays down; `restart(primary)` brings it back as a replica.
         """
-        replica = self.replica_of(primary)
-        slot = next(start for port, _, ranges in self.shards() if port == primary
-                    for start, _ in ranges)  # fmt: skip
+        replica, slot = self.replica_of(primary), self._first_slot(primary)
         self.kill(primary)
-
-        def promoted() -> bool:
-            return all(self.owner(slot, port) == replica for port in self.running())
-
-        _wait(promoted, timeout, f"The replica on {replica} taking over from {primary}")
+        self._wait_owner(slot, replica, timeout)
         return replica
+
+    def promote(self, replica: int, timeout: float = 15.0) -> None:
+        """A planned failover: CLUSTER FAILOVER on `replica`, which takes over its
+        primary's slots once in sync; the old primary becomes its replica."""
+        primary = next(p for p, replicas, _ in self.shards() if replica in replicas)
+        slot = self._first_slot(primary)
+        _ok(command(replica, "CLUSTER", "FAILOVER"))
+        self._wait_owner(slot, replica, timeout)
+
+    def _first_slot(self, primary: int) -> int:
+        return next(start for p, _, ranges in self.shards() if p == primary for start, _ in ranges)
+
+    def _wait_owner(self, slot: int, owner: int, timeout: float) -> None:
+        _wait(
+            lambda: all(self.owner(slot, port) == owner for port in self.running()),
+            timeout,
+            f"Every node seeing slot {slot} at {owner}",
+        )
 
     def begin_migration(self, slot: int, target: int) -> int:
         """Mark `slot` importing on `target` and migrating on its owner; return the owner."""
@@ -473,11 +486,7 @@ class ClusterProcess(_Deployment):
         target_id = command(target, "CLUSTER", "MYID")
         for port in (target, source, *(p for p in self.primaries() if p not in (target, source))):
             _ok(command(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id))
-        _wait(
-            lambda: all(self.owner(slot, port) == target for port in self.running()),
-            timeout,
-            f"Every node seeing slot {slot} at {target}",
-        )
+        self._wait_owner(slot, target, timeout)
 
     def migrate_slot(self, slot: int, target: int) -> None:
         """Move `slot` and its keys to `target` in one go."""
@@ -610,31 +619,22 @@ class SentinelProcess(_Deployment):
         other Sentinels and that replica."""
 
         def ready() -> bool:
-            answers = {
-                str(self.ask(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service))
-                for s in self.sentinels
-            }
-            if len(answers) != 1:
+            service = self.service
+            answers = {str(self.ask(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service))
+                       for s in self.sentinels}  # fmt: skip
+            primary, replica = self.primary(), self.replica()
+            if len(answers) != 1 or self.data(primary, "ROLE")[0] != "master":
                 return False
-            primary = self.primary()
-            if self.data(primary, "ROLE")[0] != "master":
-                return False
-            replica = self.replica()
-            if self.servers[replica].process is None:
-                return False
-            role = self.data(replica, "ROLE")
+            role = self.data(replica, "ROLE")  # OSError while it is down: not ready
             if role[0] != "slave" or int(role[2]) != primary or role[3] != "connected":
                 return False
             for sentinel in self.sentinels if sentinels_see_replica else ():
-                if len(self.ask(sentinel.port, "SENTINEL", "SENTINELS", self.service)) != 2:
+                if len(self.ask(sentinel.port, "SENTINEL", "SENTINELS", service)) != 2:
                     return False
-                replicas = self.ask(sentinel.port, "SENTINEL", "REPLICAS", self.service)
+                replicas = self.ask(sentinel.port, "SENTINEL", "REPLICAS", service)
                 fields = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
-                if not any(
-                    f["port"] == str(replica) and "disconnected" not in f["flags"]
-                    and "s_down" not in f["flags"]
-                    for f in fields
-                ):  # fmt: skip
+                if not any(f["port"] == str(replica) and "disconnected" not in f["flags"]
+                           and "s_down" not in f["flags"] for f in fields):  # fmt: skip
                     return False
             return True
 

@@ -474,3 +474,40 @@ async def test_a_frozen_primary_fails_the_call_within_the_timeout(
         assert await router.call(key, "GET", key) in ("1", "2")
     finally:
         await router.aclose()
+
+
+async def test_a_planned_failover_loses_nothing_and_fails_nothing(
+    cluster: ClusterProcess, router: Router
+) -> None:
+    """A replica takes over with CLUSTER FAILOVER (a managed service's maintenance) under
+    4 writers: no call fails, the Router follows MOVED to the new primary, and the
+    counters add up to exactly the acknowledged increments."""
+    primary = cluster.primaries()[0]
+    replica = cluster.replica_of(primary)
+    base = tag(cluster)
+    keys = [k for i in range(400) if cluster.owner(key_slot(k := f"{base}:{i}")) == primary][:20]
+    for key in keys:
+        await router.call(key, "SET", key, 0)
+    sha = await router.load_script(INCR)
+    acknowledged = 0
+    stop = asyncio.Event()
+
+    async def writer(offset: int) -> None:
+        nonlocal acknowledged
+        for n in itertools.count(offset):
+            if stop.is_set():
+                return
+            key = keys[n % len(keys)]
+            await router.call(key, "EVALSHA", sha, 1, key, 1)
+            acknowledged += 1
+
+    writers = [asyncio.create_task(writer(i)) for i in range(4)]
+    await eventually(lambda: acknowledged > 50)
+    await asyncio.to_thread(cluster.promote, replica)
+    settled = acknowledged
+    await eventually(lambda: acknowledged > settled + 50)
+    stop.set()
+    await asyncio.gather(*writers)  # any failed call fails the test here
+    assert sum(int(command(replica, "GET", key)) for key in keys) == acknowledged
+    assert router.answers["MOVED"] > 0
+    assert router.owner(keys[0]) == f"127.0.0.1:{replica}"
