@@ -39,7 +39,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from livestate._backends.resp import Pipe, parse_url
-from livestate._backends.topology import Router, key_slot, parse_cluster_url
+from livestate._backends.slots import key_slot, parse_cluster_url
+from livestate._backends.topology import Router
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 WRITE = """

@@ -7,8 +7,10 @@ persistence, and stops it by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -51,30 +53,29 @@ def free_port() -> int:
 
 
 def free_ports(count: int, cluster: bool = False) -> list[int]:
-    """`count` distinct TCP ports on 127.0.0.1 that nothing listens on right now.
+    """`count` distinct TCP ports on 127.0.0.1 that nothing uses right now.
 
-    With `cluster`, each port is at most 55535 and its cluster bus port (10000
-    higher) is free too, as a Valkey cluster node needs.
+    They are drawn below the range the system gives outgoing connections
+    (ip_local_port_range), so that no client's own port takes one between now
+    and the moment a server binds it. With `cluster`, each port's cluster bus
+    port (10000 higher) is free and below that range too.
     """
+    high = _first_ephemeral_port() - (10000 if cluster else 0)
+    chooser = random.Random()
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
         for _ in range(count * 50):
             if len(ports) == count:
                 break
-            sock = socket.socket()
-            held.append(sock)
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-            if cluster:
-                if port > 55535:
-                    continue
-                bus = socket.socket()
-                held.append(bus)
-                try:
-                    bus.bind(("127.0.0.1", port + 10000))
-                except OSError:
-                    continue
+            port = chooser.randrange(10000, max(high, 10001))
+            try:
+                for candidate in (port, port + 10000) if cluster else (port,):
+                    sock = socket.socket()
+                    held.append(sock)
+                    sock.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue  # in use, or drawn twice (still held)
             ports.append(port)
     finally:
         for sock in held:
@@ -82,6 +83,13 @@ def free_ports(count: int, cluster: bool = False) -> list[int]:
     if len(ports) < count:
         raise RuntimeError(f"Could not find {count} free ports on 127.0.0.1.")
     return ports
+
+
+def _first_ephemeral_port() -> int:
+    try:  # Linux; elsewhere its default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 class ServerProcess:
@@ -243,11 +251,9 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll `condition` until it holds; raises RuntimeError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(OSError):  # a node that is starting or stopping
             if condition():
                 return
-        except OSError:
-            pass  # a node that is starting or stopping
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not happen within {timeout}s.")
         time.sleep(0.05)
@@ -298,8 +304,9 @@ class ClusterProcess(_Deployment):
     node restarted with `restart(port)` rejoins as itself. Every wait is bounded
     and raises RuntimeError when its time is up. For fault tests: `kill`,
     `pause`/`resume`, `fail_over` (kill a primary, wait for its replica to take
-    over) and a slot migration in steps (`begin_migration`, `move_keys`,
-    `end_migration`) so that a test can write while it runs.
+    over), `promote` (a planned failover) and a slot migration in steps
+    (`begin_migration`, `move_keys`, `end_migration`) so that a test can write
+    while it runs.
     """
 
     def __init__(self, primaries: int = 3, replicas: int = 1, node_timeout_ms: int = 1000) -> None:
@@ -310,7 +317,7 @@ class ClusterProcess(_Deployment):
             "--cluster-enabled", "yes", "--cluster-node-timeout", str(node_timeout_ms),
             "--dir", str(self.directory), "--cluster-replica-validity-factor", "0",
             "--cluster-allow-replica-migration", "no", "--repl-diskless-sync-delay", "0",
-            "--repl-ping-replica-period", "1",
+            "--repl-ping-replica-period", "1", "--shutdown-timeout", "0",
         )  # fmt: skip
         self.nodes = {
             port: ServerProcess(
@@ -435,16 +442,28 @@ class ClusterProcess(_Deployment):
 
         The killed node stays down; `restart(primary)` brings it back as a replica.
         """
-        replica = self.replica_of(primary)
-        slot = next(start for port, _, ranges in self.shards() if port == primary
-                    for start, _ in ranges)  # fmt: skip
+        replica, slot = self.replica_of(primary), self._first_slot(primary)
         self.kill(primary)
-
-        def promoted() -> bool:
-            return all(self.owner(slot, port) == replica for port in self.running())
-
-        _wait(promoted, timeout, f"The replica on {replica} taking over from {primary}")
+        self._wait_owner(slot, replica, timeout)
         return replica
+
+    def promote(self, replica: int, timeout: float = 15.0) -> None:
+        """A planned failover: CLUSTER FAILOVER on `replica`, which takes over its
+        primary's slots once in sync; the old primary becomes its replica."""
+        primary = next(p for p, replicas, _ in self.shards() if replica in replicas)
+        slot = self._first_slot(primary)
+        _ok(command(replica, "CLUSTER", "FAILOVER"))
+        self._wait_owner(slot, replica, timeout)
+
+    def _first_slot(self, primary: int) -> int:
+        return next(start for p, _, ranges in self.shards() if p == primary for start, _ in ranges)
+
+    def _wait_owner(self, slot: int, owner: int, timeout: float) -> None:
+        _wait(
+            lambda: all(self.owner(slot, port) == owner for port in self.running()),
+            timeout,
+            f"Every node seeing slot {slot} at {owner}",
+        )
 
     def begin_migration(self, slot: int, target: int) -> int:
         """Mark `slot` importing on `target` and migrating on its owner; return the owner."""
@@ -467,11 +486,7 @@ class ClusterProcess(_Deployment):
         target_id = command(target, "CLUSTER", "MYID")
         for port in (target, source, *(p for p in self.primaries() if p not in (target, source))):
             _ok(command(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id))
-        _wait(
-            lambda: all(self.owner(slot, port) == target for port in self.running()),
-            timeout,
-            f"Every node seeing slot {slot} at {target}",
-        )
+        self._wait_owner(slot, target, timeout)
 
     def migrate_slot(self, slot: int, target: int) -> None:
         """Move `slot` and its keys to `target` in one go."""
@@ -517,7 +532,8 @@ class SentinelProcess(_Deployment):
         self.context = certificates.client_context() if certificates else None
         self.directory = Path(tempfile.mkdtemp(prefix="livestate-sentinel-"))
         first, second, *others = free_ports(5)
-        fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0")  # a replica syncs at once
+        # A replica syncs at once; a primary stops without waiting for its replica.
+        fast: tuple[str, ...] = ("--repl-diskless-sync-delay", "0", "--shutdown-timeout", "0")
         if password is not None:
             fast = (*fast, "--requirepass", password, "--masterauth", password)
         follow = ("--replicaof", "127.0.0.1", str(first))
@@ -603,31 +619,22 @@ class SentinelProcess(_Deployment):
         other Sentinels and that replica."""
 
         def ready() -> bool:
-            answers = {
-                str(self.ask(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service))
-                for s in self.sentinels
-            }
-            if len(answers) != 1:
+            service = self.service
+            answers = {str(self.ask(s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service))
+                       for s in self.sentinels}  # fmt: skip
+            primary, replica = self.primary(), self.replica()
+            if len(answers) != 1 or self.data(primary, "ROLE")[0] != "master":
                 return False
-            primary = self.primary()
-            if self.data(primary, "ROLE")[0] != "master":
-                return False
-            replica = self.replica()
-            if self.servers[replica].process is None:
-                return False
-            role = self.data(replica, "ROLE")
+            role = self.data(replica, "ROLE")  # OSError while it is down: not ready
             if role[0] != "slave" or int(role[2]) != primary or role[3] != "connected":
                 return False
             for sentinel in self.sentinels if sentinels_see_replica else ():
-                if len(self.ask(sentinel.port, "SENTINEL", "SENTINELS", self.service)) != 2:
+                if len(self.ask(sentinel.port, "SENTINEL", "SENTINELS", service)) != 2:
                     return False
-                replicas = self.ask(sentinel.port, "SENTINEL", "REPLICAS", self.service)
+                replicas = self.ask(sentinel.port, "SENTINEL", "REPLICAS", service)
                 fields = [dict(zip(r[::2], r[1::2], strict=True)) for r in replicas]
-                if not any(
-                    f["port"] == str(replica) and "disconnected" not in f["flags"]
-                    and "s_down" not in f["flags"]
-                    for f in fields
-                ):  # fmt: skip
+                if not any(f["port"] == str(replica) and "disconnected" not in f["flags"]
+                           and "s_down" not in f["flags"] for f in fields):  # fmt: skip
                     return False
             return True
 
@@ -672,8 +679,7 @@ class _Sentinel(ServerProcess):
     def answers(self) -> bool:
         if self.deployment.certificates is None:
             return super().answers()
-        reply = self.deployment.ask(self.port, "PING")
-        return bool(reply == "PONG")
+        return bool(self.deployment.ask(self.port, "PING") == "PONG")
 
     def arguments(self) -> list[str]:
         deployment, service = self.deployment, self.deployment.service
@@ -769,8 +775,8 @@ class TlsServerProcess(ServerProcess):
         return [*plain, "--tls-port", str(self.port), *_tls_options(self.certificates)]
 
     def answers(self) -> bool:
-        reply = command(self.port, "PING", context=self.certificates.client_context())
-        return reply == "PONG" or str(reply).startswith("NOAUTH")
+        reply = str(command(self.port, "PING", context=self.certificates.client_context()))
+        return reply == "PONG" or reply.startswith("NOAUTH")
 
 
 def tls_server_binary() -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
-from livestate._backends.resp import Endpoint
+from livestate._backends.resp import Endpoint, ReplyError
 from livestate._backends.sentinel import PrimaryPipe, Sentinels, fixed, parse_sentinel_url
 from livestate.testing import SentinelProcess, ServerProcess, command
 
@@ -113,10 +113,8 @@ async def test_managed_endpoint_role_change() -> None:
     """A fixed endpoint demoted to a replica: writes fail with BackendUnavailableError
     (never a raw READONLY) within the timeout, and resume when the name points at a
     primary again, here the other server, as a managed service's DNS name would."""
-    with (
-        ServerProcess() as first,
-        ServerProcess() as second,
-    ):
+    quick_stop = ("--shutdown-timeout", "0")  # a primary need not wait for its replica
+    with ServerProcess(options=quick_stop) as first, ServerProcess(options=quick_stop) as second:
         where = Endpoint("127.0.0.1", first.port)
 
         async def resolve() -> Endpoint:
@@ -137,6 +135,8 @@ async def test_managed_endpoint_role_change() -> None:
         fixed_pipe = PrimaryPipe(fixed(Endpoint("127.0.0.1", second.port)), 1.0)
         assert await fixed_pipe.call("GET", "k") == "second"
         await fixed_pipe.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await fixed_pipe.call("GET", "k")
 
 
 async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:
@@ -155,3 +155,47 @@ async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:
             server.resume()
         assert await pipe.call("GET", "k") in ("1", "2")
         await pipe.aclose()
+
+
+async def test_works_with_only_the_listed_commands(sentinel: SentinelProcess) -> None:
+    """Users allowed only ROLE (data nodes) and SENTINEL GET-MASTER-ADDR-BY-NAME and
+    SUBSCRIBE (Sentinels), plus the command the test writes with, find the primary,
+    hear the switch and follow a failover; another command is refused."""
+    for port in sentinel.servers:
+        command(port, "ACL", "SETUSER", "app", "reset", "on", ">pw", "~*", "-@all",
+                "+role", "+incr")  # fmt: skip
+    for watcher in sentinel.sentinels:
+        command(watcher.port, "ACL", "SETUSER", "watcher", "reset", "on", ">spw", "&*",
+                "-@all", "+sentinel|get-master-addr-by-name", "+subscribe")  # fmt: skip
+    url = sentinel.url.replace("://", "://app:pw@") + "?sentinel_username=watcher"
+    service, _ = parse_sentinel_url(url + "&sentinel_password=spw", {})
+    pipe = PrimaryPipe(Sentinels(service, 5.0).primary, 5.0)
+    switches: list[Endpoint] = []
+    watch = Sentinels(service, 5.0).watch(switches.append)
+    try:
+        assert await pipe.call("INCR", "n") == 1
+        await eventually(lambda: command(sentinel.replica(), "GET", "n") == "1")
+        new = await asyncio.to_thread(sentinel.fail_over)
+        assert await pipe.call("INCR", "n") == 2
+        assert (await pipe.resolve()).port == new
+        await eventually(lambda: any(switch.port == new for switch in switches), within=5.0)
+        with pytest.raises(ReplyError, match="NOPERM"):
+            await pipe.call("GET", "n")
+    finally:
+        watch.cancel()
+        await pipe.aclose()
+
+
+async def test_a_following_pipe_leaves_on_switch_master(
+    sentinel: SentinelProcess, pipe: PrimaryPipe
+) -> None:
+    """A pipe that follows the Sentinels drops its connection when they announce the new
+    primary, so its next write goes there without meeting a READONLY."""
+    service, _ = parse_sentinel_url(sentinel.url, {})
+    pipe.follow(Sentinels(service, 5.0))
+    await pipe.call("SET", "where", "old")
+    new = await asyncio.to_thread(sentinel.fail_over)
+    await eventually(lambda: pipe.switches == 1, within=5.0)
+    await pipe.call("SET", "where", "new")
+    assert command(new, "GET", "where") == "new"
+    assert pipe.answers["READONLY"] == 0

@@ -14,14 +14,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
-from livestate._backends.resp import Endpoint, connect
-from livestate._backends.topology import (
-    Router,
-    SlotMap,
-    cluster_enabled,
-    key_slot,
-    parse_cluster_url,
-)
+from livestate._backends.resp import Endpoint, ReplyError, connect
+from livestate._backends.slots import SlotMap, key_slot, parse_cluster_url
+from livestate._backends.topology import Router, cluster_enabled
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 from ..support import eventually
@@ -183,7 +178,7 @@ async def test_sharded_subscriber_moves_with_its_slot(
     target = other_primary(cluster, slot)
     await asyncio.to_thread(cluster.migrate_slot, slot, target)
     await eventually(lambda: channel in recorder.resyncs, within=2.0)
-    command(target, "SPUBLISH", channel, "two")
+    assert await router.call(channel, "SPUBLISH", channel, "two") == 1  # routed by its slot
     await eventually(lambda: (channel, "two") in recorder.messages, within=2.0)
 
     late = f"{{{tag(cluster)}}}:late"
@@ -360,3 +355,159 @@ async def test_one_seed_finds_the_whole_cluster(cluster: ClusterProcess, role: s
         assert all(command(cluster.owner(key_slot(k)), "GET", k) == role for k in keys)
     finally:
         await router.aclose()
+
+
+async def test_a_closed_router_refuses_calls(cluster: ClusterProcess) -> None:
+    """After aclose, a call raises RuntimeError saying the router is closed."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 2.0)
+    await router.start()
+    await router.call("k", "PING")
+    await router.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await router.call("k", "PING")
+
+
+async def test_a_shard_down_fails_within_the_timeout_and_recovers(
+    cluster: ClusterProcess,
+) -> None:
+    """A shard loses its primary and its replica: the cluster answers CLUSTERDOWN, which
+    the Router retries until its timeout and then reports as BackendUnavailableError;
+    once the two nodes are back, calls work again."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 1.0)
+    await router.start()
+    primary = cluster.primaries()[0]
+    replica = cluster.replica_of(primary)
+    healthy = next(p for p in cluster.primaries() if p != primary)
+    base = tag(cluster)
+    key = next(
+        k for i in itertools.count() if cluster.owner(key_slot(k := f"{base}:{i}")) == healthy
+    )
+    try:
+        await router.call(key, "SET", key, "before")
+        cluster.kill(replica)
+        cluster.kill(primary)
+        await eventually(
+            lambda: "cluster_state:fail" in str(command(healthy, "CLUSTER", "INFO")), within=10.0
+        )
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailableError, match="CLUSTERDOWN"):
+            await router.call(key, "GET", key)
+        assert time.monotonic() - started < 2.0
+        assert router.answers["CLUSTERDOWN"] > 0
+    finally:
+        await asyncio.to_thread(cluster.nodes[primary].start)
+        await asyncio.to_thread(cluster.restart, replica)
+    assert await router.call(key, "GET", key) == "before"
+    await router.aclose()
+
+
+ROUTER_COMMANDS = (
+    "+cluster|shards", "+cluster|slots", "+cluster|myid", "+asking", "+script|load", "+evalsha",
+    "+ssubscribe", "+sunsubscribe", "+ping",
+)  # fmt: skip
+"""What the Router itself sends; a backend adds its own scripts' needs (key and channel
+patterns) on top."""
+
+
+async def test_router_needs_only_its_listed_commands(
+    cluster: ClusterProcess, recorder: Recorder
+) -> None:
+    """A user allowed only ROUTER_COMMANDS (no INFO, CONFIG or COMMAND) can read the map,
+    load and run scripts on every shard, follow an ASK, and subscribe; a command outside
+    the list is refused, so the list is what is in force."""
+    # The script this test runs calls INCRBY: a backend grants its scripts' commands too.
+    grants = ("reset", "on", ">pw", "~*", "&*", "-@all", *ROUTER_COMMANDS, "+incrby")
+    for port in cluster.running():
+        command(port, "ACL", "SETUSER", "router", *grants)
+    seeds, _ = parse_cluster_url(cluster.url.replace("://", "://router:pw@"), {})
+    router = Router(seeds, 5.0, on_message=recorder.on_message)
+    try:
+        await router.start()
+        sha = await router.load_script(INCR)
+        base = tag(cluster)
+        keys = [f"{base}:{i}" for i in range(30)]
+        assert await asyncio.gather(*(router.call(k, "EVALSHA", sha, 1, k, 2) for k in keys)) == [
+            2
+        ] * len(keys)
+        moving = f"{{{tag(cluster)}}}:ask"
+        slot = key_slot(moving)
+        await router.call(moving, "EVALSHA", sha, 1, moving, 1)
+        target = other_primary(cluster, slot)
+        source = await asyncio.to_thread(cluster.begin_migration, slot, target)
+        await asyncio.to_thread(cluster.move_keys, slot, source, target)
+        assert await router.call(moving, "EVALSHA", sha, 1, moving, 1) == 2  # via ASK
+        await asyncio.to_thread(cluster.end_migration, slot, source, target)
+        await router.subscribe(moving)
+        command(target, "SPUBLISH", moving, "hi")
+        await eventually(lambda: (moving, "hi") in recorder.messages)
+        with pytest.raises(ReplyError, match="NOPERM"):
+            await router.call(moving, "GET", moving)
+    finally:
+        await router.aclose()
+        for port in cluster.running():
+            command(port, "ACL", "DELUSER", "router")
+
+
+async def test_a_frozen_primary_fails_the_call_within_the_timeout(
+    cluster: ClusterProcess,
+) -> None:
+    """A primary frozen (SIGSTOP, shorter than a failover) mid-call: the call fails with
+    BackendUnavailableError saying it may have run, within the timeout; once thawed,
+    calls to it work again."""
+    seeds, _ = parse_cluster_url(cluster.url, {})
+    router = Router(seeds, 0.3)
+    await router.start()
+    key = f"{tag(cluster)}:frozen"
+    owner = cluster.owner(key_slot(key))
+    try:
+        await router.call(key, "SET", key, "1")
+        cluster.pause(owner)
+        started = time.monotonic()
+        try:
+            with pytest.raises(BackendUnavailableError, match="may have run"):
+                await router.call(key, "SET", key, "2")
+            assert time.monotonic() - started < 0.8
+        finally:
+            cluster.resume(owner)
+        assert await router.call(key, "GET", key) in ("1", "2")
+    finally:
+        await router.aclose()
+
+
+async def test_a_planned_failover_loses_nothing_and_fails_nothing(
+    cluster: ClusterProcess, router: Router
+) -> None:
+    """A replica takes over with CLUSTER FAILOVER (a managed service's maintenance) under
+    4 writers: no call fails, the Router follows MOVED to the new primary, and the
+    counters add up to exactly the acknowledged increments."""
+    primary = cluster.primaries()[0]
+    replica = cluster.replica_of(primary)
+    base = tag(cluster)
+    keys = [k for i in range(400) if cluster.owner(key_slot(k := f"{base}:{i}")) == primary][:20]
+    for key in keys:
+        await router.call(key, "SET", key, 0)
+    sha = await router.load_script(INCR)
+    acknowledged = 0
+    stop = asyncio.Event()
+
+    async def writer(offset: int) -> None:
+        nonlocal acknowledged
+        for n in itertools.count(offset):
+            if stop.is_set():
+                return
+            key = keys[n % len(keys)]
+            await router.call(key, "EVALSHA", sha, 1, key, 1)
+            acknowledged += 1
+
+    writers = [asyncio.create_task(writer(i)) for i in range(4)]
+    await eventually(lambda: acknowledged > 50)
+    await asyncio.to_thread(cluster.promote, replica)
+    settled = acknowledged
+    await eventually(lambda: acknowledged > settled + 50)
+    stop.set()
+    await asyncio.gather(*writers)  # any failed call fails the test here
+    assert sum(int(command(replica, "GET", key)) for key in keys) == acknowledged
+    assert router.answers["MOVED"] > 0
+    assert router.owner(keys[0]) == f"127.0.0.1:{replica}"

@@ -6,7 +6,7 @@ import pytest
 
 from livestate import InvalidValueError, LiveStateError
 from livestate._backends.sentinel import parse_sentinel_url
-from livestate._backends.topology import crc16, key_slot, parse_cluster_url
+from livestate._backends.slots import crc16, key_slot, parse_cluster_url
 
 SETTINGS = {"timeout": 5.0}
 

@@ -71,9 +71,15 @@ class Link:
         return await asyncio.shield(self._opening)
 
     def drop(self, why: str) -> None:
-        """Drop the connection now; its waiting calls fail with ConnectionError(why)."""
-        if self._connection is not None:
-            self._connection.abort(why)
+        """Drop the connection now; its waiting calls fail with ConnectionError(why).
+
+        From here on `connection` is None, though asyncio reports the loss a turn later.
+        """
+        connection, self._connection = self._connection, None
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if connection is not None:
+            connection.abort(why)
 
     def close(self) -> None:
         """Drop the connection for good; `open()` then raises RuntimeError."""

@@ -6,7 +6,7 @@ The seam the Redis backend uses:
     pipe = PrimaryPipe(Sentinels(service, timeout).primary, timeout)
     await pipe.call(*args)        # one command at the primary
     endpoint = await pipe.resolve()  # where the primary is now (for a pub/sub connection)
-    watcher = Sentinels(...).watch(on_switch)  # optional: +switch-master as it happens
+    pipe.follow(Sentinels(...))   # optional: leave on +switch-master, before a READONLY
     await pipe.aclose()
 
 For a managed service whose one DNS name moves to the new primary on failover
@@ -23,8 +23,8 @@ How the primary is followed:
   command sent there, until `timeout`.
 - A connection lost after a command left: the command may have run, so it is
   not retried; BackendUnavailableError says so and the next call reconnects.
-- `Sentinels.watch` listens for `+switch-master` on the Sentinels and drops
-  the connection at once, without waiting for a READONLY.
+- With `follow(sentinels)`, the pipe listens for `+switch-master` on the
+  Sentinels and drops the connection at once, without waiting for a READONLY.
 """
 
 from __future__ import annotations
@@ -236,7 +236,9 @@ class PrimaryPipe:
         self.timeout = timeout
         self._link: Link | None = None
         self._closed = False
+        self._watch: asyncio.Task[None] | None = None
         self.reconnects = 0  # how many connections were opened (for tests)
+        self.switches = 0  # how many +switch-master were heard (for tests)
         self.answers: collections.Counter[str] = collections.Counter()  # error codes handled
 
     async def resolve(self) -> Endpoint:
@@ -266,9 +268,23 @@ class PrimaryPipe:
         if self._link is not None:
             self._link.drop(why)
 
+    def follow(self, sentinels: Sentinels) -> None:
+        """Hear `+switch-master` from `sentinels` and leave the old primary at once, so
+        that the next call goes to the new one without meeting a READONLY first."""
+        if self._watch is None:
+            self._watch = sentinels.watch(self._switched)
+
+    def _switched(self, primary: Endpoint) -> None:
+        self.switches += 1
+        if self._link is not None and self._link.endpoint != primary:
+            self.drop(f"is no longer the primary (the Sentinels chose {primary})")
+
     async def aclose(self) -> None:
-        """Close the connection; later calls raise RuntimeError."""
+        """Close the connection (and stop following the Sentinels); later calls raise
+        RuntimeError."""
         self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
         if self._link is not None:
             self._link.close()
 
