@@ -9,7 +9,8 @@ __all__ = ["Backend", "MemoryBackend", "Message", "Mounted", "Snapshot", "from_u
 
 
 def from_url(url: str) -> Backend:
-    """The backend for `url`: `memory://` or `redis://host:port/db` (also `rediss://`, `valkey://`).
+    """The backend for `url`: `memory://`, `redis://host:port/db` (also `rediss://`,
+    `valkey://`, `unix://`) or `redis+sentinel://h1:p1,h2:p2/SERVICE`.
 
     Raises InvalidValueError for any other scheme, and ImportError, saying what to
     install, when the Redis client is missing.
@@ -19,7 +20,7 @@ def from_url(url: str) -> Backend:
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryBackend()
-    if scheme in ("redis", "rediss", "valkey", "valkeys", "unix"):
+    if scheme in ("redis", "rediss", "valkey", "valkeys", "unix") or scheme.endswith("+sentinel"):
         from .redis import RedisBackend
 
         return RedisBackend(url)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from .._exceptions import BackendError, BackendUnavailableError
 
-TRANSIENT = frozenset(("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN"))
+TRANSIENT = frozenset(
+    ("BUSY", "LOADING", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "UNBLOCKED")
+)
 """Error codes that pass: retried within the call's timeout."""
 
-RECONNECT = frozenset(("READONLY", "MASTERDOWN", "LOADING"))
+RECONNECT = frozenset(("READONLY", "MASTERDOWN", "LOADING", "UNBLOCKED"))
 """Error codes after which the connection is dropped, so the next one finds the new primary
 (a managed endpoint's name that moved after a failover is resolved again)."""
 
@@ -45,7 +47,7 @@ def translate(error: Exception, server: object, what: str) -> BackendError:
             f"{at} is loading its data set into memory (LOADING), so livestate could not {what} "
             "within its timeout; nothing was written. Retry once it has loaded."
         )
-    if kind in ("READONLY", "MASTERDOWN"):
+    if kind in ("READONLY", "MASTERDOWN", "UNBLOCKED"):
         return BackendUnavailableError(
             f"{at} is a replica, not the primary ({kind}), so livestate could not {what}; "
             "nothing was written. livestate reconnects to follow a failover; point "

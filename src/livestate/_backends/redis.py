@@ -44,7 +44,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 try:
-    from .resp import BACKOFF, Connection, Pipe, ReplyError, connect, parse_url
+    from .resp import BACKOFF, Connection, Endpoint, Pipe, ReplyError, connect, parse_url
 except ImportError as error:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         "The Redis backend of livestate needs the hiredis package; "
@@ -70,6 +70,7 @@ from .base import (
     not_running,
 )
 from .errors import RECONNECT, TRANSIENT, code, translate
+from .sentinel import PrimaryPipe, Sentinels, SentinelService, parse_sentinel_url
 
 logger = logging.getLogger("livestate")
 
@@ -142,21 +143,36 @@ class RedisBackend(Backend):
     """Live states on a Redis 7+ or Valkey 8+ server, shared by every node that uses it.
 
     `url` is `redis://[[user]:password@]host:port/db` (also `rediss://`,
-    `unix://`, `valkey://`), optionally with livestate's settings as query
+    `unix://`, `valkey://`) or `redis+sentinel://h1:p1[,h2:p2…]/SERVICE[/db]`
+    (see sentinel.py), optionally with livestate's settings as query
     parameters: `timeout` (seconds per call, retries included, default 2),
     `lease` (seconds a node's hold lasts without a heartbeat, default 5; the
-    heartbeat runs five times per lease), and the login and TLS parameters of
-    `resp.parse_url`. Raises InvalidValueError for a URL it cannot use, and
-    ImportError, saying what to install, if the hiredis package is missing.
+    heartbeat runs five times per lease), `replicas` (how many replicas must
+    confirm each write before it is acknowledged, with WAIT: 1 on Sentinel,
+    else 0), and the login and TLS parameters of `resp.parse_url`. Raises
+    InvalidValueError for a URL it cannot use, and ImportError, saying what to
+    install, if the hiredis package is missing.
     """
 
     def __init__(self, url: str) -> None:
-        self.endpoint, settings = parse_url(url, {"timeout": TIMEOUT, "lease": LEASE})
+        sentinel = url.partition("://")[0].lower().endswith("+sentinel")
+        defaults = {"timeout": TIMEOUT, "lease": LEASE, "replicas": 1 if sentinel else 0}
+        self._service: SentinelService | None = None
+        if sentinel:
+            self._service, settings = parse_sentinel_url(url, defaults)
+            self.endpoint: Endpoint | str = (
+                f"the primary of {self._service.name!r} (Sentinels "
+                f"{', '.join(map(str, self._service.sentinels))})"
+            )
+        else:
+            self.endpoint, settings = parse_url(url, defaults)
         self.url = url
         self.timeout = settings["timeout"]
         self.lease = settings["lease"]
+        self.replicas = int(settings["replicas"])
         self.heartbeat = self.lease / 5
-        self._pipe: Pipe | None = None
+        self._pipe: Pipe | PrimaryPipe | None = None
+        self._sentinels: Sentinels | None = None
         self._shas: dict[str, str] = {}
         self._sources = _load_scripts()
         self._subscriptions: dict[StateId, _Subscription] = {}
@@ -180,7 +196,16 @@ class RedisBackend(Backend):
         BackendError if it refuses the login or the scripts. Safe to call again
         after it failed.
         """
-        pipe = self._pipe = Pipe(self.endpoint, self.timeout)
+        if self._service is not None:
+            # Sentinel: every connection goes to the primary they name now, and leaves it
+            # when they announce another (before any READONLY).
+            self._sentinels = Sentinels(self._service, self.timeout)
+            primary = PrimaryPipe(self._sentinels.primary, self.timeout)
+            primary.follow(self._sentinels)
+            pipe: Pipe | PrimaryPipe = primary
+        else:
+            pipe = Pipe(self.endpoint, self.timeout)  # type: ignore[arg-type]
+        self._pipe = pipe
         try:
             await self._load()
             await self._check_layout()
@@ -189,8 +214,12 @@ class RedisBackend(Backend):
             self._pipe = None
             await pipe.aclose()
             raise
-        self._subscriber = _Subscriber(self)
-        self._subscriber.start()
+        self._subscriber = subscriber = _Subscriber(self)
+        subscriber.start()
+        if self._sentinels is not None:
+            self._tasks.append(
+                self._sentinels.watch(lambda primary: subscriber.drop(f"{primary} took over"))
+            )
         self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
 
     async def aclose(self) -> None:
@@ -443,23 +472,39 @@ class RedisBackend(Backend):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
+        reloaded = False
+        failure: LiveStateError
         while True:
             try:
                 call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, "SPUBLISH")
                 if write is None:
                     return await pipe.call(*call, *args)
                 marked = f"+{write}" if attempt else write
-                return await pipe.call(*call, *args[:4], marked, *args[4:])
+                before = pipe.reconnects
+                reply = await pipe.call(*call, *args[:4], marked, *args[4:])
+                if not self.replicas or reply[0] not in ("ok", "done"):
+                    return reply
+                # Acknowledge only what a replica has too, so a failover cannot lose it.
+                wait = max(1, int((deadline - loop.time()) * 1000))
+                copies = await pipe.call("WAIT", self.replicas, wait)
+                if pipe.reconnects == before and copies >= self.replicas:
+                    return reply
+                failure = BackendUnavailableError(
+                    f"The Redis server at {self.endpoint} did not confirm that {self.replicas} "
+                    f"replica(s) have the write to {_what(script, id, op)} within the "
+                    "timeout; it may be lost if the primary fails. Retry, or lower ?replicas=."
+                )
             except ReplyError as error:
                 kind = code(error)
-                if kind == "NOSCRIPT" and attempt == 0:
-                    # The server restarted (or SCRIPT FLUSH ran): load them again, once.
-                    attempt += 1
+                if kind == "NOSCRIPT" and not reloaded:
+                    # The server restarted, failed over, or SCRIPT FLUSH ran: load them again,
+                    # once per call. A write's id stays as it was: the script never ran.
+                    reloaded = True
                     await self._load()
                     continue
                 if kind in RECONNECT:
-                    pipe.reconnect(f"answered {kind}")
-                failure: LiveStateError = translate(error, self.endpoint, _what(script, id, op))
+                    pipe.drop(f"answered {kind}")
+                failure = translate(error, self.endpoint, _what(script, id, op))
                 if self.metrics is not None:
                     self.metrics.failed(kind or "error")
                 if kind not in TRANSIENT:
@@ -473,6 +518,12 @@ class RedisBackend(Backend):
             if loop.time() + delay > deadline:
                 raise failure from None
             await asyncio.sleep(delay)
+
+    async def primary(self) -> Endpoint:
+        """Where the primary is now: the URL's server, or the one the Sentinels name."""
+        if self._sentinels is not None:
+            return await self._sentinels.primary()
+        return self.endpoint  # type: ignore[return-value]
 
     def _layout(self, id: StateId | None, found: str) -> BackendError:
         """The error for data of another release's layout."""
@@ -747,6 +798,12 @@ class _Subscriber:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=1.0)
 
+    def drop(self, why: str) -> None:
+        """Drop the connection: the subscriber reconnects (to the primary now), resubscribes
+        and has every live state resync."""
+        if self._connection is not None:
+            self._connection.abort(why)
+
     def add(self, subscription: _Subscription) -> None:
         if self._connection is not None:
             subscription.confirmed = self._loop.create_future()
@@ -764,7 +821,7 @@ class _Subscriber:
         while not self._closed:
             try:
                 async with asyncio.timeout(backend.timeout):
-                    connection = await connect(backend.endpoint, self._push)
+                    connection = await connect(await backend.primary(), self._push)
             except Exception as error:
                 backend.log.warning(
                     "livestate could not open its pub/sub connection to %s (%s); retrying",

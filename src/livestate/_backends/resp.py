@@ -262,6 +262,7 @@ class Pipe:
         self._failures = 0
         self._retry_at = 0.0
         self._closed = False
+        self.reconnects = 0  # connections opened so far: a change means another connection
 
     async def call(self, *args: Any) -> Any:
         """Send one command and return its reply.
@@ -275,7 +276,7 @@ class Pipe:
         except ConnectionError as error:
             raise self._unavailable(str(error)) from None
 
-    def reconnect(self, why: str) -> None:
+    def drop(self, why: str) -> None:
         """Drop the connection (calls waiting on it fail); the next call opens a new one."""
         if self._connection is not None:
             self._connection.abort(why)
@@ -334,6 +335,7 @@ class Pipe:
         finally:
             self._connecting = None
         self._failures = 0
+        self.reconnects += 1
         self._connection = connection
         connection.closed.add_done_callback(lambda _: self._forget(connection))
         self._watchdog = loop.create_task(self._watch(connection))
