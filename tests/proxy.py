@@ -27,6 +27,11 @@ class Proxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def retarget(self, port: int) -> None:
+        """Send new connections to `port` from now on (as a DNS name moved on failover);
+        the connections already open stay where they are."""
+        self.target_port = port
+
     def lose_reply_to(self, marker: bytes) -> None:
         """Arm the fault for the next request that contains `marker`."""
         self.marker = marker
