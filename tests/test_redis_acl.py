@@ -27,8 +27,9 @@ class Least(LiveState):
 
 def documented_acl() -> list[str]:
     """The ACL SETUSER command of docs/redis.md, split into words."""
-    (line,) = re.findall(r"```acl\n(ACL SETUSER .*)\n```", DOCS.read_text())
-    return line.split()
+    found: list[str] = re.findall(r"```acl\n(ACL SETUSER .*)\n```", DOCS.read_text())
+    assert len(found) == 1, "docs/redis.md has one ACL SETUSER block"
+    return found[0].split()
 
 
 @pytest.fixture
