@@ -10,7 +10,8 @@ __all__ = ["Backend", "MemoryBackend", "Message", "Mounted", "Snapshot", "from_u
 
 def from_url(url: str) -> Backend:
     """The backend for `url`: `memory://`, `redis://host:port/db` (also `rediss://`,
-    `valkey://`, `unix://`) or `redis+sentinel://h1:p1,h2:p2/SERVICE`.
+    `valkey://`, `unix://`; any node of a cluster will do), `redis+cluster://h1:p1,h2:p2`
+    or `redis+sentinel://h1:p1,h2:p2/SERVICE`.
 
     Raises InvalidValueError for any other scheme, and ImportError, saying what to
     install, when the Redis client is missing.
@@ -20,7 +21,9 @@ def from_url(url: str) -> Backend:
     scheme = url.partition("://")[0].lower()
     if scheme == "memory":
         return MemoryBackend()
-    if scheme in ("redis", "rediss", "valkey", "valkeys", "unix") or scheme.endswith("+sentinel"):
+    if scheme in ("redis", "rediss", "valkey", "valkeys", "unix") or scheme.endswith(
+        ("+sentinel", "+cluster")
+    ):
         from .redis import RedisBackend
 
         return RedisBackend(url)

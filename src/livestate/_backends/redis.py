@@ -53,7 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 
 from .._acl import ACL, DELETE, Role, denied
 from .._changes import Op, StateId, describe, evaluate, permission
-from .._exceptions import BackendError, BackendUnavailableError, LiveStateError
+from .._exceptions import BackendError, BackendUnavailableError, InvalidValueError, LiveStateError
 from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
 from .base import (
     Applied,
@@ -71,6 +71,8 @@ from .base import (
 )
 from .errors import RECONNECT, TRANSIENT, code, translate
 from .sentinel import PrimaryPipe, Sentinels, SentinelService, parse_sentinel_url
+from .slots import parse_cluster_url
+from .topology import Router, cluster_enabled
 
 logger = logging.getLogger("livestate")
 
@@ -155,15 +157,20 @@ class RedisBackend(Backend):
     """
 
     def __init__(self, url: str) -> None:
-        sentinel = url.partition("://")[0].lower().endswith("+sentinel")
+        scheme = url.partition("://")[0].lower()
+        sentinel = scheme.endswith("+sentinel")
         defaults = {"timeout": TIMEOUT, "lease": LEASE, "replicas": 1 if sentinel else 0}
         self._service: SentinelService | None = None
+        self._seeds: list[Endpoint] | None = None  # a cluster's, once known to be one
         if sentinel:
             self._service, settings = parse_sentinel_url(url, defaults)
             self.endpoint: Endpoint | str = (
                 f"the primary of {self._service.name!r} (Sentinels "
                 f"{', '.join(map(str, self._service.sentinels))})"
             )
+        elif scheme.endswith("+cluster"):
+            self._seeds, settings = parse_cluster_url(url, defaults)
+            self.endpoint = f"the cluster of {', '.join(map(str, self._seeds))}"
         else:
             self.endpoint, settings = parse_url(url, defaults)
         self.url = url
@@ -172,6 +179,7 @@ class RedisBackend(Backend):
         self.replicas = int(settings["replicas"])
         self.heartbeat = self.lease / 5
         self._pipe: Pipe | PrimaryPipe | None = None
+        self._router: Router | None = None
         self._sentinels: Sentinels | None = None
         self._shas: dict[str, str] = {}
         self._sources = _load_scripts()
@@ -196,6 +204,26 @@ class RedisBackend(Backend):
         BackendError if it refuses the login or the scripts. Safe to call again
         after it failed.
         """
+        if self._seeds is None and self._service is None:
+            await self._detect_cluster()
+        if self._seeds is not None:
+            if self.replicas:
+                raise InvalidValueError(
+                    "LIVESTATE_URL asks for ?replicas= on a cluster, which livestate does not "
+                    "support yet; leave it out."
+                )
+            self._router = Router(
+                self._seeds, self.timeout, on_message=self._received, on_resync=self._moved
+            )
+            try:
+                await self._router.start()
+                await self._prepare()
+            except BaseException:
+                router, self._router = self._router, None
+                await router.aclose()
+                raise
+            self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
+            return
         if self._service is not None:
             # Sentinel: every connection goes to the primary they name now, and leaves it
             # when they announce another (before any READONLY).
@@ -207,9 +235,7 @@ class RedisBackend(Backend):
             pipe = Pipe(self.endpoint, self.timeout)  # type: ignore[arg-type]
         self._pipe = pipe
         try:
-            await self._load()
-            await self._check_layout()
-            await self._check_eviction()
+            await self._prepare()
         except BaseException:
             self._pipe = None
             await pipe.aclose()
@@ -232,6 +258,50 @@ class RedisBackend(Backend):
         self._by_name.clear()
         if self._pipe:
             await self._pipe.aclose()
+        if self._router:
+            await self._router.aclose()
+
+    async def _detect_cluster(self) -> None:
+        """A redis:// URL may name any node of a cluster: then route by slot from there."""
+        endpoint = self.endpoint
+        if not isinstance(endpoint, Endpoint):
+            return  # a Sentinel or cluster URL: nothing to detect
+        try:
+            clustered = await cluster_enabled(endpoint, self.timeout)
+        except (OSError, TimeoutError) as error:
+            raise BackendUnavailableError(
+                f"The Redis server at {endpoint} could not be reached ({error}); check that it "
+                "runs and is reachable, then retry."
+            ) from None
+        except ReplyError:
+            clustered = False  # CLUSTER refused (ACL, a managed service): not a cluster to us
+        if clustered:
+            if endpoint.db:
+                raise InvalidValueError(
+                    f"LIVESTATE_URL names database {endpoint.db}, but {endpoint} is a cluster "
+                    "node and a cluster has only database 0: leave the /db out."
+                )
+            self._seeds = [endpoint]
+            self.endpoint = f"the cluster of {endpoint}"
+
+    async def _prepare(self) -> None:
+        await self._load()
+        await self._check_layout()
+        await self._check_eviction()
+
+    async def _call(self, key: str | int, *args: Any) -> Any:
+        """One command: to the primary of `key`'s slot on a cluster, else to the primary."""
+        if self._router is not None:
+            return await self._router.call(key, *args)
+        if self._pipe is None:
+            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
+        return await self._pipe.call(*args)
+
+    def _moved(self, channel: str) -> None:
+        """The cluster placed a channel anew (a slot moved, a shard failed over): resync."""
+        subscription = self._by_name.get(channel)
+        if subscription is not None:
+            self._resync(subscription, "reconnect")
 
     # The Backend contract.
 
@@ -242,18 +312,16 @@ class RedisBackend(Backend):
         self._censuses.pop(node, None)
 
     async def survey(self, id: StateId | None = None) -> Survey:
-        pipe = self._pipe
-        if pipe is None:
-            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
+        call = self._call
         metas = [f"{_prefix(id)}:m"] if id is not None else await self._scan("ls:{*}:m")
         node_keys = await self._scan("ls:node:*")
         replies = await asyncio.gather(
-            *(pipe.call("HMGET", meta, "e", "v", "n", "T") for meta in metas),
-            *(pipe.call("PTTL", meta) for meta in metas),
-            *(pipe.call("ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
-            *(pipe.call("GET", key) for key in node_keys),
-            *(pipe.call("PTTL", key) for key in node_keys),
-            pipe.call("TIME"),
+            *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
+            *(call(meta, "PTTL", meta) for meta in metas),
+            *(call(meta, "ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
+            *(call(key, "GET", key) for key in node_keys),
+            *(call(key, "PTTL", key) for key in node_keys),
+            call("ls:layout", "TIME"),
         )
         count = len(metas)
         fields, ttls, holders = (
@@ -420,9 +488,13 @@ class RedisBackend(Backend):
             name = f"{_prefix(id)}:c"
             subscription = _Subscription(name)
             self._subscriptions[id] = self._by_name[name] = subscription
-            if self._subscriber is None:
+            if self._router is not None:
+                subscription.confirmed = asyncio.get_running_loop().create_future()
+                self._tasks.append(asyncio.create_task(self._place(subscription)))
+            elif self._subscriber is None:
                 raise RuntimeError("The Redis backend was used before start(); use a Node.")
-            self._subscriber.add(subscription)
+            else:
+                self._subscriber.add(subscription)
         subscription.listeners.append(listener)
         # No wait for the server's confirmation (attach stays within one timeout): `open`
         # checks whether it came, and a late one makes the listeners resync.
@@ -436,10 +508,25 @@ class RedisBackend(Backend):
         if not subscription.listeners:
             del self._subscriptions[id]
             self._by_name.pop(subscription.name, None)
-            if self._subscriber:
+            if self._router is not None:
+                await self._router.unsubscribe(subscription.name)
+            elif self._subscriber:
                 self._subscriber.remove(subscription)
 
     # Internals.
+
+    async def _place(self, subscription: _Subscription) -> None:
+        """Subscribe a channel at its slot's owner in the cluster; confirm it when done."""
+        if self._router is None:
+            return
+        try:
+            await self._router.subscribe(subscription.name)
+        except LiveStateError as error:
+            self.log.warning("%s: could not subscribe (%s); resyncing", subscription.name, error)
+            subscription.resubscribed = True
+            self._resync(subscription, "reconnect")
+            return
+        self._confirmed(subscription.name)
 
     def _keys(self, id: StateId, prop: str = "") -> list[str]:
         prefix = _prefix(id)
@@ -466,9 +553,8 @@ class RedisBackend(Backend):
         of a write it already applied with the reply it gave then.
         """
         pipe = self._pipe
-        if pipe is None:
-            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
         channel = keys[0][: -len(":m")] + ":c"
+        meta = keys[0]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -478,11 +564,13 @@ class RedisBackend(Backend):
             try:
                 call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, "SPUBLISH")
                 if write is None:
-                    return await pipe.call(*call, *args)
+                    return await self._call(meta, *call, *args)
                 marked = f"+{write}" if attempt else write
+                if pipe is None or not self.replicas:
+                    return await self._call(meta, *call, *args[:4], marked, *args[4:])
                 before = pipe.reconnects
                 reply = await pipe.call(*call, *args[:4], marked, *args[4:])
-                if not self.replicas or reply[0] not in ("ok", "done"):
+                if reply[0] not in ("ok", "done"):
                     return reply
                 # Acknowledge only what a replica has too, so a failover cannot lose it.
                 wait = max(1, int((deadline - loop.time()) * 1000))
@@ -502,7 +590,7 @@ class RedisBackend(Backend):
                     reloaded = True
                     await self._load()
                     continue
-                if kind in RECONNECT:
+                if kind in RECONNECT and pipe is not None:
                     pipe.drop(f"answered {kind}")
                 failure = translate(error, self.endpoint, _what(script, id, op))
                 if self.metrics is not None:
@@ -540,11 +628,9 @@ class RedisBackend(Backend):
 
     async def _check_layout(self) -> None:
         """Claim the server for this layout, or refuse to start if another release has it."""
-        if self._pipe is None:
-            return
         try:
-            await self._pipe.call("SET", "ls:layout", LAYOUT, "NX")
-            found = await self._pipe.call("GET", "ls:layout")
+            await self._call("ls:layout", "SET", "ls:layout", LAYOUT, "NX")
+            found = await self._call("ls:layout", "GET", "ls:layout")
         except ReplyError as error:
             raise translate(error, self.endpoint, "check its data layout") from None
         if found != str(LAYOUT):
@@ -552,46 +638,55 @@ class RedisBackend(Backend):
 
     async def _scan(self, pattern: str) -> list[str]:
         """Every key matching `pattern` (SCAN: the server is never blocked for long)."""
-        if self._pipe is None:
-            return []
         found: set[str] = set()
-        cursor = "0"
-        while True:
-            cursor, keys = await self._pipe.call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
-            found.update(keys)
-            if cursor == "0":
-                return sorted(found)
+        # One slot of each primary, to reach each (a cluster's keys are spread over them).
+        routes: list[str | int] = ["ls:layout"]
+        if self._router is not None:
+            owned = {self._router.owner(slot): slot for slot in range(16383, -1, -1)}
+            routes = [slot for address, slot in owned.items() if address is not None]
+        for route in routes:
+            cursor = "0"
+            while True:
+                cursor, keys = await self._call(
+                    route, "SCAN", cursor, "MATCH", pattern, "COUNT", 1000
+                )
+                found.update(keys)
+                if cursor == "0":
+                    break
+        return sorted(found)
 
     async def _announce(self) -> None:
         """Tell the deployment (for `livestate inspect`) what each node here holds, for a lease."""
-        if self._pipe is None:
-            return
         lease = int(self.lease * 1000)
         for node, census in list(self._censuses.items()):
             counts = [[id.spec, id.key, n] for id, n in census().items()]
             if not counts:
                 continue  # a node that holds nothing (say, `livestate inspect`) stays unlisted
             info = json.dumps({"clients": counts}, separators=(",", ":"))
-            await self._pipe.call("SET", f"ls:node:{node}", info, "PX", lease)
+            key = f"ls:node:{node}"
+            await self._call(key, "SET", key, info, "PX", lease)
 
     async def _load(self) -> None:
-        if self._pipe is None:
-            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
-        pipe = self._pipe
+        router = self._router
         try:
-            shas = await asyncio.gather(
-                *(pipe.call("SCRIPT", "LOAD", self._sources[name]) for name in _SCRIPTS)
-            )
+            if router is not None:  # on every primary, and again on any that lacks them
+                shas = await asyncio.gather(
+                    *(router.load_script(self._sources[name]) for name in _SCRIPTS)
+                )
+            else:
+                shas = await asyncio.gather(
+                    *(self._call("", "SCRIPT", "LOAD", self._sources[name]) for name in _SCRIPTS)
+                )
         except ReplyError as error:
             raise translate(error, self.endpoint, "load its scripts") from None
         self._shas = dict(zip(_SCRIPTS, shas, strict=True))
 
     async def _check_eviction(self) -> None:
         """Warn when maxmemory-policy may evict live state keys: at start, then on each change."""
-        if self._pipe is None or self._policy == "unreadable":
+        if self._policy == "unreadable":
             return
         try:
-            reply = await self._pipe.call("CONFIG", "GET", "maxmemory-policy")
+            reply = await self._call("ls:layout", "CONFIG", "GET", "maxmemory-policy")
         except ReplyError:
             self._policy = "unreadable"
             self.log.info(
@@ -724,8 +819,9 @@ class RedisBackend(Backend):
                     except Exception:
                         self.log.exception("%s: a replica's heartbeat check failed", id)
 
-    def _received(self, name: str, data: Any) -> None:
+    def _received(self, channel: str, data: Any) -> None:
         """One published message: hand it to the listeners of its live state."""
+        name = channel
         subscription = self._by_name.get(name)
         if subscription is None:
             return
