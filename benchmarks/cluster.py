@@ -1,6 +1,7 @@
 """Cluster benchmark: livestate on Redis/Valkey against the bare redis-py floor.
 
     .venv/bin/python benchmarks/cluster.py
+    .venv/bin/python benchmarks/cluster.py --cluster   # a 3-shard cluster beside standalone
 
 Starts a server (livestate.testing.ServerProcess) and two node processes, and
 prints a table and one JSON line: cross-node write -> delivery latency at
@@ -19,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,17 @@ import redis.asyncio
 
 import livestate
 from livestate import Change, LiveState
-from livestate.testing import ServerProcess
+from livestate._backends.slots import key_slot
+from livestate.testing import ClusterProcess, ServerProcess, command
 
 RATE = 1000
 """Writes per second in the latency runs."""
 
 SAMPLES = 3000
 WARMUP = 300
+KEYS = 1000
+"""Live states the cluster mode spreads its writes over."""
+
 SECONDS = 2.0
 """How long each throughput run lasts."""
 
@@ -178,6 +184,75 @@ async def throughput(url: str, writers: int) -> float:
         return count / (time.perf_counter() - started)
 
 
+async def spread_throughput(url: str, writers: int, keys: int = KEYS) -> float:
+    """Writes/s one node sustains with `writers` concurrent writers over `keys` live states."""
+    async with livestate.Node(url, metrics=False) as node:
+        names = [f"spread-{n}" for n in range(keys)]
+        await asyncio.gather(*(node.start(Bench, name) for name in names))
+        count = 0
+        deadline = time.perf_counter() + SECONDS
+
+        async def loop(offset: int) -> None:
+            nonlocal count
+            n = offset
+            while time.perf_counter() < deadline:
+                await node.increment(Bench, names[n % keys], "n")
+                count += 1
+                n += writers
+
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(offset) for offset in range(writers)))
+        return count / (time.perf_counter() - started)
+
+
+def evalsha_calls(port: int) -> int:
+    """How many EVALSHA calls the server on `port` ran since its stats were reset."""
+    text = str(command(port, "INFO", "commandstats"))
+    for line in text.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def cluster_main() -> None:
+    """`--cluster`: a 3-shard Valkey Cluster beside one standalone server, in one run."""
+    rows: list[tuple[str, str, str]] = []
+    result: dict[str, Any] = {"benchmark": "cluster-mode"}
+    with ClusterProcess(primaries=3, replicas=0) as cluster, ServerProcess() as server:
+        for port in cluster.primaries():
+            command(port, "CONFIG", "RESETSTAT")
+        figures = {}
+        for name, url in (("standalone", server.url), ("cluster", cluster.url)):
+            one = asyncio.run(spread_throughput(url, 1))
+            sixteen = asyncio.run(spread_throughput(url, 16))
+            figures[name] = (one, sixteen, percentiles(latency(url, "livestate")))
+        keys = Counter(cluster.owner(key_slot(f"ls:{{Bench:spread-{n}}}:m")) for n in range(KEYS))
+        calls = {port: evalsha_calls(port) for port in cluster.primaries()}
+    (s1, s16, slat), (c1, c16, clat) = figures["standalone"], figures["cluster"]
+    result.update(
+        standalone={"writes_per_s_1": round(s1), "writes_per_s_16": round(s16), "latency_ms": slat},
+        cluster={"writes_per_s_1": round(c1), "writes_per_s_16": round(c16), "latency_ms": clat},
+        cost_ratio_1=round(s1 / c1, 2),
+        cost_ratio_16=round(s16 / c16, 2),
+        keys_per_shard=sorted(keys.values()),
+        evalsha_per_shard=sorted(calls.values()),
+    )
+    rows = [
+        ("writes/s, 1 writer: standalone / cluster", f"{s1:,.0f} / {c1:,.0f}", ""),
+        ("writes/s, 16 writers: standalone / cluster", f"{s16:,.0f} / {c16:,.0f}", ""),
+        ("cost per write, cluster / standalone, 1 writer", f"{s1 / c1:.2f}x", "≤ 1.5x"),
+        ("cost per write, cluster / standalone, 16 writers", f"{s16 / c16:.2f}x", "≤ 1.5x"),
+        ("cross-node p50 / p99 ms, standalone", f"{slat['p50']} / {slat['p99']}", ""),
+        ("cross-node p50 / p99 ms, cluster", f"{clat['p50']} / {clat['p99']}", ""),
+        (f"live states per shard ({KEYS:,} keys)", " / ".join(map(str, sorted(keys.values()))), ""),
+        ("EVALSHA calls per shard", " / ".join(map(str, sorted(calls.values()))), ""),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>22}  {target}")
+    print(json.dumps(result))
+
+
 async def ingress(url: str) -> float:
     """Changes/s one node applies and delivers, fed as fast as the server publishes them."""
     total = 200_000
@@ -280,5 +355,7 @@ if __name__ == "__main__":
         asyncio.run(receive(sys.argv[2], sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "write":
         asyncio.run(write(sys.argv[2], sys.argv[3]))
+    elif "--cluster" in sys.argv:
+        cluster_main()
     else:
         main()
