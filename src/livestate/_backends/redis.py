@@ -31,20 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import json
 import logging
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal
-from urllib.parse import quote, unquote
+from typing import Any
 
 try:
-    from .resp import BACKOFF, Connection, Endpoint, Pipe, ReplyError, connect, parse_url
+    from .resp import Endpoint, Pipe, ReplyError, parse_url
 except ImportError as error:  # pragma: no cover - exercised by a subprocess test
     raise ImportError(
         "The Redis backend of livestate needs the hiredis package; "
@@ -54,7 +51,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 from .._acl import ACL, DELETE, Role, denied
 from .._changes import Op, StateId, describe, evaluate, permission
 from .._exceptions import BackendError, BackendUnavailableError, InvalidValueError, LiveStateError
-from .._values import JSON, FrozenDict, FrozenList, check_size, encode, size
+from .._values import JSON, FrozenList, check_size, encode, size
 from .base import (
     Applied,
     Backend,
@@ -69,9 +66,21 @@ from .base import (
     Survey,
     not_running,
 )
+from .codec import (
+    acl_and_ttl,
+    decode,
+    decode_op,
+    encode_state,
+    escape,
+    key_prefix,
+    message_head,
+    parse_prefix,
+    ttl_args,
+)
 from .errors import RECONNECT, TRANSIENT, code, translate
 from .sentinel import PrimaryPipe, Sentinels, SentinelService, parse_sentinel_url
 from .slots import parse_cluster_url
+from .subscriber import Subscriber, Subscription
 from .topology import Router, cluster_enabled
 
 logger = logging.getLogger("livestate")
@@ -101,44 +110,6 @@ _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", 
             "reset", "stop")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
-
-_CACHED = 256
-"""Keys and property names up to this many characters are cached; longer ones (up to
-16 KB) are computed each time, so hostile keys cannot grow the caches' memory."""
-
-
-def _prefix(id: StateId) -> str:
-    """The start of every key name of a live state: `ls:{<spec>:<key>}`."""
-    if len(id.key) <= _CACHED:
-        return _cached_prefix(id)
-    return f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
-
-
-@functools.lru_cache(maxsize=1024)  # the same live states are written again and again
-def _cached_prefix(id: StateId) -> str:
-    return f"ls:{{{_escape(id.spec)}:{_escape(id.key)}}}"
-
-
-def _escape(text: str) -> str:
-    """Percent-escape every byte but [A-Za-z0-9_.~-], so no `{`, `}`, `:` or `*` is left."""
-    if len(text) <= _CACHED:
-        return _cached_escape(text)
-    return quote(text, safe="", errors="surrogatepass")
-
-
-@functools.lru_cache(maxsize=4096)  # the same property names come back write after write
-def _cached_escape(text: str) -> str:
-    return quote(text, safe="", errors="surrogatepass")
-
-
-@dataclass(slots=True, eq=False)
-class _Subscription:
-    """The local listeners of one live state's channel."""
-
-    name: str
-    listeners: list[Listener] = field(default_factory=list)
-    confirmed: asyncio.Future[None] | None = None
-    resubscribed: bool = False  # the next confirmation follows a reconnect: resync then
 
 
 class RedisBackend(Backend):
@@ -183,10 +154,10 @@ class RedisBackend(Backend):
         self._sentinels: Sentinels | None = None
         self._shas: dict[str, str] = {}
         self._sources = _load_scripts()
-        self._subscriptions: dict[StateId, _Subscription] = {}
-        self._by_name: dict[str, _Subscription] = {}
+        self._subscriptions: dict[StateId, Subscription] = {}
+        self._by_name: dict[str, Subscription] = {}
         self._held: dict[StateId, set[str]] = {}
-        self._subscriber: _Subscriber | None = None
+        self._subscriber: Subscriber | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._policy: str | None = None  # the server's maxmemory-policy, as last read
         self._censuses: dict[str, Census] = {}
@@ -240,7 +211,17 @@ class RedisBackend(Backend):
             self._pipe = None
             await pipe.aclose()
             raise
-        self._subscriber = subscriber = _Subscriber(self)
+        self._subscriber = subscriber = Subscriber(
+            self.primary,
+            self._subscriptions_now,
+            self._received,
+            self._confirmed,
+            self._reconnected,
+            self.heartbeat,
+            self.timeout,
+            self.log,
+            self.endpoint,
+        )
         subscriber.start()
         if self._sentinels is not None:
             self._tasks.append(
@@ -313,7 +294,7 @@ class RedisBackend(Backend):
 
     async def survey(self, id: StateId | None = None) -> Survey:
         call = self._call
-        metas = [f"{_prefix(id)}:m"] if id is not None else await self._scan("ls:{*}:m")
+        metas = [f"{key_prefix(id)}:m"] if id is not None else await self._scan("ls:{*}:m")
         node_keys = await self._scan("ls:node:*")
         replies = await asyncio.gather(
             *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
@@ -352,7 +333,7 @@ class RedisBackend(Backend):
         ):
             if epoch is None:
                 continue  # ended between the scan and now
-            spec, key = _parse_prefix(meta[: -len(":m")])
+            spec, key = parse_prefix(meta[: -len(":m")])
             leases_left: dict[str, float | None] = {
                 held[i]: max(0.0, (float(held[i + 1]) - now) / 1000) for i in range(0, len(held), 2)
             }
@@ -429,9 +410,9 @@ class RedisBackend(Backend):
         keys = self._keys(id, prop)
         kind = op.kind
         head = (
-            encode([kind, op.prop, op.max_len, *_acl_and_ttl(op)])
+            encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
-            else _head(kind, op.prop, op.max_len)
+            else message_head(kind, op.prop, op.max_len)
         )
         # The writer's clock (µs) travels along, for the cross-node latency metric.
         value = encode(op.value) if kind == "reset" else op.encoded
@@ -440,8 +421,8 @@ class RedisBackend(Backend):
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
         if kind == "reset":
             acl = op.acl or ACL()
-            total, state = _encode_state(op.value, _prefix(id))
-            args += [acl.group, acl.public, *_ttl_args(op.ttl), total, *state]
+            total, state = encode_state(op.value, key_prefix(id))
+            args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
         else:
             weight = size(prop)  # a property's name counts, in bytes, as on MemoryBackend
             args += [prop, weight]
@@ -485,8 +466,8 @@ class RedisBackend(Backend):
     async def subscribe(self, id: StateId, listener: Listener) -> None:
         subscription = self._subscriptions.get(id)
         if subscription is None:
-            name = f"{_prefix(id)}:c"
-            subscription = _Subscription(name)
+            name = f"{key_prefix(id)}:c"
+            subscription = Subscription(name)
             self._subscriptions[id] = self._by_name[name] = subscription
             if self._router is not None:
                 subscription.confirmed = asyncio.get_running_loop().create_future()
@@ -515,7 +496,7 @@ class RedisBackend(Backend):
 
     # Internals.
 
-    async def _place(self, subscription: _Subscription) -> None:
+    async def _place(self, subscription: Subscription) -> None:
         """Subscribe a channel at its slot's owner in the cluster; confirm it when done."""
         if self._router is None:
             return
@@ -529,10 +510,10 @@ class RedisBackend(Backend):
         self._confirmed(subscription.name)
 
     def _keys(self, id: StateId, prop: str = "") -> list[str]:
-        prefix = _prefix(id)
+        prefix = key_prefix(id)
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
-            f"{prefix}:o", f"{prefix}:l:{_escape(prop)}", f"{prefix}:k", f"{prefix}:w",
+            f"{prefix}:o", f"{prefix}:l:{escape(prop)}", f"{prefix}:k", f"{prefix}:w",
             f"{prefix}:v",
         ]  # fmt: skip
 
@@ -728,11 +709,11 @@ class RedisBackend(Backend):
             raise
         renew.cancel()
         epoch = secrets.token_hex(8)
-        total, state = _encode_state(mounted.state, _prefix(id))
+        total, state = encode_state(mounted.state, key_prefix(id))
         limits = mounted.limits
         reply = await self._run(
             "init", id, keys, node, hold, int(self.lease * 1000), token, epoch,
-            mounted.acl.group, mounted.acl.public, *_ttl_args(mounted.ttl),
+            mounted.acl.group, mounted.acl.public, *ttl_args(mounted.ttl),
             limits.max_value_bytes, limits.max_state_bytes, total, mounted.declared, *state,
         )  # fmt: skip
         if reply[0] != "ok":
@@ -752,9 +733,9 @@ class RedisBackend(Backend):
     def _snapshot(self, reply: list[Any]) -> Snapshot:
         _, epoch, version, group, public, ttl, props, values, declared = reply
         state = {
-            prop: FrozenList([_decode(item) for item in value])
+            prop: FrozenList([decode(item) for item in value])
             if type(value) is list
-            else _decode(value)
+            else decode(value)
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
@@ -783,7 +764,7 @@ class RedisBackend(Backend):
             state: dict[str, JSON] = {}
             if current is not None:
                 state[op.prop] = (  # type: ignore[index]
-                    FrozenList() if current.startswith("\0") else _decode(current)
+                    FrozenList() if current.startswith("\0") else decode(current)
                 )
             evaluate(state, op, id)
         raise RuntimeError(f"A livestate script on {id} replied {reply!r}, which is a bug.")
@@ -836,7 +817,7 @@ class RedisBackend(Backend):
                 return  # seen already (this node's own write, applied when it returned)
             else:
                 head, sent, value = rest.split("\n", 2)
-                message = Message(epoch, version, _decode_op(head, value), int(sent) / 1e6)
+                message = Message(epoch, version, decode_op(head, value), int(sent) / 1e6)
         except Exception:
             # From a newer release, or damaged: this live state alone loads a snapshot.
             self.log.warning("%s: a message livestate cannot read (%.80r); resyncing", name, data)
@@ -844,7 +825,7 @@ class RedisBackend(Backend):
             return
         self._deliver(subscription, message)
 
-    def _deliver(self, subscription: _Subscription, message: Message) -> None:
+    def _deliver(self, subscription: Subscription, message: Message) -> None:
         # A copy: a listener may unsubscribe (a client detaching on `stopped`) while we loop.
         for listener in tuple(subscription.listeners):
             try:
@@ -852,7 +833,7 @@ class RedisBackend(Backend):
             except Exception:
                 self.log.exception("%s: a replica raised on a message", subscription.name)
 
-    def _resync(self, subscription: _Subscription, cause: str) -> None:
+    def _resync(self, subscription: Subscription, cause: str) -> None:
         for listener in tuple(subscription.listeners):
             listener.resync(cause)
 
@@ -868,128 +849,12 @@ class RedisBackend(Backend):
             subscription.resubscribed = False
             self._resync(subscription, "reconnect")
 
-    def _subscriptions_now(self) -> Iterable[_Subscription]:
+    def _reconnected(self) -> None:
+        if self.metrics is not None:
+            self.metrics.reconnected()
+
+    def _subscriptions_now(self) -> Iterable[Subscription]:
         return tuple(self._by_name.values())
-
-
-class _Subscriber:
-    """The node's one pub/sub connection: subscribes, reconnects, resubscribes, pings."""
-
-    def __init__(self, backend: RedisBackend) -> None:
-        self._backend = backend
-        self._connection: Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._loop = asyncio.get_running_loop()
-        self._last = 0.0
-        self._closed = False
-
-    def start(self) -> None:
-        self._task = self._loop.create_task(self._run())
-
-    async def aclose(self) -> None:
-        self._closed = True
-        if self._connection is not None:
-            self._connection.abort("closed the connection")
-        if self._task:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=1.0)
-
-    def drop(self, why: str) -> None:
-        """Drop the connection: the subscriber reconnects (to the primary now), resubscribes
-        and has every live state resync."""
-        if self._connection is not None:
-            self._connection.abort(why)
-
-    def add(self, subscription: _Subscription) -> None:
-        if self._connection is not None:
-            subscription.confirmed = self._loop.create_future()
-            self._connection.write(("SSUBSCRIBE", subscription.name))
-        # Not connected: the reconnect subscribes it; nobody waits for a confirmation now.
-
-    def remove(self, subscription: _Subscription) -> None:
-        if self._connection is not None:
-            self._connection.write(("SUNSUBSCRIBE", subscription.name))
-
-    async def _run(self) -> None:
-        backend = self._backend
-        failures = 0
-        first = True
-        while not self._closed:
-            try:
-                async with asyncio.timeout(backend.timeout):
-                    connection = await connect(await backend.primary(), self._push)
-            except Exception as error:
-                backend.log.warning(
-                    "livestate could not open its pub/sub connection to %s (%s); retrying",
-                    backend.endpoint,
-                    error,
-                )
-            else:
-                if self._closed:
-                    connection.abort("closed the connection")
-                    return
-                self._connection = connection
-                if not first and backend.metrics is not None:
-                    backend.metrics.reconnected()
-                for subscription in backend._subscriptions_now():
-                    if not first:
-                        subscription.resubscribed = True
-                    if subscription.confirmed is None or subscription.confirmed.done():
-                        subscription.confirmed = self._loop.create_future()
-                    connection.write(("SSUBSCRIBE", subscription.name))
-                failures = 0
-                self._last = self._loop.time()
-                pinger = self._loop.create_task(self._ping(connection))
-                try:
-                    await connection.closed
-                finally:
-                    pinger.cancel()
-                    self._connection = None
-                why = connection.why  # how it ended, before abort() below rewrites it
-                connection.abort("closed the connection")
-                if self._closed:
-                    return
-                backend.log.warning(
-                    "livestate lost its pub/sub connection to %s (it %s); reconnecting",
-                    backend.endpoint,
-                    why,
-                )
-            first = False
-            for subscription in backend._subscriptions_now():
-                subscription.resubscribed = True
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
-            failures += 1
-
-    def _push(self, reply: Any) -> None:
-        """Take one message, confirmation or error from the pub/sub connection; never raise."""
-        self._last = self._loop.time()
-        if type(reply) is not list or not reply:
-            if isinstance(reply, ReplyError):
-                # BUSY, LOADING … in answer to a PING: the server is alive, just not idle.
-                self._backend.log.debug("livestate's pub/sub connection got %s", reply)
-            return
-        kind = reply[0]
-        if kind == "smessage" and len(reply) == 3:
-            self._backend._received(reply[1], reply[2])
-        elif kind == "ssubscribe" and len(reply) == 3:
-            self._backend._confirmed(reply[1])
-
-    async def _ping(self, connection: Connection) -> None:
-        """Ping, and drop a connection that stays silent: it may be half-open."""
-        heartbeat = self._backend.heartbeat
-        while True:
-            await asyncio.sleep(heartbeat)
-            if self._loop.time() - self._last > heartbeat + self._backend.timeout:
-                connection.abort("went silent")
-                return
-            connection.write(("PING",))
-
-
-def _parse_prefix(prefix: str) -> tuple[str, str]:
-    """The spec and key of a live state from its key prefix `ls:{<spec>:<key>}`."""
-    inner = prefix[len("ls:{") : -1]
-    spec, _, key = inner.partition(":")
-    return unquote(spec, errors="surrogatepass"), unquote(key, errors="surrogatepass")
 
 
 def _what(script: str, id: StateId, op: Op | None) -> str:
@@ -1015,86 +880,3 @@ def _load_scripts() -> dict[str, str]:
             shebang += "\n"
         sources[name] = shebang + common + text
     return sources
-
-
-def _ttl_args(ttl: float | None) -> tuple[int, str]:
-    """The TTL in whole milliseconds (-1 for none) and as Python writes it."""
-    if ttl is None:
-        return -1, ""
-    return round(ttl * 1000), repr(ttl)
-
-
-def _acl_and_ttl(op: Op) -> list[Any]:
-    if op.kind != "reset":
-        return []
-    acl = op.acl or ACL()
-    return [acl.group, acl.public, op.ttl]
-
-
-def _encode_state(
-    state: Iterable[tuple[str, JSON]] | dict[str, JSON], prefix: str
-) -> tuple[int, list[Any]]:
-    """A whole state as write_state reads it, and its size as MemoryBackend counts it."""
-    items = state.items() if isinstance(state, dict) else state
-    args: list[Any] = [0]
-    total = 0
-    count = 0
-    for prop, value in items:
-        count += 1
-        if type(value) is FrozenList:
-            texts = [encode(item) for item in value]
-            nbytes = 2 + sum(size(text) for text in texts) + max(0, len(texts) - 1)
-            weight = size(prop) + nbytes
-            args += [prop, weight, "l", f"{prefix}:l:{_escape(prop)}", len(texts), *texts]
-        else:
-            text = encode(value)
-            weight = size(prop) + size(text)
-            args += [prop, weight, "v", text]
-        total += weight
-    args[0] = count
-    return total, args
-
-
-@functools.lru_cache(maxsize=4096)
-def _head(kind: str, prop: str | None, max_len: int | None) -> str:
-    """The head of a message: what it does to which property (reset adds its ACL and TTL)."""
-    return encode([kind, prop, max_len])
-
-
-@functools.lru_cache(maxsize=4096)  # a live state's writes mostly repeat the same few
-def _parse_head(text: str) -> list[Any]:
-    head: list[Any] = json.loads(text)
-    return head
-
-
-def _decode_op(head_text: str, value_text: str) -> Op:
-    head = _parse_head(head_text)
-    kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
-    value = _decode(value_text)
-    if kind == "reset":
-        return Op(kind, None, value, acl=ACL(head[3], head[4]), ttl=head[5])
-    return Op(kind, head[1], value, max_len=head[2])
-
-
-def _frozen_list(items: list[Any]) -> FrozenList:
-    return FrozenList([_frozen_list(item) if type(item) is list else item for item in items])
-
-
-def _frozen_object(pairs: list[tuple[str, Any]]) -> FrozenDict:
-    frozen = FrozenDict(pairs)
-    for key, value in pairs:
-        if type(value) is list:
-            dict.__setitem__(frozen, key, _frozen_list(value))
-    return frozen
-
-
-_decoder = json.JSONDecoder(object_pairs_hook=_frozen_object)
-
-
-def _decode(text: str) -> JSON:
-    """Decode JSON text that livestate wrote, into frozen values as every value handed out is.
-
-    Objects are frozen by the decoder as it builds them, so only lists need a second look.
-    """
-    value = _decoder.raw_decode(text)[0]
-    return _frozen_list(value) if type(value) is list else value
