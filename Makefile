@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# The two commands of the README: `make demo` and `make test` (and `make demo-nodes`). All set up .venv first.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench setup js
+.PHONY: demo demo-nodes test check bench setup js
 
 setup: $(VENV)/.installed
 
@@ -13,9 +13,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[redis,pyview,test]'
 	touch $@
 
-## Run the demo: the chat on two supervised nodes sharing an embedded Valkey, with a status
-## page that can kill a node; it prints what to open (http://127.0.0.1:8000/ first)
+## Run the demo: the chat on one node, memory://; it prints what to open (http://127.0.0.1:8000/)
 demo: setup
+	@echo "Starting the chat on memory://; open the URLs printed below. Ctrl-C stops it."
+	$(BIN)/livestate demo
+
+## The same on two supervised nodes sharing an embedded Valkey, with a status page that can
+## kill a node: watch a page reconnect and catch up
+demo-nodes: setup
 	@echo "Starting the chat on two nodes; open the URLs printed below. Ctrl-C stops it."
 	$(BIN)/livestate demo --nodes 2 --kill-control
 

@@ -38,7 +38,8 @@ NOT_RUN = {
 
 # command -> (how many consecutive ports it uses, what each port must serve)
 SERVERS = {
-    "make demo": (3, [b"livestate chat", b"livestate chat", b"livestate demo"]),
+    "make demo": (2, [b"livestate chat", b"livestate demo"]),
+    "make demo-nodes": (3, [b"livestate chat", b"livestate chat", b"livestate demo"]),
     ".venv/bin/livestate demo --nodes 2 --kill-control": (
         3,
         [b"livestate chat", b"livestate chat", b"Kill (SIGKILL)"],
