@@ -359,6 +359,14 @@ async def test_listed_origins_are_allowed(node: Node, peers: Open) -> None:
         assert other.welcome["code"] == "forbidden_origin"
 
 
+async def test_a_star_allows_every_origin(node: Node, peers: Open) -> None:
+    """allowed_origins=["*"] turns the Origin check off, for an API meant for any site."""
+    endpoint = LiveStateEndpoint([Board], node=node, allowed_origins=["*"])
+    async with serving(endpoint) as base:
+        peer = await peers(base, origin="https://anywhere.example")
+        assert (await peer.attach("AsgiBoard", "star"))["state"]["votes"] == 0
+
+
 async def test_authorize_maps_the_connection_to_a_role_or_refuses(node: Node, peers: Open) -> None:
     """authorize sees cookies, headers and the query; refusal and public-attach are forbidden."""
     seen: list[Connection] = []

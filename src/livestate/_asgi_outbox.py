@@ -76,15 +76,18 @@ class Outbox:
         self.lost = False  # a send failed: the peer is gone
         self.stopped = False
 
-    def __len__(self) -> int:
-        return len(self.frames)
-
     def push(self, frame: str) -> None:
         """Queue one text frame."""
         if self.stopped or self.close_code is not None:
             return
         self.frames.append(frame)
-        self._dirty()
+        self.wake()
+
+    def wake(self) -> None:
+        """Flush soon: frames were appended to `frames` (or a close was asked for)."""
+        if not self.queued and self.task is None:
+            self.queued = True
+            self.flusher.schedule(self)
 
     def close(self, code: int, last: str | None = None) -> None:
         """Drop what is queued, send `last` (if given), then close the socket with `code`."""
@@ -94,7 +97,7 @@ class Outbox:
         if last is not None:
             self.frames.append(last)
         self.close_code = code
-        self._dirty()
+        self.wake()
 
     def stop(self) -> None:
         """Forget everything queued; the socket is over."""
@@ -116,11 +119,6 @@ class Outbox:
             else:
                 return
             self._start(self.send(message))  # type: ignore[arg-type]
-
-    def _dirty(self) -> None:
-        if not self.queued and self.task is None:
-            self.queued = True
-            self.flusher.schedule(self)
 
     def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
         if not inspect.iscoroutine(coroutine):  # an awaitable of another kind: await it

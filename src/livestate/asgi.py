@@ -552,14 +552,22 @@ class _Session:
 
     def _receiver(self, attachment: _Attachment) -> Any:
         head = attachment.head
-        push = self.push
         body = self.endpoint.body
+        outbox = self.outbox
+        frames = outbox.frames
+        limit = self.limits.max_queued_frames
 
         def receive(change: Change) -> None:
-            push(head + body(change))
+            # Called once per socket for every change: the common case is inlined.
             if change.kind == "stopped":
+                self.push(head + body(change))
                 self.attachments.pop(attachment.id, None)
                 self._arm_timer()
+            elif self.closed or len(frames) >= limit or outbox.close_code is not None:
+                self.push(head + body(change))  # drops it, or closes a socket too far behind
+            else:
+                frames.append(head + body(change))
+                outbox.wake()
 
         return receive
 
@@ -633,7 +641,7 @@ class _Session:
         """Queue one frame, in order; a socket too far behind is closed instead."""
         if self.closed:
             return
-        if len(self.outbox) < self.limits.max_queued_frames:
+        if len(self.outbox.frames) < self.limits.max_queued_frames:
             self.outbox.push(frame)
             return
         self.closed = True
