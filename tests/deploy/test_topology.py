@@ -505,7 +505,7 @@ async def test_a_planned_failover_loses_nothing_and_fails_nothing(
     await eventually(lambda: acknowledged > 50)
     await asyncio.to_thread(cluster.promote, replica)
     settled = acknowledged
-    await eventually(lambda: acknowledged > settled + 50)
+    await eventually(lambda: acknowledged > settled + 50, within=10.0)
     stop.set()
     await asyncio.gather(*writers)  # any failed call fails the test here
     assert sum(int(command(replica, "GET", key)) for key in keys) == acknowledged
