@@ -124,9 +124,11 @@ async def test_managed_endpoint_role_change() -> None:
         await pipe.call("SET", "k", "first")
         command(first.port, "REPLICAOF", "127.0.0.1", second.port)
         started = time.monotonic()
-        with pytest.raises(BackendUnavailableError, match=r"READONLY|ROLE"):
+        # The last refusal may be READONLY, a ROLE of replica, or LOADING while it syncs.
+        took = r"No Redis primary took the command within 1\.0s"
+        with pytest.raises(BackendUnavailableError, match=took):
             await pipe.call("SET", "k", "second")
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 1.0 + 1.5  # the timeout, and slack for a loaded machine
         where = dataclasses.replace(where, port=second.port)  # the DNS name moved
         await pipe.call("SET", "k", "second")
         assert command(second.port, "GET", "k") == "second"
@@ -150,7 +152,9 @@ async def test_a_frozen_primary_fails_the_call_within_the_timeout() -> None:
         try:
             with pytest.raises(BackendUnavailableError, match="may have run"):
                 await pipe.call("SET", "k", "2")
-            assert time.monotonic() - started < 1.5
+            assert (
+                time.monotonic() - started < 0.5 + 1.5
+            )  # the timeout, and slack for a loaded machine
         finally:
             server.resume()
         assert await pipe.call("GET", "k") in ("1", "2")

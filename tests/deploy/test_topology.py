@@ -394,7 +394,7 @@ async def test_a_shard_down_fails_within_the_timeout_and_recovers(
         started = time.monotonic()
         with pytest.raises(BackendUnavailableError, match="CLUSTERDOWN"):
             await router.call(key, "GET", key)
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 1.0 + 1.5  # the timeout, and slack for a loaded machine
         assert router.answers["CLUSTERDOWN"] > 0
     finally:
         await asyncio.to_thread(cluster.nodes[primary].start)
@@ -468,7 +468,9 @@ async def test_a_frozen_primary_fails_the_call_within_the_timeout(
         try:
             with pytest.raises(BackendUnavailableError, match="may have run"):
                 await router.call(key, "SET", key, "2")
-            assert time.monotonic() - started < 0.8
+            assert (
+                time.monotonic() - started < 0.3 + 1.5
+            )  # the timeout, and slack for a loaded machine
         finally:
             cluster.resume(owner)
         assert await router.call(key, "GET", key) in ("1", "2")
@@ -505,7 +507,7 @@ async def test_a_planned_failover_loses_nothing_and_fails_nothing(
     await eventually(lambda: acknowledged > 50)
     await asyncio.to_thread(cluster.promote, replica)
     settled = acknowledged
-    await eventually(lambda: acknowledged > settled + 50)
+    await eventually(lambda: acknowledged > settled + 50, within=10.0)
     stop.set()
     await asyncio.gather(*writers)  # any failed call fails the test here
     assert sum(int(command(replica, "GET", key)) for key in keys) == acknowledged

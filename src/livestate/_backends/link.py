@@ -82,10 +82,13 @@ class Link:
             connection.abort(why)
 
     def close(self) -> None:
-        """Drop the connection for good; `open()` then raises RuntimeError."""
+        """Drop the connection for good; `open()` then raises RuntimeError.
+
+        A connection being opened is not cancelled (its waiters would see a
+        CancelledError that is not theirs): it is dropped as it arrives, and
+        they get the RuntimeError.
+        """
         self._closed = True
-        if self._opening is not None:
-            self._opening.cancel()
         self.drop("closed the connection")
 
     async def _open(self) -> Connection:

@@ -333,7 +333,13 @@ class PrimaryPipe:
             if self._link is not None:
                 self._link.close()
             self._link = Link(endpoint, self.timeout, prepare=_check_role)
-        connection = await self._link.open()
+        try:
+            connection = await self._link.open()
+        except RuntimeError:
+            if self._closed:
+                raise
+            # Another call moved to a newer primary while this one connected: retry.
+            raise ConnectionResetError(f"the link to {endpoint} was replaced") from None
         self.reconnects += 1
         return connection
 

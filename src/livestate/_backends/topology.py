@@ -246,6 +246,7 @@ class Router:
         self._channels: dict[str, str] = {}  # wanted channel -> address it is placed at
         self._placing: dict[str, asyncio.Task[None]] = {}
         self._scripts: dict[str, str] = {}  # sha1 -> source
+        self._moves: dict[int, tuple[float, str]] = {}  # slot -> (when, owner) from MOVED
         self._refreshing: asyncio.Task[None] | None = None
         self._refreshed_at = -1.0
         self._closed = False
@@ -354,8 +355,7 @@ class Router:
                         # An unknown endpoint: the node means "my host, this port".
                         target = address.rpartition(":")[0] + target
                     if code == "MOVED":
-                        self._owners[int(rest.split()[0])] = target
-                        self._refresh_soon()
+                        self._moved(int(rest.split()[0]), target)
                         ask = None
                     else:
                         ask = target
@@ -475,16 +475,27 @@ class Router:
         except (BackendUnavailableError, TimeoutError):
             pass
 
+    def _moved(self, slot: int, owner: str) -> None:
+        """A node answered MOVED: note the owner now, and keep it over any map read that
+        began before (a node that has not heard of the change yet may answer that)."""
+        self._owners[slot] = owner
+        self._moves[slot] = (asyncio.get_running_loop().time(), owner)
+        self._refresh_soon()
+
     def _refresh_soon(self) -> None:
         if self._refreshing is None and not self._closed:
             self._refreshing = asyncio.get_running_loop().create_task(self._read_map())
             self._refreshing.add_done_callback(retrieve)
 
     async def _read_map(self) -> None:
+        started = asyncio.get_running_loop().time()
+        # The newest owner a MOVED named knows of its change first: ask it first.
+        newest = [owner for _, owner in sorted(self._moves.values(), reverse=True)[:1]]
         try:
             candidates = list(
                 dict.fromkeys(
                     [
+                        *newest,
                         *self.primaries,
                         *self._map.nodes,
                         *(f"{s.host}:{s.port}" for s in self._seeds),
@@ -498,7 +509,7 @@ class Router:
                 except (OSError, TimeoutError, ConnectionError, ReplyError) as error:
                     errors.append(f"{address}: {error}")
                     continue
-                self._apply(new)
+                self._apply(new, started)
                 return
             raise BackendUnavailableError(
                 "No node of the Redis Cluster answered CLUSTER SHARDS or CLUSTER SLOTS "
@@ -524,9 +535,13 @@ class Router:
             finally:
                 connection.abort("closed the connection")
 
-    def _apply(self, new: SlotMap) -> None:
+    def _apply(self, new: SlotMap, started: float) -> None:
         self._map = new
-        self._owners = list(new.owners)
+        self._moves = {slot: move for slot, move in self._moves.items() if move[0] >= started}
+        owners = list(new.owners)
+        for slot, (_, owner) in self._moves.items():
+            owners[slot] = owner
+        self._owners = owners
         primaries = new.primaries
         for address in [a for a in self._links if a not in primaries]:
             connection = self._links[address].connection
@@ -538,7 +553,7 @@ class Router:
             if not subscriber.channels and not subscriber.pending:
                 self._subscribers.pop(address).close()
         for channel, address in list(self._channels.items()):
-            if address and new.owners[key_slot(channel)] != address:
+            if address and owners[key_slot(channel)] != address:
                 self.replace(channel, refresh=False)
 
     # -- sharded pub/sub
@@ -601,8 +616,7 @@ class Router:
                 code, _, rest = str(error).partition(" ")
                 if code != "MOVED":
                     raise self._unavailable(address, f"refused SSUBSCRIBE ({error})") from None
-                self._owners[slot] = rest.split()[1]
-                self._refresh_soon()
+                self._moved(slot, rest.split()[1])
             except (OSError, TimeoutError, ConnectionError) as error:
                 attempt += 1
                 await self._refresh_now(loop, deadline)
