@@ -38,6 +38,8 @@ from livestate.pyview import (
     live_update,
 )
 
+from .support import eventually
+
 TTL = 0.05
 
 TEMPLATE = LiveTemplate(
@@ -133,8 +135,8 @@ def render_text(socket: Any, view: RoomView) -> str:
     return html
 
 
-async def settle(seconds: float = 0.02) -> None:
-    """Let pending renders run."""
+async def quiet(seconds: float = 0.02) -> None:
+    """Let a moment pass, where a test checks that nothing happens (or counts after a burst)."""
     await asyncio.sleep(seconds)
 
 
@@ -213,8 +215,7 @@ async def test_change_rerenders_and_reaches_handle_info(memory_node: Node) -> No
     """A write by someone else sends the view a diff and hands the change to handle_info."""
     _, view, websocket = await connect("a")
     await Room.append("a", "messages", {"text": "from elsewhere"})
-    await settle()
-    assert any("from elsewhere" in json.dumps(diff) for diff in websocket.diffs())
+    await eventually(lambda: any("from elsewhere" in json.dumps(d) for d in websocket.diffs()))
     assert view.infos and view.infos[-1].name == LIVE_STATE_EVENT
     changes = view.infos[-1].payload
     assert [(c.kind, c.prop) for c in changes] == [("updated", "messages")]
@@ -224,7 +225,7 @@ async def test_burst_of_changes_makes_few_renders(memory_node: Node) -> None:
     """200 writes in a burst lead to a handful of renders, and the last shows all of them."""
     socket, view, websocket = await connect("a")
     await asyncio.gather(*(Room.append("a", "messages", {"text": f"m{i}"}) for i in range(200)))
-    await settle(0.1)
+    await eventually(lambda: sum(len(event.payload) for event in view.infos) == 200)
     assert 1 <= len(websocket.diffs()) <= 10
     assert sum(len(event.payload) for event in view.infos) == 200
     assert render_text(socket, view).count("<li>") == 200
@@ -283,8 +284,7 @@ async def test_navigation_detaches_from_old_key(memory_node: Node) -> None:
     with pytest.raises(NotFoundError):
         await Room.get("a")
     await Room.append("b", "messages", {"text": "in b"})
-    await settle()
-    assert len(websocket.sent) == sent + 1
+    await eventually(lambda: len(websocket.sent) == sent + 1)
 
 
 async def test_same_key_again_keeps_client(memory_node: Node) -> None:
@@ -321,8 +321,7 @@ async def test_websocket_end_closes_socket_pyview_forgot(memory_node: Node) -> N
     client = live_client(second)
     await websocket.incoming.put({"type": "websocket.disconnect", "code": 1001})
     await websocket.receive()  # PyView's loop reads the disconnect, then closes `first` only
-    await settle()
-    assert client is not None and not client.attached
+    await eventually(lambda: client is not None and not client.attached)
     assert not second.connected
 
 
@@ -331,8 +330,7 @@ async def test_stop_reaches_view_and_keeps_last_state(memory_node: Node) -> None
     socket, view, _ = await connect("a")
     await Room.append("a", "messages", {"text": "last"})
     await Room.stop("a")
-    await settle()
-    assert view.infos[-1].payload[-1].kind == "stopped"
+    await eventually(lambda: bool(view.infos) and view.infos[-1].payload[-1].kind == "stopped")
     assert "<li>last</li>" in render_text(socket, view)
     with pytest.raises(RuntimeError, match="stopped"):
         await live_assign(socket, "title", "x")
@@ -416,11 +414,10 @@ async def test_named_live_states_bind_side_by_side(memory_node: Node) -> None:
     default_client, lobby_client = live_client(socket), live_client(socket, as_="lobby")
     assert default_client is not None and lobby_client is not None
     assert default_client is not lobby_client
-    await settle()
+    await quiet()  # the renders of the writes above, before counting from here
     renders = len(websocket.diffs())
     await Lobby.put("main", "rooms", {"b": 2})
-    await settle()
-    assert len(websocket.diffs()) == renders + 1
+    await eventually(lambda: len(websocket.diffs()) == renders + 1)
     assert view.infos[-1].payload[-1].key == "main" and live.lobby.rooms == {"b": 2}
     await socket.close()
     assert not default_client.attached and not lobby_client.attached
@@ -462,13 +459,12 @@ async def test_change_during_join_waits_for_the_join_reply(memory_node: Node) ->
     socket.context = {}
     await live_state(socket, Room, "j")  # mount
     await Room.append("j", "messages", {"text": "early"})
-    await settle(0.1)
+    await quiet(0.1)
     assert websocket.diffs() == []  # nothing before the reply
     socket.prev_rendered = await socket.render_with_components()
     await websocket.send_text(json.dumps([None, "1", socket.topic, "phx_reply", {}]))
     reader = asyncio.get_running_loop().create_task(websocket.receive())  # PyView's loop
-    await settle(0.05)
-    assert [message[3] for message in websocket.sent] == ["phx_reply", "diff"]
+    await eventually(lambda: [message[3] for message in websocket.sent] == ["phx_reply", "diff"])
     assert [(c.kind, c.prop) for c in view.infos[-1].payload] == [("updated", "messages")]
     reader.cancel()
 
@@ -543,7 +539,7 @@ async def test_renders_of_two_bindings_never_leave_the_page_behind(memory_node: 
     socket.prev_rendered = await socket.render_with_components()
     view.delays = [0.1, 0.0]
     await Room.append("a", "messages", {"text": "first"})
-    await settle(0.01)  # the room's render has started, and sleeps
+    await quiet(0.01)  # the room's render has started, and sleeps
     await Lobby.put("main", "rooms", {"b": 2})
-    await settle(0.3)
+    await quiet(0.3)
     assert socket.prev_rendered == await socket.render_with_components()
