@@ -272,7 +272,8 @@ async def ingress(url: str) -> float:
         epoch = bare.hget(f"{tag}:m", "e").decode()  # type: ignore[union-attr]
         version = client.version
         head = json.dumps(["increment", "n", None], separators=(",", ":"))
-        messages = [f"{epoch}\n{version + i}\n{head}\n1" for i in range(1, total + 1)]
+        # epoch, version, then the head, the writer's clock (µs) and the value.
+        messages = [f"{epoch}\n{version + i}\n{head}\n0\n1" for i in range(1, total + 1)]
 
         def publish() -> None:
             for first in range(0, total, 2000):

@@ -116,7 +116,7 @@ async def receiver_side(url: str, n: int) -> float:
             epoch, version = admin.hmget(f"{prefix}:m", "e", "v")
         head = json.dumps(["put", "update", None], separators=(",", ":"))
         texts = [
-            f"{epoch}\n{int(version) + number}\n{head}\n{encode(payload(2, number))}"
+            f"{epoch}\n{int(version) + number}\n{head}\n0\n{encode(payload(2, number))}"
             for number in range(1, MESSAGES + 1)
         ]
         started = time.perf_counter()

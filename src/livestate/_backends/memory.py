@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from dataclasses import dataclass, field
 
 from .._acl import ACL, DELETE, Role
@@ -183,7 +182,8 @@ class MemoryBackend(Backend):
             sizes[op.prop] = new  # type: ignore[index]
         entry.total = total
         entry.version += 1
-        self._publish(id, Message(entry.epoch, entry.version, op, time.time()))
+        # No `sent` time: in one process there is no hop between nodes to measure.
+        self._publish(id, Message(entry.epoch, entry.version, op))
         return Applied(entry.epoch, entry.version, value)
 
     async def stop(self, id: StateId, role: Role) -> None:
