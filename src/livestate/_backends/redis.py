@@ -865,11 +865,19 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
     return f"{verbs.get(script, 'keep its hold on')} {id}"
 
 
+_PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
+          "append": ("common",), "lock": ("common",)}  # fmt: skip
+"""The shared parts each script is built from (the rest take common and state). A script
+defines every function of its parts on each call, so each gets only what it uses."""
+
+
 def _load_scripts() -> dict[str, str]:
-    """Each script with common.lua before it (after its `#!lua flags=` line, if any)."""
+    """Each script with its shared parts before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
-    common = folder.joinpath("common.lua").read_text()
-    if f"local LAYOUT = '{LAYOUT}'" not in common:
+    parts = {
+        name: folder.joinpath(f"{name}.lua").read_text() for name in ("common", "state", "number")
+    }
+    if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")
     sources = {}
     for name in _SCRIPTS:
@@ -878,5 +886,6 @@ def _load_scripts() -> dict[str, str]:
         if text.startswith("#!"):
             shebang, _, text = text.partition("\n")
             shebang += "\n"
-        sources[name] = shebang + common + text
+        shared = "".join(parts[part] for part in _PARTS.get(name, ("common", "state")))
+        sources[name] = shebang + shared + text
     return sources
