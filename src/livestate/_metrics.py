@@ -6,14 +6,22 @@ place that counts checks that first, so metrics off cost one comparison. Countin
 is per write or per message, never per client: a fan-out to a thousand clients
 adds its count once.
 
+Counting is plain Python arithmetic on the node's own numbers (no lock, no
+prometheus-client object per count); one collector, registered once per process,
+turns every live node's numbers into metric families when Prometheus scrapes.
+
 Every metric is labelled with the node id; none is labelled with a key, so their
 number stays bounded whatever the keys (see `livestate inspect` for keys).
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
+import weakref
+from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 NAMES = {
@@ -22,16 +30,23 @@ NAMES = {
     "writes": "Writes this node made, by op kind.",
     "deliveries": "Changes handed to clients on this node, by change kind.",
     "write_seconds": "Seconds a write takes, from the call to the local replica showing it.",
-    "delivery_seconds": "Seconds from a write on any node to this node's replica applying it.",
+    "delivery_seconds": "Seconds from a write on another node to this node's replica applying it.",
     "resyncs": "Snapshots a replica loaded instead of the next message, by cause.",
     "resets": "Resets handed to clients instead of a backlog or a gap, by cause.",
     "reconnects": "Times the backend's pub/sub connection was opened again.",
-    "backend_errors": "Backend calls that failed, by error (BUSY, OOM, timeout, ...).",
+    "backend_errors": "Backend calls that failed, by error (BUSY, OOM, unavailable, ...).",
     "lease_renewals": "Leases this node renewed on its live states.",
 }
 """The metrics, each `livestate_<name>` (counters get `_total`), and what they count."""
 
-_LATENCY = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Upper bounds (seconds) of the latency histograms' buckets."""
+
+_LABELLED = {"writes": "kind", "deliveries": "kind", "resyncs": "cause", "resets": "cause",
+             "backend_errors": "error"}  # fmt: skip
+
+_nodes: weakref.WeakSet[Metrics] = weakref.WeakSet()
+_registered = False
 
 
 def enabled() -> bool:
@@ -45,107 +60,137 @@ def enabled() -> bool:
     return True
 
 
-_made: dict[str, Any] = {}
+class _Histogram:
+    """Bucket counts, a count and a sum: what a Prometheus histogram exports."""
 
+    __slots__ = ("buckets", "count", "sum")
 
-def _family() -> dict[str, Any]:
-    """The prometheus-client objects, made once per process (its registry refuses twins)."""
-    if not _made:
-        from prometheus_client import Counter, Gauge, Histogram
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+        self.count = 0
+        self.sum = 0.0
 
-        node = ["node"]
-        _made.update(
-            {
-                "live_states": Gauge("livestate_live_states", NAMES["live_states"], node),
-                "clients": Gauge("livestate_clients", NAMES["clients"], node),
-                "writes": Counter("livestate_writes", NAMES["writes"], [*node, "kind"]),
-                "deliveries": Counter("livestate_deliveries", NAMES["deliveries"], [*node, "kind"]),
-                "write_seconds": Histogram(
-                    "livestate_write_seconds", NAMES["write_seconds"], node, buckets=_LATENCY
-                ),
-                "delivery_seconds": Histogram(
-                    "livestate_delivery_seconds",
-                    NAMES["delivery_seconds"],
-                    node,
-                    buckets=_LATENCY,
-                ),
-                "resyncs": Counter("livestate_resyncs", NAMES["resyncs"], [*node, "cause"]),
-                "resets": Counter("livestate_resets", NAMES["resets"], [*node, "cause"]),
-                "reconnects": Counter("livestate_reconnects", NAMES["reconnects"], node),
-                "backend_errors": Counter(
-                    "livestate_backend_errors", NAMES["backend_errors"], [*node, "error"]
-                ),
-                "lease_renewals": Counter(
-                    "livestate_lease_renewals", NAMES["lease_renewals"], node
-                ),
-            }
-        )
-    return _made
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
 
 
 class Metrics:
     """One node's metrics: small methods the node, its replicas, clients and backend call."""
 
     def __init__(self, node: str) -> None:
-        family = _family()
         self.node = node
-        self._family = family
-        self._states = family["live_states"].labels(node)
-        self._clients = family["clients"].labels(node)
-        self._write_seconds = family["write_seconds"].labels(node)
-        self._delivery_seconds = family["delivery_seconds"].labels(node)
-        self._reconnects = family["reconnects"].labels(node)
-        self._leases = family["lease_renewals"].labels(node)
-        self._children: dict[tuple[str, str], Any] = {}
+        self.states = 0
+        self.clients = 0
+        self.counts: dict[str, Counter[str]] = {name: Counter() for name in _LABELLED}
+        self.reconnects = 0
+        self.renewals = 0
+        self.write_seconds = _Histogram()
+        self.delivery_seconds = _Histogram()
+        _register()
+        _nodes.add(self)
 
     def close(self) -> None:
-        """Remove this node's series: a closed node is not reported any more."""
-        for name in ("live_states", "clients", "write_seconds", "delivery_seconds",
-                     "reconnects", "lease_renewals"):  # fmt: skip
-            self._family[name].remove(self.node)
-        for name, label in self._children:
-            self._family[name].remove(self.node, label)
-        self._children.clear()
-
-    def _child(self, name: str, label: str) -> Any:
-        child = self._children.get((name, label))
-        if child is None:
-            child = self._children[name, label] = self._family[name].labels(self.node, label)
-        return child
+        """Stop reporting this node: a closed node is not scraped any more."""
+        _nodes.discard(self)
 
     def population(self, states: int, clients: int) -> None:
         """How many live states and clients this node has now."""
-        self._states.set(states)
-        self._clients.set(clients)
+        self.states = states
+        self.clients = clients
 
     def wrote(self, kind: str, started: float) -> None:
         """A write of op `kind`, called at `started` (perf_counter), is done and shown here."""
-        self._child("writes", kind).inc()
-        self._write_seconds.observe(time.perf_counter() - started)
+        self.counts["writes"][kind] += 1
+        self.write_seconds.observe(time.perf_counter() - started)
 
     def delivered(self, kind: str, count: int, sent: float) -> None:
         """A change of `kind` went to `count` clients; `sent` is the write's wall clock time."""
         if count:
-            self._child("deliveries", kind).inc(count)
+            self.counts["deliveries"][kind] += count
         if sent:
-            self._delivery_seconds.observe(max(0.0, time.time() - sent))
+            self.delivery_seconds.observe(max(0.0, time.time() - sent))
 
     def resynced(self, cause: str) -> None:
         """A replica loaded a snapshot because of `cause` (gap, reconnect, heartbeat, ...)."""
-        self._child("resyncs", cause).inc()
+        self.counts["resyncs"][cause] += 1
 
     def reset(self, cause: str, count: int = 1) -> None:
         """`count` clients got a reset instead of changes, because of `cause`."""
-        self._child("resets", cause).inc(count)
+        self.counts["resets"][cause] += count
 
     def reconnected(self) -> None:
         """The pub/sub connection was opened again."""
-        self._reconnects.inc()
+        self.reconnects += 1
 
     def failed(self, error: str) -> None:
         """A backend call failed with `error` (a server error code, or the error's kind)."""
-        self._child("backend_errors", error).inc()
+        self.counts["backend_errors"][error] += 1
 
     def renewed(self, count: int) -> None:
         """`count` leases were renewed."""
-        self._leases.inc(count)
+        self.renewals += count
+
+
+def _register() -> None:
+    """Register the one collector in prometheus-client's default registry, once."""
+    global _registered
+    if not _registered:
+        from prometheus_client import REGISTRY
+
+        REGISTRY.register(_Collector())
+        _registered = True
+
+
+class _Collector:
+    """Turns every live node's numbers into metric families at scrape time."""
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        nodes = list(_nodes)
+        states = GaugeMetricFamily("livestate_live_states", NAMES["live_states"], labels=["node"])
+        clients = GaugeMetricFamily("livestate_clients", NAMES["clients"], labels=["node"])
+        reconnects = CounterMetricFamily(
+            "livestate_reconnects", NAMES["reconnects"], labels=["node"]
+        )
+        renewals = CounterMetricFamily(
+            "livestate_lease_renewals", NAMES["lease_renewals"], labels=["node"]
+        )
+        labelled = {
+            name: CounterMetricFamily(f"livestate_{name}", NAMES[name], labels=["node", label])
+            for name, label in _LABELLED.items()
+        }
+        histograms = {
+            name: HistogramMetricFamily(f"livestate_{name}", NAMES[name], labels=["node"])
+            for name in ("write_seconds", "delivery_seconds")
+        }
+        for metrics in nodes:
+            node = metrics.node
+            states.add_metric([node], metrics.states)
+            clients.add_metric([node], metrics.clients)
+            reconnects.add_metric([node], metrics.reconnects)
+            renewals.add_metric([node], metrics.renewals)
+            for name, family in labelled.items():
+                for label, value in metrics.counts[name].items():
+                    family.add_metric([node, label], value)
+            for name, histogram_family in histograms.items():
+                histogram: _Histogram = getattr(metrics, name)
+                running, buckets = 0, []
+                for bound, count in zip(
+                    [*map(str, BUCKETS), "+Inf"], histogram.buckets, strict=True
+                ):
+                    running += count
+                    buckets.append((bound, running))
+                histogram_family.add_metric([node], buckets, histogram.sum)
+        yield states
+        yield clients
+        yield reconnects
+        yield renewals
+        yield from labelled.values()
+        yield from histograms.values()
