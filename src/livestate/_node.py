@@ -1,16 +1,16 @@
 """The node: this process's livestate runtime.
 
-A node holds one replica per live state that has clients here, subscribed to
-the backend; it applies each published op to the replica in version order and
-hands the resulting Change to every local client. It also validates every
-write once, before the backend sees it.
+A node validates every write once, before the backend sees it; keeps one
+replica (_replica.py) per live state that has clients here, which orders what
+the backend publishes and hands each Change to the local clients; and lets go
+of a replica when its last client leaves. It is also where the server API,
+the metrics and the log of one process meet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import random
 import secrets
@@ -51,7 +51,6 @@ from ._values import (
 if TYPE_CHECKING:
     from typing import Self
 
-logger = logging.getLogger("livestate")
 
 UPDATE_ATTEMPTS = 50
 """How many times `update` runs its function before it gives up on a contended property."""

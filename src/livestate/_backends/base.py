@@ -1,7 +1,9 @@
 """The contract every backend keeps; the node above it is the same for all of them.
 
-A backend only stores, orders and publishes. Validation, the ACL's parsing,
-replicas and fan-out live in the node, once for every backend.
+A backend stores, applies each write atomically at the next version, and
+publishes it. Validation, the ACL's parsing and fan-out live in the node, and
+ordering what arrives (and resyncing when something is missing) in each
+replica, once for every backend.
 """
 
 from __future__ import annotations

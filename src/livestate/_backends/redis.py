@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import logging
 import secrets
 import time
 from collections.abc import Iterable
@@ -82,8 +81,6 @@ from .sentinel import PrimaryPipe, Sentinels, SentinelService, parse_sentinel_ur
 from .slots import parse_cluster_url
 from .subscriber import Subscriber, Subscription
 from .topology import Router, cluster_enabled
-
-logger = logging.getLogger("livestate")
 
 TIMEOUT = 2.0
 """Seconds any one call may take, retries of transient failures included, before it
