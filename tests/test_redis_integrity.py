@@ -263,7 +263,7 @@ async def test_a_restarted_server_never_makes_versions_go_back(server: ServerPro
         async with Node(url(server, 0.5)) as starter:
             await starter.start(Kept, "reborn")
             await starter.put(Kept, "reborn", "n", 100)
-            await eventually(lambda: client.state.get("n") == 100, within=3.0)
+            await eventually(lambda: client.state.get("n") == 100, within=2.0)
         assert client.version > seen
         assert in_order(changes)
 
