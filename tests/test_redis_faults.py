@@ -103,7 +103,7 @@ async def test_a_paused_server_fails_writes_in_time_then_everything_converges(
                 break
             except BackendUnavailableError:
                 await asyncio.sleep(0.1 * attempt)
-        await eventually(lambda: reader.state.get("n") == 3 == writer.state.get("n"), within=5.0)
+        await eventually(lambda: reader.state.get("n") == 3 == writer.state.get("n"), within=2.0)
         assert reader.version == writer.version
 
 
