@@ -103,7 +103,7 @@ class ServerProcess:
     def __init__(
         self, port: int | None = None, binary: str | None = None, options: Sequence[str] = ()
     ) -> None:
-        self.port = port or free_port()
+        self.port = port or free_ports(1)[0]
         self.binary = binary or server_binary()
         self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
