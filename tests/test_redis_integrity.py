@@ -212,6 +212,22 @@ async def test_a_wrong_type_key_changes_nothing(server: ServerProcess, call: str
         assert client.version > int(version_before)
 
 
+async def test_a_write_id_cache_written_over_from_outside_heals(server: ServerProcess) -> None:
+    """The write-id hashes (:w, :v) are only a cache: overwritten with another type, writes
+    and retries still apply once and are published, and the cache is made again."""
+    async with Node(url(server)) as node:
+        changes: list[Change] = []
+        client = await node.attach(Kept, "cache", on_change=changes.append)
+        await client.increment("n")
+        with admin(server) as connection:
+            for suffix in ("w", "v"):
+                connection.delete(f"ls:{{Kept:cache}}:{suffix}")
+                connection.set(f"ls:{{Kept:cache}}:{suffix}", "not a hash")
+            assert await client.increment("n") == 2
+            assert connection.type("ls:{Kept:cache}:w") == "hash"
+        await eventually(lambda: [c.value for c in changes] == [1, 2])
+
+
 async def test_a_write_whose_reply_was_lost_is_retried_and_applied_once(
     server: ServerProcess,
 ) -> None:

@@ -77,8 +77,10 @@ local function begin()
   if not meta[1] or not intact(meta[7]) then return nil, {'missing'} end
   if string.byte(WRITE, 1) == 43 then
     WRITE = string.sub(WRITE, 2)
-    local done = redis.call('HGET', W, WRITE) or redis.call('HGET', V, WRITE)
-    if done then return nil, {'done', done} end
+    -- A W or V written over from outside answers nothing (pcall): the write goes ahead.
+    local done = redis.pcall('HGET', W, WRITE)
+    if type(done) ~= 'string' then done = redis.pcall('HGET', V, WRITE) end
+    if type(done) == 'string' then return nil, {'done', done} end
   end
   local need = tonumber(ARGV[4])
   if bit.band(tonumber(meta[2]), need) ~= need then return nil, {'denied'} end
@@ -96,18 +98,27 @@ end
 -- Keep the reply of write `id` for a while: W turns into V every 256 versions, once
 -- it is over 10 s old, so an id lives 10 s at least (any retry comes sooner), and the
 -- clock is read on one write in 256 only.
+local function keep(id, reply)
+  -- W is only a cache of replies: one written over from outside is started again.
+  if type(redis.pcall('HSET', W, id, reply)) == 'table' then
+    redis.call('DEL', W)
+    redis.call('HSET', W, id, reply)
+    touch(W)
+  end
+end
+
 local function remember(meta, version, id, reply)
   if not meta[8] or version % 256 == 0 then
     local now = now_ms()
     if not meta[8] or now - tonumber(meta[8]) > 10000 then
       if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
       redis.call('HSET', M, 'w', now)
-      redis.call('HSET', W, id, reply)
+      keep(id, reply)
       touch(W)  -- a new W: give it the live state's expiry
       return
     end
   end
-  redis.call('HSET', W, id, reply)
+  keep(id, reply)
 end
 
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
