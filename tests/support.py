@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -38,3 +40,26 @@ async def running(node: Node, spec: type[LiveState], key: str) -> bool:
     except NotFoundError:
         return False
     return True
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
+
+    Taken below Linux's ephemeral range (32768+), where the local ends of
+    outgoing connections (to Valkey, from browsers) could take one meanwhile.
+    """
+    for _ in range(200):
+        base = random.randrange(10000, 32000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")

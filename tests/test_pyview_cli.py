@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -26,6 +25,7 @@ from livestate._cli import find_examples, main
 from livestate.testing import ServerProcess
 
 from .browser.phoenix import LiveViewClient
+from .support import free_ports
 
 
 def listening(port: int) -> bool:
@@ -35,29 +35,6 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
-
-    Taken below Linux's ephemeral range (32768+), where the local ends of
-    outgoing connections (to Valkey, from browsers) could take one meanwhile.
-    """
-    for _ in range(200):
-        base = random.randrange(10000, 32000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
 
 
 @dataclass

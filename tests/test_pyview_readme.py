@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_pyview_cli import free_ports, listening
+from .support import free_ports
+from .test_pyview_cli import listening
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,6 @@ screenshot of each of its pages in test-artifacts/.
 from __future__ import annotations
 
 import os
-import random
 import re
 import socket
 import subprocess
@@ -22,19 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from livestate.testing import ServerProcess, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from ..chromium import browser, playwright  # noqa: F401 - fixtures of these tests
+from ..support import free_ports
+
 ROOM_TTL = 1.5
 TYPING_SECONDS = 1.0
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -59,32 +52,9 @@ class Cluster:
         return self.urls[-1]
 
 
-def consecutive_free_ports(count: int) -> int:
-    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
-
-    Drawn below Linux's ephemeral range (32768+), where the local end of an outgoing
-    connection could take one between now and the moment a node binds it.
-    """
-    for _ in range(200):
-        base = random.randrange(10000, 32000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
-
-
 def start_demo(nodes: int, redis_url: str | None, name: str) -> Cluster:
     """Run `livestate demo` with short TTLs, and wait until it prints its URLs."""
-    base = consecutive_free_ports(nodes)
+    base = free_ports(nodes)
     command = [
         sys.executable, "-m", "livestate._cli", "demo", "--port", str(base),
         "--nodes", str(nodes), "--room-ttl", str(ROOM_TTL),
@@ -172,43 +142,11 @@ def cluster(request: pytest.FixtureRequest) -> Cluster:
     return found
 
 
-# Package scope, not session: Playwright's sync API marks an event loop as running
-# in this thread while it is alive, and asyncio tests run after this package need
-# it gone.
-@pytest.fixture(scope="package")
-def playwright() -> Iterator[Playwright]:
-    """Playwright's driver, for the browser tests."""
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="package")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """The system's headless Chromium; a missing one fails the tests with what to install."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"The browser tests need Chromium at {CHROMIUM}; install it with "
-            "`apt-get install chromium`.",
-            pytrace=False,
-        )
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Keep each phase's report on the test item, so fixtures can tell a failure."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
 NewPage = Callable[[str], Page]
 
 
 @pytest.fixture
-def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewPage]:
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewPage]:  # noqa: F811
     """Opens pages, each in its own browser context; screenshots them all if the test fails."""
     contexts = []
     pages: list[Page] = []

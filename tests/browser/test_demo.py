@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ..test_pyview_cli import free_ports
+from ..support import free_ports
 from .conftest import NewPage
 
 RESTART_DELAY = 3.0

@@ -17,24 +17,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from livestate.testing import ServerProcess, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from ..chromium import browser, playwright  # noqa: F401 - fixtures of these tests
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -145,41 +135,11 @@ def counter_nodes(request: pytest.FixtureRequest) -> Iterator[list[AppProcess]]:
             node.stop()
 
 
-# Package scope: Playwright's sync API marks an event loop as running in this thread
-# while it is alive, and asyncio tests after this package need it gone.
-@pytest.fixture(scope="package")
-def playwright() -> Iterator[Playwright]:
-    """Playwright's driver."""
-    with sync_playwright() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="package")
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    """Debian's headless Chromium; a missing one fails the tests with what to install."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"The browser tests need Chromium at {CHROMIUM}; run scripts/install-chromium.",
-            pytrace=False,
-        )
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Keep each phase's report on the test item, so fixtures can tell a failure."""
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
-
-
 NewPage = Callable[[str], Page]
 
 
 @pytest.fixture
-def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewPage]:
+def new_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[NewPage]:  # noqa: F811
     """Opens pages, each in its own browser context; screenshots them all if the test fails."""
     contexts = []
     pages: list[Page] = []
