@@ -377,7 +377,7 @@ class Node:
     async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
         """Write `op`; when it returns, this node's clients of the live state show it."""
         await self._start()
-        started = time.perf_counter()
+        started = time.perf_counter() if self.metrics is not None else 0.0
         try:
             applied = await self.backend.apply(id, op, role)
         except NotFoundError:
