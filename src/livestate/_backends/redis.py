@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import secrets
@@ -107,6 +108,29 @@ _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", 
             "reset", "stop")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
+
+_KEYS = {"M": "m", "S": "s", "Z": "z", "H": "h", "L": "L", "O": "o", "LK": "l:", "K": "k",
+         "W": "w", "V": "v"}  # fmt: skip
+"""Each key of a live state: its name in the scripts, and what follows `ls:{spec:key}:` in
+it (LK, a list property's key, ends with the property's escaped name). A key added here
+is declared to every script that `_DECLARES` does not list (see lua/common.lua)."""
+
+_DECLARES = {
+    "increment": ("M", "S", "Z", "K", "W", "V"),
+    "put": ("M", "S", "Z", "K", "W", "V", "L", "LK"),
+    "delete": ("M", "S", "Z", "K", "W", "V", "L", "LK"),
+    "append": ("M", "S", "Z", "K", "W", "V", "L", "LK"),
+    "lock": ("O",),
+}
+"""The keys a script declares, in order, when not all of `_KEYS`. During a cluster's slot
+migration a script waits (TRYAGAIN) while any key it declares is not on the node that runs
+it, and a key that does not exist counts as not there: so each declares only the keys it
+may touch. put and delete go first with the six before L and LK (their property is rarely
+a list), and reply 'lists' when it is one, without writing; they are called again with all
+eight."""
+
+_WITHOUT_LISTS = 6
+"""How many of put's and delete's keys come before L and LK."""
 
 
 class RedisBackend(Backend):
@@ -352,7 +376,7 @@ class RedisBackend(Backend):
         return Survey(states, node_reports)
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
-        keys = self._keys(id)
+        keys = _declared(key_prefix(id), "open", "")
         hold_flag = "1" if hold else "0"
         token = secrets.token_hex(8)
         lease = int(self.lease * 1000)
@@ -392,10 +416,11 @@ class RedisBackend(Backend):
             holders.discard(node)
             if not holders:
                 del self._held[id]
-        await self._run("lease", id, self._keys(id), "release", node, 0)
+        await self._run("lease", id, _declared(key_prefix(id), "lease", ""), "release", node, 0)
 
     async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        reply = await self._run("read", id, self._keys(id), "" if prop is None else prop)
+        keys = _declared(key_prefix(id), "read", "")
+        reply = await self._run("read", id, keys, "" if prop is None else prop)
         if reply[0] == "layout":
             raise self._layout(id, reply[1])
         if reply[0] != "ok":
@@ -404,8 +429,10 @@ class RedisBackend(Backend):
 
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         prop = op.prop or ""
-        keys = self._keys(id, prop)
         kind = op.kind
+        keys = _declared(key_prefix(id), kind, prop)
+        if kind == "delete" or (kind == "put" and type(op.value) is not FrozenList):
+            keys = keys[:_WITHOUT_LISTS]  # L and LK only if the property turns out a list
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
@@ -437,6 +464,9 @@ class RedisBackend(Backend):
                 del args[-1]  # delete names the property only
         write = f"{self._tag}{next(self._writes):x}"
         reply = await self._run(kind, id, keys, *args, op=op, write=write)
+        if reply[0] == "lists":  # not applied: again, with the list keys declared
+            keys = _declared(key_prefix(id), kind, prop)
+            reply = await self._run(kind, id, keys, *args, op=op, write=write)
         status = reply[0]
         if status == "done":
             # A retry of a write whose reply was lost: it was applied once, before.
@@ -449,7 +479,8 @@ class RedisBackend(Backend):
         return Applied(epoch, int(version), json.loads(result) if kind == "increment" else None)
 
     async def stop(self, id: StateId, role: Role) -> None:
-        reply = await self._run("stop", id, self._keys(id), _ROLE_FIELD[role], DELETE)
+        keys = _declared(key_prefix(id), "stop", "")
+        reply = await self._run("stop", id, keys, _ROLE_FIELD[role], DELETE)
         status = reply[0]
         if status == "missing":
             raise not_running(id)
@@ -506,19 +537,11 @@ class RedisBackend(Backend):
             return
         self._confirmed(subscription.name)
 
-    def _keys(self, id: StateId, prop: str = "") -> list[str]:
-        prefix = key_prefix(id)
-        return [
-            f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
-            f"{prefix}:o", f"{prefix}:l:{escape(prop)}", f"{prefix}:k", f"{prefix}:w",
-            f"{prefix}:v",
-        ]  # fmt: skip
-
     async def _run(
         self,
         script: str,
         id: StateId,
-        keys: list[str],
+        keys: tuple[str, ...],
         *args: Any,
         op: Op | None = None,
         write: str | None = None,
@@ -531,8 +554,9 @@ class RedisBackend(Backend):
         of a write it already applied with the reply it gave then.
         """
         pipe = self._pipe
-        channel = keys[0][: -len(":m")] + ":c"
-        meta = keys[0]
+        prefix = key_prefix(id)
+        channel = f"{prefix}:c"
+        meta = f"{prefix}:m"  # where a cluster routes it: every key has the same slot
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -687,20 +711,22 @@ class RedisBackend(Backend):
     async def _mount(
         self,
         id: StateId,
-        keys: list[str],
+        keys: tuple[str, ...],
         mount: MountFunction,
         node: str,
         hold: str,
         token: str,
     ) -> Snapshot | None:
         """Run on_mount while holding the start lock and store it; None if another won."""
-        renew = asyncio.get_running_loop().create_task(self._renew_lock(id, keys, token))
+        renew = asyncio.get_running_loop().create_task(self._renew_lock(id, token))
         try:
             mounted = await mount()
         except BaseException:
             renew.cancel()
             try:
-                await self._run("lock", id, keys, "unlock", token, 0)
+                await self._run(
+                    "lock", id, _declared(key_prefix(id), "lock", ""), "unlock", token, 0
+                )
             except Exception:
                 pass  # the lock expires on its own within LOCK seconds
             raise
@@ -719,7 +745,8 @@ class RedisBackend(Backend):
             dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl, mounted.declared
         )
 
-    async def _renew_lock(self, id: StateId, keys: list[str], token: str) -> None:
+    async def _renew_lock(self, id: StateId, token: str) -> None:
+        keys = _declared(key_prefix(id), "lock", "")
         while True:
             await asyncio.sleep(LOCK / 3)
             try:
@@ -779,7 +806,12 @@ class RedisBackend(Backend):
             held = [(id, node) for id, nodes in self._held.items() for node in nodes]
             lease = int(self.lease * 1000)
             results = await asyncio.gather(
-                *(self._run("lease", id, self._keys(id), "hold", node, lease) for id, node in held),
+                *(
+                    self._run(
+                        "lease", id, _declared(key_prefix(id), "lease", ""), "hold", node, lease
+                    )
+                    for id, node in held
+                ),
                 return_exceptions=True,
             )
             if self.metrics is not None:
@@ -862,8 +894,18 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
     return f"{verbs.get(script, 'keep its hold on')} {id}"
 
 
-_PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
-          "append": ("common",), "lock": ("common",)}  # fmt: skip
+@functools.lru_cache(maxsize=4096)
+def _declared(prefix: str, script: str, prop: str) -> tuple[str, ...]:
+    """The keys `script` declares for the live state of `prefix` (and property `prop`)."""
+    return tuple(
+        f"{prefix}:l:{escape(prop)}" if name == "LK" else f"{prefix}:{_KEYS[name]}"
+        for name in _DECLARES.get(script, _KEYS)
+    )
+
+
+_PARTS = {"increment": ("common", "write", "number"), "put": ("common", "write"),
+          "delete": ("common", "write"), "append": ("common", "write"),
+          "reset": ("common", "state", "write"), "lock": ("common",)}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 
@@ -872,7 +914,8 @@ def _load_scripts() -> dict[str, str]:
     """Each script with its shared parts before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
     parts = {
-        name: folder.joinpath(f"{name}.lua").read_text() for name in ("common", "state", "number")
+        name: folder.joinpath(f"{name}.lua").read_text()
+        for name in ("common", "state", "write", "number")
     }
     if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")
@@ -884,5 +927,9 @@ def _load_scripts() -> dict[str, str]:
             shebang, _, text = text.partition("\n")
             shebang += "\n"
         shared = "".join(parts[part] for part in _PARTS.get(name, ("common", "state")))
-        sources[name] = shebang + shared + text
+        # Its keys by their names in the scripts; the ones it does not declare are nil.
+        declared = _DECLARES.get(name, tuple(_KEYS))
+        names = [*declared, *(key for key in _KEYS if key not in declared)]
+        values = ", ".join(f"KEYS[{i}]" for i in range(1, len(declared) + 1))
+        sources[name] = f"{shebang}local {', '.join(names)} = {values}\n{shared}{text}"
     return sources

@@ -4,12 +4,13 @@
 local meta, err = begin()
 if not meta then return err end
 local prop, weight, bytes = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local current = redis.call('HGET', S, prop)
-local old = tonumber(redis.call('HGET', Z, prop) or '0')
+local current, size = redis.pcall('HGET', S, prop), redis.pcall('HGET', Z, prop)
+if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
+local old = tonumber(size or '0')
 local new, drop = weight + 2 + bytes, 0
 local count = redis.call('LLEN', LK)  -- a wrong type fails here, before any write
 if current then
-  if not is_list(current) then return {'invalid', current} end
+  if string.byte(current, 1) ~= 0 then return {'invalid', current} end
   if ARGV[11] ~= '' then drop = math.max(0, count + 1 - tonumber(ARGV[11])) end
   local gone = 0
   if drop > 0 then
@@ -20,12 +21,12 @@ if current then
   new = old + bytes + comma - gone
 end
 local total = tonumber(meta[4]) - old + new
-err = check_sizes(meta, new - weight, total)
-if err then return err end
-local props = tonumber(meta[7])
+if new - weight > tonumber(meta[5]) then return {'value_size', new - weight, meta[5]} end
+if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local props = nil
 if not current then
-  props = props + 1
-  place(prop)
+  props = tonumber(meta[7]) + 1
+  redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 end
 redis.call('RPUSH', LK, ARGV[12])
 if drop > 0 then redis.call('LTRIM', LK, drop, -1) end

@@ -4,7 +4,8 @@
 local meta, err = begin()
 if not meta then return err end
 local prop, weight = ARGV[8], tonumber(ARGV[9])
-local current = redis.call('HGET', S, prop)
+local current, size = redis.pcall('HGET', S, prop), redis.pcall('HGET', Z, prop)
+if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
 local old, float = 0, ARGV[11] == '1'
 if current then
   local c = string.byte(current, 1)
@@ -19,18 +20,18 @@ if float then
   if not text then return {'invalid', current} end
 else
   if sum > 9007199254740991 or sum < -9007199254740991 then return {'invalid', current} end
-  text = int(sum)
+  text = string.format('%d', sum)
 end
-local size = redis.call('HGET', Z, prop)
-local before = tonumber(size or '0')
+local before = 0
+if size then before = tonumber(size) end
 local new = weight + #text
 local total = tonumber(meta[4]) - before + new
-err = check_sizes(meta, #text, total)
-if err then return err end
-local count = tonumber(meta[7])
+if #text > tonumber(meta[5]) then return {'value_size', #text, meta[5]} end
+if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local count = nil
 if not current then
-  count = count + 1
-  place(prop)
+  count = tonumber(meta[7]) + 1
+  redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 end
 redis.call('HSET', S, prop, text)
 redis.call('HSET', Z, prop, new)

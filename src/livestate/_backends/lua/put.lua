@@ -1,20 +1,24 @@
 -- Put: ARGV 8 property, 9 its weight (name bytes as counted), 10 JSON bytes,
--- 11 'v' and 12 the JSON, or 'l' and 12... the items of a list.
+-- 11 'v' and 12 the JSON, or 'l' and 12... the items of a list. Declares L and LK only
+-- for a list; replacing a list without them replies 'lists' (redis.py calls again with).
 local meta, err = begin()
 if not meta then return err end
 local prop, weight, bytes = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
-local size = redis.call('HGET', Z, prop)
-local old = tonumber(size or '0')
+local size, current = redis.pcall('HGET', Z, prop), redis.pcall('HGET', S, prop)
+if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
+local old = 0
+if size then old = tonumber(size) end
 local new = weight + bytes
 local total = tonumber(meta[4]) - old + new
-err = check_sizes(meta, bytes, total)
-if err then return err end
-local was_list = size and redis.call('SISMEMBER', L, LK) == 1
+if bytes > tonumber(meta[5]) then return {'value_size', bytes, meta[5]} end
+if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local was_list = current and string.byte(current, 1) == 0
+if (was_list or ARGV[11] == 'l') and not LK then return {'lists'} end
 if ARGV[11] == 'l' and not was_list then redis.call('LLEN', LK) end  -- a wrong type fails here
-local count = tonumber(meta[7])
+local count = nil
 if not size then
-  count = count + 1
-  place(prop)
+  count = tonumber(meta[7]) + 1
+  redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 elseif was_list then
   redis.call('DEL', LK)
   redis.call('SREM', L, LK)

@@ -1,5 +1,30 @@
 -- What scripts that read, start, expire or end a whole live state share (after common.lua).
 
+-- Integers as digits: tostring() would write a version as 1.79e+15.
+local function int(n)
+  return string.format('%d', n)
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function now_ms()
+  return math.floor(now_us() / 1000)
+end
+
+-- Whether every key of the live state is there, of its type, and agrees on the number of
+-- properties (`count`, from the meta hash): Redis may evict or expire one key alone, and
+-- anyone may write over one. A live state that is not whole is started anew. (The other
+-- keys are read before any write, so one of the wrong type fails a script harmlessly.)
+local function intact(count)
+  if not count then return false end
+  local c = tonumber(count)
+  return redis.pcall('HLEN', S) == c and redis.pcall('HLEN', Z) == c
+    and redis.pcall('ZCARD', K) == c
+end
+
 local function all_keys()
   local keys = {M, S, Z, H, L, K, W, V}
   local ok, lists = pcall(redis.call, 'SMEMBERS', L)

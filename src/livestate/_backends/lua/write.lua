@@ -1,0 +1,93 @@
+-- What the writes share (after common.lua): the checks before the first write and the end
+-- of every write. Kept to three functions (each is a closure made on every call); the rare
+-- paths are written inline.
+
+-- ARGV[7] is the write id; a retry has '+' before it, and only a retry can have been
+-- applied already, so only a retry looks it up.
+local WRITE = ARGV[7] or ''
+
+-- The checks every write makes before its first write command. Returns the meta fields
+-- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
+-- release's live state), 'missing' (also when the live state is not whole), 'done' with
+-- the reply a retried write already got, 'denied' or 'conflict'.
+--
+-- Whole, as a write needs it, in two commands: the meta hash is there, the order set is a
+-- sorted set of as many properties as the meta hash counts, and the state and sizes hashes
+-- exist exactly when there are properties, so none was evicted or deleted. Each write
+-- reads the state and sizes hashes through pcall before its first write, and a hash of
+-- another type makes it reply 'missing' too. The counts of the two hashes are checked by every read, open and
+-- heartbeat (state.lua's `intact`), which start a live state anew when one is off.
+local function begin()
+  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
+  if meta[9] and meta[9] ~= LAYOUT then return nil, {'layout', meta[9]} end
+  if not meta[1] or not meta[7] then return nil, {'missing'} end
+  local count = tonumber(meta[7])
+  local hashes = 0
+  if count > 0 then hashes = 2 end
+  if redis.pcall('ZCARD', K) ~= count or redis.call('EXISTS', S, Z) ~= hashes then
+    return nil, {'missing'}
+  end
+  if string.byte(WRITE, 1) == 43 then
+    WRITE = string.sub(WRITE, 2)
+    -- A W or V written over from outside answers nothing (pcall): the write goes ahead.
+    local done = redis.pcall('HGET', W, WRITE)
+    if type(done) ~= 'string' then done = redis.pcall('HGET', V, WRITE) end
+    if type(done) == 'string' then return nil, {'done', done} end
+  end
+  -- Masks and permissions are 0 to 15: two digits read without tonumber (strtod is slow).
+  local a, b = string.byte(meta[2] or '0', 1, 2)
+  local mask = a - 48
+  if b then mask = mask * 10 + b - 48 end
+  local need = string.byte(ARGV[4], 1) - 48
+  if #ARGV[4] > 1 then need = need * 10 + string.byte(ARGV[4], 2) - 48 end
+  if bit.band(mask, need) ~= need then return nil, {'denied'} end
+  if ARGV[5] ~= '' and ARGV[5] ~= meta[1] then return nil, {'conflict'} end
+  return meta
+end
+
+-- Keys a write may have just created get the expiry of the meta hash.
+local function touch(a, b, c)
+  local at = redis.call('PEXPIRETIME', M)
+  if at > 0 then
+    redis.call('PEXPIREAT', a, at)
+    if b then redis.call('PEXPIREAT', b, at) end
+    if c then redis.call('PEXPIREAT', c, at) end
+  end
+end
+
+-- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
+-- returns the reply. `count` is the new number of properties (nil: unchanged), `result`
+-- increment's sum. The reply of write WRITE is kept in W; W turns into V every 256
+-- versions once it is over 10 s old, so an id lives 10 s at least (any retry comes
+-- sooner), and the clock is read on one write in 256 only.
+local function finish(meta, total, count, result)
+  local number = tonumber(meta[1]) + 1
+  local version = string.format('%d', number)
+  if count then
+    redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
+  else
+    redis.call('HSET', M, 'v', version, 'n', total)
+  end
+  if WRITE ~= '' then
+    local fresh = false
+    if not meta[8] or number % 256 == 0 then
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      if not meta[8] or now - tonumber(meta[8]) > 10000 then
+        if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
+        redis.call('HSET', M, 'w', now)
+        fresh = true
+      end
+    end
+    local reply = version .. '\n' .. meta[3] .. '\n' .. (result or '')
+    -- W is only a cache of replies: one written over from outside is started again.
+    if type(redis.pcall('HSET', W, WRITE, reply)) == 'table' then
+      redis.call('DEL', W)
+      redis.call('HSET', W, WRITE, reply)
+      fresh = true
+    end
+    if fresh then touch(W) end  -- a new W: give it the live state's expiry
+  end
+  redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
+  return {'ok', version, meta[3], result}
+end
