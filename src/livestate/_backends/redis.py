@@ -464,18 +464,14 @@ class RedisBackend(Backend):
                 del args[-1]  # delete names the property only
         write = f"{self._tag}{next(self._writes):x}"
         reply = await self._run(kind, id, keys, *args, op=op, write=write)
-        if reply[0] == "lists":  # not applied: again, with the list keys declared
+        if type(reply) is not str and reply[0] == "lists":
+            # Not applied: the property is a list. Again, with the list keys declared.
             keys = _declared(key_prefix(id), kind, prop)
             reply = await self._run(kind, id, keys, *args, op=op, write=write)
-        status = reply[0]
-        if status == "done":
-            # A retry of a write whose reply was lost: it was applied once, before.
-            version, epoch, result = reply[1].split("\n", 2)
-        elif status == "ok":
-            version, epoch = reply[1], reply[2]
-            result = reply[3] if len(reply) > 3 else ""
-        else:
+        if type(reply) is not str:
             self._fail(id, op, role, reply)
+        # Applied now, or (a retry of a write whose reply was lost) once before.
+        version, epoch, result = reply.split("\n", 2)
         return Applied(epoch, int(version), json.loads(result) if kind == "increment" else None)
 
     async def stop(self, id: StateId, role: Role) -> None:
@@ -572,8 +568,8 @@ class RedisBackend(Backend):
                     return await self._call(meta, *call, *args[:4], marked, *args[4:])
                 before = pipe.reconnects
                 reply = await pipe.call(*call, *args[:4], marked, *args[4:])
-                if reply[0] not in ("ok", "done"):
-                    return reply
+                if type(reply) is not str:
+                    return reply  # refused: nothing to wait for
                 # Acknowledge only what a replica has too, so a failover cannot lose it.
                 wait = max(1, int((deadline - loop.time()) * 1000))
                 copies = await pipe.call("WAIT", self.replicas, wait)

@@ -3,7 +3,7 @@
 -- `[a,b]` plus c is `[a,b,c]`, one comma more, minus each dropped item and its comma.
 local meta, err = begin()
 if not meta then return err end
-local prop, weight, bytes = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local prop, weight, bytes = ARGV[8], ARGV[9] + 0, ARGV[10] + 0
 local current, size = redis.pcall('HGET', S, prop), redis.pcall('HGET', Z, prop)
 if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
 local old = tonumber(size or '0')
@@ -20,12 +20,12 @@ if current then
   if count > 0 then comma = 1 end
   new = old + bytes + comma - gone
 end
-local total = tonumber(meta[4]) - old + new
-if new - weight > tonumber(meta[5]) then return {'value_size', new - weight, meta[5]} end
-if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local total = meta[4] - old + new
+if new - weight > (meta[5] + 0) then return {'value_size', new - weight, meta[5]} end
+if total > (meta[6] + 0) then return {'state_size', total, meta[6]} end
 local props = nil
 if not current then
-  props = tonumber(meta[7]) + 1
+  props = meta[7] + 1
   redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 end
 redis.call('RPUSH', LK, ARGV[12])

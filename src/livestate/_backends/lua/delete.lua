@@ -15,4 +15,4 @@ if is_list then
 end
 redis.call('HDEL', S, prop)
 redis.call('HDEL', Z, prop)
-return finish(meta, tonumber(meta[4]) - tonumber(size or '0'), tonumber(meta[7]) - 1)
+return finish(meta, meta[4] - tonumber(size or '0'), meta[7] - 1)

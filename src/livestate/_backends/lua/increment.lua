@@ -3,17 +3,17 @@
 -- so every replica and every later read agree to the byte.
 local meta, err = begin()
 if not meta then return err end
-local prop, weight = ARGV[8], tonumber(ARGV[9])
+local prop, weight = ARGV[8], ARGV[9] + 0
 local current, size = redis.pcall('HGET', S, prop), redis.pcall('HGET', Z, prop)
 if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
 local old, float = 0, ARGV[11] == '1'
 if current then
   local c = string.byte(current, 1)
   if not (c == 45 or (c >= 48 and c <= 57)) then return {'invalid', current} end
-  old = tonumber(current)
+  old = current + 0
   float = float or string.find(current, '[.eE]') ~= nil
 end
-local sum = old + tonumber(ARGV[10])
+local sum = old + ARGV[10]
 local text
 if float then
   text = python_float(sum)
@@ -23,14 +23,14 @@ else
   text = string.format('%d', sum)
 end
 local before = 0
-if size then before = tonumber(size) end
+if size then before = size + 0 end
 local new = weight + #text
-local total = tonumber(meta[4]) - before + new
-if #text > tonumber(meta[5]) then return {'value_size', #text, meta[5]} end
-if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local total = meta[4] - before + new
+if #text > (meta[5] + 0) then return {'value_size', #text, meta[5]} end
+if total > (meta[6] + 0) then return {'state_size', total, meta[6]} end
 local count = nil
 if not current then
-  count = tonumber(meta[7]) + 1
+  count = meta[7] + 1
   redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 end
 redis.call('HSET', S, prop, text)

@@ -3,21 +3,21 @@
 -- for a list; replacing a list without them replies 'lists' (redis.py calls again with).
 local meta, err = begin()
 if not meta then return err end
-local prop, weight, bytes = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local prop, weight, bytes = ARGV[8], ARGV[9] + 0, ARGV[10] + 0
 local size, current = redis.pcall('HGET', Z, prop), redis.pcall('HGET', S, prop)
 if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
 local old = 0
-if size then old = tonumber(size) end
+if size then old = size + 0 end
 local new = weight + bytes
-local total = tonumber(meta[4]) - old + new
-if bytes > tonumber(meta[5]) then return {'value_size', bytes, meta[5]} end
-if total > tonumber(meta[6]) then return {'state_size', total, meta[6]} end
+local total = meta[4] - old + new
+if bytes > (meta[5] + 0) then return {'value_size', bytes, meta[5]} end
+if total > (meta[6] + 0) then return {'state_size', total, meta[6]} end
 local was_list = current and string.byte(current, 1) == 0
 if (was_list or ARGV[11] == 'l') and not LK then return {'lists'} end
 if ARGV[11] == 'l' and not was_list then redis.call('LLEN', LK) end  -- a wrong type fails here
 local count = nil
 if not size then
-  count = tonumber(meta[7]) + 1
+  count = meta[7] + 1
   redis.call('ZADD', K, redis.call('HINCRBY', M, 'q', 1), prop)  -- last in the order
 elseif was_list then
   redis.call('DEL', LK)
