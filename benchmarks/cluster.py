@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/cluster.py
     .venv/bin/python benchmarks/cluster.py --cluster   # a 3-shard cluster beside standalone
+    .venv/bin/python benchmarks/cluster.py --migration # writes while their slot migrates
 
 Starts a server (livestate.testing.ServerProcess) and two node processes, and
 prints a table and one JSON line: cross-node write -> delivery latency at
@@ -253,6 +254,92 @@ def cluster_main() -> None:
     print(json.dumps(result))
 
 
+def tryagain_count(port: int) -> int:
+    """How many TRYAGAIN errors the server on `port` answered since its stats were reset."""
+    for line in str(command(port, "INFO", "errorstats")).splitlines():
+        if line.startswith("errorstat_TRYAGAIN:"):
+            return int(line.split("count=")[1].split(",")[0])
+    return 0
+
+
+async def migration_run(cluster: ClusterProcess, key: str, declare_all: bool) -> dict[str, Any]:
+    """4 writers increment live state `key` while its slot moves to another primary, two
+    keys at a time with 20 ms between moves, as tests/deploy does. With `declare_all`, the
+    increment script declares every key of the live state, as before this round."""
+    from livestate._backends import redis as backend  # the benchmark's one look inside
+
+    saved = dict(backend._DECLARES)
+    if declare_all:
+        del backend._DECLARES["increment"]
+    try:
+        async with livestate.Node(cluster.url, metrics=False) as node:
+            await node.start(Bench, key)
+            for _ in range(20):
+                await node.increment(Bench, key, "n")
+    finally:
+        backend._DECLARES.clear()
+        backend._DECLARES.update(saved)
+    slot = key_slot(f"ls:{{Bench:{key}}}:m")
+    source = cluster.owner(slot)
+    target = next(port for port in cluster.primaries() if port != source)
+    for port in cluster.primaries():
+        command(port, "CONFIG", "RESETSTAT")
+    if declare_all:
+        del backend._DECLARES["increment"]
+    try:
+        async with livestate.Node(cluster.url, metrics=False) as node:
+            await node.increment(Bench, key, "n")  # scripts loaded, map read
+            stop = asyncio.Event()
+            spans: list[tuple[float, float]] = []
+
+            async def writer() -> None:
+                while not stop.is_set():
+                    started = time.perf_counter()
+                    await node.increment(Bench, key, "n")
+                    spans.append((started, time.perf_counter()))
+
+            writers = [asyncio.create_task(writer()) for _ in range(4)]
+            await asyncio.sleep(0.2)
+            began = time.perf_counter()
+            await asyncio.to_thread(cluster.begin_migration, slot, target)
+            for _ in range(100):  # two keys at a time, with writes in between
+                if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(cluster.end_migration, slot, source, target)
+            ended = time.perf_counter()
+            await asyncio.sleep(0.2)
+            stop.set()
+            await asyncio.gather(*writers)
+    finally:
+        backend._DECLARES.clear()
+        backend._DECLARES.update(saved)
+    overlapping = [end - start for start, end in spans if start < ended and end > began]
+    return {
+        "migration_ms": round((ended - began) * 1000, 1),
+        "writes_done_meanwhile": sum(began <= end <= ended for _, end in spans),
+        "longest_write_ms": round(max(overlapping) * 1000, 1),
+        "tryagain": sum(tryagain_count(port) for port in cluster.primaries()),
+    }
+
+
+def migration_main() -> None:
+    """`--migration`: how long writes wait while their slot migrates, own keys against all."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with ClusterProcess(primaries=3, replicas=0) as cluster:
+        for round_ in range(3):
+            for declare_all in (round_ % 2 == 1, round_ % 2 == 0):
+                name = "every key" if declare_all else "own keys"
+                figures = asyncio.run(
+                    migration_run(cluster, f"m{round_}{declare_all}", declare_all)
+                )
+                rows.setdefault(name, []).append(figures)
+    for name, runs in rows.items():
+        for figures in runs:
+            print(f"{name:<10} {json.dumps(figures)}")
+    print(json.dumps({"benchmark": "migration", **rows}))
+
+
 async def ingress(url: str) -> float:
     """Changes/s one node applies and delivers, fed as fast as the server publishes them."""
     total = 200_000
@@ -358,5 +445,7 @@ if __name__ == "__main__":
         asyncio.run(write(sys.argv[2], sys.argv[3]))
     elif "--cluster" in sys.argv:
         cluster_main()
+    elif "--migration" in sys.argv:
+        migration_main()
     else:
         main()

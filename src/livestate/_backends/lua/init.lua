@@ -11,7 +11,13 @@ local version = int(now_micro)
 clear()  -- what is left of a live state that was not whole
 write_state(16)
 redis.call('HSET', M, 'e', ARGV[7], 'v', version, 'g', ARGV[8], 'p', ARGV[9], 't', ARGV[10],
-  'T', ARGV[11], 'mv', ARGV[12], 'ms', ARGV[13], 'n', ARGV[14], 'f', ARGV[15], 'L', LAYOUT)
+  'T', ARGV[11], 'mv', ARGV[12], 'ms', ARGV[13], 'n', ARGV[14], 'f', ARGV[15], 'L', LAYOUT,
+  'w', now)
+-- The write-id hashes exist from the start (one empty field each): the writes declare
+-- them, and on a cluster a script waits (TRYAGAIN) during a slot migration while a key it
+-- declares is missing, as if it had moved already.
+redis.call('HSET', W, '', '')
+redis.call('HSET', V, '', '')
 if redis.call('GET', O) == ARGV[6] then redis.call('DEL', O) end
 if ARGV[4] == '1' then redis.call('ZADD', H, now + tonumber(ARGV[5]), ARGV[3]) end
 set_expiry(now, expiry(now, tonumber(ARGV[10])))
