@@ -15,6 +15,7 @@ for one append to a 10,000-item list. Everything it starts it stops by PID.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -185,10 +186,13 @@ async def throughput(url: str, writers: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def spread_throughput(url: str, writers: int, keys: int = KEYS) -> float:
-    """Writes/s one node sustains with `writers` concurrent writers over `keys` live states."""
+async def spread_throughput(url: str, writers: int, keys: int = KEYS) -> tuple[float, float]:
+    """Writes/s one node sustains with `writers` concurrent writers over `keys` live states,
+    and the node's CPU time per write in µs (this process: the node is all it runs)."""
     async with livestate.Node(url, metrics=False) as node:
-        names = [f"spread-{n}" for n in range(keys)]
+        # Fresh live states each run: `start` holds none, so earlier ones may be ending.
+        run = next(_RUNS)
+        names = [f"spread-{n}" if run == 0 else f"spread-{run}-{n}" for n in range(keys)]
         await asyncio.gather(*(node.start(Bench, name) for name in names))
         count = 0
         deadline = time.perf_counter() + SECONDS
@@ -201,9 +205,10 @@ async def spread_throughput(url: str, writers: int, keys: int = KEYS) -> float:
                 count += 1
                 n += writers
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(loop(offset) for offset in range(writers)))
-        return count / (time.perf_counter() - started)
+        rate = count / (time.perf_counter() - started)
+        return rate, (time.process_time() - cpu) / count * 1e6
 
 
 def evalsha_calls(port: int) -> int:
@@ -215,34 +220,60 @@ def evalsha_calls(port: int) -> int:
     return 0
 
 
+_RUNS = itertools.count()
+
+ROUNDS = 3
+"""Rounds of the cluster mode: each runs standalone and cluster, in alternating order."""
+
+
 def cluster_main() -> None:
-    """`--cluster`: a 3-shard Valkey Cluster beside one standalone server, in one run."""
-    rows: list[tuple[str, str, str]] = []
+    """`--cluster`: a 3-shard Valkey Cluster beside one standalone server, in one run:
+    ROUNDS interleaved rounds of throughput (medians), then one latency run each."""
     result: dict[str, Any] = {"benchmark": "cluster-mode"}
     with ClusterProcess(primaries=3, replicas=0) as cluster, ServerProcess() as server:
         for port in cluster.primaries():
             command(port, "CONFIG", "RESETSTAT")
-        figures = {}
-        for name, url in (("standalone", server.url), ("cluster", cluster.url)):
-            one = asyncio.run(spread_throughput(url, 1))
-            sixteen = asyncio.run(spread_throughput(url, 16))
-            figures[name] = (one, sixteen, percentiles(latency(url, "livestate")))
+        urls = {"standalone": server.url, "cluster": cluster.url}
+        runs: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        for round_ in range(ROUNDS):
+            names = ["standalone", "cluster"][:: 1 if round_ % 2 == 0 else -1]
+            for name in names:
+                for writers in (1, 16):
+                    figures = asyncio.run(spread_throughput(urls[name], writers))
+                    runs.setdefault((name, writers), []).append(figures)
+        latencies = {name: percentiles(latency(url, "livestate")) for name, url in urls.items()}
         keys = Counter(cluster.owner(key_slot(f"ls:{{Bench:spread-{n}}}:m")) for n in range(KEYS))
         calls = {port: evalsha_calls(port) for port in cluster.primaries()}
-    (s1, s16, slat), (c1, c16, clat) = figures["standalone"], figures["cluster"]
+
+    def median(name: str, writers: int, index: int) -> float:
+        return statistics.median(run[index] for run in runs[(name, writers)])
+
+    rows = []
+    for writers in (1, 16):
+        s_rate, c_rate = median("standalone", writers, 0), median("cluster", writers, 0)
+        s_cpu, c_cpu = median("standalone", writers, 1), median("cluster", writers, 1)
+        result[f"writers_{writers}"] = {
+            "writes_per_s": {"standalone": round(s_rate), "cluster": round(c_rate)},
+            "cpu_us_per_write": {"standalone": round(s_cpu, 1), "cluster": round(c_cpu, 1)},
+            "time_ratio": round(s_rate / c_rate, 2),
+            "cpu_ratio": round(c_cpu / s_cpu, 2),
+        }
+        rows += [
+            (f"writes/s, {writers} writer(s): standalone / cluster",
+             f"{s_rate:,.0f} / {c_rate:,.0f}", ""),
+            (f"node CPU µs per write, {writers} writer(s): standalone / cluster",
+             f"{s_cpu:.1f} / {c_cpu:.1f}", ""),
+            (f"cost per write, cluster / standalone, {writers} writer(s): time / CPU",
+             f"{s_rate / c_rate:.2f}x / {c_cpu / s_cpu:.2f}x", "≤ 1.5x"),
+        ]  # fmt: skip
+    slat, clat = latencies["standalone"], latencies["cluster"]
     result.update(
-        standalone={"writes_per_s_1": round(s1), "writes_per_s_16": round(s16), "latency_ms": slat},
-        cluster={"writes_per_s_1": round(c1), "writes_per_s_16": round(c16), "latency_ms": clat},
-        cost_ratio_1=round(s1 / c1, 2),
-        cost_ratio_16=round(s16 / c16, 2),
+        latency_ms=latencies,
         keys_per_shard=sorted(keys.values()),
         evalsha_per_shard=sorted(calls.values()),
+        rounds=ROUNDS,
     )
-    rows = [
-        ("writes/s, 1 writer: standalone / cluster", f"{s1:,.0f} / {c1:,.0f}", ""),
-        ("writes/s, 16 writers: standalone / cluster", f"{s16:,.0f} / {c16:,.0f}", ""),
-        ("cost per write, cluster / standalone, 1 writer", f"{s1 / c1:.2f}x", "≤ 1.5x"),
-        ("cost per write, cluster / standalone, 16 writers", f"{s16 / c16:.2f}x", "≤ 1.5x"),
+    rows += [
         ("cross-node p50 / p99 ms, standalone", f"{slat['p50']} / {slat['p99']}", ""),
         ("cross-node p50 / p99 ms, cluster", f"{clat['p50']} / {clat['p99']}", ""),
         (f"live states per shard ({KEYS:,} keys)", " / ".join(map(str, sorted(keys.values()))), ""),
