@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import redis
 
-from livestate import LiveState, Node, NotFoundError
+from livestate import Change, LiveState, Node, NotFoundError
 from livestate.testing import ServerProcess
+
+from ..support import eventually
 
 
 class Typed(LiveState):
@@ -119,3 +121,24 @@ async def test_each_write_script_declares_only_the_keys_it_may_touch(
     assert increment == ["m", "s", "z", "k", "w", "v"]
     assert put == ["m", "s", "z", "k", "w", "v"]
     assert append == ["m", "s", "z", "k", "w", "v", "L", "items"]
+
+
+async def test_a_hash_that_lost_single_fields_is_started_anew_by_the_heartbeat(
+    server: ServerProcess,
+) -> None:
+    """A write does not count the fields of the state and sizes hashes; one field taken out
+    of either from outside is found by the heartbeat, and the attached client gets one reset
+    to a fresh lifetime within 2 s."""
+    async with Node(f"{server.url}?lease=0.5") as node:
+        changes: list[Change] = []
+        client = await node.attach(Typed, "fields", on_change=changes.append)
+        await client.put("extra", 1)
+        before = client.version
+        with admin(server) as connection:
+            connection.hdel("ls:{Typed:fields}:s", "extra")
+        fresh = {"n": 1, "text": "a", "items": ["x"]}
+        await eventually(lambda: dict(client.state) == fresh, within=2.0)
+        assert client.version > before and changes[-1].kind == "reset"
+        with admin(server) as connection:
+            sizes = connection.hvals("ls:{Typed:fields}:z")
+            assert int(connection.hget("ls:{Typed:fields}:m", "n")) == sum(map(int, sizes))
