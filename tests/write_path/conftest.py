@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from livestate.testing import ServerProcess
+from livestate.testing import ClusterProcess, ServerProcess
 
 
 @pytest.fixture
@@ -17,3 +17,10 @@ def server() -> Iterator[ServerProcess]:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterProcess]:
+    """Three primaries, each with a replica, for this module's tests."""
+    with ClusterProcess(primaries=3, replicas=1) as deployment:
+        yield deployment

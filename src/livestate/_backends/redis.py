@@ -199,11 +199,6 @@ class RedisBackend(Backend):
         if self._seeds is None and self._service is None:
             await self._detect_cluster()
         if self._seeds is not None:
-            if self.replicas:
-                raise InvalidValueError(
-                    "LIVESTATE_URL asks for ?replicas= on a cluster, which livestate does not "
-                    "support yet; leave it out."
-                )
             self._router = Router(
                 self._seeds, self.timeout, on_message=self._received, on_resync=self._moved
             )
@@ -559,24 +554,33 @@ class RedisBackend(Backend):
         while True:
             try:
                 call = _command(self._shas[script], keys) + args
-                if pipe is None:
-                    if self._router is None:
-                        raise RuntimeError(
-                            "The Redis backend was used before start(); use it through a Node."
-                        )
-                    # Routed by its first key: every key of a live state has the same slot.
-                    return await self._router.call(keys[0], *call)
-                if not write or not self.replicas:
-                    return await pipe.call(*call)
-                before = pipe.reconnects
-                reply = await pipe.call(*call)
-                if type(reply) is not str:
-                    return reply  # refused: nothing to wait for
-                # Acknowledge only what a replica has too, so a failover cannot lose it.
-                wait = max(1, int((deadline - loop.time()) * 1000))
-                copies = await pipe.call("WAIT", self.replicas, wait)
-                if pipe.reconnects == before and copies >= self.replicas:
-                    return reply
+                router = self._router
+                if pipe is not None:
+                    if not write or not self.replicas:
+                        return await pipe.call(*call)
+                    # Acknowledge only what a replica has too, so a failover cannot lose it.
+                    wait = max(1, int((deadline - loop.time()) * 1000))
+                    before = pipe.reconnects
+                    reply = await pipe.call(*call)
+                    if type(reply) is not str:
+                        return reply  # refused: nothing to wait for
+                    copies = await pipe.call("WAIT", self.replicas, wait)
+                    if pipe.reconnects == before and copies >= self.replicas:
+                        return reply
+                elif router is not None:  # routed by its first key: all share one slot
+                    if not write or not self.replicas:
+                        return await router.call(keys[0], *call)
+                    # WAIT travels right behind the script, on the same shard connection. It
+                    # holds that connection while it waits: end it well before the link's
+                    # watchdog would drop the connection as stalled (at `timeout`).
+                    wait = max(1, int((deadline - loop.time()) * 800))
+                    reply, copies = await router.call_and_wait(keys[0], call, self.replicas, wait)
+                    if type(reply) is not str or copies >= self.replicas:
+                        return reply
+                else:
+                    raise RuntimeError(
+                        "The Redis backend was used before start(); use it through a Node."
+                    )
                 failure = BackendUnavailableError(
                     f"The Redis server at {self.endpoint} did not confirm that {self.replicas} "
                     f"replica(s) have the write to {_what(script, id, op)} within the "

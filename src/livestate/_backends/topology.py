@@ -294,6 +294,17 @@ class Router:
         except ConnectionError as error:
             raise self._lost(address, str(error)) from None
 
+    async def call_and_wait(
+        self, key: str | int, args: tuple[Any, ...], replicas: int, milliseconds: int
+    ) -> tuple[Any, int]:
+        """`call(key, *args)` with WAIT `replicas` `milliseconds` sent right behind it on the
+        same connection (WAIT counts the replicas that have this connection's writes); the
+        reply and how many replicas confirmed. Raises as `call` does.
+        """
+        slot = key if isinstance(key, int) else key_slot(key)
+        replied: tuple[Any, int] = await self._call(slot, args, None, (replicas, milliseconds))
+        return replied
+
     async def load_script(self, source: str) -> str:
         """Load a Lua script on every primary, and on any that later lacks it; its SHA1.
 
@@ -337,8 +348,15 @@ class Router:
 
     # -- commands
 
-    async def _call(self, slot: int, args: tuple[Any, ...], error: ReplyError | None) -> Any:
-        """The slow path: a call whose first attempt failed, or that has no connection yet."""
+    async def _call(
+        self,
+        slot: int,
+        args: tuple[Any, ...],
+        error: ReplyError | None,
+        wait: tuple[int, int] | None = None,
+    ) -> Any:
+        """The slow path: a call whose first attempt failed, or that has no connection yet;
+        with `wait`, the WAIT arguments to send behind the command (see call_and_wait)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         attempt = 0
@@ -392,10 +410,18 @@ class Router:
                 continue
             if ask is not None:
                 connection.send(("ASKING",)).add_done_callback(retrieve)
+            sent = connection.send(args)
+            confirmed = None
+            if wait is not None:
+                confirmed = connection.send(("WAIT", *wait))
+                confirmed.add_done_callback(retrieve)  # not awaited when the command fails
             try:
-                return await connection.send(args)
-            except ReplyError as reply:
-                error = reply
+                reply = await sent
+                if confirmed is None:
+                    return reply
+                return reply, await confirmed
+            except ReplyError as reply_error:
+                error = reply_error
             except ConnectionError as lost:
                 raise self._lost(address, str(lost)) from None
 
