@@ -16,7 +16,7 @@ from livestate.testing import ClusterProcess
 from ..support import eventually
 
 
-class Counted(LiveState):
+class Replicated(LiveState):
     """One counter."""
 
     def on_mount(self, key: str) -> dict[str, Any]:
@@ -24,7 +24,7 @@ class Counted(LiveState):
 
 
 def slot_of(key: str) -> int:
-    return key_slot(f"ls:{{Counted:{key}}}:m")
+    return key_slot(f"ls:{{Replicated:{key}}}:m")
 
 
 async def test_a_write_waits_for_the_replica_of_its_shard(cluster: ClusterProcess) -> None:
@@ -33,19 +33,19 @@ async def test_a_write_waits_for_the_replica_of_its_shard(cluster: ClusterProces
     it was applied once (its retries found it done); thawed, writes are acknowledged again."""
     key = "waited"
     async with Node(f"{cluster.url}?replicas=1&timeout=1") as node:
-        await node.start(Counted, key)
-        assert await node.increment(Counted, key, "n") == 1
+        await node.start(Replicated, key)
+        assert await node.increment(Replicated, key, "n") == 1
         replica = cluster.replica_of(cluster.owner(slot_of(key)))
         cluster.pause(replica)
         try:
             started = time.monotonic()
             with pytest.raises(BackendUnavailableError, match=r"did not confirm that 1 replica"):
-                await node.increment(Counted, key, "n")
+                await node.increment(Replicated, key, "n")
             assert time.monotonic() - started < 1.5
         finally:
             cluster.resume(replica)
-        assert await node.get(Counted, key, "n") == 2
-        assert await node.increment(Counted, key, "n") == 3
+        assert await node.get(Replicated, key, "n") == 2
+        assert await node.increment(Replicated, key, "n") == 3
 
 
 async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProcess) -> None:
@@ -55,7 +55,7 @@ async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProc
     counter holds every acknowledged increment (and at most the unsure ones besides)."""
     key = "durable"
     async with Node(f"{cluster.url}?replicas=1") as node:
-        await node.start(Counted, key)
+        await node.start(Replicated, key)
         acknowledged = unsure = 0
         stop = asyncio.Event()
 
@@ -63,7 +63,7 @@ async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProc
             nonlocal acknowledged, unsure
             while not stop.is_set():
                 try:
-                    await node.increment(Counted, key, "n")
+                    await node.increment(Replicated, key, "n")
                 except LiveStateError:
                     unsure += 1  # may or may not have happened; never twice
                 else:
@@ -80,5 +80,5 @@ async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProc
         finally:
             stop.set()
             await writer
-        total = await node.get(Counted, key, "n")
+        total = await node.get(Replicated, key, "n")
         assert acknowledged <= total <= acknowledged + unsure

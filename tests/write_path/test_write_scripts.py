@@ -14,7 +14,7 @@ from livestate.testing import ServerProcess
 from ..support import eventually
 
 
-class Typed(LiveState):
+class WritePath(LiveState):
     """A number, a text and a list, so every write has something to work on."""
 
     def on_mount(self, key: str) -> dict[str, Any]:
@@ -27,15 +27,15 @@ def admin(server: ServerProcess) -> redis.Redis:
 
 async def write(node: Node, call: str, key: str) -> None:
     if call == "put":
-        await node.put(Typed, key, "text", "b")
+        await node.put(WritePath, key, "text", "b")
     elif call == "put_new":
-        await node.put(Typed, key, "other", "b")
+        await node.put(WritePath, key, "other", "b")
     elif call == "increment":
-        await node.increment(Typed, key, "n")
+        await node.increment(WritePath, key, "n")
     elif call == "append":
-        await node.append(Typed, key, "items", "y")
+        await node.append(WritePath, key, "items", "y")
     else:
-        await node.delete(Typed, key, "text")
+        await node.delete(WritePath, key, "text")
 
 
 @pytest.mark.parametrize("call", ["put", "put_new", "increment", "append", "delete"])
@@ -47,9 +47,9 @@ async def test_a_state_or_sizes_hash_of_another_type_changes_nothing(
     and changes and publishes nothing; the live state then starts anew as a whole."""
     key = f"{call}-{lost}"
     async with Node(f"{server.url}?timeout=1") as node:
-        await node.start(Typed, key)
+        await node.start(WritePath, key)
         with admin(server) as connection:
-            prefix = f"ls:{{Typed:{key}}}"
+            prefix = f"ls:{{WritePath:{key}}}"
             meta_before = connection.hgetall(f"{prefix}:m")
             other = "z" if lost == "s" else "s"
             kept_before = connection.hgetall(f"{prefix}:{other}")
@@ -68,7 +68,7 @@ async def test_a_state_or_sizes_hash_of_another_type_changes_nothing(
             assert message is None or message["type"] == "ssubscribe"
             assert pubsub.get_message(timeout=0.2) is None  # and nothing was published
             pubsub.close()
-        client = await node.attach(Typed, key)
+        client = await node.attach(WritePath, key)
         assert dict(client.state) == {"n": 1, "text": "a", "items": ["x"]}
         assert client.version > int(meta_before["v"])
 
@@ -80,19 +80,23 @@ async def test_writes_that_turn_out_to_touch_a_list_are_applied_once(
     'lists' without writing and they are sent again with them: each applies once, the list
     key is gone with its property, and every version is one more than the last."""
     async with Node(server.url) as node:
-        client = await node.attach(Typed, "lists")
+        client = await node.attach(WritePath, "lists")
         first = client.version
-        await node.put(Typed, "lists", "items", "no longer a list")
-        assert await node.get(Typed, "lists", "items") == "no longer a list"
-        await node.put(Typed, "lists", "items", ["a", "b"])
-        await node.delete(Typed, "lists", "items")
-        await node.put(Typed, "lists", "items", ["c"])
-        await node.put(Typed, "lists", "items", ["d", "e"])
-        assert await node.get(Typed, "lists", "items") == ["d", "e"]
-        assert dict(await node.get(Typed, "lists")) == {"n": 1, "text": "a", "items": ["d", "e"]}
+        await node.put(WritePath, "lists", "items", "no longer a list")
+        assert await node.get(WritePath, "lists", "items") == "no longer a list"
+        await node.put(WritePath, "lists", "items", ["a", "b"])
+        await node.delete(WritePath, "lists", "items")
+        await node.put(WritePath, "lists", "items", ["c"])
+        await node.put(WritePath, "lists", "items", ["d", "e"])
+        assert await node.get(WritePath, "lists", "items") == ["d", "e"]
+        assert dict(await node.get(WritePath, "lists")) == {
+            "n": 1,
+            "text": "a",
+            "items": ["d", "e"],
+        }
         assert client.version == first + 5
         with admin(server) as connection:
-            prefix = "ls:{Typed:lists}"
+            prefix = "ls:{WritePath:lists}"
             assert connection.smembers(f"{prefix}:L") == {f"{prefix}:l:items"}
             assert connection.lrange(f"{prefix}:l:items", 0, -1) == ['"d"', '"e"']
             sizes = connection.hvals(f"{prefix}:z")
@@ -107,11 +111,11 @@ async def test_each_write_script_declares_only_the_keys_it_may_touch(
     a slot migration, so the writes declare neither the holders, nor the start lock, nor a
     list key they do not need: seen in the EVALSHA calls the server receives (MONITOR)."""
     async with Node(server.url) as node:
-        await node.start(Typed, "keys")
+        await node.start(WritePath, "keys")
         with admin(server) as connection, connection.monitor() as monitor:
-            await node.increment(Typed, "keys", "n")
-            await node.put(Typed, "keys", "text", "b")
-            await node.append(Typed, "keys", "items", "y")
+            await node.increment(WritePath, "keys", "n")
+            await node.put(WritePath, "keys", "text", "b")
+            await node.append(WritePath, "keys", "items", "y")
             seen: list[list[str]] = []
             while len(seen) < 3:
                 command = monitor.next_command()["command"].split()
@@ -131,14 +135,14 @@ async def test_a_hash_that_lost_single_fields_is_started_anew_by_the_heartbeat(
     to a fresh lifetime within 2 s."""
     async with Node(f"{server.url}?lease=0.5") as node:
         changes: list[Change] = []
-        client = await node.attach(Typed, "fields", on_change=changes.append)
+        client = await node.attach(WritePath, "fields", on_change=changes.append)
         await client.put("extra", 1)
         before = client.version
         with admin(server) as connection:
-            connection.hdel("ls:{Typed:fields}:s", "extra")
+            connection.hdel("ls:{WritePath:fields}:s", "extra")
         fresh = {"n": 1, "text": "a", "items": ["x"]}
         await eventually(lambda: dict(client.state) == fresh, within=2.0)
         assert client.version > before and changes[-1].kind == "reset"
         with admin(server) as connection:
-            sizes = connection.hvals("ls:{Typed:fields}:z")
-            assert int(connection.hget("ls:{Typed:fields}:m", "n")) == sum(map(int, sizes))
+            sizes = connection.hvals("ls:{WritePath:fields}:z")
+            assert int(connection.hget("ls:{WritePath:fields}:m", "n")) == sum(map(int, sizes))
