@@ -146,3 +146,20 @@ async def test_a_hash_that_lost_single_fields_is_started_anew_by_the_heartbeat(
         with admin(server) as connection:
             sizes = connection.hvals("ls:{WritePath:fields}:z")
             assert int(connection.hget("ls:{WritePath:fields}:m", "n")) == sum(map(int, sizes))
+
+
+async def test_long_keys_and_property_names_write_as_short_ones(server: ServerProcess) -> None:
+    """A 4,000-character key and a 300-character property name (built each time, not cached,
+    past 1,024 characters of keys): every kind of write applies, and the list keys too."""
+    key, prop = "k" * 4000, "p" * 300
+    async with Node(server.url) as node:
+        client = await node.attach(WritePath, key)
+        await node.put(WritePath, key, prop, ["a"])
+        await node.append(WritePath, key, prop, "b")
+        await node.put(WritePath, key, prop, 1)
+        assert await node.increment(WritePath, key, prop) == 2
+        await node.delete(WritePath, key, prop)
+        await node.put(WritePath, key, prop, ["c"])
+        await node.delete(WritePath, key, prop)
+        assert dict(await node.get(WritePath, key)) == {"n": 1, "text": "a", "items": ["x"]}
+        assert dict(client.state) == {"n": 1, "text": "a", "items": ["x"]}

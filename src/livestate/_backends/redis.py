@@ -371,7 +371,7 @@ class RedisBackend(Backend):
         return Survey(states, node_reports)
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
-        keys = _declared(key_prefix(id), "open", "")
+        keys = self._keys(id, script="open")
         hold_flag = "1" if hold else "0"
         token = secrets.token_hex(8)
         lease = int(self.lease * 1000)
@@ -411,10 +411,10 @@ class RedisBackend(Backend):
             holders.discard(node)
             if not holders:
                 del self._held[id]
-        await self._run("lease", id, _declared(key_prefix(id), "lease", ""), "release", node, 0)
+        await self._run("lease", id, self._keys(id, script="lease"), "release", node, 0)
 
     async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        keys = _declared(key_prefix(id), "read", "")
+        keys = self._keys(id, script="read")
         reply = await self._run("read", id, keys, "" if prop is None else prop)
         if reply[0] == "layout":
             raise self._layout(id, reply[1])
@@ -425,10 +425,9 @@ class RedisBackend(Backend):
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         prop = op.prop or ""
         kind = op.kind
-        prefix = key_prefix(id)
         # put and delete declare L and LK only if the property turns out to be a list.
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
-        keys = _declared(prefix, kind, prop, lists)
+        keys = self._keys(id, prop, kind, lists)
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
@@ -462,7 +461,7 @@ class RedisBackend(Backend):
         reply = await self._run(kind, id, keys, *args, op=op, write=True)
         if type(reply) is not str and reply[0] == "lists":
             # Not applied: the property is a list. Again, with the list keys declared.
-            keys = _declared(prefix, kind, prop, True)
+            keys = self._keys(id, prop, kind)
             reply = await self._run(kind, id, keys, *args, op=op, write=True)
         if type(reply) is not str:
             self._fail(id, op, role, reply)
@@ -471,7 +470,7 @@ class RedisBackend(Backend):
         return Applied(epoch, int(version), _number(result) if kind == "increment" else None)
 
     async def stop(self, id: StateId, role: Role) -> None:
-        keys = _declared(key_prefix(id), "stop", "")
+        keys = self._keys(id, script="stop")
         reply = await self._run("stop", id, keys, _ROLE_FIELD[role], DELETE)
         status = reply[0]
         if status == "missing":
@@ -516,6 +515,11 @@ class RedisBackend(Backend):
 
     # Internals.
 
+    def _keys(self, id: StateId, prop: str = "", script: str = "", lists: bool = True) -> Keys:
+        """The keys `script` declares for live state `id` (every key for a script that
+        `_DECLARES` does not list); `prop` names the property of LK, the list key."""
+        return _declared(key_prefix(id), script, prop, lists)
+
     async def _place(self, subscription: Subscription) -> None:
         """Subscribe a channel at its slot's owner in the cluster; confirm it when done."""
         if self._router is None:
@@ -533,7 +537,7 @@ class RedisBackend(Backend):
         self,
         script: str,
         id: StateId,
-        keys: tuple[str, ...],
+        keys: Keys,
         *args: Any,
         op: Op | None = None,
         write: bool = False,
@@ -715,7 +719,7 @@ class RedisBackend(Backend):
     async def _mount(
         self,
         id: StateId,
-        keys: tuple[str, ...],
+        keys: Keys,
         mount: MountFunction,
         node: str,
         hold: str,
@@ -728,9 +732,7 @@ class RedisBackend(Backend):
         except BaseException:
             renew.cancel()
             try:
-                await self._run(
-                    "lock", id, _declared(key_prefix(id), "lock", ""), "unlock", token, 0
-                )
+                await self._run("lock", id, self._keys(id, script="lock"), "unlock", token, 0)
             except Exception:
                 pass  # the lock expires on its own within LOCK seconds
             raise
@@ -750,7 +752,7 @@ class RedisBackend(Backend):
         )
 
     async def _renew_lock(self, id: StateId, token: str) -> None:
-        keys = _declared(key_prefix(id), "lock", "")
+        keys = self._keys(id, script="lock")
         while True:
             await asyncio.sleep(LOCK / 3)
             try:
@@ -811,9 +813,7 @@ class RedisBackend(Backend):
             lease = int(self.lease * 1000)
             results = await asyncio.gather(
                 *(
-                    self._run(
-                        "lease", id, _declared(key_prefix(id), "lease", ""), "hold", node, lease
-                    )
+                    self._run("lease", id, self._keys(id, script="lease"), "hold", node, lease)
                     for id, node in held
                 ),
                 return_exceptions=True,
@@ -898,15 +898,31 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
     return f"{verbs.get(script, 'keep its hold on')} {id}"
 
 
-@functools.lru_cache(maxsize=4096)
-def _declared(prefix: str, script: str, prop: str, lists: bool = True) -> tuple[str, ...]:
+Keys = tuple[str, ...]
+
+_CACHED_KEYS = 1024
+"""Key lists and commands of live states whose keys add up to at most this many characters
+are cached; longer ones (keys and property names can be kilobytes long) are built each
+time, so hostile keys cannot grow the caches' memory."""
+
+
+def _declared(prefix: str, script: str, prop: str, lists: bool = True) -> Keys:
     """The keys `script` declares for the live state of `prefix` (and property `prop`);
     without `lists`, those before L and LK (see `_DECLARES`)."""
+    if len(prefix) + len(prop) > _CACHED_KEYS // 8:
+        return _declared_now(prefix, script, prop, lists)
+    return _declared_cached(prefix, script, prop, lists)
+
+
+def _declared_now(prefix: str, script: str, prop: str, lists: bool) -> Keys:
     names = tuple(_DECLARES.get(script, _KEYS))
     return tuple(
         f"{prefix}:l:{escape(prop)}" if name == "LK" else f"{prefix}:{_KEYS[name]}"
         for name in (names if lists else names[:_WITHOUT_LISTS])
     )
+
+
+_declared_cached = functools.lru_cache(maxsize=4096)(_declared_now)
 
 
 def _number(text: str) -> int | float:
@@ -918,11 +934,19 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-@functools.lru_cache(maxsize=4096)
-def _command(sha: str, keys: tuple[str, ...]) -> tuple[Any, ...]:
+def _command(sha: str, keys: Keys) -> tuple[Any, ...]:
     """EVALSHA of script `sha` on `keys`, up to ARGV 1 and 2: the channel and SPUBLISH."""
+    if sum(map(len, keys)) > _CACHED_KEYS:
+        return _command_now(sha, keys)
+    return _command_cached(sha, keys)
+
+
+def _command_now(sha: str, keys: Keys) -> tuple[Any, ...]:
     prefix = keys[0].rpartition(":")[0]  # every key is the live state's prefix, ':' and more
     return ("EVALSHA", sha, len(keys), *keys, f"{prefix}:c", "SPUBLISH")
+
+
+_command_cached = functools.lru_cache(maxsize=4096)(_command_now)
 
 
 _PARTS = {"increment": ("common", "write", "number"), "put": ("common", "write"),
