@@ -427,7 +427,12 @@ class RedisBackend(Backend):
         kind = op.kind
         # put and delete declare L and LK only if the property turns out to be a list.
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
-        keys = self._keys(id, prop, kind, lists)
+        prefix = key_prefix(id)
+        # (Inline, not through _keys: this is every write's path, and a call costs.)
+        if len(prefix) + len(prop) <= _CACHED_KEYS:
+            keys = _declared_cached(prefix, kind, prop, lists)
+        else:
+            keys = _declared_now(prefix, kind, prop, lists)
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
@@ -557,7 +562,11 @@ class RedisBackend(Backend):
         failure: LiveStateError
         while True:
             try:
-                call = _command(self._shas[script], keys) + args
+                sha = self._shas[script]
+                if len(keys[0]) + len(keys[-1]) <= 2 * _CACHED_KEYS:  # LK, if any, is last
+                    call = _command_cached(sha, keys) + args
+                else:
+                    call = _command_now(sha, keys) + args
                 router = self._router
                 if pipe is not None:
                     if not write or not self.replicas:
@@ -900,21 +909,22 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 Keys = tuple[str, ...]
 
-_CACHED_KEYS = 1024
-"""Key lists and commands of live states whose keys add up to at most this many characters
-are cached; longer ones (keys and property names can be kilobytes long) are built each
-time, so hostile keys cannot grow the caches' memory."""
+_CACHED_KEYS = 256
+"""Key lists and commands are cached for a live state's key prefix and property name of
+up to this many characters together; longer ones (keys and property names can be
+kilobytes long) are built each time, so hostile keys cannot grow the caches' memory."""
 
 
 def _declared(prefix: str, script: str, prop: str, lists: bool = True) -> Keys:
     """The keys `script` declares for the live state of `prefix` (and property `prop`);
     without `lists`, those before L and LK (see `_DECLARES`)."""
-    if len(prefix) + len(prop) > _CACHED_KEYS // 8:
-        return _declared_now(prefix, script, prop, lists)
-    return _declared_cached(prefix, script, prop, lists)
+    if len(prefix) + len(prop) <= _CACHED_KEYS:
+        return _declared_cached(prefix, script, prop, lists)
+    return _declared_now(prefix, script, prop, lists)
 
 
 def _declared_now(prefix: str, script: str, prop: str, lists: bool) -> Keys:
+    """`_declared`, built anew."""
     names = tuple(_DECLARES.get(script, _KEYS))
     return tuple(
         f"{prefix}:l:{escape(prop)}" if name == "LK" else f"{prefix}:{_KEYS[name]}"
@@ -934,14 +944,8 @@ def _number(text: str) -> int | float:
         return float(text)
 
 
-def _command(sha: str, keys: Keys) -> tuple[Any, ...]:
-    """EVALSHA of script `sha` on `keys`, up to ARGV 1 and 2: the channel and SPUBLISH."""
-    if sum(map(len, keys)) > _CACHED_KEYS:
-        return _command_now(sha, keys)
-    return _command_cached(sha, keys)
-
-
 def _command_now(sha: str, keys: Keys) -> tuple[Any, ...]:
+    """EVALSHA of script `sha` on `keys`, up to ARGV 1 and 2: the channel and SPUBLISH."""
     prefix = keys[0].rpartition(":")[0]  # every key is the live state's prefix, ':' and more
     return ("EVALSHA", sha, len(keys), *keys, f"{prefix}:c", "SPUBLISH")
 
