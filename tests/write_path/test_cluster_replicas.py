@@ -1,9 +1,11 @@
-"""`?replicas=` on a Redis Cluster: a write is acknowledged once the replica of its shard
-has it (WAIT, sent right behind the script on the same shard connection)."""
+"""Writes on a Redis Cluster: with `?replicas=`, acknowledged once the replica of their
+shard has them (WAIT, right behind the script on the same shard connection); and every
+kind of write through a slot migration, each declaring only its own keys."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -82,3 +84,63 @@ async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProc
             await writer
         total = await node.get(Replicated, key, "n")
         assert acknowledged <= total <= acknowledged + unsure
+
+
+class Mixed(LiveState):
+    """A counter, a list and a text, for every kind of write at once."""
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"n": 0, "items": [], "text": ""}
+
+
+async def test_every_kind_of_write_through_a_slot_migration(cluster: ClusterProcess) -> None:
+    """Each write declares only its own keys: while the live state's slot moves two keys at a
+    time, increments, appends (which declare the list keys) and puts run on; every failure
+    is a LiveStateError, and each acknowledged write is there once (at most the unsure ones
+    besides)."""
+    key = "mixed"
+    slot = key_slot(f"ls:{{Mixed:{key}}}:m")
+    async with Node(cluster.url) as node:
+        await node.start(Mixed, key)
+        await node.append(Mixed, key, "items", 0)
+        counts = {"increment": [0, 0], "append": [1, 0], "put": [0, 0]}
+        items = itertools.count(1)  # each append's own item, so a double shows
+        stop = asyncio.Event()
+
+        async def write(kind: str) -> None:
+            while not stop.is_set():
+                try:
+                    if kind == "increment":
+                        await node.increment(Mixed, key, "n")
+                    elif kind == "append":
+                        await node.append(Mixed, key, "items", next(items))
+                    else:
+                        await node.put(Mixed, key, "text", f"t{counts['put'][0]}")
+                except LiveStateError:
+                    counts[kind][1] += 1  # may or may not have happened; never twice
+                else:
+                    counts[kind][0] += 1
+
+        writers = [asyncio.create_task(write(kind)) for kind in counts]
+        try:
+            await eventually(lambda: all(done > 10 for done, _ in counts.values()))
+            source = cluster.owner(slot)
+            target = next(port for port in cluster.primaries() if port != source)
+            await asyncio.to_thread(cluster.begin_migration, slot, target)
+            for _ in range(100):  # two keys at a time, with writes in between
+                if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.to_thread(cluster.end_migration, slot, source, target)
+            settled = {kind: done for kind, (done, _) in counts.items()}
+            await eventually(lambda: all(counts[kind][0] > settled[kind] + 10 for kind in counts))
+        finally:
+            stop.set()
+            await asyncio.gather(*writers)
+        state = await node.get(Mixed, key)
+        done, unsure = counts["increment"]
+        assert done <= state["n"] <= done + unsure
+        done, unsure = counts["append"]
+        assert done <= len(state["items"]) <= done + unsure
+        assert len(set(state["items"])) == len(state["items"])  # none twice
+        assert cluster.owner(slot) == target
