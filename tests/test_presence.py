@@ -247,3 +247,23 @@ async def test_a_killed_subscriber_connection_duplicates_no_presence(
         assert all(len(metas) == 1 for metas in watcher.presence.values())
         with redis.Redis.from_url(lease_url.partition("?")[0]) as connection:
             assert connection.hlen("ls:{Lounge:sub}:p") == 3
+
+
+async def test_presences_come_back_when_the_live_state_is_started_anew(
+    lease_url: str, watcher_node: Node
+) -> None:
+    """Redis loses everything under attached clients: the live state starts anew, and each
+    node shows its clients' presences in the new lifetime, once each."""
+    async with Node(lease_url) as other:
+        seen: list[Change] = []
+        watcher = await watcher_node.attach(Lounge, "anew", on_change=seen.append)
+        ann = await other.attach(Lounge, "anew")
+        await ann.track("ann", {"tab": 1})
+        await watcher.track("wat")
+        await eventually(lambda: set(watcher.presence) == {"ann", "wat"})
+        with redis.Redis.from_url(lease_url.partition("?")[0]) as connection:
+            connection.flushall()
+        await eventually(lambda: any(change.kind == "reset" for change in seen), within=5.0)
+        expected = {"ann": [{"tab": 1}], "wat": [None]}
+        await eventually(lambda: watcher.presence == ann.presence == expected, within=3.0)
+        assert await watcher_node.presence(Lounge, "anew") == expected
