@@ -267,3 +267,23 @@ async def test_presences_come_back_when_the_live_state_is_started_anew(
         expected = {"ann": [{"tab": 1}], "wat": [None]}
         await eventually(lambda: watcher.presence == ann.presence == expected, within=3.0)
         assert await watcher_node.presence(Lounge, "anew") == expected
+
+
+async def test_a_read_lists_no_presence_of_a_dead_node_nobody_swept(
+    lease_url: str, watcher_node: Node
+) -> None:
+    """The killed node was the only one holding the live state, so no heartbeat sweeps
+    its presences: a read from a node that is not attached already leaves them out
+    once its lease lapsed, while the live state still runs (its TTL counts from there)."""
+    process = start_process(lease_url, "alone", "--track", "doomed")
+    try:
+        listed = await watcher_node.presence(ProcessRoom, "alone")
+        assert listed == {"doomed": [{"pid": process.pid}]}
+        kill(process)
+        killed = time.monotonic()
+        while "doomed" in await watcher_node.presence(ProcessRoom, "alone"):
+            assert time.monotonic() - killed < SHORT_LEASE + 1.0, "still listed"
+            await asyncio.sleep(0.05)
+        assert await watcher_node.get(ProcessRoom, "alone") == {"n": 0}  # still running
+    finally:
+        kill(process)

@@ -878,7 +878,8 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 _PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
           "append": ("common",), "lock": ("common",), "presence": ("common",),
           "open": ("common", "state", "roster"),
-          "lease": ("common", "state", "roster")}  # fmt: skip
+          "lease": ("common", "state", "roster"),
+          "read": ("common", "state", "roster")}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 
