@@ -747,8 +747,9 @@ class RedisBackend(Backend):
         acl = ACL(int(group), int(public))
         presence = {}
         for i in range(0, len(shown), 2):
-            identity, meta = decode(shown[i + 1])
-            presence[shown[i]] = (identity, meta)
+            joined, _, entry = shown[i + 1].partition(" ")
+            identity, meta = decode(entry)
+            presence[shown[i]] = (identity, meta, int(joined))
         return Snapshot(
             state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared, presence
         )

@@ -1,5 +1,6 @@
--- Presence: ARGV 8 'join' with 9 the client's ref and 10 its JSON [identity, meta] (a
--- join of a ref that is there changes its meta), or 'leave' with 9... the refs that go.
+-- Presence: ARGV 8 'join' with 9 the client's ref and 10 its JSON [identity, meta],
+-- stored after the version it joined at (a join of a ref that is there changes its meta
+-- and keeps that version, so every node lists presences in the same order), or 'leave' with 9... the refs that go.
 -- Refs gone already are skipped; when none is left, nothing changes (the reply names the
 -- current version). Needs the read permission (ARGV[4]); see roster.lua for P and PN.
 local meta, err = begin()
@@ -8,7 +9,10 @@ redis.call('HLEN', P)  -- a key of the wrong type fails here, before any write
 redis.call('HLEN', PN)
 if ARGV[8] == 'join' then
   local ref = ARGV[9]
-  if redis.call('HSET', P, ref, ARGV[10]) == 1 then
+  local old = redis.call('HGET', P, ref)
+  local joined = old and string.match(old, '^%d+') or int(tonumber(meta[1]) + 1)
+  redis.call('HSET', P, ref, joined .. ' ' .. ARGV[10])
+  if not old then
     redis.call('HINCRBY', PN, string.match(ref, '^[^:]*'), 1)
     touch(P, PN)
   end

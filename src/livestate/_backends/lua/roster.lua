@@ -1,6 +1,7 @@
 -- Presence (see _presence.py), for the scripts that change who holds a live state, and
--- reads (after common.lua and state.lua). P maps each client's ref ('<node>:<n>') to its JSON [identity, meta]; PN
--- counts each node's refs, so that finding the nodes to sweep reads a few fields, not P.
+-- reads (after common.lua and state.lua). P maps each client's ref ('<node>:<n>') to the
+-- version it joined at and its JSON [identity, meta]; PN counts each node's refs, so
+-- finding the nodes to sweep reads a few fields, not P.
 
 -- The nodes with presences that no longer hold the live state (a set), or nil if none.
 local function departed(now)
