@@ -421,7 +421,7 @@ class RedisBackend(Backend):
         expect = "" if op.expect is None else op.expect
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
         if kind == "join":
-            args += ["join", prop, op.encoded]
+            args += ["join", prop, op.encoded, int(self.lease * 1000)]
         elif kind == "leave":
             args += ["leave", *op.value]
         elif kind == "reset":
@@ -877,7 +877,7 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 
 _PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
-          "append": ("common",), "lock": ("common",), "presence": ("common",),
+          "append": ("common",), "lock": ("common",), "presence": ("common", "state"),
           "open": ("common", "state", "roster"),
           "lease": ("common", "state", "roster"),
           "read": ("common", "state", "roster")}  # fmt: skip
