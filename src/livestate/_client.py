@@ -248,6 +248,8 @@ class Client:
         one meta per client that tracks that identity, in the order they joined).
 
         Kept current like `state`; each join, meta update and leave is a `presence` change.
+        A `reset` change may stand for presence changes too (a resync folds them in, as it
+        does writes): read `presence` again after one.
         """
         return self._inbox.replica.roster.view
 
