@@ -13,6 +13,7 @@ from livestate.testing import ClusterProcess
 
 
 class Inspected(LiveState):
+    name = "ClusterInspected"  # tests/browser/test_inspector.py has an Inspected of its own
     ttl = 30.0
 
     def on_mount(self, key: str) -> dict[str, Any]:
@@ -25,7 +26,7 @@ async def test_inspect_lists_live_states_of_every_shard_and_both_nodes(
     """Six live states spread over the three primaries, held by two nodes: the CLI, given
     the cluster's URL, lists each with its holders' client counts, and both nodes."""
     keys = [f"seen-{n}" for n in range(6)]
-    owners = {cluster.owner(key_slot(f"ls:{{Inspected:{key}}}:m")) for key in keys}
+    owners = {cluster.owner(key_slot(f"ls:{{ClusterInspected:{key}}}:m")) for key in keys}
     assert len(owners) == 3
     url = f"{cluster.url}?lease=0.5"
     async with Node(url) as a, Node(url) as b:
@@ -50,7 +51,9 @@ async def test_inspect_lists_live_states_of_every_shard_and_both_nodes(
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "6 live states, 2 nodes" in out, out
-    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("Inspected ")}
+    rows = {
+        line.split()[1]: line for line in out.splitlines() if line.startswith("ClusterInspected ")
+    }
     assert set(rows) == {f"'{key}'" for key in keys}
     for key in keys[:2]:
         assert f"{a.id}: " in rows[f"'{key}'"] and f"{b.id}: " in rows[f"'{key}'"]

@@ -110,7 +110,8 @@ class StateReport:
 
     `expires_in` is the seconds until it ends if nobody renews it (None: never);
     `holders` maps each holding node to the seconds left on its lease (None: no
-    lease, as on memory://); `clients` maps nodes to their clients of it.
+    lease, as on memory://); `clients` maps nodes to their clients of it;
+    `present` is how many clients show in its presence.
     """
 
     spec: str
@@ -122,6 +123,7 @@ class StateReport:
     expires_in: float | None
     holders: dict[str, float | None]
     clients: dict[str, int]
+    present: int = 0
 
 
 @dataclass(slots=True)

@@ -90,6 +90,7 @@ class MemoryBackend(Backend):
                     expires,
                     dict.fromkeys(sorted(entry.holders)),
                     clients,
+                    len(entry.roster),
                 )
             )
         nodes = [

@@ -298,19 +298,21 @@ class RedisBackend(Backend):
             *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
             *(call(meta, "PTTL", meta) for meta in metas),
             *(call(meta, "ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
+            *(call(meta, "HLEN", meta[:-1] + "p") for meta in metas),
             *(call(key, "GET", key) for key in node_keys),
             *(call(key, "PTTL", key) for key in node_keys),
             call("ls:layout", "TIME"),
         )
         count = len(metas)
-        fields, ttls, holders = (
+        fields, ttls, holders, present = (
             replies[:count],
             replies[count : 2 * count],
             replies[2 * count : 3 * count],
+            replies[3 * count : 4 * count],
         )
         nodes = len(node_keys)
-        infos = replies[3 * count : 3 * count + nodes]
-        leases = replies[3 * count + nodes : 3 * count + 2 * nodes]
+        infos = replies[4 * count : 4 * count + nodes]
+        leases = replies[4 * count + nodes : 4 * count + 2 * nodes]
         seconds, micros = replies[-1]
         now = int(seconds) * 1000 + int(micros) // 1000
         clients: dict[tuple[str, str], dict[str, int]] = {}
@@ -326,8 +328,8 @@ class RedisBackend(Backend):
                 NodeReport(node, max(0, lease) / 1000, len(counts), sum(c[2] for c in counts))
             )
         states = []
-        for meta, (epoch, version, size_, ttl), pttl, held in zip(
-            metas, fields, ttls, holders, strict=True
+        for meta, (epoch, version, size_, ttl), pttl, held, shown in zip(
+            metas, fields, ttls, holders, present, strict=True
         ):
             if epoch is None:
                 continue  # ended between the scan and now
@@ -346,6 +348,7 @@ class RedisBackend(Backend):
                     None if pttl < 0 else pttl / 1000,
                     leases_left,
                     clients.get((spec, key), {}),
+                    shown,
                 )
             )
         states.sort(key=lambda state: (state.spec, state.key))
