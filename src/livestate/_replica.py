@@ -21,6 +21,7 @@ from ._backends.base import Backend, Message, MountFunction, Snapshot
 from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
 from ._log import NodeLog
+from ._presence import Roster
 from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class Replica:
         "ready",
         "receivers",
         "release",
+        "roster",
         "spawn",
         "spec",
         "state",
@@ -77,6 +79,7 @@ class Replica:
         "view",
         "waiters",
         "waiting",
+        "write",
     )
 
     def __init__(
@@ -89,6 +92,7 @@ class Replica:
         on_end: Callable[[Replica], object],
         release: Callable[[Replica], Awaitable[None]],
         spawn: Spawn,
+        write: Callable[[Op], Awaitable[object]],
         log: NodeLog,
         metrics: Metrics | None,
     ) -> None:
@@ -102,7 +106,9 @@ class Replica:
         self.on_end = on_end
         self.release = release
         self.spawn = spawn
+        self.write = write  # a write through the node, as a client of this live state
         self.state: dict[str, JSON] = {}
+        self.roster = Roster()
         self.view = MappingProxyType(self.state)
         self.version = 0
         self.epoch = ""
@@ -258,6 +264,17 @@ class Replica:
     # Internals.
 
     def _apply(self, version: int, op: Op, sent: float) -> None:
+        if op.kind == "join" or op.kind == "leave":
+            lost = self.roster.removes(op) if op.kind == "leave" else ()
+            self.version = version
+            self.fan_out(
+                Change(self.id.key, "presence", None, self.roster.apply(op), version), sent
+            )
+            if self.waiters:
+                self._resolve(version)
+            if lost:
+                self._show_again(set(lost))
+            return
         try:
             kind, value = apply(self.state, op, self.id)
         except LiveStateError:
@@ -297,7 +314,9 @@ class Replica:
         self.epoch = snapshot.epoch
         self.acl = snapshot.acl
         self.declared = snapshot.declared
+        self.roster.load(snapshot.presence)
         self._resolve(None)
+        self._show_again(None)
         return True
 
     def _drain(self) -> None:
@@ -340,6 +359,28 @@ class Replica:
             self.discard(inbox)
             inbox.end(change)
         self.on_end(self)
+
+    def _show_again(self, refs: set[str] | None) -> None:
+        """Show again the presences of clients here that the backend no longer has (those
+        of `refs`, or any): a sweep took them while this node was cut off, or a new lifetime
+        began."""
+        entries = self.roster.entries
+        for inbox in self.inboxes:
+            tracker = inbox.tracker
+            if (
+                tracker is None
+                or tracker.shown is None
+                or (refs is not None and tracker.ref not in refs)
+            ):
+                continue
+            if entries.get(tracker.ref) != tracker.shown and tracker.lost():
+                self.spawn(self._show(tracker.show(tracker.wanted)))
+
+    async def _show(self, showing: Awaitable[None]) -> None:
+        try:
+            await showing
+        except LiveStateError as error:
+            self.log.warning("%s: could not show a presence again (%s)", self.id, error)
 
     def _returned(self, receive: Callable[[Change], object], result: object) -> None:
         """A sync on_change returned something: if it is awaitable, await its results from now."""

@@ -12,7 +12,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .._acl import ACL, Role
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A live state at one version: its state (read together with the version), ACL and TTL.
+    """A live state at one version: its state (read together with the version), ACL, TTL
+    and presence (ref -> (identity, meta), see _presence.py).
 
     `state` is a fresh dict that the caller owns; its values are frozen.
     """
@@ -37,6 +38,7 @@ class Snapshot:
     acl: ACL
     ttl: float | None
     declared: str = ""  # what the spec that started it declared (see spec.declaration)
+    presence: dict[str, tuple[str, JSON]] = field(default_factory=dict)
 
 
 class Mounted(NamedTuple):
@@ -195,17 +197,28 @@ class Backend(ABC):
 
     @abstractmethod
     async def release(self, id: StateId, node: str) -> None:
-        """`node` no longer holds the live state; the last release starts the TTL countdown."""
+        """`node` no longer holds the live state; the last release starts the TTL countdown.
+
+        The presences its clients showed there go, in one `leave`.
+        """
 
     @abstractmethod
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        """The live state's snapshot (only `prop`, if given and present), or None if not running."""
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        """The live state's snapshot, or None if not running.
+
+        Its state has only `prop`, if given (and present), or no property at all
+        with `presence_only`; its presence is always whole.
+        """
 
     @abstractmethod
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         """Apply `op` atomically for a caller of `role` and publish it, exactly once.
 
         Returns the lifetime and new version and, for `increment`, the new value.
+        A `leave` whose refs are all gone already changes nothing and publishes
+        nothing (its version is the current one).
         A backend that retries a call whose reply it lost makes sure the write
         still applies once. Raises NotFoundError,
         PermissionDeniedError (checked against the ACL stored with the live

@@ -12,6 +12,7 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
+    ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
@@ -104,7 +105,7 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop")  # fmt: skip
+            "reset", "stop", "presence")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
@@ -394,8 +395,11 @@ class RedisBackend(Backend):
                 del self._held[id]
         await self._run("lease", id, self._keys(id), "release", node, 0)
 
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        reply = await self._run("read", id, self._keys(id), "" if prop is None else prop)
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        what = "" if prop is None else prop
+        reply = await self._run("read", id, self._keys(id), what, "p" if presence_only else "")
         if reply[0] == "layout":
             raise self._layout(id, reply[1])
         if reply[0] != "ok":
@@ -416,7 +420,11 @@ class RedisBackend(Backend):
         body = f"{head}\n{time.time_ns() // 1000}\n{value}"
         expect = "" if op.expect is None else op.expect
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
-        if kind == "reset":
+        if kind == "join":
+            args += ["join", prop, op.encoded]
+        elif kind == "leave":
+            args += ["leave", *op.value]
+        elif kind == "reset":
             acl = op.acl or ACL()
             total, state = encode_state(op.value, key_prefix(id))
             args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
@@ -436,7 +444,8 @@ class RedisBackend(Backend):
             else:
                 del args[-1]  # delete names the property only
         write = f"{self._tag}{next(self._writes):x}"
-        reply = await self._run(kind, id, keys, *args, op=op, write=write)
+        script = "presence" if kind == "join" or kind == "leave" else kind
+        reply = await self._run(script, id, keys, *args, op=op, write=write)
         status = reply[0]
         if status == "done":
             # A retry of a write whose reply was lost: it was applied once, before.
@@ -511,7 +520,7 @@ class RedisBackend(Backend):
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
             f"{prefix}:o", f"{prefix}:l:{escape(prop)}", f"{prefix}:k", f"{prefix}:w",
-            f"{prefix}:v",
+            f"{prefix}:v", f"{prefix}:p", f"{prefix}:pn",
         ]  # fmt: skip
 
     async def _run(
@@ -728,7 +737,7 @@ class RedisBackend(Backend):
                 self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
-        _, epoch, version, group, public, ttl, props, values, declared = reply
+        _, epoch, version, group, public, ttl, props, values, declared, shown = reply
         state = {
             prop: FrozenList([decode(item) for item in value])
             if type(value) is list
@@ -736,8 +745,12 @@ class RedisBackend(Backend):
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
+        presence = {}
+        for i in range(0, len(shown), 2):
+            identity, meta = decode(shown[i + 1])
+            presence[shown[i]] = (identity, meta)
         return Snapshot(
-            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared
+            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared, presence
         )
 
     def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> Any:
@@ -863,7 +876,9 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 
 _PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
-          "append": ("common",), "lock": ("common",)}  # fmt: skip
+          "append": ("common",), "lock": ("common",), "presence": ("common",),
+          "open": ("common", "state", "roster"),
+          "lease": ("common", "state", "roster")}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 
@@ -872,7 +887,8 @@ def _load_scripts() -> dict[str, str]:
     """Each script with its shared parts before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
     parts = {
-        name: folder.joinpath(f"{name}.lua").read_text() for name in ("common", "state", "number")
+        name: folder.joinpath(f"{name}.lua").read_text()
+        for name in ("common", "state", "number", "roster")
     }
     if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")

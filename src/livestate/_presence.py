@@ -1,0 +1,191 @@
+"""Presence: who is attached to a live state, as identities with a small JSON meta each.
+
+A client that calls `track` shows itself in the live state's presence under a
+ref of its own (`<node id>:<n>`), with an identity (several clients, say the
+tabs of one user, may share one) and a meta. Showing and hiding are writes like
+any other (`join` and `leave` ops), ordered and versioned with the state, so
+every replica's roster equals the backend's at the same version and resyncs
+with it. The backend drops the presences of a node whose hold on the live
+state ended (it died, so its lease lapsed) in one `leave`; a node that finds
+one of its clients missing (after such a sweep, or a new lifetime) shows it
+again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import cast
+
+from ._changes import Op, StateId
+from ._exceptions import InvalidValueError
+from ._values import JSON, FrozenDict, FrozenList, encode, freeze, size
+
+MAX_PRESENCE_BYTES = 2048
+"""The most bytes one presence (its identity and meta, as JSON) may take."""
+
+MAX_IDENTITY_LENGTH = 256
+"""The most characters an identity may have."""
+
+Entry = tuple[str, JSON]
+"""One presence: its identity and its meta."""
+
+_refs = itertools.count(1)
+
+
+def new_ref(node: str) -> str:
+    """A ref no other client shows under: the node's id and a number unique in this process."""
+    return f"{node}:{next(_refs)}"
+
+
+def node_of(ref: str) -> str:
+    """The node whose client shows under `ref`."""
+    return ref.partition(":")[0]
+
+
+def check_entry(identity: object, meta: object, id: StateId) -> Entry:
+    """Validate and freeze a presence, or raise InvalidValueError saying what to change."""
+    if type(identity) is not str or not 1 <= len(identity) <= MAX_IDENTITY_LENGTH:
+        raise InvalidValueError(
+            f"Cannot track a presence in {id}: the identity must be a str of 1 to "
+            f"{MAX_IDENTITY_LENGTH} characters (a user id or name), not {identity!r:.80}."
+        )
+    frozen = freeze(meta, 8, f"presence {identity!r} in {id}", "meta")
+    nbytes = size(encode(FrozenList((identity, frozen))))
+    if nbytes > MAX_PRESENCE_BYTES:
+        raise InvalidValueError(
+            f"Cannot track presence {identity!r:.80} in {id}: its identity and meta take "
+            f"{nbytes:,} bytes of JSON, over the limit of {MAX_PRESENCE_BYTES:,}; keep a meta to "
+            "small facts (status, typing, a cursor) and put the rest in the state."
+        )
+    return identity, frozen
+
+
+def join_op(ref: str, entry: Entry) -> Op:
+    """The op that shows `entry` under `ref` (or changes its meta)."""
+    value = FrozenList(entry)
+    text = encode(value)
+    return Op("join", ref, value, text, size(text))
+
+
+def leave_op(refs: Iterable[str]) -> Op:
+    """The op that hides the presences shown under `refs`."""
+    value = FrozenList(refs)
+    text = encode(value)
+    return Op("leave", None, value, text, size(text))
+
+
+class Roster:
+    """Who is present in one live state: each ref's entry, and each identity's metas.
+
+    `view` is a read-only Mapping of identity -> FrozenList of metas, in the
+    order their clients joined; what `Client.presence` hands out.
+    """
+
+    __slots__ = ("by_identity", "entries", "lists", "view")
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Entry] = {}
+        self.by_identity: dict[str, dict[str, JSON]] = {}
+        self.lists: dict[str, FrozenList] = {}
+        self.view: Mapping[str, FrozenList] = MappingProxyType(self.lists)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def load(self, entries: Mapping[str, Entry]) -> None:
+        """Replace everything with `entries` (ref -> entry), in place: views stay valid."""
+        self.entries.clear()
+        self.by_identity.clear()
+        self.lists.clear()
+        for ref, (identity, meta) in entries.items():
+            self.entries[ref] = (identity, meta)
+            self.by_identity.setdefault(identity, {})[ref] = meta
+        for identity in self.by_identity:
+            self._list(identity)
+
+    def apply(self, op: Op) -> FrozenDict:
+        """Apply a `join` or `leave`; return the change's value: identity -> its metas now."""
+        touched: dict[str, None] = {}
+        if op.kind == "join":
+            ref = cast(str, op.prop)
+            identity, meta = op.value
+            old = self.entries.get(ref)
+            if old is not None and old[0] != identity:
+                self._forget(ref, old[0])
+                touched[old[0]] = None
+            self.entries[ref] = (identity, meta)
+            self.by_identity.setdefault(identity, {})[ref] = meta
+            touched[identity] = None
+        else:
+            for ref in op.value:
+                gone = self.entries.pop(ref, None)
+                if gone is not None:
+                    self._forget(ref, gone[0])
+                    touched[gone[0]] = None
+        return FrozenDict({identity: self._list(identity) for identity in touched})
+
+    def removes(self, op: Op) -> list[str]:
+        """The refs that `op` (a `leave`) takes away, of those present now."""
+        return [ref for ref in op.value if ref in self.entries]
+
+    def metas(self) -> FrozenDict:
+        """Every identity present, with its metas: a frozen copy of `view`."""
+        return FrozenDict(self.lists)
+
+    def _forget(self, ref: str, identity: str) -> None:
+        refs = self.by_identity.get(identity)
+        if refs is not None:
+            refs.pop(ref, None)
+            if not refs:
+                del self.by_identity[identity]
+
+    def _list(self, identity: str) -> FrozenList:
+        refs = self.by_identity.get(identity)
+        if not refs:
+            self.lists.pop(identity, None)
+            return FrozenList()
+        metas = self.lists[identity] = FrozenList(refs.values())
+        return metas
+
+
+Send = Callable[[Op], Awaitable[object]]
+
+
+class Tracker:
+    """One client's presence: what it wants shown, written with at most one write in flight.
+
+    `show` calls made while a write is in flight wait for it, then the latest
+    of them is written once: a burst of meta updates (typing) costs two writes.
+    """
+
+    __slots__ = ("flight", "ref", "send", "shown", "wanted")
+
+    def __init__(self, ref: str, send: Send) -> None:
+        self.ref = ref
+        self.send = send
+        self.wanted: Entry | None = None
+        self.shown: Entry | None = None  # what the backend has, as far as this node knows
+        self.flight: asyncio.Future[None] | None = None
+
+    async def show(self, entry: Entry | None) -> None:
+        """Show `entry` (None: hide it); returns once the backend has it (or a later one)."""
+        self.wanted = entry
+        while self.shown != self.wanted:
+            if self.flight is None:
+                self.flight = asyncio.ensure_future(self._write(self.wanted))
+            await asyncio.shield(self.flight)
+
+    def lost(self) -> bool:
+        """The backend no longer has what was shown: say whether it must be shown again."""
+        self.shown = None
+        return self.wanted is not None and self.flight is None
+
+    async def _write(self, entry: Entry | None) -> None:
+        try:
+            await self.send(leave_op((self.ref,)) if entry is None else join_op(self.ref, entry))
+            self.shown = entry
+        finally:
+            self.flight = None
