@@ -1,0 +1,71 @@
+"""Presence in the chat, in real Chromium: who is online and who is typing, on one node and
+across two nodes over Redis, and the lobby's counts."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.sync_api import Page, expect
+
+from .conftest import Cluster, NewPage, get_json
+
+
+def fresh_room() -> str:
+    """A room name no other test uses."""
+    return f"p{uuid.uuid4().hex[:10]}"
+
+
+def join(new_page: NewPage, base: str, room: str, nick: str) -> Page:
+    """Open the room on node `base` with a nickname (from the URL, as a reload keeps it)."""
+    page = new_page(f"{base}/rooms/{room}?nick={nick}")
+    expect(page.locator("#me")).to_have_text(nick)
+    return page
+
+
+def test_second_page_appears_online_and_disappears_when_closed(
+    cluster: Cluster, new_page: NewPage
+) -> None:
+    """bob's page (on the other node) appears in alice's online list, and leaves it when
+    its tab closes; the server API's presence agrees."""
+    room = fresh_room()
+    alice = join(new_page, cluster.first, room, "alice")
+    online = alice.locator("#online .name")
+    expect(online).to_have_text(["alice"], timeout=2000)
+    bob = join(new_page, cluster.last, room, "bob")
+    expect(online).to_have_text(["alice", "bob"], timeout=2000)
+    expect(alice.locator("#online-count")).to_have_text("2")
+    status, body = get_json(f"{cluster.first}/api/rooms/{room}/presence")
+    assert status == 200 and sorted(body["presence"]) == ["alice", "bob"]
+    bob.context.close()
+    expect(online).to_have_text(["alice"], timeout=2000)
+    expect(alice.locator("#online-count")).to_have_text("1")
+
+
+def test_typing_is_a_meta_update_shown_beside_the_name(cluster: Cluster, new_page: NewPage) -> None:
+    """Typing in bob's page marks bob as typing in alice's online list (not in his own)."""
+    room = fresh_room()
+    alice = join(new_page, cluster.first, room, "alice")
+    bob = join(new_page, cluster.last, room, "bob")
+    bob_entry = alice.locator('#online .person[data-nick="bob"]')
+    expect(bob_entry).to_be_visible(timeout=2000)
+    expect(bob_entry.locator(".typing-dot")).to_have_count(0)
+    bob.locator("#text-input").press_sequentially("hi", delay=30)
+    expect(bob_entry.locator(".typing-dot")).to_have_count(1, timeout=2000)
+    expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    expect(bob.locator('#online .person[data-nick="bob"] .typing-dot')).to_have_count(0)
+    bob.press("#text-input", "Enter")
+    expect(bob_entry.locator(".typing-dot")).to_have_count(0, timeout=2000)
+
+
+def test_two_tabs_of_one_nickname_are_one_person(cluster: Cluster, new_page: NewPage) -> None:
+    """Two tabs named ann show as one ann with two tabs; closing one leaves ann online."""
+    room = fresh_room()
+    watcher = join(new_page, cluster.first, room, "watcher")
+    first = join(new_page, cluster.first, room, "ann")
+    join(new_page, cluster.last, room, "ann")
+    ann = watcher.locator('#online .person[data-nick="ann"]')
+    expect(ann.locator(".tabs")).to_have_text("2 tabs", timeout=2000)
+    expect(watcher.locator("#online .name")).to_have_text(["ann", "watcher"])
+    first.context.close()
+    expect(ann.locator(".tabs")).to_have_count(0, timeout=2000)
+    expect(watcher.locator("#online .name")).to_have_text(["ann", "watcher"])
