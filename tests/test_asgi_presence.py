@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from livestate import LiveState, MemoryBackend, Node
+from livestate import LiveState, MemoryBackend, Node, PermissionDeniedError
 from livestate.asgi import Connection, LiveStateEndpoint
 from tests.test_asgi import Open, Peer, serving
 
@@ -121,6 +121,20 @@ async def test_no_identity_is_refused(node: Node, url: str, peers: Open) -> None
         refused = await peer.request("track", id=id, meta={})
         assert refused["code"] == "forbidden" and "no identify" in refused["message"]
     assert dict(await node.presence(Room, "n")) == {}
+
+
+async def test_identify_may_refuse_with_its_own_message(node: Node, peers: Open) -> None:
+    """An identify that raises PermissionDeniedError refuses the track with its message."""
+
+    def identify(connection: Connection) -> str:
+        raise PermissionDeniedError("Sign in to show yourself on this board.")
+
+    async with serving(LiveStateEndpoint([Room], node=node, identify=identify)) as base:
+        peer = await peers(base)
+        id = (await peer.attach("AsgiRoom", "p"))["id"]
+        refused = await peer.request("track", id=id, meta={})
+        assert refused["code"] == "forbidden"
+        assert refused["message"] == "Sign in to show yourself on this board."
 
 
 async def test_untrack_and_close_leave(url: str, peers: Open) -> None:

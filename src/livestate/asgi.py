@@ -146,8 +146,10 @@ class Identify(Protocol):
     """The shape of `identify`: who a connection is in presence, or None if it may not track.
 
     Return the identity (a string of 1 to 256 characters, such as a user id
-    from the session cookie) that the socket's `track` requests show as. May be
-    async. It runs once per socket, at its first `track`; the answer is kept.
+    from the session cookie) that the socket's `track` requests show as, or
+    None to refuse them. May be async. Raising PermissionDeniedError refuses
+    with its message. It runs once per socket, at its first `track`; an
+    identity is kept for the socket's life (a refusal is asked again).
     """
 
     def __call__(self, connection: Connection, /) -> str | Awaitable[str | None] | None: ...
