@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._changes import Change
 from ._exceptions import LiveStateError
-from ._presence import Tracker, check_entry, new_ref
+from ._presence import Tracker, check_entry
 from ._spec import DEFAULT
 from ._values import JSON, FrozenList
 
@@ -299,7 +299,7 @@ class Client:
         entry = check_entry(identity, meta, replica.id)
         self._live()
         if inbox.tracker is None:
-            inbox.tracker = Tracker(new_ref(replica.node), replica.write)
+            inbox.tracker = Tracker(replica.node, replica.write)
         await inbox.tracker.show(entry)
 
     async def untrack(self) -> None:

@@ -32,6 +32,9 @@ MAX_IDENTITY_LENGTH = 256
 Entry = tuple[str, JSON]
 """One presence: its identity and its meta."""
 
+Present = tuple[str, JSON, int]
+"""One presence as stored: its identity, its meta and the version its client joined at."""
+
 _refs = itertools.count(1)
 
 
@@ -78,69 +81,84 @@ def leave_op(refs: Iterable[str]) -> Op:
 
 
 class Roster:
-    """Who is present in one live state: each ref's entry, and each identity's metas.
+    """Who is present in one live state, the same on every replica at the same version.
 
-    `view` is a read-only Mapping of identity -> FrozenList of metas, in the
-    order their clients joined; what `Client.presence` hands out.
+    `entries` maps each ref to its identity, meta and the version it joined at.
+    `view` is a read-only Mapping of identity -> FrozenList of its metas, both in
+    join order (an identity where its earliest present client joined): an order
+    every node computes alike, from a snapshot or change by change. It is what
+    `Client.presence` hands out.
     """
 
     __slots__ = ("by_identity", "entries", "lists", "view")
 
     def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
-        self.by_identity: dict[str, dict[str, JSON]] = {}
+        self.entries: dict[str, Present] = {}
+        self.by_identity: dict[str, dict[str, JSON]] = {}  # ref -> meta, in join order
         self.lists: dict[str, FrozenList] = {}
         self.view: Mapping[str, FrozenList] = MappingProxyType(self.lists)
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def load(self, entries: Mapping[str, Entry]) -> None:
-        """Replace everything with `entries` (ref -> entry), in place: views stay valid."""
+    def load(self, entries: Mapping[str, Present]) -> None:
+        """Replace everything with `entries` (ref -> present), in place: views stay valid."""
         self.entries.clear()
         self.by_identity.clear()
         self.lists.clear()
-        for ref, (identity, meta) in entries.items():
-            self.entries[ref] = (identity, meta)
-            self.by_identity.setdefault(identity, {})[ref] = meta
+        for ref, present in sorted(entries.items(), key=lambda item: item[1][2]):
+            self.entries[ref] = present
+            self.by_identity.setdefault(present[0], {})[ref] = present[1]
         for identity in self.by_identity:
             self._list(identity)
 
-    def apply(self, op: Op) -> FrozenDict:
-        """Apply a `join` or `leave`; return the change's value: identity -> its metas now."""
+    def apply(self, op: Op, version: int) -> FrozenDict:
+        """Apply a `join` or `leave` made at `version`; return the change's value:
+        identity -> its metas now (empty when it left)."""
         touched: dict[str, None] = {}
+        reorder = False
         if op.kind == "join":
             ref = cast(str, op.prop)
             identity, meta = op.value
             old = self.entries.get(ref)
-            if old is not None and old[0] != identity:
-                self._forget(ref, old[0])
-                touched[old[0]] = None
-            self.entries[ref] = (identity, meta)
+            # A ref keeps its identity (a client that changes it takes a new ref).
+            self.entries[ref] = (identity, meta, version if old is None else old[2])
             self.by_identity.setdefault(identity, {})[ref] = meta
             touched[identity] = None
         else:
             for ref in op.value:
                 gone = self.entries.pop(ref, None)
                 if gone is not None:
-                    self._forget(ref, gone[0])
+                    refs = self.by_identity[gone[0]]
+                    reorder = reorder or (next(iter(refs)) == ref and len(refs) > 1)
+                    del refs[ref]
+                    if not refs:
+                        del self.by_identity[gone[0]]
                     touched[gone[0]] = None
-        return FrozenDict({identity: self._list(identity) for identity in touched})
+        diff = FrozenDict({identity: self._list(identity) for identity in touched})
+        if reorder:
+            # An identity's earliest client left while others stay: it moves to its next.
+            order = sorted(self.lists, key=lambda name: self._joined(name))
+            lists = {name: self.lists[name] for name in order}
+            self.lists.clear()
+            self.lists.update(lists)
+        return diff
 
     def removes(self, op: Op) -> list[str]:
         """The refs that `op` (a `leave`) takes away, of those present now."""
         return [ref for ref in op.value if ref in self.entries]
 
+    def shows(self, ref: str, entry: Entry) -> bool:
+        """Whether `ref` is present with exactly `entry`."""
+        present = self.entries.get(ref)
+        return present is not None and present[:2] == entry
+
     def metas(self) -> FrozenDict:
         """Every identity present, with its metas: a frozen copy of `view`."""
         return FrozenDict(self.lists)
 
-    def _forget(self, ref: str, identity: str) -> None:
-        refs = self.by_identity.get(identity)
-        if refs is not None:
-            refs.pop(ref, None)
-            if not refs:
-                del self.by_identity[identity]
+    def _joined(self, identity: str) -> int:
+        return self.entries[next(iter(self.by_identity[identity]))][2]
 
     def _list(self, identity: str) -> FrozenList:
         refs = self.by_identity.get(identity)
@@ -161,10 +179,11 @@ class Tracker:
     of them is written once: a burst of meta updates (typing) costs two writes.
     """
 
-    __slots__ = ("flight", "ref", "send", "shown", "wanted")
+    __slots__ = ("flight", "node", "ref", "send", "shown", "wanted")
 
-    def __init__(self, ref: str, send: Send) -> None:
-        self.ref = ref
+    def __init__(self, node: str, send: Send) -> None:
+        self.node = node
+        self.ref = new_ref(node)
         self.send = send
         self.wanted: Entry | None = None
         self.shown: Entry | None = None  # what the backend has, as far as this node knows
@@ -185,6 +204,12 @@ class Tracker:
 
     async def _write(self, entry: Entry | None) -> None:
         try:
+            shown = self.shown
+            if entry is not None and shown is not None and shown[0] != entry[0]:
+                # Another identity: leave as the old one and join anew, at the end of the order.
+                await self.send(leave_op((self.ref,)))
+                self.shown = None
+                self.ref = new_ref(self.node)
             await self.send(leave_op((self.ref,)) if entry is None else join_op(self.ref, entry))
             self.shown = entry
         finally:

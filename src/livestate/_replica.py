@@ -267,9 +267,8 @@ class Replica:
         if op.kind == "join" or op.kind == "leave":
             lost = self.roster.removes(op) if op.kind == "leave" else ()
             self.version = version
-            self.fan_out(
-                Change(self.id.key, "presence", None, self.roster.apply(op), version), sent
-            )
+            diff = self.roster.apply(op, version)
+            self.fan_out(Change(self.id.key, "presence", None, diff, version), sent)
             if self.waiters:
                 self._resolve(version)
             if lost:
@@ -364,7 +363,7 @@ class Replica:
         """Show again the presences of clients here that the backend no longer has (those
         of `refs`, or any): a sweep took them while this node was cut off, or a new lifetime
         began."""
-        entries = self.roster.entries
+        roster = self.roster
         for inbox in self.inboxes:
             tracker = inbox.tracker
             if (
@@ -373,7 +372,7 @@ class Replica:
                 or (refs is not None and tracker.ref not in refs)
             ):
                 continue
-            if entries.get(tracker.ref) != tracker.shown and tracker.lost():
+            if not roster.shows(tracker.ref, tracker.shown) and tracker.lost():
                 self.spawn(self._show(tracker.show(tracker.wanted)))
 
     async def _show(self, showing: Awaitable[None]) -> None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @dataclass(slots=True)
 class Snapshot:
     """A live state at one version: its state (read together with the version), ACL, TTL
-    and presence (ref -> (identity, meta), see _presence.py).
+    and presence (ref -> (identity, meta, the version it joined at), see _presence.py).
 
     `state` is a fresh dict that the caller owns; its values are frozen.
     """
@@ -38,7 +38,7 @@ class Snapshot:
     acl: ACL
     ttl: float | None
     declared: str = ""  # what the spec that started it declared (see spec.declaration)
-    presence: dict[str, tuple[str, JSON]] = field(default_factory=dict)
+    presence: dict[str, tuple[str, JSON, int]] = field(default_factory=dict)
 
 
 class Mounted(NamedTuple):

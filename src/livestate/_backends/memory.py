@@ -219,8 +219,8 @@ class MemoryBackend(Backend):
 
     def _change(self, id: StateId, entry: _Entry, op: Op) -> None:
         """Apply a presence op at the next version and publish it."""
-        entry.roster.apply(op)
         entry.version += 1
+        entry.roster.apply(op, entry.version)
         self._publish(id, Message(entry.epoch, entry.version, op))
 
     def _publish(self, id: StateId, message: Message) -> None:

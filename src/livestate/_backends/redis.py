@@ -421,7 +421,7 @@ class RedisBackend(Backend):
         expect = "" if op.expect is None else op.expect
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
         if kind == "join":
-            args += ["join", prop, op.encoded]
+            args += ["join", prop, op.encoded, int(self.lease * 1000)]
         elif kind == "leave":
             args += ["leave", *op.value]
         elif kind == "reset":
@@ -747,8 +747,9 @@ class RedisBackend(Backend):
         acl = ACL(int(group), int(public))
         presence = {}
         for i in range(0, len(shown), 2):
-            identity, meta = decode(shown[i + 1])
-            presence[shown[i]] = (identity, meta)
+            joined, _, entry = shown[i + 1].partition(" ")
+            identity, meta = decode(entry)
+            presence[shown[i]] = (identity, meta, int(joined))
         return Snapshot(
             state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared, presence
         )
@@ -876,9 +877,10 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 
 _PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
-          "append": ("common",), "lock": ("common",), "presence": ("common",),
+          "append": ("common",), "lock": ("common",), "presence": ("common", "state"),
           "open": ("common", "state", "roster"),
-          "lease": ("common", "state", "roster")}  # fmt: skip
+          "lease": ("common", "state", "roster"),
+          "read": ("common", "state", "roster")}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 

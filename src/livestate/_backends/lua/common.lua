@@ -16,7 +16,8 @@
 --   9 W write id -> the reply it got, for the writes of at least the last 10 seconds, so
 --     a call retried after its reply was lost is answered, not applied again
 --  10 V the previous W
---  11 P presence hash: ref ('<node>:<n>') -> JSON [identity, meta] (see roster.lua)
+--  11 P presence hash: ref ('<node>:<n>') -> the version it joined at, a space and its
+--     JSON [identity, meta] (see roster.lua)
 --  12 PN presence count hash: node id -> how many presences its clients show
 -- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
 -- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects

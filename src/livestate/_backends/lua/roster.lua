@@ -1,24 +1,28 @@
--- Presence (see _presence.py), for the scripts that change who holds a live state (after
--- common.lua). P maps each client's ref ('<node>:<n>') to its JSON [identity, meta]; PN
--- counts each node's refs, so that finding the nodes to sweep reads a few fields, not P.
+-- Presence (see _presence.py), for the scripts that change who holds a live state, and
+-- reads (after common.lua and state.lua). P maps each client's ref ('<node>:<n>') to the
+-- version it joined at and its JSON [identity, meta]; PN counts each node's refs, so
+-- finding the nodes to sweep reads a few fields, not P.
+
+-- The nodes with presences that no longer hold the live state (a set), or nil if none.
+local function departed(now)
+  local dead = nil
+  for _, node in ipairs(redis.call('HKEYS', PN)) do
+    local lease = redis.call('ZSCORE', H, node)
+    if not lease or tonumber(lease) <= now then
+      dead = dead or {}
+      dead[node] = true
+    end
+  end
+  return dead
+end
 
 -- The presences of every node that no longer holds the live state (its lease lapsed: it
 -- died or was cut off; or it let go) go, in one `leave` at the next version. Returns that
 -- version, or nil when nothing went. Runs when the holders change, under OOM too (it only
 -- removes).
 local function sweep(now)
-  local nodes = redis.call('HKEYS', PN)
-  if #nodes == 0 then return nil end
-  local dead = {}
-  local any = false
-  for _, node in ipairs(nodes) do
-    local lease = redis.call('ZSCORE', H, node)
-    if not lease or tonumber(lease) <= now then
-      dead[node] = true
-      any = true
-    end
-  end
-  if not any then return nil end
+  local dead = departed(now)
+  if not dead then return nil end
   local refs = {}
   for _, ref in ipairs(redis.call('HKEYS', P)) do
     if dead[string.match(ref, '^[^:]*')] then refs[#refs + 1] = ref end
@@ -34,4 +38,20 @@ local function sweep(now)
   redis.call(PUBLISH, CHANNEL, meta[2] .. '\n' .. version .. '\n["leave",null,null]\n'
     .. int(now_us()) .. '\n["' .. table.concat(refs, '","') .. '"]')
   return version
+end
+
+-- A snapshot's presence (HGETALL of P) without the presences of nodes whose hold ended:
+-- what a read shows before any holder's heartbeat has swept them. Only reads.
+local function living(flat, now)
+  if #flat == 0 then return flat end
+  local dead = departed(now)
+  if not dead then return flat end
+  local kept = {}
+  for i = 1, #flat, 2 do
+    if not dead[string.match(flat[i], '^[^:]*')] then
+      kept[#kept + 1] = flat[i]
+      kept[#kept + 1] = flat[i + 1]
+    end
+  end
+  return kept
 end
