@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from livestate import LiveState, MemoryBackend, Node, PermissionDeniedError
-from livestate.asgi import Connection, LiveStateEndpoint
+from livestate.asgi import Connection, EndpointLimits, LiveStateEndpoint
 from tests.test_asgi import Open, Peer, serving
 
 
@@ -190,3 +190,17 @@ async def test_async_identify_runs_once_per_socket(node: Node, peers: Open) -> N
             assert (await peer.request("track", id=id, meta={"n": n}))["type"] == "ok"
         assert calls == ["/ws"]
         assert (await peer.request("presence", id=id))["result"] == {"async-user": [{"n": 2}]}
+
+
+async def test_track_takes_a_write_token(node: Node, peers: Open) -> None:
+    """track and untrack count against the socket's write rate like writes do."""
+    limits = EndpointLimits(writes_per_second=0.001, write_burst=2)
+    endpoint = LiveStateEndpoint([Room], node=node, identify=user_cookie, limits=limits)
+    async with serving(endpoint) as base:
+        peer = await as_user(peers, base, "ann")
+        id = (await peer.attach("AsgiRoom", "t"))["id"]
+        assert (await peer.request("track", id=id, meta={}))["type"] == "ok"
+        assert (await peer.request("untrack", id=id))["type"] == "ok"
+        limited = await peer.request("track", id=id, meta={})
+        assert limited["code"] == "rate_limited"
+    assert dict(await node.presence(Room, "t")) == {}
