@@ -412,7 +412,7 @@ async def live_track(
     presence (`live_presence` in templates, `client.presence`) as `identity`
     (several tabs of one user group under it) with the JSON `meta`. Call it
     again to change the meta (frequent updates such as typing are coalesced:
-    the latest wins) or the identity (one change moves it). Call it
+    the latest wins) or the identity (it leaves the old one, then joins). Call it
     after `live_state`, in `handle_params` or `handle_event`; binding another key
     leaves the old key's presence. The presence ends when the socket closes,
     with `live_untrack`, or within a lease when its node dies. On the first HTTP
