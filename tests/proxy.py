@@ -17,7 +17,8 @@ class Proxy:
     `pubsub_delay`: seconds by which everything the server sends on a pub/sub
     connection (one whose client subscribed) is held back, as on a slow link.
     `cut()` holds every byte both ways, on every connection, until `mend()`: a
-    network partition (what was held is delivered after it, as TCP would).
+    network partition (what was held is delivered after it, as TCP would, unless
+    `sever()` closed the connections first).
     """
 
     def __init__(self, target_port: int, pubsub_delay: float = 0.0) -> None:
@@ -43,6 +44,12 @@ class Proxy:
     def cut(self) -> None:
         """Partition: hold all traffic, both ways, until `mend()`."""
         self._open.clear()
+
+    def sever(self) -> None:
+        """Close every connection now, dropping the bytes held by a cut: what was sent
+        during the cut never arrives."""
+        for task in list(self._tasks):
+            task.cancel()
 
     def mend(self) -> None:
         """End the partition: traffic flows again."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -171,6 +172,8 @@ async def test_bad_presences_are_refused_with_the_key(node: Node) -> None:
         await client.track("")
     with pytest.raises(InvalidValueError, match="the identity must be a str"):
         await client.track(7)  # type: ignore[arg-type]
+    with pytest.raises(InvalidValueError, match="'identity' of a presence in Lounge 'bad'"):
+        await client.track("\ud800")
     with pytest.raises(InvalidValueError, match="'meta' of presence 'ann' in Lounge 'bad'"):
         await client.track("ann", {"when": object()})
     with pytest.raises(InvalidValueError, match="over the limit of 2,048"):
@@ -291,3 +294,97 @@ async def test_a_read_lists_no_presence_of_a_dead_node_nobody_swept(
         assert await watcher_node.get(ProcessRoom, "alone") == {"n": 0}  # still running
     finally:
         kill(process)
+
+
+async def test_a_track_cancelled_by_its_caller_then_detached_leaves_no_presence(
+    make_node: MakeNode,
+) -> None:
+    """A handler cancelled while it awaits track() (its peer went away) detaches in its
+    `finally`: the join it started may still land, and the detach ends it, while another
+    client keeps the node's replica."""
+    a, b = await make_node(), await make_node()
+    await a.attach(Lounge, "cancel")  # keeps the live state's replica on node a
+    watcher = await b.attach(Lounge, "cancel")
+    for round_ in range(5):
+        client = await a.attach(Lounge, "cancel")
+        tracking = asyncio.ensure_future(client.track(f"ghost-{round_}"))
+        await asyncio.sleep(0)
+        tracking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tracking
+        await client.detach()
+    assert await b.presence(Lounge, "cancel") == {}
+    await eventually(lambda: not watcher.presence)
+
+
+async def test_a_client_detached_while_redis_is_out_of_reach_is_removed_after(
+    redis_server: ServerProcess, lease_url: str, watcher_node: Node
+) -> None:
+    """Its leave never reaches the server (cut off, then the connection dropped), and
+    another client keeps the node's replica and lease: once the server is in reach again,
+    the node ends the presence no client of its own tracks."""
+    async with Proxy(redis_server.port) as proxy:
+        async with Node(f"redis://127.0.0.1:{proxy.port}/0?timeout=0.3") as node:
+            keeper = await node.attach(Lounge, "reach")
+            await keeper.track("keeper")
+            leaving = await node.attach(Lounge, "reach")
+            await leaving.track("leaving")
+            watcher = await watcher_node.attach(Lounge, "reach")
+            await eventually(lambda: set(watcher.presence) == {"keeper", "leaving"})
+            proxy.cut()
+            await leaving.detach()  # logs that it could not end the presence
+            proxy.sever()
+            proxy.mend()
+            await eventually(lambda: set(watcher.presence) == {"keeper"}, within=3.0)
+            assert await watcher_node.presence(Lounge, "reach") == {"keeper": [None]}
+
+
+async def test_a_presence_key_lost_alone_is_made_whole_again(
+    lease_url: str, watcher_node: Node
+) -> None:
+    """The presence hash evicted alone: the heartbeat finds fewer presences than the
+    clients list, they resync, and each node shows its clients again. The per-node count
+    hash lost alone: it is counted again, so a killed node is still swept."""
+    client = await watcher_node.attach(ProcessRoom, "lost")
+    await client.track("ann", {"typing": True})
+    with redis.Redis.from_url(lease_url.partition("?")[0]) as connection:
+        connection.delete("ls:{ProcessRoom:lost}:p")
+        assert connection.hlen("ls:{ProcessRoom:lost}:p") == 0
+        await eventually(lambda: connection.hlen("ls:{ProcessRoom:lost}:p") == 1, within=2.0)
+    assert client.presence == {"ann": [{"typing": True}]}
+    process = start_process(lease_url, "lost", "--track", "doomed")
+    try:
+        await eventually(lambda: "doomed" in client.presence)
+        with redis.Redis.from_url(lease_url.partition("?")[0]) as connection:
+            connection.delete("ls:{ProcessRoom:lost}:pn")
+        kill(process)
+        await eventually(lambda: "doomed" not in client.presence, within=SHORT_LEASE + 1.5)
+        assert await watcher_node.presence(ProcessRoom, "lost") == {"ann": [{"typing": True}]}
+    finally:
+        kill(process)
+
+
+async def test_meta_updates_in_flight_when_the_live_state_is_lost_are_not_lost(
+    lease_url: str, watcher_node: Node
+) -> None:
+    """Thirty clients send meta updates while Redis is emptied under them: afterwards
+    every one is listed, with its last meta, on every node."""
+    async with Node(lease_url) as other:
+        clients = [await other.attach(Lounge, "typing") for _ in range(30)]
+        watcher = await watcher_node.attach(Lounge, "typing")
+        await asyncio.gather(*(c.track(f"u{n}", 0) for n, c in enumerate(clients)))
+
+        async def typing(n: int, client: livestate.Client) -> None:
+            for t in range(1, 6):
+                with contextlib.suppress(livestate.LiveStateError):
+                    await client.track(f"u{n}", t)
+                await asyncio.sleep(0.005)
+
+        burst = asyncio.gather(*(typing(n, c) for n, c in enumerate(clients)))
+        await asyncio.sleep(0.01)
+        with redis.Redis.from_url(lease_url.partition("?")[0]) as connection:
+            connection.flushall()
+        await burst
+        want = {f"u{n}": [5] for n in range(30)}
+        await eventually(lambda: dict(watcher.presence) == want, within=4.0)
+        assert dict(await watcher_node.presence(Lounge, "typing")) == want

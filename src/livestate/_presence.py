@@ -14,6 +14,7 @@ again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -55,6 +56,7 @@ def check_entry(identity: object, meta: object, id: StateId) -> Entry:
             f"Cannot track a presence in {id}: the identity must be a str of 1 to "
             f"{MAX_IDENTITY_LENGTH} characters (a user id or name), not {identity!r:.80}."
         )
+    freeze(identity, 1, f"a presence in {id}", "identity")  # refuses a lone surrogate
     frozen = freeze(meta, 8, f"presence {identity!r} in {id}", "meta")
     nbytes = size(encode(FrozenList((identity, frozen))))
     if nbytes > MAX_PRESENCE_BYTES:
@@ -121,7 +123,14 @@ class Roster:
             ref = cast(str, op.prop)
             identity, meta = op.value
             old = self.entries.get(ref)
-            # A ref keeps its identity (a client that changes it takes a new ref).
+            if old is not None and old[0] != identity:
+                # Trackers give another identity a new ref; a ref joined again under another
+                # identity anyway keeps its place, as on Redis.
+                reorder = True
+                del self.by_identity[old[0]][ref]
+                if not self.by_identity[old[0]]:
+                    del self.by_identity[old[0]]
+                touched[old[0]] = None
             self.entries[ref] = (identity, meta, version if old is None else old[2])
             self.by_identity.setdefault(identity, {})[ref] = meta
             touched[identity] = None
@@ -177,40 +186,78 @@ class Tracker:
 
     `show` calls made while a write is in flight wait for it, then the latest
     of them is written once: a burst of meta updates (typing) costs two writes.
+    A ref keeps the identity it first joined with; another identity takes a new ref.
     """
 
-    __slots__ = ("flight", "node", "ref", "send", "shown", "wanted")
+    __slots__ = ("calls", "flight", "identity", "node", "ref", "send", "shown", "wanted")
 
     def __init__(self, node: str, send: Send) -> None:
         self.node = node
         self.ref = new_ref(node)
         self.send = send
         self.wanted: Entry | None = None
-        self.shown: Entry | None = None  # what the backend has, as far as this node knows
+        # What the backend shows under `ref`, as far as this node knows; UNKNOWN after a
+        # write that failed (it may have been applied or not).
+        self.shown: Entry | object | None = None
+        self.identity: str | None = None  # the identity `ref` was sent with, if any
         self.flight: asyncio.Future[None] | None = None
+        self.calls = 0  # `show` calls under way
+
+    @property
+    def busy(self) -> bool:
+        """Whether a `show` call or a write is under way."""
+        return self.calls > 0 or self.flight is not None
 
     async def show(self, entry: Entry | None) -> None:
-        """Show `entry` (None: hide it); returns once the backend has it (or a later one)."""
-        self.wanted = entry
-        while self.shown != self.wanted:
-            if self.flight is None:
-                self.flight = asyncio.ensure_future(self._write(self.wanted))
-            await asyncio.shield(self.flight)
+        """Show `entry` (None: hide it); returns once the backend has it (or a later one).
 
-    def lost(self) -> bool:
-        """The backend no longer has what was shown: say whether it must be shown again."""
-        self.shown = None
-        return self.wanted is not None and self.flight is None
+        Raises what the write raises; the next call (or `refresh`) writes again.
+        """
+        self.calls += 1
+        try:
+            self.wanted = entry
+            if entry is None:
+                # A write in flight (even one whose caller was cancelled) may still land:
+                # hide what it shows, not only what was shown before it.
+                while self.flight is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.flight)
+                if self.wanted is not None:
+                    return  # shown again meanwhile: that call does the writing
+            while self.shown != self.wanted:
+                if self.flight is None:
+                    self.flight = asyncio.ensure_future(self._write(self.wanted))
+                await asyncio.shield(self.flight)
+        finally:
+            self.calls -= 1
+
+    async def refresh(self) -> None:
+        """Write what is wanted again: the backend was found not to show it."""
+        self.shown = UNKNOWN
+        await self.show(self.wanted)
 
     async def _write(self, entry: Entry | None) -> None:
         try:
-            shown = self.shown
-            if entry is not None and shown is not None and shown[0] != entry[0]:
+            if entry is not None and self.identity is not None and self.identity != entry[0]:
                 # Another identity: leave as the old one and join anew, at the end of the order.
                 await self.send(leave_op((self.ref,)))
-                self.shown = None
                 self.ref = new_ref(self.node)
-            await self.send(leave_op((self.ref,)) if entry is None else join_op(self.ref, entry))
+                self.identity = None
+                self.shown = None
+            if entry is None:
+                if self.shown is not None:
+                    await self.send(leave_op((self.ref,)))
+                self.identity = None
+            else:
+                self.identity = entry[0]
+                await self.send(join_op(self.ref, entry))
             self.shown = entry
+        except BaseException:
+            self.shown = UNKNOWN
+            raise
         finally:
             self.flight = None
+
+
+UNKNOWN = object()
+"""What a tracker knows the backend shows after a write that failed: nothing sure."""

@@ -93,8 +93,9 @@ class Listener(Protocol):
         """Messages may have been missed (`cause`: a reconnect, an unreadable message):
         load a fresh snapshot."""
 
-    def observe(self, epoch: str | None, version: int) -> None:
-        """Where the server is now (epoch None: the live state is gone), as a heartbeat saw it."""
+    def observe(self, epoch: str | None, version: int, present: int | None = None) -> None:
+        """Where the server is now (epoch None: the live state is gone) and how many
+        presences it lists (None: not known), as a heartbeat saw it."""
 
 
 MountFunction = Callable[[], Awaitable[Mounted]]

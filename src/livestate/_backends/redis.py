@@ -804,10 +804,12 @@ class RedisBackend(Backend):
                 if subscription is None or id in seen or isinstance(reply, BaseException):
                     continue  # unavailable: the pub/sub reconnect resyncs when it is back
                 seen.add(id)
-                epoch, version = (reply[1], int(reply[2])) if reply[0] == "ok" else (None, 0)
+                ok = reply[0] == "ok"
+                epoch, version = (reply[1], int(reply[2])) if ok else (None, 0)
+                present = int(reply[3]) if ok else None
                 for listener in tuple(subscription.listeners):
                     try:
-                        listener.observe(epoch, version)
+                        listener.observe(epoch, version, present)
                     except Exception:
                         self.log.exception("%s: a replica's heartbeat check failed", id)
 

@@ -40,6 +40,19 @@ local function sweep(now)
   return version
 end
 
+-- The number of presences. A count hash lost alone (evicted, deleted) is made again from
+-- P, so that sweeps still find its nodes.
+local function recount()
+  local present = redis.call('HLEN', P)
+  if present > 0 and redis.call('EXISTS', PN) == 0 then
+    for _, ref in ipairs(redis.call('HKEYS', P)) do
+      redis.call('HINCRBY', PN, string.match(ref, '^[^:]*'), 1)
+    end
+    touch(PN)
+  end
+  return present
+end
+
 -- A snapshot's presence (HGETALL of P) without the presences of nodes whose hold ended:
 -- what a read shows before any holder's heartbeat has swept them. Only reads.
 local function living(flat, now)
