@@ -12,6 +12,7 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
+    ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
@@ -105,12 +106,12 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop")  # fmt: skip
+            "reset", "stop", "presence")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
 _KEYS = {"M": "m", "S": "s", "Z": "z", "H": "h", "L": "L", "O": "o", "LK": "l:", "K": "k",
-         "W": "w", "V": "v"}  # fmt: skip
+         "W": "w", "V": "v", "P": "p", "PN": "pn"}  # fmt: skip
 """Each key of a live state: its name in the scripts, and what follows `ls:{spec:key}:` in
 it (LK, a list property's key, ends with the property's escaped name). A key added here
 is declared to every script that `_DECLARES` does not list (see lua/common.lua)."""
@@ -316,19 +317,21 @@ class RedisBackend(Backend):
             *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
             *(call(meta, "PTTL", meta) for meta in metas),
             *(call(meta, "ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
+            *(call(meta, "HLEN", meta[:-1] + "p") for meta in metas),
             *(call(key, "GET", key) for key in node_keys),
             *(call(key, "PTTL", key) for key in node_keys),
             call("ls:layout", "TIME"),
         )
         count = len(metas)
-        fields, ttls, holders = (
+        fields, ttls, holders, present = (
             replies[:count],
             replies[count : 2 * count],
             replies[2 * count : 3 * count],
+            replies[3 * count : 4 * count],
         )
         nodes = len(node_keys)
-        infos = replies[3 * count : 3 * count + nodes]
-        leases = replies[3 * count + nodes : 3 * count + 2 * nodes]
+        infos = replies[4 * count : 4 * count + nodes]
+        leases = replies[4 * count + nodes : 4 * count + 2 * nodes]
         seconds, micros = replies[-1]
         now = int(seconds) * 1000 + int(micros) // 1000
         clients: dict[tuple[str, str], dict[str, int]] = {}
@@ -344,8 +347,8 @@ class RedisBackend(Backend):
                 NodeReport(node, max(0, lease) / 1000, len(counts), sum(c[2] for c in counts))
             )
         states = []
-        for meta, (epoch, version, size_, ttl), pttl, held in zip(
-            metas, fields, ttls, holders, strict=True
+        for meta, (epoch, version, size_, ttl), pttl, held, shown in zip(
+            metas, fields, ttls, holders, present, strict=True
         ):
             if epoch is None:
                 continue  # ended between the scan and now
@@ -364,6 +367,7 @@ class RedisBackend(Backend):
                     None if pttl < 0 else pttl / 1000,
                     leases_left,
                     clients.get((spec, key), {}),
+                    shown,
                 )
             )
         states.sort(key=lambda state: (state.spec, state.key))
@@ -413,9 +417,12 @@ class RedisBackend(Backend):
                 del self._held[id]
         await self._run("lease", id, self._keys(id, script="lease"), "release", node, 0)
 
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        what = "" if prop is None else prop
         keys = self._keys(id, script="read")
-        reply = await self._run("read", id, keys, "" if prop is None else prop)
+        reply = await self._run("read", id, keys, what, "p" if presence_only else "")
         if reply[0] == "layout":
             raise self._layout(id, reply[1])
         if reply[0] != "ok":
@@ -425,14 +432,15 @@ class RedisBackend(Backend):
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         prop = op.prop or ""
         kind = op.kind
+        script = "presence" if kind == "join" or kind == "leave" else kind
         # put and delete declare L and LK only if the property turns out to be a list.
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
         prefix = key_prefix(id)
         # (Inline, not through _keys: this is every write's path, and a call costs.)
         if len(prefix) + len(prop) <= _CACHED_KEYS:
-            keys = _declared_cached(prefix, kind, prop, lists)
+            keys = _declared_cached(prefix, script, prop, lists)
         else:
-            keys = _declared_now(prefix, kind, prop, lists)
+            keys = _declared_now(prefix, script, prop, lists)
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
@@ -444,7 +452,11 @@ class RedisBackend(Backend):
         expect = "" if op.expect is None else op.expect
         write = f"{self._tag}{next(self._writes):x}"
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
-        if kind == "reset":
+        if kind == "join":
+            args += ["join", prop, op.encoded, int(self.lease * 1000)]
+        elif kind == "leave":
+            args += ["leave", *op.value]
+        elif kind == "reset":
             acl = op.acl or ACL()
             total, state = encode_state(op.value, key_prefix(id))
             args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
@@ -463,11 +475,11 @@ class RedisBackend(Backend):
                 args += [op.encoded, "1" if type(op.value) is float else "0"]
             else:
                 del args[-1]  # delete names the property only
-        reply = await self._run(kind, id, keys, *args, op=op, write=True)
+        reply = await self._run(script, id, keys, *args, op=op, write=True)
         if type(reply) is not str and reply[0] == "lists":
             # Not applied: the property is a list. Again, with the list keys declared.
-            keys = self._keys(id, prop, kind)
-            reply = await self._run(kind, id, keys, *args, op=op, write=True)
+            keys = self._keys(id, prop, script)
+            reply = await self._run(script, id, keys, *args, op=op, write=True)
         if type(reply) is not str:
             self._fail(id, op, role, reply)
         # Applied now, or (a retry of a write whose reply was lost) once before.
@@ -770,7 +782,7 @@ class RedisBackend(Backend):
                 self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
-        _, epoch, version, group, public, ttl, props, values, declared = reply
+        _, epoch, version, group, public, ttl, props, values, declared, shown = reply
         state = {
             prop: FrozenList([decode(item) for item in value])
             if type(value) is list
@@ -778,8 +790,13 @@ class RedisBackend(Backend):
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
+        presence = {}
+        for i in range(0, len(shown), 2):
+            joined, _, entry = shown[i + 1].partition(" ")
+            identity, meta = decode(entry)
+            presence[shown[i]] = (identity, meta, int(joined))
         return Snapshot(
-            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared
+            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared, presence
         )
 
     def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> Any:
@@ -835,10 +852,12 @@ class RedisBackend(Backend):
                 if subscription is None or id in seen or isinstance(reply, BaseException):
                     continue  # unavailable: the pub/sub reconnect resyncs when it is back
                 seen.add(id)
-                epoch, version = (reply[1], int(reply[2])) if reply[0] == "ok" else (None, 0)
+                ok = reply[0] == "ok"
+                epoch, version = (reply[1], int(reply[2])) if ok else (None, 0)
+                present = int(reply[3]) if ok else None
                 for listener in tuple(subscription.listeners):
                     try:
-                        listener.observe(epoch, version)
+                        listener.observe(epoch, version, present)
                     except Exception:
                         self.log.exception("%s: a replica's heartbeat check failed", id)
 
@@ -955,7 +974,11 @@ _command_cached = functools.lru_cache(maxsize=4096)(_command_now)
 
 _PARTS = {"increment": ("common", "write", "number"), "put": ("common", "write"),
           "delete": ("common", "write"), "append": ("common", "write"),
-          "reset": ("common", "state", "write"), "lock": ("common",)}  # fmt: skip
+          "reset": ("common", "state", "write"), "lock": ("common",),
+          "presence": ("common", "state", "write"),
+          "open": ("common", "state", "roster"),
+          "lease": ("common", "state", "roster"),
+          "read": ("common", "state", "roster")}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 
@@ -965,7 +988,7 @@ def _load_scripts() -> dict[str, str]:
     folder = resources.files(__package__).joinpath("lua")
     parts = {
         name: folder.joinpath(f"{name}.lua").read_text()
-        for name in ("common", "state", "write", "number")
+        for name in ("common", "state", "write", "number", "roster")
     }
     if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")

@@ -1,7 +1,7 @@
 -- Shared by every livestate script; the Python side prepends it to each one. Each function
 -- defined in a part is made anew (a closure) on every call of a script that includes it,
 -- so the parts are split by who uses them: this one, state.lua (whole live states),
--- write.lua (the writes) and number.lua (increment).
+-- write.lua (the writes), number.lua (increment) and roster.lua (presence).
 --
 -- KEYS (all under one hash tag, so a script touches one slot), by the names the scripts use;
 -- redis.py declares each script's own (all of them unless `_DECLARES` says otherwise) and
@@ -22,6 +22,9 @@
 --   W write id -> the reply it got, for the writes of at least the last 10 seconds, so
 --     a call retried after its reply was lost is answered, not applied again
 --   V the previous W
+--   P presence hash: ref ('<node>:<n>') -> the version it joined at, a space and its
+--     JSON [identity, meta] (see roster.lua)
+--   PN presence count hash: node id -> how many presences its clients show
 -- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
 -- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects
 -- ('' for any), 6 the message body, 7 the write id ('' for none); its own from 8 on.
@@ -44,3 +47,12 @@ local function push(key, first, last)
   end
 end
 
+-- Keys a script may have just created get the expiry of the meta hash.
+local function touch(a, b, c)
+  local at = redis.call('PEXPIRETIME', M)
+  if at > 0 then
+    redis.call('PEXPIREAT', a, at)
+    if b then redis.call('PEXPIREAT', b, at) end
+    if c then redis.call('PEXPIREAT', c, at) end
+  end
+end

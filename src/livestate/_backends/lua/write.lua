@@ -1,5 +1,5 @@
 -- What the writes share (after common.lua): the checks before the first write and the end
--- of every write. Kept to three functions (each is a closure made on every call); the rare
+-- of every write. Kept to two functions (each is a closure made on every call); the rare
 -- paths are written inline.
 
 -- Numbers come as text (ARGV, HMGET): `text + 0` reads one with one strtod, where
@@ -46,16 +46,6 @@ local function begin()
   if bit.band(mask, need) ~= need then return nil, {'denied'} end
   if ARGV[5] ~= '' and ARGV[5] ~= meta[1] then return nil, {'conflict'} end
   return meta
-end
-
--- Keys a write may have just created get the expiry of the meta hash.
-local function touch(a, b, c)
-  local at = redis.call('PEXPIRETIME', M)
-  if at > 0 then
-    redis.call('PEXPIREAT', a, at)
-    if b then redis.call('PEXPIREAT', b, at) end
-    if c then redis.call('PEXPIREAT', c, at) end
-  end
 end
 
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
