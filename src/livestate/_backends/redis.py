@@ -104,7 +104,7 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop")  # fmt: skip
+            "reset", "stop", "save")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
@@ -852,6 +852,24 @@ class RedisBackend(Backend):
 
     def _subscriptions_now(self) -> Iterable[Subscription]:
         return tuple(self._by_name.values())
+
+    # Persistence: the claim is the key `ls:{<spec>:<key>}:save` (lua/save.lua).
+
+    async def claim_save(
+        self, id: StateId, node: str, lease: float
+    ) -> tuple[bool, str | None, int, int]:
+        keys = [*self._keys(id), f"{key_prefix(id)}:save"]
+        reply = await self._run("save", id, keys, "claim", node, max(1, int(lease * 1000)))
+        if reply[0] != "ok":
+            return False, None, 0, 0
+        return reply[1] == 1, reply[2], int(reply[3]), int(reply[4])
+
+    async def release_save(self, id: StateId, node: str) -> None:
+        keys = [*self._keys(id), f"{key_prefix(id)}:save"]
+        await self._run("save", id, keys, "release", node, 0)
+
+    def save_lease(self) -> float:
+        return float(self.lease)
 
 
 def _what(script: str, id: StateId, op: Op | None) -> str:
