@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from livestate import LiveState
 
+from .store import store
+
 ROOM_TTL = float(os.environ.get("CHAT_ROOM_TTL", "60"))
 TYPING_SECONDS = float(os.environ.get("CHAT_TYPING_SECONDS", "3"))
 MAX_MESSAGES = 200
@@ -31,8 +33,16 @@ class ChatRoom(LiveState):
     # server code) may only read: nothing outside a joined room's view can post.
     acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": ["read"]}
 
-    def on_mount(self, key: str) -> dict[str, Any]:
-        return {"messages": [], "typing": {}}
+    persist_interval = 1.0  # the history is saved at most once a second (store.py)
+
+    async def on_mount(self, key: str) -> dict[str, Any]:
+        saved = await store().load(self.name, key)  # the history, if the room lived before
+        return {"messages": saved[1]["messages"] if saved else [], "typing": {}}
+
+    async def on_persist(
+        self, key: str, state: Mapping[str, Any], version: int, final: bool
+    ) -> None:
+        await store().save(self.name, key, version, {"messages": state.get("messages", [])})
 
 
 class Lobby(LiveState):
