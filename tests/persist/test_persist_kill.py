@@ -116,7 +116,10 @@ async def test_a_node_killed_alone_loses_nothing(
         assert found is not None
         assert found[1] == {"items": acked}
         survivor = (pids - {saver}).pop()
-        assert any(pid == survivor and began > killed for pid, began, *_ in log.lines())
+        # The log line follows the store's write: wait for it too.
+        await eventually(
+            lambda: any(pid == survivor and began > killed for pid, began, *_ in log.lines())
+        )
 
 
 async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
