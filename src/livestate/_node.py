@@ -379,6 +379,7 @@ class Node:
                 self._started = None
             raise
         self._ready = True
+        self._persistence.started()
 
     async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
         """Write `op`; when it returns, this node's clients of the live state show it."""

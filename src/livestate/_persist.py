@@ -25,13 +25,16 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._changes import Change, StateId
-from ._spec import LiveState, persists
+from ._spec import LiveState, persisted, persists
 from ._values import FrozenDict
 
 if TYPE_CHECKING:
     from ._backends import Backend
     from ._log import NodeLog
     from ._replica import Replica
+
+ORPHANS = 8
+"""Live states whose saver died that one renewal round takes up, at most."""
 
 MAX_BACKOFF = 30.0
 """The longest wait, in seconds, between two attempts of a failing save."""
@@ -59,6 +62,11 @@ class Persistence:
         self.closing = False
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def started(self) -> None:
+        """The node started: if this process has specs that persist, look for orphans."""
+        if persisted and not self.closing and self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     def opened(self, replica: Replica) -> None:
         """The node opened `replica`: save its live state from now on, if its spec persists."""
@@ -124,13 +132,30 @@ class Persistence:
         return persister
 
     async def _tick(self) -> None:
-        """Renew every claim five times per lease, as the heartbeat renews holds."""
+        """Renew every claim five times per lease, as the heartbeat renews holds, and take up
+        live states whose saver died."""
         try:
-            while self.persisters:
+            while self.persisters or (persisted and not self.closing):
                 await asyncio.sleep(self.backend.save_lease() / 5)
                 await asyncio.gather(*(p.renew() for p in list(self.persisters.values())))
+                if persisted and not self.closing:
+                    await self._adopt()
         finally:
             self._ticker = None
+
+    async def _adopt(self) -> None:
+        """Watch the live states whose claim lapsed unreleased: their node died, maybe as the
+        last one holding them, and nobody else saves them (or ends them with a final save)."""
+        try:
+            orphans = await self.backend.orphans(ORPHANS)
+        except Exception as error:
+            self.log.debug("could not look for live states whose saver died (%s)", error)
+            return
+        for id in orphans:
+            spec = persisted.get(id.spec)
+            if spec is not None and id not in self.persisters:
+                self.log.info("%s: its saver's claim lapsed; taking the saving over", id)
+                self._add(spec, id)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -41,6 +41,10 @@ class Mount:
 _names: dict[str, str] = {}
 """Spec name -> the module that defines it, to catch two specs sharing a name."""
 
+persisted: dict[str, type[LiveState]] = {}
+"""Spec name -> the spec, for the specs that override on_persist: any node may have to save
+a live state of one of them whose saver died (see _persist.py)."""
+
 
 class LiveState:
     """The base of every state spec: subclass it to describe one kind of shared state.
@@ -84,6 +88,8 @@ class LiveState:
                 "Limits(max_value_bytes=65536)."
             )
         check_persistence(cls)
+        if persists(cls):
+            persisted[cls.name] = cls
 
     def on_mount(self, key: str) -> dict[str, Any] | Mount | Any:
         """The initial state of the live state for `key` (a dict or a Mount); may be async.

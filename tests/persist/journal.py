@@ -46,7 +46,9 @@ class Recorder:
     delay: float = 0.0  # seconds each call waits before it saves
     log: str | None = os.environ.get("JOURNAL_SAVES")
 
-    async def save(self, key: str, state: Mapping[str, Any], version: int, final: bool) -> None:
+    async def save(
+        self, spec: str, key: str, state: Mapping[str, Any], version: int, final: bool
+    ) -> None:
         """What Journal.on_persist does: note, maybe fail or wait, then store."""
         began = time.time()
         self.calls += 1
@@ -59,7 +61,7 @@ class Recorder:
                 raise ConnectionError("the store is down (on purpose)")
             if self.delay:
                 await asyncio.sleep(self.delay)
-            await self.store.save(Journal.name, key, version, state)
+            await self.store.save(spec, key, version, state)
         finally:
             self.active -= 1
         ended = time.time()
@@ -110,7 +112,14 @@ class Journal(LiveState):
     async def on_persist(
         self, key: str, state: Mapping[str, Any], version: int, final: bool
     ) -> None:
-        await recorder().save(key, state, version, final)
+        await recorder().save(self.name, key, state, version, final)
+
+
+class Diary(Journal):
+    """A journal that lives 4 s after its last client: time for a dead saver's claim to
+    lapse and for another node to take the saving up before it ends."""
+
+    ttl = 4.0
 
 
 class Plain(LiveState):

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -24,11 +24,11 @@ from livestate import Node
 from livestate.testing import ServerProcess
 
 from ..support import eventually
-from .journal import Journal, Recorder
+from .journal import Diary, Journal, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 
-Spawn = Callable[[str, str], "asyncio.Future[subprocess.Popen[str]]"]
+Spawn = Callable[..., Awaitable[subprocess.Popen[str]]]
 
 
 class Saves:
@@ -57,8 +57,9 @@ async def cluster(
     env = dict(os.environ, JOURNAL_STORE=store_url, JOURNAL_SAVES=str(log.path))
     server = ServerProcess().start()
 
-    async def spawn(key: str, mode: str) -> subprocess.Popen[str]:
-        command = [sys.executable, "-m", "tests.persist.node", f"{server.url}?lease=1", key, mode]
+    async def spawn(key: str, mode: str, spec: str = "Journal") -> subprocess.Popen[str]:
+        url = f"{server.url}?lease=1"
+        command = [sys.executable, "-m", "tests.persist.node", url, key, mode, spec]
         process = await asyncio.to_thread(
             subprocess.Popen, command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
         )
@@ -69,7 +70,7 @@ async def cluster(
         return process
 
     try:
-        yield server, log, spawn  # type: ignore[misc]
+        yield server, log, spawn
     finally:
         for process in processes:
             if process.poll() is None:
@@ -153,3 +154,29 @@ async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
     bound = Journal.persist_interval + longest + 0.25  # 0.25 s: scheduling on a busy machine
     lost = acked[len(restored) :]
     assert all(at > killed - bound for _, at in lost), (lost[:3], killed, bound)
+
+
+async def test_a_node_killed_as_the_only_holder_loses_nothing(
+    saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
+) -> None:
+    """The only node holding the live state (its writer) is SIGKILLed. Another node, which
+    holds nothing, finds the claim lapsed unreleased, saves every acknowledged write, and
+    saves finally when the TTL ends."""
+    server, log, spawn = cluster
+    key = uuid.uuid4().hex[:12]
+    async with Node(f"{server.url}?lease=1"):  # holds nothing: it only looks for orphans
+        writer = await spawn(key, "write", "Diary")
+        await eventually(lambda: len(log.lines()) >= 3, within=10)
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        acked = [int(line.split()[1]) for line in writer.stdout.read().splitlines()]
+        assert acked == list(range(len(acked)))
+        await eventually(lambda: any(s.final for s in saves.saved(key)), within=15)
+    stored = await saves.store.load(Diary.name, key)
+    assert stored is not None
+    items = stored[1]["items"]
+    assert items[: len(acked)] == acked  # every acknowledged write
+    assert len(items) <= len(acked) + 1  # and at most the one in flight when it died
+    assert saves.saved(key)[-1].final
+    assert saves.saved(key)[-1].items == len(items)

@@ -252,6 +252,13 @@ class Backend(ABC):
         """Seconds a claim to persist lasts unless renewed (a dead saver's lapses then)."""
         return 5.0
 
+    async def orphans(self, limit: int) -> list[StateId]:
+        """Up to `limit` live states whose claim to persist lapsed unreleased (its node died).
+
+        None by default: in one process no node dies alone.
+        """
+        return []
+
 
 class ConflictError(Exception):
     """A conditional write found another version than it expected; read again and retry."""

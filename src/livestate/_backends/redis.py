@@ -855,18 +855,39 @@ class RedisBackend(Backend):
 
     # Persistence: the claim is the key `ls:{<spec>:<key>}:save` (lua/save.lua).
 
+    # `ls:saving` lists the claims, scored by when each lapses (ms), so that a node finds the
+    # live states nobody saves any more (`orphans`: their saver died, or let go and nobody
+    # claimed them). It is one key for all live states, not under a hash tag, so it is kept
+    # by separate commands beside the script; an entry goes when a claim finds it ended.
+
     async def claim_save(
         self, id: StateId, node: str, lease: float
     ) -> tuple[bool, str | None, int, int]:
-        keys = [*self._keys(id), f"{key_prefix(id)}:save"]
+        prefix = key_prefix(id)
+        keys = [*self._keys(id), f"{prefix}:save"]
         reply = await self._run("save", id, keys, "claim", node, max(1, int(lease * 1000)))
         if reply[0] != "ok":
+            await self._call("ls:saving", "ZREM", "ls:saving", prefix)
             return False, None, 0, 0
-        return reply[1] == 1, reply[2], int(reply[3]), int(reply[4])
+        held = reply[1] == 1
+        if held:
+            lapses = int((time.time() + lease) * 1000)
+            await self._call("ls:saving", "ZADD", "ls:saving", lapses, prefix)
+        return held, reply[2], int(reply[3]), int(reply[4])
 
     async def release_save(self, id: StateId, node: str) -> None:
-        keys = [*self._keys(id), f"{key_prefix(id)}:save"]
+        prefix = key_prefix(id)
+        keys = [*self._keys(id), f"{prefix}:save"]
+        # Its entry in `ls:saving` stays: if no node claims the live state within a lease,
+        # one takes it up as an orphan; one that finds it ended removes the entry.
         await self._run("save", id, keys, "release", node, 0)
+
+    async def orphans(self, limit: int) -> list[StateId]:
+        now = int(time.time() * 1000)
+        found = await self._call(
+            "ls:saving", "ZRANGEBYSCORE", "ls:saving", "-inf", now, "LIMIT", 0, limit
+        )
+        return [StateId(*parse_prefix(prefix)) for prefix in found]
 
     def save_lease(self) -> float:
         return float(self.lease)
