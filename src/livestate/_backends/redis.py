@@ -885,7 +885,7 @@ class RedisBackend(Backend):
     async def orphans(self, limit: int) -> list[StateId]:
         now = int(time.time() * 1000)
         found = await self._call(
-            "ls:saving", "ZRANGEBYSCORE", "ls:saving", "-inf", now, "LIMIT", 0, limit
+            "ls:saving", "ZRANGE", "ls:saving", "-inf", now, "BYSCORE", "LIMIT", 0, limit
         )
         return [StateId(*parse_prefix(prefix)) for prefix in found]
 

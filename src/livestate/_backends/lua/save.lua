@@ -23,4 +23,5 @@ if not holder or holder == ARGV[4] then
   redis.call('SET', P, ARGV[4], 'PX', ARGV[5])
   held = 1
 end
-return {'ok', held, meta[1], meta[2], redis.call('ZCOUNT', H, now_ms(), '+inf')}
+-- ZRANGE BYSCORE, not ZCOUNT: the least-privilege ACL (docs/redis.md) grants ZRANGE.
+return {'ok', held, meta[1], meta[2], #redis.call('ZRANGE', H, now_ms(), '+inf', 'BYSCORE')}
