@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from livestate import LiveState
+from livestate import LiveState, NotFoundError
 
 from .store import store
 
@@ -36,8 +36,12 @@ class ChatRoom(LiveState):
     persist_interval = 1.0  # the history is saved at most once a second (store.py)
 
     async def on_mount(self, key: str) -> dict[str, Any]:
-        saved = await store().load(self.name, key)  # the history, if the room lived before
-        return {"messages": saved[1]["messages"] if saved else [], "typing": {}}
+        try:
+            await ChatRoom.get(key)  # running: this is a reset ("Clear the room"), start empty
+            return {"messages": [], "typing": {}}
+        except NotFoundError:
+            saved = await store().load(self.name, key)  # a start: the history, if any
+            return {"messages": saved[1]["messages"] if saved else [], "typing": {}}
 
     async def on_persist(
         self, key: str, state: Mapping[str, Any], version: int, final: bool
