@@ -53,7 +53,8 @@ class LiveState:
     detaches, None for ever; default 60), `acl` (default all permissions to group
     and public), `limits` (sizes, see Limits) and `name` (how nodes name this
     spec to each other: the class name unless set; two specs may not share one).
-    Override `on_mount(key)` to give each key its initial state.
+    Override `on_mount(key)` to give each key its initial state, and `on_persist`
+    to save it (tuned by `persist_interval` and `max_persist_failures`).
 
     The class methods are the server API for public callers (not attached); they
     use the current node (see livestate.use and livestate.lifespan).

@@ -151,7 +151,7 @@ async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
         restored = list(client.state["items"])
     assert restored == [n for n, _ in acked[: len(restored)]]  # in order, nothing unacked
     longest = max(ended - began for _, began, ended, *_ in log.lines())
-    bound = Journal.persist_interval + longest + 0.25  # 0.25 s: scheduling on a busy machine
+    bound = Journal.persist_interval + longest + 0.5  # 0.5 s: scheduling on a busy machine
     lost = acked[len(restored) :]
     assert all(at > killed - bound for _, at in lost), (lost[:3], killed, bound)
 
