@@ -10,6 +10,7 @@ process and times.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
@@ -85,8 +86,8 @@ async def test_a_node_killed_alone_loses_nothing(
     saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
 ) -> None:
     """Two node processes hold the journal while this process writes to it; the one saving
-    it is SIGKILLed mid-run. The other takes the saving over, and the store ends with every
-    acknowledged write."""
+    it is SIGKILLed mid-run. The other takes the saving over, the store ends with every
+    acknowledged write, and no two processes ever saved at the same time."""
     server, log, spawn = cluster
     key = uuid.uuid4().hex[:12]
     first = await spawn(key, "hold")
@@ -121,6 +122,9 @@ async def test_a_node_killed_alone_loses_nothing(
         await eventually(
             lambda: any(pid == survivor and began > killed for pid, began, *_ in log.lines())
         )
+        # No two processes ever saved at once (the store's log of every completed save).
+        spans = sorted((began, ended) for _, began, ended, *_ in log.lines())
+        assert all(after[0] >= before[1] for before, after in itertools.pairwise(spans))
 
 
 async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
