@@ -3,7 +3,8 @@
 A `Recorder` wraps the store the way the tests need it: it notes every save
 (when it began and ended, its version, whether final), counts saves that ran
 at the same time (an overlap: two savers at once), and can fail or slow down
-saves on purpose. With JOURNAL_SAVES set (a file), node processes append one
+saves on purpose (JOURNAL_DELAY: seconds, in node processes). With JOURNAL_SAVES set (a
+file), node processes append one
 line per save to it (pid, began, ended, version, final), so a test can see
 which process saved when, and whether two ever overlapped.
 """
@@ -43,7 +44,7 @@ class Recorder:
     active: int = 0
     overlaps: int = 0  # calls that began while another was running
     fail: int = 0  # how many of the next calls raise
-    delay: float = 0.0  # seconds each call waits before it saves
+    delay: float = float(os.environ.get("JOURNAL_DELAY", "0"))  # each call waits, then saves
     log: str | None = os.environ.get("JOURNAL_SAVES")
 
     async def save(

@@ -58,12 +58,15 @@ async def cluster(
     env = dict(os.environ, JOURNAL_STORE=store_url, JOURNAL_SAVES=str(log.path))
     server = ServerProcess().start()
 
-    async def spawn(key: str, mode: str, spec: str = "Journal") -> subprocess.Popen[str]:
+    async def spawn(
+        key: str, mode: str, spec: str = "Journal", delay: float = 0.0
+    ) -> subprocess.Popen[str]:
         url = f"{server.url}?lease=1"
         command = [sys.executable, "-m", "tests.persist.node", url, key, mode, spec]
         process = await asyncio.to_thread(
-            subprocess.Popen, command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
-        )
+            subprocess.Popen, command, cwd=ROOT, env={**env, "JOURNAL_DELAY": str(delay)},
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         processes.append(process)
         assert process.stdout is not None
         line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 20)
@@ -86,12 +89,13 @@ async def test_a_node_killed_alone_loses_nothing(
     saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
 ) -> None:
     """Two node processes hold the journal while this process writes to it; the one saving
-    it is SIGKILLed mid-run. The other takes the saving over, the store ends with every
-    acknowledged write, and no two processes ever saved at the same time."""
+    it is SIGKILLed, most likely in the middle of a save. The other takes the saving over,
+    the store ends with every acknowledged write, and no two processes ever saved at once."""
     server, log, spawn = cluster
     key = uuid.uuid4().hex[:12]
-    first = await spawn(key, "hold")
-    second = await spawn(key, "hold")
+    # Saves of 0.3 s, one right after another while writes come: the kill lands mid-save.
+    first = await spawn(key, "hold", delay=0.3)
+    second = await spawn(key, "hold", delay=0.3)
     pids = {first.pid, second.pid}
     async with Node(f"{server.url}?lease=1") as node:
         acked: list[int] = []
