@@ -301,3 +301,22 @@ async def test_specs_without_on_persist_are_never_saved(sqlite_saves: Recorder) 
         await eventually(lambda: bool(sqlite_saves.saved(key)))
     assert await sqlite_saves.store.load(Plain.name, key) is None
     assert all(isinstance(s.version, int) for s in sqlite_saves.saved(key))
+
+
+async def test_a_redis_restart_brings_the_room_back_from_the_store(saves: Recorder) -> None:
+    """Valkey restarted empty under an attached client: the live state starts anew through
+    on_mount, which loads the last save, so the client converges to the saved history."""
+    key = fresh()
+    with ServerProcess() as server:
+        async with Node(f"{server.url}?lease=1") as node:
+            client = await node.attach(Journal, key)
+            for i in range(10):
+                await client.append("items", i)
+            await eventually(lambda: bool(saves.saved(key)) and saves.saved(key)[-1].items == 10)
+            before = client.version
+            server.kill()
+            server.start()
+            await eventually(lambda: client.version > before, within=10)
+            assert list(client.state["items"]) == list(range(10))
+            await client.append("items", 10)
+            await eventually(lambda: saves.saved(key)[-1].items == 11, within=5)
