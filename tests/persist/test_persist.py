@@ -19,7 +19,7 @@ import pytest
 
 import livestate
 from livestate import Change, InvalidValueError, LiveState, MemoryBackend, Node
-from livestate.testing import ServerProcess
+from livestate.testing import ClusterProcess, ServerProcess
 
 from ..support import eventually
 from .journal import Journal, Plain, Recorder
@@ -320,3 +320,26 @@ async def test_a_redis_restart_brings_the_room_back_from_the_store(saves: Record
             assert list(client.state["items"]) == list(range(10))
             await client.append("items", 10)
             await eventually(lambda: saves.saved(key)[-1].items == 11, within=5)
+
+
+async def test_on_a_redis_cluster_live_states_on_every_shard_are_saved(
+    sqlite_saves: Recorder,
+) -> None:
+    """On a 3-primary Valkey cluster (claims under each live state's hash tag, `ls:saving`
+    in its own slot), live states spread over the shards are saved, then saved finally."""
+    keys = [fresh() for _ in range(6)]
+    with ClusterProcess(primaries=3, replicas=0) as cluster:
+        async with Node(f"{cluster.url}?lease=1") as node:
+            for key in keys:
+                client = await node.attach(Journal, key)
+                await client.append("items", key)
+                await client.detach()
+            await eventually(
+                lambda: all(any(s.final for s in sqlite_saves.saved(key)) for key in keys),
+                within=10,
+            )
+            assert await node.backend.orphans(8) == []
+    for key in keys:
+        stored = await sqlite_saves.store.load(Journal.name, key)
+        assert stored is not None
+        assert stored[1] == {"items": [key]}
