@@ -50,3 +50,4 @@ bench: setup
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/redis_path.py
 	$(BIN)/python benchmarks/pyview_fanout.py
+	$(BIN)/python benchmarks/presence.py

@@ -29,6 +29,20 @@ def redis_server() -> Iterator[ServerProcess]:
         yield server
 
 
+SHORT_LEASE = 1.0
+"""Seconds a node's hold lasts in tests that kill nodes (the default is 5)."""
+
+
+@pytest.fixture
+def lease_url(redis_server: ServerProcess) -> Iterator[str]:
+    """The session server, emptied, with a short lease (SHORT_LEASE)."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as connection:
+        connection.flushall()
+    yield f"{redis_server.url}?lease={SHORT_LEASE}"
+
+
 @pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis")])
 def backend_name(request: pytest.FixtureRequest) -> str:
     """Each contract test runs once per backend."""

@@ -16,6 +16,9 @@ class Proxy:
     closed: the server did the work, and the client never hears of it.
     `pubsub_delay`: seconds by which everything the server sends on a pub/sub
     connection (one whose client subscribed) is held back, as on a slow link.
+    `cut()` holds every byte both ways, on every connection, until `mend()`: a
+    network partition (what was held is delivered after it, as TCP would, unless
+    `sever()` closed the connections first).
     """
 
     def __init__(self, target_port: int, pubsub_delay: float = 0.0) -> None:
@@ -24,6 +27,8 @@ class Proxy:
         self.port = 0
         self.marker: bytes | None = None
         self.lost = 0
+        self._open = asyncio.Event()
+        self._open.set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -35,6 +40,20 @@ class Proxy:
     def lose_reply_to(self, marker: bytes) -> None:
         """Arm the fault for the next request that contains `marker`."""
         self.marker = marker
+
+    def cut(self) -> None:
+        """Partition: hold all traffic, both ways, until `mend()`."""
+        self._open.clear()
+
+    def sever(self) -> None:
+        """Close every connection now, dropping the bytes held by a cut: what was sent
+        during the cut never arrives."""
+        for task in list(self._tasks):
+            task.cancel()
+
+    def mend(self) -> None:
+        """End the partition: traffic flows again."""
+        self._open.set()
 
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -60,6 +79,7 @@ class Proxy:
 
         async def upstream() -> None:
             while data := await reader.read(65536):
+                await self._open.wait()
                 if self.marker is not None and self.marker in data:
                     self.marker = None
                     doomed.set()
@@ -71,6 +91,7 @@ class Proxy:
         async def downstream() -> None:
             loop = asyncio.get_running_loop()
             while data := await up_reader.read(65536):
+                await self._open.wait()
                 if doomed.is_set():
                     self.lost += 1
                     break  # the reply is lost, and the connection with it

@@ -41,13 +41,16 @@ def inspect(*args: str) -> str:
 
 
 async def test_inspect_prints_two_nodes_and_three_keys(empty: ServerProcess) -> None:
-    """Versions, sizes, holders with their client counts, and nodes with their totals."""
+    """Versions, sizes, presences, holders with their client counts, and nodes with their
+    totals."""
     url = f"{empty.url}?lease=0.5"
     async with Node(url) as a, Node(url) as b:
         one = [await a.attach(Seen, "one") for _ in range(2)]
         await a.attach(Seen, "two")
         await b.attach(Seen, "two")
         three = [await b.attach(Seen, "three") for _ in range(3)]
+        await three[1].track("ann")
+        await three[2].track("bob")
         for n in range(3):
             await one[0].put("n", n)
         await three[0].put("x", "y" * 100)
@@ -66,8 +69,8 @@ async def test_inspect_prints_two_nodes_and_three_keys(empty: ServerProcess) -> 
     assert re.search(rf"{a.id}: [\d.]+s \(1\)", rows["'two'"])
     assert re.search(rf"{b.id}: [\d.]+s \(1\)", rows["'two'"])
     assert re.search(rf"{b.id}: [\d.]+s \(3\)", rows["'three'"])
-    # "three" holds {"title": "three", "x": "y" * 100}: 5 + 7 + 1 + 102 bytes.
-    assert " 115 " in rows["'three'"]
+    # "three" holds {"title": "three", "x": "y" * 100}: 5 + 7 + 1 + 102 bytes, 2 presences.
+    assert " 115       2 " in rows["'three'"] and " 0 " in rows["'one'"]
     nodes = {
         line.split()[0]: line.split()[1:] for line in out.splitlines() if line[:16] in (a.id, b.id)
     }
@@ -90,9 +93,10 @@ async def test_a_survey_on_memory_counts_clients_per_node() -> None:
     async with Node(backend=shared) as a, Node(backend=shared) as b:
         await a.attach(Seen, "m")
         await b.attach(Seen, "m")
-        await b.attach(Seen, "m")
+        await (await b.attach(Seen, "m")).track("ann")
         survey = await a.survey()
     (state,) = survey.states
     assert (state.spec, state.key, state.clients) == ("Seen", "m", {a.id: 1, b.id: 2})
     assert set(state.holders) == {a.id, b.id} and state.expires_in is None
+    assert state.present == 1
     assert {(n.id, n.states, n.clients) for n in survey.nodes} == {(a.id, 1, 1), (b.id, 1, 2)}

@@ -41,7 +41,7 @@ def server() -> Iterator[ServerProcess]:
 async def test_a_user_with_exactly_the_documented_acl_runs_a_node(
     server: ServerProcess,
 ) -> None:
-    """Start, attach, every kind of write, a second node, stop and a survey all work."""
+    """Start, attach, every kind of write, presence, a second node, stop and a survey work."""
     words = documented_acl()
     assert words[:3] == ["ACL", "SETUSER", "livestate"]
     with redis.Redis.from_url(server.url) as admin:
@@ -59,6 +59,11 @@ async def test_a_user_with_exactly_the_documented_acl_runs_a_node(
         await b.delete(Least, "k", "x")
         await b.reset(Least, "k")
         await eventually(lambda: client.state == {"n": 0, "log": []} and len(changes) == 6)
+        other = await b.attach(Least, "k")
+        await other.track("ann", {"typing": True})  # presence: join, listing, then a sweep
+        assert await a.presence(Least, "k") == {"ann": [{"typing": True}]}
+        await other.detach()
+        await eventually(lambda: not client.presence)
         survey = await a.survey()
         assert [(s.spec, s.key) for s in survey.states] == [("Least", "k")]
         await b.stop(Least, "k")

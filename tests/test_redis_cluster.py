@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 import livestate
 from livestate import Change, LiveState, Node
-from livestate.testing import ServerProcess
 
-from .node_process import ProcessRoom
+from .conftest import SHORT_LEASE
+from .node_process import ProcessRoom, kill, start_process
 from .support import eventually, in_order, running
-
-LEASE = 1.0
-"""Seconds a node's hold lasts in these tests (the default is 5)."""
 
 
 class Board(LiveState):
@@ -37,19 +29,9 @@ class Board(LiveState):
 
 
 @pytest.fixture
-def url(redis_server: ServerProcess) -> Iterator[str]:
-    """The session server, emptied, with a short lease."""
-    import redis
-
-    with redis.Redis.from_url(redis_server.url) as connection:
-        connection.flushall()
-    yield f"{redis_server.url}?lease={LEASE}"
-
-
-@pytest.fixture
-async def nodes(url: str) -> AsyncIterator[list[Node]]:
+async def nodes(lease_url: str) -> AsyncIterator[list[Node]]:
     """Three nodes on the server, each with its own connections."""
-    started = [await Node(url).__aenter__() for _ in range(3)]
+    started = [await Node(lease_url).__aenter__() for _ in range(3)]
     yield started
     for node in started:
         await node.aclose()
@@ -116,65 +98,38 @@ async def test_ttl_counts_clients_on_every_node(nodes: list[Node]) -> None:
         await asyncio.sleep(0.05)
 
 
-def start_process(url: str, key: str, *writes: str) -> subprocess.Popen[str]:
-    """Start tests/node_process.py and wait until its client is attached."""
-    script = Path(__file__).with_name("node_process.py")
-    process = subprocess.Popen(
-        [sys.executable, str(script), url, key, *writes],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(script.parent.parent / "src")},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if line.strip() != "ready":
-        process.kill()
-        process.wait()
-        raise AssertionError(f"the node process did not start: {line!r}")
-    return process
-
-
-def kill(process: subprocess.Popen[str]) -> None:
-    """SIGKILL the process by its PID and reap it."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    if process.stdout:
-        process.stdout.close()
-
-
-async def test_a_killed_node_stops_counting_within_lease_and_ttl(url: str) -> None:
+async def test_a_killed_node_stops_counting_within_lease_and_ttl(lease_url: str) -> None:
     """kill -9 of the node holding the last client ends the live state within lease + TTL."""
-    process = start_process(url, "crash")
+    process = start_process(lease_url, "crash")
     try:
-        async with Node(url) as node:
+        async with Node(lease_url) as node:
             assert await running(node, ProcessRoom, "crash")
-            await asyncio.sleep(LEASE + ProcessRoom.ttl + 0.5)
+            await asyncio.sleep(SHORT_LEASE + ProcessRoom.ttl + 0.5)
             assert await running(node, ProcessRoom, "crash"), "a live node's lease lapsed"
             kill(process)
             killed = time.monotonic()
             while await running(node, ProcessRoom, "crash"):
-                assert time.monotonic() - killed < LEASE + ProcessRoom.ttl + 1.0
+                assert time.monotonic() - killed < SHORT_LEASE + ProcessRoom.ttl + 1.0
                 await asyncio.sleep(0.05)
     finally:
         kill(process)
 
 
-async def test_state_written_by_a_killed_node_is_there_for_the_next_attach(url: str) -> None:
+async def test_state_written_by_a_killed_node_is_there_for_the_next_attach(lease_url: str) -> None:
     """What a node wrote survives its kill -9 for a client that attaches before the TTL ends."""
-    process = start_process(url, "survivor", "n", "42")
+    process = start_process(lease_url, "survivor", "n", "42")
     try:
         kill(process)
-        async with Node(url) as node:
+        async with Node(lease_url) as node:
             client = await node.attach(ProcessRoom, "survivor")
             assert client.state["n"] == 42
-            await asyncio.sleep(LEASE + ProcessRoom.ttl + 0.5)
+            await asyncio.sleep(SHORT_LEASE + ProcessRoom.ttl + 0.5)
             assert (await node.get(ProcessRoom, "survivor"))["n"] == 42
     finally:
         kill(process)
 
 
-async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
+async def test_on_mount_runs_once_when_many_nodes_race(lease_url: str) -> None:
     """Eight nodes attaching at once run on_mount once and all see its state."""
     mounts: list[str] = []
 
@@ -184,7 +139,7 @@ async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
             await asyncio.sleep(0.2)
             return {"mounted": len(mounts)}
 
-    racers = [await Node(url).__aenter__() for _ in range(8)]
+    racers = [await Node(lease_url).__aenter__() for _ in range(8)]
     try:
         clients = await asyncio.gather(*(node.attach(Slow, "race") for node in racers))
         assert mounts == ["race"]
@@ -195,7 +150,7 @@ async def test_on_mount_runs_once_when_many_nodes_race(url: str) -> None:
             await node.aclose()
 
 
-async def test_an_ended_live_state_leaves_no_key_behind(url: str, nodes: list[Node]) -> None:
+async def test_an_ended_live_state_leaves_no_key_behind(lease_url: str, nodes: list[Node]) -> None:
     """After its TTL, every key of a live state (lists and property order too) has expired."""
     import redis
 
@@ -203,7 +158,7 @@ async def test_an_ended_live_state_leaves_no_key_behind(url: str, nodes: list[No
     await client.append("items", "a")
     await client.put("extra", {"nested": [1, 2]})
     await client.put("tags", ["x", "y"])
-    with redis.Redis.from_url(url.partition("?")[0]) as admin:
+    with redis.Redis.from_url(lease_url.partition("?")[0]) as admin:
         keys = admin.keys("ls:{ClusterBoard:tidy}:*")
         assert {key.decode().rpartition(":")[2] for key in keys} >= {
             "m", "s", "z", "h", "L", "k", "items", "tags",

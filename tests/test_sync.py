@@ -76,6 +76,14 @@ async def test_writes_from_a_thread_reach_attached_clients(
     assert dict(await asyncio.to_thread(threaded.get, Tally, "t1")) == dict(client.state)
 
 
+async def test_presence_is_listed_from_a_thread(threaded: sync.SyncNode, watcher: Node) -> None:
+    """A thread sees who a client on another node shows in the presence."""
+    client = await watcher.attach(Tally, "seen")
+    await client.track("ann", {"typing": True})
+    listed = await asyncio.to_thread(threaded.presence, Tally, "seen")
+    assert listed == {"ann": [{"typing": True}]}
+
+
 async def test_the_same_errors_as_the_async_api(threaded: sync.SyncNode, watcher: Node) -> None:
     """Each error comes through with the type and message the async API raises."""
     with pytest.raises(livestate.NotFoundError) as blocking:

@@ -4,18 +4,14 @@ Environment: LIVESTATE_URL (memory:// or redis://…; every node of a cluster
 uses the same), PYVIEW_SECRET (the same on every node, so that a page served by
 one node can join on another), LIVESTATE_ALLOWED_ORIGINS (comma-separated
 origins allowed besides the app's own host), CHAT_ROOM_TTL and
-CHAT_TYPING_SECONDS (see state.py), CHAT_HEARTBEAT (see presence.py),
+CHAT_TYPING_SECONDS (see state.py),
 LIVESTATE_JOIN_TIMEOUT and LIVESTATE_MAX_SOCKETS_PER_CLIENT (WebSocketLimitsMiddleware).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from markupsafe import Markup
 from pyview import PyView  # type: ignore[import-untyped]
@@ -30,8 +26,7 @@ from livestate import NotFoundError
 from livestate.pyview import OriginCheckMiddleware, WebSocketLimitsMiddleware
 
 from .lobby import LobbyView
-from .node import served_by
-from .presence import here
+from .node import PAGES, served_by
 from .room import RoomView
 from .state import ChatRoom, room_name
 
@@ -44,19 +39,6 @@ HEAD = Markup("""
 """)
 
 
-@contextlib.asynccontextmanager
-async def lifespan(app: Any) -> AsyncIterator[None]:
-    """Start livestate's node, then the "who is here" heartbeat; stop them in reverse order."""
-    async with livestate.lifespan(app):
-        task = asyncio.create_task(here.run())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
 async def messages_json(request: Request) -> JSONResponse:
     """The messages of a room as JSON, read through the server API as a public caller."""
     room = room_name(request.path_params["room"])
@@ -67,18 +49,29 @@ async def messages_json(request: Request) -> JSONResponse:
     return JSONResponse({"room": room, "messages": messages})
 
 
+async def presence_json(request: Request) -> JSONResponse:
+    """Who is in a room (nick -> one meta per open page), through the server API's presence."""
+    room = room_name(request.path_params["room"])
+    try:
+        presence = await ChatRoom.presence(room)
+    except NotFoundError:
+        return JSONResponse({"error": f"No one is in room {room!r}."}, status_code=404)
+    return JSONResponse({"room": room, "presence": {nick: list(m) for nick, m in presence.items()}})
+
+
 async def node_json(request: Request) -> JSONResponse:
     """Which node this is and how many room pages it serves, for the demo's status page."""
-    pages = {room: len(open_pages) for room, open_pages in here.pages.items()}
+    pages = {room: count for room, count in PAGES.items() if count > 0}
     return JSONResponse({**served_by(), "pages": sum(pages.values()), "rooms": pages})
 
 
 def create_app() -> PyView:
     """The chat as a PyView app, with livestate's node started by its lifespan."""
     app = PyView(
-        lifespan=lifespan,
+        lifespan=livestate.lifespan,
         routes=[
             Route("/api/rooms/{room}/messages", messages_json),
+            Route("/api/rooms/{room}/presence", presence_json),
             Route("/api/node", node_json),
         ],
     )

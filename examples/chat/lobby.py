@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyview import LiveView, is_connected  # type: ignore[import-untyped]
+from pyview import LiveView  # type: ignore[import-untyped]
 from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, template_file  # type: ignore[import-untyped]
@@ -13,23 +13,23 @@ from pyview.template import LiveRender, template_file  # type: ignore[import-unt
 from livestate.pyview import live_client, live_state
 
 from .node import served_by
-from .presence import HEARTBEAT, room_counts
 from .state import LOBBY, Lobby, room_name
 
 TEMPLATE = template_file(str(Path(__file__).with_suffix(".html")))
 
 
 class LobbyView(LiveView[dict[str, Any]]):  # type: ignore[misc]
-    """Lists the rooms from the Lobby live state; live, so counts follow people in and out."""
+    """Lists the rooms from the Lobby's presence: each room page is tracked there as its room.
+
+    Live, so counts follow people in and out; a node that dies takes its pages
+    out within its lease, with no heartbeat of the chat's own.
+    """
 
     async def mount(self, socket: Any, session: dict[str, Any]) -> None:
         socket.context = {"version": 0, **served_by()}
         await live_state(socket, Lobby, LOBBY)
         client = live_client(socket)
         socket.context["version"] = client.version if client else 0
-        if is_connected(socket):
-            # Re-render every heartbeat, so that pages of a dead node drop out of the counts.
-            socket.schedule_info(InfoEvent("tick"), HEARTBEAT)
 
     async def handle_event(self, event: str, payload: dict[str, Any], socket: Any) -> None:
         if event == "go":
@@ -43,7 +43,8 @@ class LobbyView(LiveView[dict[str, Any]]):  # type: ignore[misc]
             socket.context["version"] = client.version
 
     async def render(self, assigns: dict[str, Any], meta: PyViewMeta) -> LiveRender:
-        counts = room_counts(assigns["live_assigns"].rooms)
-        rooms = [{"name": name, "count": counts[name]} for name in sorted(counts)]
-        people = sum(counts.values())
+        # live_presence: room -> one meta per open page of that room, on any node.
+        pages = assigns["live_presence"]
+        rooms = [{"name": room, "count": len(pages[room])} for room in sorted(pages)]
+        people = sum(room["count"] for room in rooms)
         return LiveRender(TEMPLATE, {**assigns, "rooms": rooms, "people": people}, meta)

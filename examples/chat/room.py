@@ -22,11 +22,11 @@ from livestate.pyview import (
     live_client,
     live_reset,
     live_state,
+    live_track,
     live_update,
 )
 
-from .node import served_by
-from .presence import HEARTBEAT, here, online
+from .node import PAGES, served_by
 from .state import (
     LOBBY,
     MAX_MESSAGES,
@@ -39,21 +39,22 @@ from .state import (
 )
 
 TEMPLATE = template_file(str(Path(__file__).with_suffix(".html")))
-TICK = "tick"
 CLIENT_ID = re.compile(r"[0-9a-f]{32}")  # the id chat.js gives a kept post
 
 
 class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     """One visitor's view of one room. PyView makes one instance per page (and per join).
 
-    It binds two live states by name: the room (`live_assigns.room.messages`) and
-    the lobby (`live_assigns.lobby.rooms`, for who is online).
+    It binds two live states by name and tracks its visitor in the presence of
+    both: the room (`live_assigns.room.messages`; `live_presence.room` is who is
+    online, nick -> {"typing": bool} per page) and the lobby (tracked as the
+    room, so that the lobby counts this page).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._typing_timer: asyncio.TimerHandle | None = None
-        self._typing_written = 0.0  # when this visitor last wrote "typing" (0: not typing)
+        self._is_typing = False  # whether this page's presence says it is typing
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def mount(self, socket: Any, session: dict[str, Any]) -> None:
@@ -63,14 +64,11 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
             "error": "",
             "notice": "",
             "here": "",
-            "page": uuid.uuid4().hex[:12],
+            "tracked": [],
             "version": 0,
             "confirm_clear": False,
             **served_by(),
         }
-        if is_connected(socket):
-            # Re-render every heartbeat, so that people on a dead node drop out of the list.
-            socket.schedule_info(InfoEvent(TICK), HEARTBEAT)
 
     async def handle_params(self, socket: Any, room: str, nick: str = "") -> None:
         context = socket.context
@@ -83,10 +81,19 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
         client = live_client(socket, as_="room")
         context["version"] = client.version if client else 0
         if is_connected(socket):
-            if context["here"] and context["here"] != room:
-                await here.leave(context["here"], context["page"])
-            await here.enter(room, context["page"], context["nick"])
-            context["here"] = room
+            # Presence: the lobby counts this page in its room; the room lists its nickname.
+            # handle_params runs again on each push_patch: track only what changed.
+            if context["tracked"] != [room, context["nick"]]:
+                context["tracked"] = [room, context["nick"]]
+                await live_track(socket, room, {"nick": context["nick"]}, as_="lobby")
+                if context["nick"]:
+                    meta = {"typing": self._is_typing}
+                    await live_track(socket, context["nick"], meta, as_="room")
+            if context["here"] != room:
+                if context["here"]:
+                    PAGES[context["here"]] -= 1
+                PAGES[room] += 1
+                context["here"] = room
 
     async def handle_event(self, event: str, payload: dict[str, Any], socket: Any) -> None:
         context = socket.context
@@ -141,17 +148,18 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     async def disconnect(self, socket: Any) -> None:
         if self._typing_timer:
             self._typing_timer.cancel()
-        await self._stop_typing(socket)
+        # Detaching (right after this) takes the page out of both presences.
         if socket.context["here"]:
-            await here.leave(socket.context["here"], socket.context["page"])
+            PAGES[socket.context["here"]] -= 1
             socket.context["here"] = ""
 
     async def render(self, assigns: dict[str, Any], meta: PyViewMeta) -> LiveRender:
-        live = assigns["live_assigns"]
-        extra = {
-            "typing_text": _typing_text(assigns),
-            "online": online(live.lobby.rooms, assigns["room"]),
-        }
+        here = assigns["live_presence"].room  # nick -> one meta per page, on any node
+        online = [
+            {"name": nick, "tabs": len(metas), "typing": nick != assigns["nick"] and _typing(metas)}
+            for nick, metas in sorted(here.items())
+        ]
+        extra = {"typing_text": _typing_text(here, assigns["nick"]), "online": online}
         return LiveRender(TEMPLATE, {**assigns, **extra}, meta)
 
     def _note_version(self, socket: Any) -> None:
@@ -160,12 +168,10 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
             socket.context["version"] = client.version
 
     async def _typing(self, socket: Any) -> None:
-        """Mark this visitor as typing: written at most every TYPING_SECONDS / 2."""
-        nick = socket.context["nick"]
-        now = time.time()
-        if now - self._typing_written > TYPING_SECONDS / 2:
-            self._typing_written = now
-            await live_update(socket, "typing", lambda t: {**t, nick: now}, default={}, as_="room")
+        """Show this visitor as typing (a meta update), until TYPING_SECONDS without a keystroke."""
+        if not self._is_typing:
+            self._is_typing = True
+            await live_track(socket, socket.context["nick"], {"typing": True}, as_="room")
         if self._typing_timer:
             self._typing_timer.cancel()
         loop = asyncio.get_running_loop()
@@ -174,17 +180,11 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
         )
 
     async def _stop_typing(self, socket: Any) -> None:
-        if not self._typing_written:
+        if not self._is_typing:
             return
-        self._typing_written = 0.0
-        nick = socket.context["nick"]
-        await live_update(
-            socket,
-            "typing",
-            lambda t: {k: v for k, v in t.items() if k != nick},
-            default={},
-            as_="room",
-        )
+        self._is_typing = False
+        if is_connected(socket) and live_client(socket, as_="room") is not None:
+            await live_track(socket, socket.context["nick"], {"typing": False}, as_="room")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -209,12 +209,14 @@ def _field(payload: Mapping[str, Any], name: str) -> str:
     return str(value[0] if isinstance(value, list) and value else value or "")
 
 
-def _typing_text(assigns: Mapping[str, Any]) -> str:
-    """ "alice is typing…", leaving out the viewer and entries a crashed node left behind."""
-    room = assigns["live_assigns"].room
-    typing: Mapping[str, float] = room.typing if "typing" in room else {}
-    fresh = time.time() - 2 * TYPING_SECONDS
-    names = sorted(n for n, since in typing.items() if since > fresh and n != assigns["nick"])
+def _typing(metas: Sequence[Any]) -> bool:
+    """Whether any tab of a person says it is typing (each tab has its own meta)."""
+    return any(isinstance(meta, Mapping) and meta.get("typing") is True for meta in metas)
+
+
+def _typing_text(here: Mapping[str, Sequence[Any]], viewer: str) -> str:
+    """ "alice is typing…": the others whose presence, in any of their tabs, says so."""
+    names = sorted(nick for nick, metas in here.items() if nick != viewer and _typing(metas))
     if not names:
         return ""
     return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} typing…"

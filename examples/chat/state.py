@@ -1,5 +1,9 @@
 """The chat's shared state: one ChatRoom per room, and one Lobby counting who is where.
 
+Who is where is presence, not state: a room page tracks in its ChatRoom as its
+nickname (meta: whether it is typing) and in the Lobby as its room (meta: its
+nickname), so that a node that dies takes its pages out of both within its lease.
+
 Settings come from the environment so that tests and `livestate demo` can
 shorten them: CHAT_ROOM_TTL (seconds a room outlives its last visitor, default
 60) and CHAT_TYPING_SECONDS (how long "is typing" lasts without a keystroke,
@@ -26,7 +30,7 @@ LOBBY = "main"
 
 
 class ChatRoom(LiveState):
-    """One chat room: its last MAX_MESSAGES messages and who is typing (nick -> since)."""
+    """One chat room: its last MAX_MESSAGES messages; its presence is nick -> {"typing": bool}."""
 
     ttl = ROOM_TTL
     # Views write as group members. Public callers (the JSON endpoint, any other
@@ -38,10 +42,10 @@ class ChatRoom(LiveState):
     async def on_mount(self, key: str) -> dict[str, Any]:
         try:
             await ChatRoom.get(key)  # running: this is a reset ("Clear the room"), start empty
-            return {"messages": [], "typing": {}}
+            return {"messages": []}
         except NotFoundError:
             saved = await store().load(self.name, key)  # a start: the history, if any
-            return {"messages": saved[1]["messages"] if saved else [], "typing": {}}
+            return {"messages": saved[1]["messages"] if saved else []}
 
     async def on_persist(
         self, key: str, state: Mapping[str, Any], version: int, final: bool
@@ -50,14 +54,17 @@ class ChatRoom(LiveState):
 
 
 class Lobby(LiveState):
-    """Who is in which room: room -> node -> {at, pages, nicks}, written by presence.py."""
+    """Who is in which room, as presence: room -> {"nick": ...} per open room page.
+
+    It has no state of its own. Tracking needs only read, which is all the group
+    (the pages) has: nothing a browser sends can write here.
+    """
 
     ttl = None
-    # Only server code counts people in and out; the lobby page itself only reads.
-    acl: ClassVar[Mapping[str, Any]] = {"group": ["read"], "public": "all"}
+    acl: ClassVar[Mapping[str, Any]] = {"group": ["read"], "public": ["read"]}
 
     def on_mount(self, key: str) -> dict[str, Any]:
-        return {"rooms": {}}
+        return {}
 
 
 def room_name(raw: str) -> str:

@@ -9,6 +9,10 @@ and its votes another (`votes:<id>`), so people editing different cards never
 overwrite each other, and votes are atomic increments. `POST /api/boards/{key}/cards`
 adds a card from plain synchronous code through `livestate.sync`, as a webhook or a
 Celery task would (`python -m fastapi_board.worker` is such a task).
+
+Who is looking at the board is presence: the page serves each browser a visitor
+cookie, the endpoint's `identify` makes it the socket's identity (the page never
+sends one), and the page tracks its display name as its meta.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
@@ -32,11 +36,22 @@ from .state import Board, new_card
 
 PAGE = Path(__file__).with_name("board.html")
 KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+VISITOR = "board-visitor"
+VISITOR_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def authorize(connection: Connection, spec: type[livestate.LiveState], key: str) -> str | None:
     """Any visitor may edit any board whose name is a short slug; other keys are refused."""
     return "group" if KEY.fullmatch(key) else None
+
+
+def identify(connection: Connection) -> str | None:
+    """Who a socket is in presence: the visitor cookie the board page set (no cookie: nobody).
+
+    A real app would use its signed session's user id here.
+    """
+    visitor = connection.cookies.get(VISITOR, "")
+    return visitor if VISITOR_ID.fullmatch(visitor) else None
 
 
 @asynccontextmanager
@@ -53,7 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="livestate board", lifespan=lifespan)
-app.mount("/livestate", LiveStateEndpoint([Board], authorize=authorize))
+app.mount("/livestate", LiveStateEndpoint([Board], authorize=authorize, identify=identify))
 
 
 class NewCard(BaseModel):
@@ -70,11 +85,17 @@ async def home() -> RedirectResponse:
 
 
 @app.get("/boards/{key}")
-async def board(key: str) -> FileResponse:
-    """The board page (plain HTML and JS; the client comes from /livestate/livestate.js)."""
+async def board(key: str, request: Request) -> FileResponse:
+    """The board page (plain HTML and JS; the client comes from /livestate/livestate.js).
+
+    A browser without a visitor cookie gets one: its identity in the board's presence.
+    """
     if not KEY.fullmatch(key):
         raise HTTPException(404, "A board's name is lower-case letters, digits and dashes.")
-    return FileResponse(PAGE, media_type="text/html")
+    response = FileResponse(PAGE, media_type="text/html")
+    if not VISITOR_ID.fullmatch(request.cookies.get(VISITOR, "")):
+        response.set_cookie(VISITOR, secrets.token_hex(8), httponly=True, samesite="lax")
+    return response
 
 
 @app.post("/api/boards/{key}/cards", status_code=201)

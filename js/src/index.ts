@@ -9,6 +9,10 @@
  * Zero dependencies; the protocol is docs/protocol.md of the livestate repository.
  * Reconnects with jittered backoff and re-attaches, delivering one `reset` per
  * live state; writes made while offline reject at once with code "offline".
+ *
+ * Presence: `board.presence` is who is attached (identity -> metas), kept current;
+ * `await board.track({ typing: true })` shows this page in it (the server chooses the
+ * identity), again to change the meta, and `board.untrack()` stops.
  */
 
 /** The protocol version this client speaks. */
@@ -25,11 +29,17 @@ export type State = Record<string, unknown>;
 
 /** One change of a live state, in version order. A `reset` carries the whole state as `value`. */
 export interface Change {
-  kind: "new" | "updated" | "deleted" | "reset" | "stopped";
+  kind: "new" | "updated" | "deleted" | "reset" | "stopped" | "presence";
   prop: string | null;
+  /** For `presence`: each identity the change touched, mapped to its metas now ([] = it left). */
   value: unknown;
   version: number;
+  /** On a `reset` (and the first one after attaching): the whole presence, which replaces it. */
+  presence?: Presence;
 }
+
+/** Who is in a live state: identity -> its metas, one per tracked client (several tabs), in join order. */
+export type Presence = Record<string, JSONValue[]>;
 
 /** An error from the server (`code` as in the protocol, `type` the Python error's name) or the client. */
 export class LiveStateError extends Error {
@@ -104,6 +114,10 @@ export class LiveState<S extends State = State> {
   state: S = {} as S;
   /** The current version; -1 until attached. */
   version = -1;
+  /** Who is in it: identity -> metas; a new object after each presence change. Empty until attached. */
+  presence: Presence = {};
+  /** The meta this page tracks with (re-sent after a reconnect), or undefined when not tracked. */
+  tracked: JSONValue | undefined = undefined;
   /** Whether the server attached it (false while offline or after an error). */
   attached = false;
   /** Why the attachment ended or was refused, if it did. */
@@ -117,6 +131,9 @@ export class LiveState<S extends State = State> {
   private readonly onChange: AttachOptions["onChange"];
   private readonly connection: Connection;
   private settle: [() => void, (error: LiveStateError) => void] | null;
+  // At most one track request in flight; a newer meta waits here, replacing any older one.
+  private trackBusy = false;
+  private trackJob: { meta: JSONValue | undefined; waiters: Pending[] } | null = null;
 
   /** @internal */
   constructor(connection: Connection, spec: string, key: string, options: AttachOptions) {
@@ -159,6 +176,61 @@ export class LiveState<S extends State = State> {
     return this.write("reset", {}) as Promise<void>;
   }
 
+  /**
+   * Show this page in the live state's presence with `meta` (any JSON, small), or change its meta.
+   * The identity is the server's to choose (its `identify`). Calls made while one is in flight are
+   * coalesced: at most one request in flight, and only the latest meta is sent next. Before the
+   * attachment is live (attaching, or offline) the meta waits and is sent once it is; after a
+   * reconnect the page is tracked again with its last meta. Resolves when the server applied it;
+   * rejects with a LiveStateError ("forbidden" if the server gives this connection no identity,
+   * "invalid_value" for a meta too large, "not_attached" once the attachment ended).
+   */
+  track(meta: JSONValue): Promise<void> {
+    this.tracked = meta;
+    return this.sendTrack(meta);
+  }
+
+  /** Stop showing this page in the presence (detach does it too). */
+  untrack(): Promise<void> {
+    this.tracked = undefined;
+    return this.sendTrack(undefined);
+  }
+
+  private sendTrack(meta: JSONValue | undefined): Promise<void> {
+    if (this.ended) {
+      return Promise.reject(
+        new LiveStateError("not_attached", `Cannot track in ${this.spec} ${JSON.stringify(this.key)}: this attachment ended; attach again.`),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const waiters = this.trackJob ? this.trackJob.waiters : [];
+      waiters.push({ resolve: () => resolve(), reject });
+      this.trackJob = { meta, waiters };
+      this.pumpTrack();
+    });
+  }
+
+  /** Send the latest track/untrack if none is in flight and the attachment is live. */
+  private pumpTrack(): void {
+    const job = this.trackJob;
+    if (!job || this.trackBusy || !this.attached || this.connection.status !== "live") return;
+    this.trackJob = null;
+    this.trackBusy = true;
+    const sent = job.meta === undefined ? this.write("untrack", {}) : this.write("track", { meta: job.meta });
+    sent.then(
+      () => {
+        this.trackBusy = false;
+        for (const waiter of job.waiters) waiter.resolve(undefined);
+        this.pumpTrack();
+      },
+      (error: LiveStateError) => {
+        this.trackBusy = false;
+        for (const waiter of job.waiters) waiter.reject(error);
+        this.pumpTrack();
+      },
+    );
+  }
+
   /** Call `listener` after each change (null for a status change); returns an unsubscribe function. */
   subscribe(listener: (change: Change | null) => void): () => void {
     this.listeners.add(listener);
@@ -174,6 +246,12 @@ export class LiveState<S extends State = State> {
     this.attached = false;
     const id = this.id;
     this.id = null;
+    this.tracked = undefined;
+    const job = this.trackJob;
+    this.trackJob = null;
+    for (const waiter of job?.waiters ?? []) {
+      waiter.reject(new LiveStateError("not_attached", "The attachment was detached before it was tracked."));
+    }
     this.connection.forget(this);
     if (id !== null && this.connection.status === "live") {
       await this.connection.request({ type: "detach", id }).catch(() => {});
@@ -199,17 +277,23 @@ export class LiveState<S extends State = State> {
   }
 
   /** @internal */
-  attachedWith(id: number, state: S, version: number): void {
+  attachedWith(id: number, state: S, version: number, presence: Presence = {}): void {
     this.id = id;
     this.attached = true;
     this.error = null;
     this.state = state;
     this.version = version;
+    this.presence = presence;
     if (this.settle) {
       this.settle[0]();
       this.settle = null;
     }
-    this.emit({ kind: "reset", prop: null, value: state, version });
+    // The server's client is new: show this page again with its last meta.
+    if (this.tracked !== undefined && !this.trackJob) {
+      this.trackJob = { meta: this.tracked, waiters: [] };
+    }
+    this.pumpTrack();
+    this.emit({ kind: "reset", prop: null, value: state, version, presence });
   }
 
   /** @internal */
@@ -226,6 +310,14 @@ export class LiveState<S extends State = State> {
       this.state = next as S;
     } else if (change.kind === "reset") {
       this.state = change.value as S;
+      if (change.presence) this.presence = change.presence;
+    } else if (change.kind === "presence") {
+      const presence = { ...this.presence };
+      for (const [identity, metas] of Object.entries(change.value as Presence)) {
+        if (metas.length === 0) delete presence[identity];
+        else presence[identity] = metas;
+      }
+      this.presence = presence;
     } else {
       this.end(new LiveStateError("stopped", `${this.spec} ${JSON.stringify(this.key)} was stopped on the server.`));
     }
@@ -239,6 +331,10 @@ export class LiveState<S extends State = State> {
     this.attached = false;
     this.id = null;
     this.error = error;
+    this.presence = {};
+    const job = this.trackJob;
+    this.trackJob = null;
+    for (const waiter of job?.waiters ?? []) waiter.reject(error);
     if (this.settle) {
       this.settle[1](error);
       this.settle = null;
@@ -353,6 +449,14 @@ export class Connection {
     return this.request(prop === undefined ? { type: "get", spec, key } : { type: "get", spec, key, prop });
   }
 
+  /** One-shot read of who is in a live state (identity -> metas), as a public caller. */
+  presence(spec: string, key: string): Promise<Presence> {
+    if (this.status !== "live") {
+      return Promise.reject(new LiveStateError("offline", `Cannot read who is in ${spec} ${JSON.stringify(key)}: not connected.`));
+    }
+    return this.request({ type: "presence", spec, key }) as Promise<Presence>;
+  }
+
   /** Close the socket for good; attachments end and pending requests reject. */
   close(): void {
     if (this.status === "closed") return;
@@ -453,7 +557,12 @@ export class Connection {
           return;
         }
         this.byId.set(frame.id as number, live);
-        live.attachedWith(frame.id as number, frame.state as State, frame.version as number);
+        live.attachedWith(
+          frame.id as number,
+          frame.state as State,
+          frame.version as number,
+          (frame.presence as Presence | undefined) ?? {},
+        );
         return;
       }
       case "ok":

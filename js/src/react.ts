@@ -22,10 +22,20 @@ import {
   type ReactNode,
 } from "react";
 
-import { connect, type Connection, type ConnectOptions, type LiveState, type LiveStateError, type State, type Status } from "./index.js";
+import {
+  connect,
+  type Connection,
+  type ConnectOptions,
+  type LiveState,
+  type LiveStateError,
+  type Presence,
+  type State,
+  type Status,
+} from "./index.js";
 
 const LiveStateContext = createContext<Connection | null>(null);
 const EMPTY: State = Object.freeze({}) as State; // one object, so an unattached snapshot stays equal
+const NOBODY: Presence = Object.freeze({}) as Presence;
 
 /** Props of LiveStateProvider: a URL to connect to (closed on unmount), or a connection of yours. */
 export interface LiveStateProviderProps {
@@ -59,6 +69,8 @@ export interface LiveStateView<S extends State> {
   status: Status;
   attached: boolean;
   error: LiveStateError | null;
+  /** Who is in the live state: identity -> metas (`live.track(meta)` shows this page in it). */
+  presence: Presence;
   /** The attachment, for writes (`live.put`, `live.increment`...); null before the first render's effect. */
   live: LiveState<S> | null;
 }
@@ -98,6 +110,7 @@ export function useLiveState<S extends State = State>(spec: string, key: string)
       status: connection.status,
       attached: live ? live.attached : false,
       error: live ? live.error : null,
+      presence: live ? live.presence : NOBODY,
       live,
     };
     const last = snapshot.current;
@@ -108,6 +121,7 @@ export function useLiveState<S extends State = State>(spec: string, key: string)
       last.status === next.status &&
       last.attached === next.attached &&
       last.error === next.error &&
+      last.presence === next.presence &&
       last.live === next.live
     ) {
       return last; // useSyncExternalStore needs the same object while nothing changed

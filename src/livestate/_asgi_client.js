@@ -9,6 +9,10 @@
  * Zero dependencies; the protocol is docs/protocol.md of the livestate repository.
  * Reconnects with jittered backoff and re-attaches, delivering one `reset` per
  * live state; writes made while offline reject at once with code "offline".
+ *
+ * Presence: `board.presence` is who is attached (identity -> metas), kept current;
+ * `await board.track({ typing: true })` shows this page in it (the server chooses the
+ * identity), again to change the meta, and `board.untrack()` stops.
  */
 /** The protocol version this client speaks. */
 export const PROTOCOL = 1;
@@ -34,6 +38,10 @@ export class LiveState {
         this.state = {};
         /** The current version; -1 until attached. */
         this.version = -1;
+        /** Who is in it: identity -> metas; a new object after each presence change. Empty until attached. */
+        this.presence = {};
+        /** The meta this page tracks with (re-sent after a reconnect), or undefined when not tracked. */
+        this.tracked = undefined;
         /** Whether the server attached it (false while offline or after an error). */
         this.attached = false;
         /** Why the attachment ended or was refused, if it did. */
@@ -41,6 +49,9 @@ export class LiveState {
         /** @internal */ this.id = null;
         /** @internal */ this.ended = false;
         this.listeners = new Set();
+        // At most one track request in flight; a newer meta waits here, replacing any older one.
+        this.trackBusy = false;
+        this.trackJob = null;
         this.connection = connection;
         this.spec = spec;
         this.key = key;
@@ -75,6 +86,55 @@ export class LiveState {
     reset() {
         return this.write("reset", {});
     }
+    /**
+     * Show this page in the live state's presence with `meta` (any JSON, small), or change its meta.
+     * The identity is the server's to choose (its `identify`). Calls made while one is in flight are
+     * coalesced: at most one request in flight, and only the latest meta is sent next. Before the
+     * attachment is live (attaching, or offline) the meta waits and is sent once it is; after a
+     * reconnect the page is tracked again with its last meta. Resolves when the server applied it;
+     * rejects with a LiveStateError ("forbidden" if the server gives this connection no identity,
+     * "invalid_value" for a meta too large, "not_attached" once the attachment ended).
+     */
+    track(meta) {
+        this.tracked = meta;
+        return this.sendTrack(meta);
+    }
+    /** Stop showing this page in the presence (detach does it too). */
+    untrack() {
+        this.tracked = undefined;
+        return this.sendTrack(undefined);
+    }
+    sendTrack(meta) {
+        if (this.ended) {
+            return Promise.reject(new LiveStateError("not_attached", `Cannot track in ${this.spec} ${JSON.stringify(this.key)}: this attachment ended; attach again.`));
+        }
+        return new Promise((resolve, reject) => {
+            const waiters = this.trackJob ? this.trackJob.waiters : [];
+            waiters.push({ resolve: () => resolve(), reject });
+            this.trackJob = { meta, waiters };
+            this.pumpTrack();
+        });
+    }
+    /** Send the latest track/untrack if none is in flight and the attachment is live. */
+    pumpTrack() {
+        const job = this.trackJob;
+        if (!job || this.trackBusy || !this.attached || this.connection.status !== "live")
+            return;
+        this.trackJob = null;
+        this.trackBusy = true;
+        const sent = job.meta === undefined ? this.write("untrack", {}) : this.write("track", { meta: job.meta });
+        sent.then(() => {
+            this.trackBusy = false;
+            for (const waiter of job.waiters)
+                waiter.resolve(undefined);
+            this.pumpTrack();
+        }, (error) => {
+            this.trackBusy = false;
+            for (const waiter of job.waiters)
+                waiter.reject(error);
+            this.pumpTrack();
+        });
+    }
     /** Call `listener` after each change (null for a status change); returns an unsubscribe function. */
     subscribe(listener) {
         this.listeners.add(listener);
@@ -90,6 +150,12 @@ export class LiveState {
         this.attached = false;
         const id = this.id;
         this.id = null;
+        this.tracked = undefined;
+        const job = this.trackJob;
+        this.trackJob = null;
+        for (const waiter of job?.waiters ?? []) {
+            waiter.reject(new LiveStateError("not_attached", "The attachment was detached before it was tracked."));
+        }
         this.connection.forget(this);
         if (id !== null && this.connection.status === "live") {
             await this.connection.request({ type: "detach", id }).catch(() => { });
@@ -106,17 +172,23 @@ export class LiveState {
         return this.connection.request({ type, id: this.id, ...fields });
     }
     /** @internal */
-    attachedWith(id, state, version) {
+    attachedWith(id, state, version, presence = {}) {
         this.id = id;
         this.attached = true;
         this.error = null;
         this.state = state;
         this.version = version;
+        this.presence = presence;
         if (this.settle) {
             this.settle[0]();
             this.settle = null;
         }
-        this.emit({ kind: "reset", prop: null, value: state, version });
+        // The server's client is new: show this page again with its last meta.
+        if (this.tracked !== undefined && !this.trackJob) {
+            this.trackJob = { meta: this.tracked, waiters: [] };
+        }
+        this.pumpTrack();
+        this.emit({ kind: "reset", prop: null, value: state, version, presence });
     }
     /** @internal */
     apply(change) {
@@ -134,6 +206,18 @@ export class LiveState {
         }
         else if (change.kind === "reset") {
             this.state = change.value;
+            if (change.presence)
+                this.presence = change.presence;
+        }
+        else if (change.kind === "presence") {
+            const presence = { ...this.presence };
+            for (const [identity, metas] of Object.entries(change.value)) {
+                if (metas.length === 0)
+                    delete presence[identity];
+                else
+                    presence[identity] = metas;
+            }
+            this.presence = presence;
         }
         else {
             this.end(new LiveStateError("stopped", `${this.spec} ${JSON.stringify(this.key)} was stopped on the server.`));
@@ -147,6 +231,11 @@ export class LiveState {
         this.attached = false;
         this.id = null;
         this.error = error;
+        this.presence = {};
+        const job = this.trackJob;
+        this.trackJob = null;
+        for (const waiter of job?.waiters ?? [])
+            waiter.reject(error);
         if (this.settle) {
             this.settle[1](error);
             this.settle = null;
@@ -244,6 +333,13 @@ export class Connection {
             return Promise.reject(new LiveStateError("offline", `Cannot read ${spec} ${JSON.stringify(key)}: not connected.`));
         }
         return this.request(prop === undefined ? { type: "get", spec, key } : { type: "get", spec, key, prop });
+    }
+    /** One-shot read of who is in a live state (identity -> metas), as a public caller. */
+    presence(spec, key) {
+        if (this.status !== "live") {
+            return Promise.reject(new LiveStateError("offline", `Cannot read who is in ${spec} ${JSON.stringify(key)}: not connected.`));
+        }
+        return this.request({ type: "presence", spec, key });
     }
     /** Close the socket for good; attachments end and pending requests reject. */
     close() {
@@ -347,7 +443,7 @@ export class Connection {
                     return;
                 }
                 this.byId.set(frame.id, live);
-                live.attachedWith(frame.id, frame.state, frame.version);
+                live.attachedWith(frame.id, frame.state, frame.version, frame.presence ?? {});
                 return;
             }
             case "ok":

@@ -25,7 +25,9 @@ PROTOCOL: Final = 1
 """The protocol version this endpoint speaks, sent in the `welcome` frame."""
 
 WRITES: Final = frozenset({"put", "delete", "append", "increment", "reset"})
-REQUESTS: Final = WRITES | {"attach", "detach", "get", "ping"}
+PRESENCE: Final = frozenset({"track", "untrack"})
+"""Requests that change the presence; they take a write's token too."""
+REQUESTS: Final = WRITES | PRESENCE | {"attach", "detach", "get", "ping", "presence"}
 
 ERROR_CODES: Final[tuple[tuple[type[LiveStateError], str], ...]] = (
     # Most specific first: PropertyNotFoundError is checked before anything it might share.
@@ -105,9 +107,17 @@ def livestate_error_frame(exception: LiveStateError, ref: object) -> str:
     return error_frame(code, str(exception), ref, type(exception).__name__)
 
 
+def presence_json(presence: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """A presence (identity -> metas) as JSON can carry it: identity -> list of metas."""
+    return {identity: list(metas) for identity, metas in presence.items()}
+
+
 def change_body(change: Change) -> str:
     """The tail of a `change` frame, shared by every socket that receives the change."""
+    value = change.value
+    if change.kind == "presence":
+        value = presence_json(value)
     text = encode(
-        {"kind": change.kind, "prop": change.prop, "value": change.value, "version": change.version}
+        {"kind": change.kind, "prop": change.prop, "value": value, "version": change.version}
     )
     return text[1:]  # without the "{": each socket puts its own head in front

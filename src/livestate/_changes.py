@@ -16,8 +16,8 @@ from ._acl import ACL, DELETE, READ, RESET, WRITE
 from ._exceptions import InvalidValueError, PropertyNotFoundError
 from ._values import JSON, MAX_SAFE_INTEGER, FrozenList
 
-ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "persist_failed"]
-OpKind = Literal["put", "delete", "reset", "append", "increment"]
+ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "presence", "persist_failed"]
+OpKind = Literal["put", "delete", "reset", "append", "increment", "join", "leave"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,9 @@ class Change:
     `kind` is `new` or `updated` (`prop` and its new `value`), `deleted` (`prop`,
     value None), `reset` (prop None, `value` the whole new state) or `stopped`
     (the live state was stopped while the client was attached; the client is
-    detached). `version` is the live state's version after the change: each
+    detached) or `presence` (prop None, `value` maps each identity whose presence
+    changed to its metas now, an empty tuple when it left; see Client.track).
+    `version` is the live state's version after the change: each
     client sees versions in order, each once, or a `reset`.
     """
 
@@ -53,7 +55,9 @@ class Op(NamedTuple):
 
     For `put` the value, `append` the item, `increment` the amount, `reset` the
     whole new state (with the ACL and TTL from on_mount). `expect` makes the write
-    conditional on the live state's version (how `update` commits).
+    conditional on the live state's version (how `update` commits). Presence ops
+    (_presence.py): `join` a client's presence (`prop` its ref, `value` [identity,
+    meta]), `leave` (`value` the refs that go).
     """
 
     kind: OpKind
@@ -67,16 +71,21 @@ class Op(NamedTuple):
     ttl: float | None = None
 
 
-PERMISSION = {"put": WRITE, "append": WRITE, "increment": WRITE, "delete": DELETE, "reset": RESET}
-"""The permission each op kind needs; a conditional put (update) also needs read."""
+PERMISSION = {
+    "put": WRITE, "append": WRITE, "increment": WRITE, "delete": DELETE, "reset": RESET,
+    "join": READ, "leave": READ,
+}  # fmt: skip
+"""The permission each op kind needs; a conditional put (update) also needs read. Showing a
+presence needs only read: whoever may see the live state may be seen in it."""
 
 _VERBS = {"put": "write", "append": "append to", "increment": "increment", "delete": "delete"}
+_WHOLE = {"reset": "reset", "join": "show a presence in", "leave": "end a presence in"}
 
 
 def describe(op: Op) -> str:
     """What `op` does, for error messages: "write 'x' of", "reset"."""
-    if op.kind == "reset":
-        return "reset"
+    if op.kind in _WHOLE:
+        return _WHOLE[op.kind]
     verb = "update" if op.expect is not None else _VERBS[op.kind]
     return f"{verb} {op.prop!r} of"
 

@@ -16,8 +16,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._changes import Change
+from ._exceptions import LiveStateError
+from ._presence import Tracker, check_entry
 from ._spec import DEFAULT
-from ._values import JSON
+from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:
     from typing import Self
@@ -54,6 +56,7 @@ class Inbox:
         "receive",
         "replica",
         "stale",
+        "tracker",
         "waiter",
     )
 
@@ -77,6 +80,7 @@ class Inbox:
         self.pump: asyncio.Task[None] | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.first: Awaitable[Any] | None = None  # what a sync on_change returned, to await
+        self.tracker: Tracker | None = None  # its presence, once it tracks one
         is_async = inspect.iscoroutinefunction(on_change) or inspect.iscoroutinefunction(
             getattr(on_change, "__call__", None)  # noqa: B004 - an object with async __call__
         )
@@ -142,6 +146,14 @@ class Inbox:
     async def leave(self) -> None:
         """Detach: stop deliveries, and have the node let go of the replica if it was the last."""
         if not self.closed:
+            if self.tracker is not None and self.tracker.wanted is not None:
+                try:
+                    await self.tracker.show(None)
+                except LiveStateError as error:
+                    # Not fatal: the node's release (or, if it died, its lease) takes it too.
+                    self.replica.log.warning(
+                        "%s: could not end a presence (%s)", self.replica.id, error
+                    )
             self.replica.discard(self)
             self.end(None)
             await self.replica.release(self.replica)
@@ -231,6 +243,17 @@ class Client:
         return self._inbox.replica.version
 
     @property
+    def presence(self) -> Mapping[str, FrozenList]:
+        """Who is present now: a read-only Mapping of identity -> its metas (a read-only list,
+        one meta per client that tracks that identity, in the order they joined).
+
+        Kept current like `state`; each join, meta update and leave is a `presence` change.
+        A `reset` change may stand for presence changes too (a resync folds them in, as it
+        does writes): read `presence` again after one.
+        """
+        return self._inbox.replica.roster.view
+
+    @property
     def attached(self) -> bool:
         """Whether the client is still attached (not detached, stopped or closed with its node)."""
         return not self._inbox.closed
@@ -260,6 +283,36 @@ class Client:
         return await self._live().update(
             self.spec, self.key, prop, fn, default=default, role="group"
         )
+
+    async def track(self, identity: str, meta: Any = None) -> None:
+        """Show this client in the live state's presence as `identity`, with a JSON `meta`.
+
+        Call it again to change the meta (say, typing): calls made while one is
+        being written are coalesced, so only the latest is written next. Several
+        clients (a user's tabs) may track one identity. Returns once every client
+        of this node shows it; every other node's within the convergence bound.
+        Detaching (or `untrack`) ends it; so does this node's death, within its lease.
+        Raises InvalidValueError (identity a str of 1 to 256 characters; identity and
+        meta within 2,048 bytes of JSON), PermissionDeniedError (needs read),
+        NotFoundError, BackendUnavailableError.
+        """
+        inbox = self._inbox
+        replica = inbox.replica
+        entry = check_entry(identity, meta, replica.id)
+        self._live()
+        if inbox.tracker is None:
+            inbox.tracker = Tracker(replica.node, replica.write)
+        await inbox.tracker.show(entry)
+
+    async def untrack(self) -> None:
+        """Stop showing this client in the presence (nothing if it does not show).
+
+        Raises BackendUnavailableError; detaching ends the presence too.
+        """
+        tracker = self._inbox.tracker
+        if tracker is not None:
+            self._live()
+            await tracker.show(None)
 
     async def changes(self) -> AsyncIterator[Change]:
         """Every change from now on, in version order; ends when the client is detached.

@@ -31,8 +31,8 @@ def add_parser(commands: Any) -> None:
     inspect = commands.add_parser(
         "inspect",
         help="show the live states and nodes of a running deployment",
-        description="Show every live state (spec, key, version, size, expiry, holders, "
-        "clients per node) and every node (lease, live states, clients) of a deployment.",
+        description="Show every live state (spec, key, version, size, presences, expiry, "
+        "holders, clients per node) and every node (lease, live states, clients) of a deployment.",
     )
     inspect.add_argument(
         "target",
@@ -108,8 +108,8 @@ def render(survey: Survey, where: str) -> str:
         f"livestate at {where}: {len(survey.states)} live states, {len(survey.nodes)} nodes "
         f"({stamp})",
         "",
-        f"{'LIVE STATE':<32} {'VERSION':>17} {'BYTES':>9} {'TTL':>7} {'ENDS IN':>8}  "
-        "HOLDERS: LEASE LEFT (CLIENTS)",
+        f"{'LIVE STATE':<32} {'VERSION':>17} {'BYTES':>9} {'PRESENT':>7} {'TTL':>7} "
+        f"{'ENDS IN':>8}  HOLDERS: LEASE LEFT (CLIENTS)",
     ]
     for state in survey.states:
         name = f"{state.spec} {state.key!r}"
@@ -118,8 +118,8 @@ def render(survey: Survey, where: str) -> str:
             for node, lease in sorted(state.holders.items())
         )
         lines.append(
-            f"{name[:32]:<32} {state.version:>17} {state.bytes:>9,} {_seconds(state.ttl):>7} "
-            f"{_seconds(state.expires_in):>8}  {holders or '-'}"
+            f"{name[:32]:<32} {state.version:>17} {state.bytes:>9,} {state.present:>7} "
+            f"{_seconds(state.ttl):>7} {_seconds(state.expires_in):>8}  {holders or '-'}"
         )
     lines += ["", f"{'NODE':<18} {'LEASE LEFT':>10} {'STATES':>7} {'CLIENTS':>8}"]
     for report in survey.nodes:

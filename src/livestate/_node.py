@@ -15,7 +15,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -36,11 +36,13 @@ from ._log import NodeLog
 from ._metrics import Metrics
 from ._metrics import enabled as metrics_enabled
 from ._persist import Persistence
+from ._presence import Roster
 from ._replica import Replica
 from ._spec import DEFAULT, LiveState, Mount, check_ttl, declaration, run_on_mount
 from ._values import (
     JSON,
     FrozenDict,
+    FrozenList,
     check_key,
     check_property,
     check_size,
@@ -163,7 +165,8 @@ class Node:
             if replica is None:
                 replica = self._replicas[id] = Replica(
                     self.backend, spec, id, self.id, lambda: self._mount(spec, id),
-                    self._let_go, self._release_if_unused, self._spawn, self.log, self.metrics,
+                    self._let_go, self._release_if_unused, self._spawn,
+                    lambda op: self._apply(id, op, "group"), self.log, self.metrics,
                 )  # fmt: skip
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
@@ -197,6 +200,20 @@ class Node:
         if prop not in snapshot.state:
             raise PropertyNotFoundError(f"{id} has no property {prop!r}.")
         return snapshot.state[prop]
+
+    async def presence(
+        self, spec: type[LiveState], key: str, *, role: Role = "public"
+    ) -> Mapping[str, FrozenList]:
+        """Who is present in a live state; see LiveState.presence."""
+        id = self._id(spec, key)
+        await self._start()
+        snapshot = await self.backend.read(id, presence_only=True)
+        if snapshot is None:
+            raise not_running(id)
+        snapshot.acl.check(role, READ, "read the presence of", str(id))
+        roster = Roster()
+        roster.load(snapshot.presence)
+        return roster.metas()
 
     async def put(
         self, spec: type[LiveState], key: str, prop: str, value: Any, *, role: Role = "public"

@@ -21,6 +21,7 @@ from ._backends.base import Backend, Message, MountFunction, Snapshot
 from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
 from ._log import NodeLog
+from ._presence import Roster, leave_op, node_of
 from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ class Replica:
         "held",
         "id",
         "inboxes",
+        "leaving",
         "log",
         "metrics",
+        "miscounted",
         "missing",
         "mount",
         "node",
@@ -69,6 +72,7 @@ class Replica:
         "ready",
         "receivers",
         "release",
+        "roster",
         "spawn",
         "spec",
         "state",
@@ -78,6 +82,7 @@ class Replica:
         "view",
         "waiters",
         "waiting",
+        "write",
     )
 
     def __init__(
@@ -90,6 +95,7 @@ class Replica:
         on_end: Callable[[Replica], object],
         release: Callable[[Replica], Awaitable[None]],
         spawn: Spawn,
+        write: Callable[[Op], Awaitable[object]],
         log: NodeLog,
         metrics: Metrics | None,
     ) -> None:
@@ -103,7 +109,9 @@ class Replica:
         self.on_end = on_end
         self.release = release
         self.spawn = spawn
+        self.write = write  # a write through the node, as a client of this live state
         self.state: dict[str, JSON] = {}
+        self.roster = Roster()
         self.view = MappingProxyType(self.state)
         self.version = 0
         self.epoch = ""
@@ -120,6 +128,8 @@ class Replica:
         self.past: deque[str] = deque(maxlen=4)  # epochs of lifetimes this replica left
         self.behind: int | None = None  # the version the last heartbeat found, if ahead
         self.missing = 0  # heartbeats in a row that found the live state gone
+        self.miscounted = False  # the last heartbeat counted other presences at our version
+        self.leaving: asyncio.Task[None] | None = None  # ending presences no client here has
         self.closed = False
         self.waiting = 0  # attach calls waiting for `ready`
         self.ready: asyncio.Task[None] | None = None
@@ -194,10 +204,14 @@ class Replica:
         self._cancel_timer()
         self.buffer = [self.held[version] for version in sorted(self.held)]
         self.held.clear()
-        self.syncing = self.spawn(self._sync())
+        # Diverged: what was applied here is wrong, so even a snapshot at the same version
+        # replaces it.
+        self.syncing = self.spawn(self._sync(force=cause == "diverged"))
 
-    def observe(self, epoch: str | None, version: int) -> None:
-        """Resync if two heartbeats in a row find the server ahead of what was applied here."""
+    def observe(self, epoch: str | None, version: int, present: int | None = None) -> None:
+        """Resync if two heartbeats in a row find the server ahead of what was applied here
+        (or, at the same version, with another number of presences: one was lost alone);
+        else make sure the presence shows what this node's clients track."""
         if self.buffer is not None or self.closed:
             return
         if epoch is None:
@@ -209,6 +223,13 @@ class Replica:
         self.missing = 0
         if epoch == self.epoch and self.version >= version:
             self.behind = None
+            miscounted = present is not None and self.version == version
+            miscounted = miscounted and present != len(self.roster)
+            if miscounted and self.miscounted:
+                self.resync("diverged")
+                return
+            self.miscounted = miscounted
+            self._reconcile()
         elif self.behind is not None and (epoch != self.epoch or self.version < self.behind):
             self.resync("heartbeat")
         else:
@@ -262,6 +283,16 @@ class Replica:
     # Internals.
 
     def _apply(self, version: int, op: Op, sent: float) -> None:
+        if op.kind == "join" or op.kind == "leave":
+            lost = self.roster.removes(op) if op.kind == "leave" else ()
+            self.version = version
+            diff = self.roster.apply(op, version)
+            self.fan_out(Change(self.id.key, "presence", None, diff, version), sent)
+            if self.waiters:
+                self._resolve(version)
+            if lost and any(node_of(ref) == self.node for ref in lost):
+                self._reconcile()
+            return
         try:
             kind, value = apply(self.state, op, self.id)
         except LiveStateError:
@@ -279,11 +310,14 @@ class Replica:
         if self.waiters:
             self._resolve(version)
 
-    def _load(self, snapshot: Snapshot) -> bool:
-        """Take `snapshot` (in place: views stay valid) unless it is not newer; say if taken."""
+    def _load(self, snapshot: Snapshot, force: bool = False) -> bool:
+        """Take `snapshot` (in place: views stay valid) unless it is not newer (or, with
+        `force`, older); say if taken."""
         self.behind = None
         self.missing = 0
-        if snapshot.epoch == self.epoch and snapshot.version <= self.version:
+        self.miscounted = False
+        stale = snapshot.version < self.version or (snapshot.version == self.version and not force)
+        if snapshot.epoch == self.epoch and stale:
             self._resolve(None)
             return False
         if self.epoch and snapshot.epoch != self.epoch:
@@ -301,7 +335,9 @@ class Replica:
         self.epoch = snapshot.epoch
         self.acl = snapshot.acl
         self.declared = snapshot.declared
+        self.roster.load(snapshot.presence)
         self._resolve(None)
+        self._reconcile()
         return True
 
     def _drain(self) -> None:
@@ -309,8 +345,9 @@ class Replica:
         for message in buffered:
             self.receive(message)  # a gap among them starts another resync, which keeps the rest
 
-    async def _sync(self) -> None:
-        """Load a snapshot (starting the live state anew if it was lost), then send a reset."""
+    async def _sync(self, force: bool = False) -> None:
+        """Load a snapshot (starting the live state anew if it was lost), then send a reset;
+        with `force`, even one at the version applied here."""
         attempt = 0
         while not self.closed:
             try:
@@ -326,7 +363,7 @@ class Replica:
                 continue
             if self.closed:
                 return  # the node let go meanwhile; its release ends any hold taken above
-            if self._load(snapshot):
+            if self._load(snapshot, force):
                 if not self.acl.allows("group", READ):
                     self._end("its ACL no longer lets the group read")
                     return
@@ -344,6 +381,38 @@ class Replica:
             self.discard(inbox)
             inbox.end(change)
         self.on_end(self)
+
+    def _reconcile(self) -> None:
+        """Make the backend show what this node's clients track: show again what is
+        missing (a sweep took it while this node was cut off, a new lifetime began, a write
+        failed) and end what no client here tracks (a leave that failed in an outage)."""
+        roster = self.roster
+        mine = set()
+        for inbox in self.inboxes:
+            tracker = inbox.tracker
+            if tracker is None:
+                continue
+            mine.add(tracker.ref)
+            wanted = tracker.wanted
+            if wanted is not None and not tracker.busy and not roster.shows(tracker.ref, wanted):
+                self.spawn(self._quietly(tracker.refresh(), "show a presence again"))
+        if self.leaving is None and roster.entries:
+            stray = [ref for ref in roster.entries if ref not in mine and node_of(ref) == self.node]
+            if stray:
+                self.leaving = self.spawn(self._leave(stray))
+
+    async def _leave(self, refs: list[str]) -> None:
+        try:
+            await self._quietly(self.write(leave_op(refs)), "end a presence")
+        finally:
+            self.leaving = None
+
+    async def _quietly(self, writing: Awaitable[object], what: str) -> None:
+        try:
+            await writing
+        except LiveStateError as error:
+            # The next heartbeat or resync tries again.
+            self.log.warning("%s: could not %s (%s)", self.id, what, error)
 
     def _returned(self, receive: Callable[[Change], object], result: object) -> None:
         """A sync on_change returned something: if it is awaitable, await its results from now."""

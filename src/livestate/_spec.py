@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from ._acl import ACL
 from ._exceptions import InvalidValueError
-from ._values import JSON, Limits
+from ._values import JSON, FrozenList, Limits
 
 if TYPE_CHECKING:
     from ._client import Client, OnChange
@@ -148,6 +148,17 @@ class LiveState:
         from ._node import current_node
 
         return await current_node().get(cls, key, prop)
+
+    @classmethod
+    async def presence(cls, key: str) -> Mapping[str, FrozenList]:
+        """Who is present in the live state for `key`: identity -> its metas (see Client.track).
+
+        Raises NotFoundError if not running, PermissionDeniedError unless public
+        callers may read.
+        """
+        from ._node import current_node
+
+        return await current_node().presence(cls, key)
 
     @classmethod
     async def put(cls, key: str, prop: str, value: Any) -> None:

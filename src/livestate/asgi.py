@@ -11,6 +11,11 @@ number of attachments; each starts with the whole state and then gets every
 change in version order (or one `reset`). Writes are acknowledged or refused
 with the error's type and message. The wire protocol is docs/protocol.md.
 
+Presence: an attachment may `track` a JSON meta and `untrack` it; the identity
+it shows as comes from the server's `identify(connection)`, never from the
+browser. `attached` frames carry the presence, and each join, meta update and
+leave arrives as a `presence` change.
+
 Secure by default: only the listed specs are reachable; `authorize` maps the
 connection and the (spec, key) to a role, `"group"` or `"public"`, or refuses
 (None); the live state's ACL then applies to that role. A `"group"` socket may
@@ -35,6 +40,7 @@ from urllib.parse import parse_qsl
 
 from ._acl import Role
 from ._asgi_frames import (
+    PRESENCE,
     PROTOCOL,
     WRITES,
     FrameError,
@@ -44,6 +50,7 @@ from ._asgi_frames import (
     error_frame,
     field,
     livestate_error_frame,
+    presence_json,
 )
 from ._asgi_outbox import Flusher, Outbox
 from ._changes import Change
@@ -63,6 +70,7 @@ __all__ = [
     "Authorize",
     "Connection",
     "EndpointLimits",
+    "Identify",
     "LiveStateEndpoint",
 ]
 
@@ -134,6 +142,19 @@ class Authorize(Protocol):
     ) -> str | Awaitable[str | None] | None: ...
 
 
+class Identify(Protocol):
+    """The shape of `identify`: who a connection is in presence, or None if it may not track.
+
+    Return the identity (a string of 1 to 256 characters, such as a user id
+    from the session cookie) that the socket's `track` requests show as, or
+    None to refuse them. May be async. Raising PermissionDeniedError refuses
+    with its message. It runs once per socket, at its first `track`; an
+    identity is kept for the socket's life (a refusal is asked again).
+    """
+
+    def __call__(self, connection: Connection, /) -> str | Awaitable[str | None] | None: ...
+
+
 def _allow_group(connection: Connection, spec: type[LiveState], key: str) -> Role:
     """The default `authorize`: every listed spec, every key, as a group member."""
     return "group"
@@ -184,8 +205,10 @@ class LiveStateEndpoint:
     use (default: the current one, see livestate.lifespan). Any WebSocket path
     speaks the protocol; an HTTP GET of a path ending in `/livestate.js` returns
     the client. Run alone (`uvicorn module:endpoint`) it starts and stops the
-    node with its own lifespan. `sockets` counts the open sockets. Raises
-    InvalidValueError for a bad argument.
+    node with its own lifespan. `sockets` counts the open sockets.
+    `identify(connection)` names the identity a socket's `track` requests show
+    as in presence (default None: sockets may not track, only see presence).
+    Raises InvalidValueError for a bad argument.
     """
 
     def __init__(
@@ -197,6 +220,7 @@ class LiveStateEndpoint:
         limits: EndpointLimits | None = None,
         heartbeat: float = 25.0,
         node: Node | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.specs: dict[str, type[LiveState]] = {}
         for spec in specs:
@@ -209,6 +233,7 @@ class LiveStateEndpoint:
             allowed_origins = (allowed_origins,)
         self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
         self.authorize: Authorize = authorize or _allow_group
+        self.identify = identify
         self.limits = limits or EndpointLimits()
         if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or heartbeat <= 0:
             raise InvalidValueError(
@@ -314,6 +339,7 @@ class _Session:
         self.connection = Connection.from_scope(scope)
         self.attachments: dict[int, _Attachment] = {}
         self.roles: dict[tuple[str, str], Role | None] = {}
+        self.identity: str | None = None  # from identify, at the first track
         self.next_id = 1
         self.outbox = Outbox(send, endpoint.flusher)
         self.closed = False
@@ -416,7 +442,7 @@ class _Session:
             if kind == "ping":
                 self.push(encode({"type": "pong", "ref": ref}))
                 return
-            if kind in WRITES:
+            if kind in WRITES or kind in PRESENCE:
                 self._take_token(ref)
             if kind == "attach":
                 await self._attach(frame, ref)
@@ -546,6 +572,7 @@ class _Session:
                     "key": key,
                     "state": dict(client.state),
                     "version": client.version,
+                    "presence": presence_json(client.presence),
                 }
             )
         )
@@ -563,6 +590,11 @@ class _Session:
                 self.push(head + body(change))
                 self.attachments.pop(attachment.id, None)
                 self._arm_timer()
+            elif change.kind == "reset" and attachment.client is not None:
+                # The presence may have changed unseen too (the core re-reads it with the
+                # state): the reset carries it, so the page replaces both at once.
+                presence = encode(presence_json(attachment.client.presence))
+                self.push(head + body(change)[:-1] + f',"presence":{presence}}}')
             elif self.closed or len(frames) >= limit or outbox.close_code is not None:
                 self.push(head + body(change))  # drops it, or closes a socket too far behind
             else:
@@ -597,6 +629,14 @@ class _Session:
         result: Any = None
         if kind == "get":
             result = dict(client.state) if "prop" not in frame else _prop(client, frame)
+        elif kind == "presence":
+            result = presence_json(client.presence)
+        elif kind == "track":
+            if "meta" not in frame:
+                raise FrameError("bad_frame", "A 'track' frame needs 'meta': any JSON value.", ref)
+            await client.track(await self._identity(client, ref), frame["meta"])
+        elif kind == "untrack":
+            await client.untrack()
         elif kind == "reset":
             await client.reset()
         else:
@@ -620,6 +660,14 @@ class _Session:
         if kind == "get":
             prop = frame.get("prop", DEFAULT)
             result = await node.get(spec, key, prop, role="public")
+        elif kind == "presence":
+            result = presence_json(await node.presence(spec, key, role="public"))
+        elif kind in PRESENCE:
+            raise FrameError(
+                "bad_frame",
+                f"A {kind!r} frame goes through an attachment: give its 'id', not spec and key.",
+                ref,
+            )
         elif kind == "reset":
             await node.reset(spec, key, role="public")
         else:
@@ -634,6 +682,35 @@ class _Session:
             else:
                 result = await node.increment(spec, key, prop, frame.get("by", 1), role="public")
         self.push(encode({"type": "ok", "ref": ref, "result": result}))
+
+    async def _identity(self, client: Client, ref: object) -> str:
+        """Who this socket is in presence: identify's answer, asked once per socket."""
+        if self.identity is not None:
+            return self.identity
+        identify = self.endpoint.identify
+        answer: object = None
+        if identify is not None:
+            try:
+                answer = identify(self.connection)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except PermissionDeniedError as error:
+                raise FrameError("forbidden", str(error), ref) from None
+        if not isinstance(answer, str):
+            if answer is not None:
+                logger.error("identify returned %r, not a str or None: refused", answer)
+            why = (
+                "this endpoint has no identify"
+                if identify is None
+                else "the server's identify gave no identity (sign in first)"
+            )
+            raise FrameError(
+                "forbidden",
+                f"This connection may not track in {client.spec.name} {client.key[:200]!r}: {why}.",
+                ref,
+            )
+        self.identity = answer
+        return answer
 
     # Sending.
 

@@ -140,7 +140,8 @@ _PAGE = """<!doctype html>
     <h2 id="states-title">Live states</h2>
     <table id="states">
       <thead><tr><th>Spec</th><th>Key</th><th class="num">Version</th>
-        <th class="num">Bytes</th><th class="num">TTL</th><th class="num">Ends in</th>
+        <th class="num">Bytes</th><th class="num">Present</th><th class="num">TTL</th>
+        <th class="num">Ends in</th>
         <th>Holders: lease left (clients)</th></tr></thead>
       <tbody></tbody>
     </table>
@@ -199,7 +200,8 @@ async function refresh() {
       code.textContent = s.key;
       key.append(code);
       tr.append(cell(s.spec), key, cell(String(s.version), "num"),
-                cell(s.bytes.toLocaleString(), "num"), cell(seconds(s.ttl), "num"),
+                cell(s.bytes.toLocaleString(), "num"), cell(String(s.present), "num"),
+                cell(seconds(s.ttl), "num"),
                 cell(seconds(s.expires_in), "num"), holders);
       return tr;
     }), "No live state is running.");

@@ -16,6 +16,11 @@ connection the socket attaches, and detaches when PyView closes the socket.
 What PyView lacks for this (close and join hooks, a socket it forgets to close
 after live navigation) is bridged in `_pyview_compat`, gated on its version.
 
+Presence: `await live_track(socket, identity, meta)` shows the socket's client in
+the live state's presence (several tabs of one identity group under it, as in
+Phoenix Presence); the template sees `live_presence` (identity -> metas), and
+every join, meta update and leave re-renders the view.
+
 `OriginCheckMiddleware` closes WebSocket handshakes from other sites, which
 PyView does not check by itself; `WebSocketLimitsMiddleware` closes sockets
 that never join and caps sockets per client address.
@@ -43,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LIVE_STATE_EVENT",
     "LiveAssigns",
+    "LivePresence",
     "LiveSocket",
     "OriginCheckMiddleware",
     "PrometheusInstrumentation",
@@ -54,6 +60,8 @@ __all__ = [
     "live_increment",
     "live_reset",
     "live_state",
+    "live_track",
+    "live_untrack",
     "live_update",
 ]
 
@@ -64,6 +72,7 @@ LIVE_STATE_EVENT: Final = "livestate"
 tuple of the Change objects that the render covers, oldest first."""
 
 ASSIGN_NAME: Final = "live_assigns"
+PRESENCE_NAME: Final = "live_presence"
 
 JOIN_WAIT = 2.0
 """Most seconds a render waits for PyView to send the socket's join reply first."""
@@ -88,6 +97,7 @@ from pyview.events import InfoEvent  # type: ignore[import-untyped]  # noqa: E40
 from . import _pyview_compat as compat  # noqa: E402 - needs pyview, imported above
 from ._pyview_guard import WebSocketLimitsMiddleware  # noqa: E402 - same
 from ._pyview_metrics import PrometheusInstrumentation  # noqa: E402 - same
+from ._pyview_presence import LivePresence, Presence  # noqa: E402 - same
 
 
 class LiveSocket(Protocol):
@@ -199,6 +209,7 @@ class _Binding:
         "render_lock",
         "render_task",
         "snapshot",
+        "snapshot_presence",
         "socket",
         "spec",
         "watch",
@@ -216,6 +227,7 @@ class _Binding:
         self.key = key
         self.client: Client | None = None
         self.snapshot: Mapping[str, JSON] = EMPTY  # the state while not attached
+        self.snapshot_presence: Presence = EMPTY  # the presence while not attached
         self.pending: list[Change] = []
         self.render_task: asyncio.Task[None] | None = None
         self.closed = False
@@ -233,6 +245,13 @@ class _Binding:
             return client.state
         return self.snapshot
 
+    @property
+    def presence(self) -> Presence:
+        client = self.client
+        if client is not None and client.attached:
+            return client.presence
+        return self.snapshot_presence
+
     def on_change(self, change: Change) -> None:
         """Queue a render (runs inline during fan-out, so it only notes the change)."""
         if self.closed:
@@ -240,6 +259,7 @@ class _Binding:
         if change.kind == "stopped" and self.client is not None:
             # The client is detached by now; keep showing the last state.
             self.snapshot = dict(self.client.state)
+            self.snapshot_presence = EMPTY  # its clients, this one too, are gone
         self.pending.append(change)
         if self.render_task is None:
             self.render_task = asyncio.get_running_loop().create_task(self._render())
@@ -334,7 +354,9 @@ async def live_state(
     `live_assigns.name` and the live_* writes take the same `as_=`; each name
     (and the default, unnamed one) binds one live state at a time. The context
     (a dict, a dataclass with a `live_assigns` field, or any object) gets
-    `live_assigns`, which is also returned.
+    `live_assigns`, which is also returned, and `live_presence` (who is in its
+    live states: see `live_track`; a dataclass context gets it if it has a
+    `live_presence` field).
 
     Raises InvalidValueError for a bad key or an `as_` that is not an
     identifier, PermissionDeniedError if the group may not read the live state,
@@ -363,7 +385,7 @@ async def live_state(
         binding.client = await spec.attach(key, on_change=binding.on_change)
         binding.watch = compat.watch(socket, lambda: _unbind(socket))
     else:
-        binding.snapshot = await _read(spec, key)
+        binding.snapshot, binding.snapshot_presence = await _read(spec, key)
     bindings.by_name[as_] = binding
     return _expose(socket, bindings)
 
@@ -379,6 +401,44 @@ def live_client(socket: LiveSocket, *, as_: str | None = None) -> Client | None:
     if binding is None or not binding.attached:
         return None
     return binding.client
+
+
+async def live_track(
+    socket: LiveSocket, identity: str, meta: Any, *, as_: str | None = None
+) -> None:
+    """Show the socket's client in its live state's presence (the one bound `as_`).
+
+    Phoenix's `Presence.track`: the view appears in every attached client's
+    presence (`live_presence` in templates, `client.presence`) as `identity`
+    (several tabs of one user group under it) with the JSON `meta`. Call it
+    again to change the meta (frequent updates such as typing are coalesced:
+    the latest wins) or the identity (it leaves the old one, then joins). Call it
+    after `live_state`, in `handle_params` or `handle_event`; binding another key
+    leaves the old key's presence. The presence ends when the socket closes,
+    with `live_untrack`, or within a lease when its node dies. On the first HTTP
+    render (an unconnected socket) nothing is attached, so it does nothing: the
+    WebSocket mount, which runs the same code, tracks. When it returns,
+    `live_presence` shows it.
+
+    Raises RuntimeError if `live_state` was not called on this socket (or its
+    live state was stopped), InvalidValueError for an identity that is not a
+    string of 1 to 256 characters or a meta that is not JSON (at most 2,048
+    bytes with the identity), PermissionDeniedError (needs read), NotFoundError.
+    """
+    client = _attached_client(socket, _bound(socket, as_))
+    if client is not None:
+        await client.track(identity, meta)
+
+
+async def live_untrack(socket: LiveSocket, *, as_: str | None = None) -> None:
+    """Take the socket's client out of its live state's presence (the one bound `as_`).
+
+    Does nothing if it was not tracked, or on an unconnected socket. Raises
+    RuntimeError if `live_state` was not called on this socket, NotFoundError.
+    """
+    client = _attached_client(socket, _bound(socket, as_))
+    if client is not None:
+        await client.untrack()
 
 
 async def live_assign(socket: LiveSocket, prop: str, value: Any, *, as_: str | None = None) -> None:
@@ -518,12 +578,31 @@ def _check_context(socket: LiveSocket) -> None:
 def _expose(socket: LiveSocket, bindings: _SocketBindings) -> LiveAssigns:
     """Put `live_assigns` into the socket's context: a live view of its bindings' states."""
     assigns = _BoundAssigns(bindings)
+    presence = _bound_presence(bindings, None)
     context = socket.context
     if isinstance(context, dict):
         context[ASSIGN_NAME] = assigns
+        context[PRESENCE_NAME] = presence
     else:
         setattr(context, ASSIGN_NAME, assigns)
+        if not is_dataclass(context) or PRESENCE_NAME in {f.name for f in fields(context)}:
+            setattr(context, PRESENCE_NAME, presence)
     return assigns
+
+
+def _bound_presence(bindings: _SocketBindings, name: str | None) -> LivePresence:
+    """A LivePresence that reads the presence of the binding `name` (None: the default)."""
+
+    def read() -> Presence:
+        binding = bindings.by_name.get(name)
+        return binding.presence if binding is not None else EMPTY
+
+    def named() -> Mapping[str, LivePresence]:
+        if name is not None:
+            return EMPTY
+        return {n: _bound_presence(bindings, n) for n in bindings.by_name if n is not None}
+
+    return LivePresence(read, named)
 
 
 class _BoundAssigns(LiveAssigns):
@@ -583,20 +662,22 @@ class _NamedAssigns(Mapping[str, LiveAssigns]):
         return sum(1 for _ in self)
 
 
-async def _read(spec: type[LiveState], key: str) -> Mapping[str, JSON]:
-    """Start the live state if needed and read it as a group member would, without attaching."""
+async def _read(spec: type[LiveState], key: str) -> tuple[Mapping[str, JSON], Presence]:
+    """Start the live state if needed and read it (and its presence) as a group member would."""
     node = current_node()
     for _ in range(3):
         await node.start(spec, key)
         try:
             state: Mapping[str, JSON] = await node.get(spec, key, role="group")
+            presence: Presence = await node.presence(spec, key, role="group")
         except NotFoundError:
             continue  # its TTL ended between start and get: start it again
-        return state
+        return state, presence
     raise NotFoundError(f"{spec.__qualname__} {key[:200]!r} ended each time it was started.")
 
 
-async def _write(socket: LiveSocket, as_: str | None, kind: str, *args: Any, **kwargs: Any) -> Any:
+def _bound(socket: LiveSocket, as_: str | None) -> _Binding:
+    """The socket's binding named `as_`; RuntimeError saying what to call if there is none."""
     bindings = _bindings.get(socket)
     binding = bindings.by_name.get(as_) if bindings is not None else None
     if binding is None:
@@ -605,15 +686,28 @@ async def _write(socket: LiveSocket, as_: str | None, kind: str, *args: Any, **k
             f"This socket is bound to no live state{' named ' + repr(as_) if as_ else ''}; "
             f"call await live_state(socket, Spec, key{named}) in mount or handle_params first."
         )
+    return binding
+
+
+def _attached_client(socket: LiveSocket, binding: _Binding) -> Client | None:
+    """The binding's attached client; None on an unconnected socket; RuntimeError if stopped."""
     client = binding.client
     if client is not None and client.attached:
-        method: Callable[..., Awaitable[Any]] = getattr(client, kind)
-        return await method(*args, **kwargs)
+        return client
     if socket.connected:
         raise RuntimeError(
             f"The live state {binding.spec.__qualname__} {binding.key[:200]!r} was stopped; "
             "call live_state again to start it anew."
         )
+    return None
+
+
+async def _write(socket: LiveSocket, as_: str | None, kind: str, *args: Any, **kwargs: Any) -> Any:
+    binding = _bound(socket, as_)
+    client = _attached_client(socket, binding)
+    if client is not None:
+        method: Callable[..., Awaitable[Any]] = getattr(client, kind)
+        return await method(*args, **kwargs)
     # The first HTTP render has no client: write as the group member this view is,
     # then refresh what it shows.
     node = current_node()

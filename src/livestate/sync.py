@@ -24,14 +24,14 @@ import asyncio
 import atexit
 import concurrent.futures
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._exceptions import BackendUnavailableError, InvalidValueError
 from ._node import Node, current_node, use
 from ._spec import DEFAULT, LiveState
-from ._values import JSON
+from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:
     from typing import Self
@@ -44,6 +44,7 @@ __all__ = [
     "delete",
     "get",
     "increment",
+    "presence",
     "put",
     "reset",
     "set_default",
@@ -118,6 +119,10 @@ class SyncNode:
     def get(self, spec: type[LiveState], key: str, prop: Any = DEFAULT) -> Any:
         """The whole state (read-only Mapping) or one property's value; see LiveState.get."""
         return self._call(lambda node: node.get(spec, key, prop))
+
+    def presence(self, spec: type[LiveState], key: str) -> Mapping[str, FrozenList]:
+        """Who is present: identity -> its metas; see LiveState.presence."""
+        return self._call(lambda node: node.presence(spec, key))
 
     def put(self, spec: type[LiveState], key: str, prop: str, value: Any) -> None:
         """Set `prop` to `value`; see LiveState.put."""
@@ -287,6 +292,11 @@ def close() -> None:
 def get(spec: type[LiveState], key: str, prop: Any = DEFAULT) -> Any:
     """The whole state or one property's value; see SyncNode.get."""
     return default().get(spec, key, prop)
+
+
+def presence(spec: type[LiveState], key: str) -> Mapping[str, FrozenList]:
+    """Who is present: identity -> its metas; see SyncNode.presence."""
+    return default().presence(spec, key)
 
 
 def put(spec: type[LiveState], key: str, prop: str, value: Any) -> None:

@@ -42,6 +42,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         clients = [await Inspected.attach("lobby") for _ in range(2)]
         clients.append(await Inspected.attach("kitchen"))
         await clients[0].put("n", 1)
+        await clients[1].track("ann")
         yield
 
 
@@ -72,6 +73,7 @@ def test_the_page_shows_live_states_and_nodes(browser: Browser, site: str) -> No
     expect(page.locator("#summary")).to_have_text("2 live states · 1 node · 3 clients")
     lobby = page.locator('#states tr[data-key="Inspected:lobby"]')
     expect(lobby).to_contain_text("(2)")
+    expect(lobby.locator("td").nth(4)).to_have_text("1")  # one client shows in its presence
     expect(page.locator('#states tr[data-key="Inspected:kitchen"]')).to_contain_text("(1)")
     expect(page.locator("#nodes tbody tr")).to_have_count(1)
     context.close()

@@ -12,7 +12,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .._acl import ACL, Role
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class Snapshot:
-    """A live state at one version: its state (read together with the version), ACL and TTL.
+    """A live state at one version: its state (read together with the version), ACL, TTL
+    and presence (ref -> (identity, meta, the version it joined at), see _presence.py).
 
     `state` is a fresh dict that the caller owns; its values are frozen.
     """
@@ -37,6 +38,7 @@ class Snapshot:
     acl: ACL
     ttl: float | None
     declared: str = ""  # what the spec that started it declared (see spec.declaration)
+    presence: dict[str, tuple[str, JSON, int]] = field(default_factory=dict)
 
 
 class Mounted(NamedTuple):
@@ -91,8 +93,9 @@ class Listener(Protocol):
         """Messages may have been missed (`cause`: a reconnect, an unreadable message):
         load a fresh snapshot."""
 
-    def observe(self, epoch: str | None, version: int) -> None:
-        """Where the server is now (epoch None: the live state is gone), as a heartbeat saw it."""
+    def observe(self, epoch: str | None, version: int, present: int | None = None) -> None:
+        """Where the server is now (epoch None: the live state is gone) and how many
+        presences it lists (None: not known), as a heartbeat saw it."""
 
 
 MountFunction = Callable[[], Awaitable[Mounted]]
@@ -107,7 +110,8 @@ class StateReport:
 
     `expires_in` is the seconds until it ends if nobody renews it (None: never);
     `holders` maps each holding node to the seconds left on its lease (None: no
-    lease, as on memory://); `clients` maps nodes to their clients of it.
+    lease, as on memory://); `clients` maps nodes to their clients of it;
+    `present` is how many clients show in its presence.
     """
 
     spec: str
@@ -119,6 +123,7 @@ class StateReport:
     expires_in: float | None
     holders: dict[str, float | None]
     clients: dict[str, int]
+    present: int = 0
 
 
 @dataclass(slots=True)
@@ -195,17 +200,28 @@ class Backend(ABC):
 
     @abstractmethod
     async def release(self, id: StateId, node: str) -> None:
-        """`node` no longer holds the live state; the last release starts the TTL countdown."""
+        """`node` no longer holds the live state; the last release starts the TTL countdown.
+
+        The presences its clients showed there go, in one `leave`.
+        """
 
     @abstractmethod
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        """The live state's snapshot (only `prop`, if given and present), or None if not running."""
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        """The live state's snapshot, or None if not running.
+
+        Its state has only `prop`, if given (and present), or no property at all
+        with `presence_only`; its presence is always whole.
+        """
 
     @abstractmethod
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
         """Apply `op` atomically for a caller of `role` and publish it, exactly once.
 
         Returns the lifetime and new version and, for `increment`, the new value.
+        A `leave` whose refs are all gone already changes nothing and publishes
+        nothing (its version is the current one).
         A backend that retries a call whose reply it lost makes sure the write
         still applies once. Raises NotFoundError,
         PermissionDeniedError (checked against the ACL stored with the live

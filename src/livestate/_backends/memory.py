@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .._acl import ACL, DELETE, Role
 from .._changes import Op, StateId, commit, describe, evaluate, permission
+from .._presence import Roster, leave_op, node_of
 from .._values import JSON, Limits, check_size, encode, size
 from .base import (
     Applied,
@@ -38,6 +39,7 @@ class _Entry:
     version: int
     declared: str
     holders: set[str] = field(default_factory=set)
+    roster: Roster = field(default_factory=Roster)
     timer: asyncio.TimerHandle | None = None
 
 
@@ -88,6 +90,7 @@ class MemoryBackend(Backend):
                     expires,
                     dict.fromkeys(sorted(entry.holders)),
                     clients,
+                    len(entry.roster),
                 )
             )
         nodes = [
@@ -140,13 +143,20 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry and node in entry.holders:
             entry.holders.discard(node)
+            gone = [ref for ref in entry.roster.entries if node_of(ref) == node]
+            if gone:
+                self._change(id, entry, leave_op(gone))
             if not entry.holders:
                 self._count_down(id, entry)
 
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
         entry = self._entries.get(id)
         if entry is None:
             return None
+        if presence_only:
+            return _snapshot(entry, {})
         if prop is None:
             return _snapshot(entry, dict(entry.state))
         return _snapshot(entry, {prop: entry.state[prop]} if prop in entry.state else {})
@@ -158,6 +168,11 @@ class MemoryBackend(Backend):
         entry.acl.check(role, permission(op), describe(op), str(id))
         if op.expect is not None and op.expect != entry.version:
             raise ConflictError(id)
+        if op.kind == "join" or op.kind == "leave":
+            if op.kind == "leave" and not entry.roster.removes(op):
+                return Applied(entry.epoch, entry.version, None)  # gone already: no change
+            self._change(id, entry, op)
+            return Applied(entry.epoch, entry.version, None)
         kind, value = evaluate(entry.state, op, id)
         sizes = entry.sizes
         if kind == "reset":
@@ -202,6 +217,12 @@ class MemoryBackend(Backend):
             listeners.remove(listener)
         if not listeners:
             self._listeners.pop(id, None)
+
+    def _change(self, id: StateId, entry: _Entry, op: Op) -> None:
+        """Apply a presence op at the next version and publish it."""
+        entry.version += 1
+        entry.roster.apply(op, entry.version)
+        self._publish(id, Message(entry.epoch, entry.version, op))
 
     def _publish(self, id: StateId, message: Message) -> None:
         # A copy: a listener may unsubscribe (a client detaching on `stopped`) while we loop.
@@ -268,4 +289,12 @@ def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
 
 
 def _snapshot(entry: _Entry, state: dict[str, JSON]) -> Snapshot:
-    return Snapshot(state, entry.version, entry.epoch, entry.acl, entry.ttl, entry.declared)
+    return Snapshot(
+        state,
+        entry.version,
+        entry.epoch,
+        entry.acl,
+        entry.ttl,
+        entry.declared,
+        dict(entry.roster.entries),
+    )

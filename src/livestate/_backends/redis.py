@@ -12,6 +12,7 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
+    ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
@@ -104,7 +105,7 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop", "save")  # fmt: skip
+            "reset", "stop", "presence", "save")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
@@ -297,19 +298,21 @@ class RedisBackend(Backend):
             *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
             *(call(meta, "PTTL", meta) for meta in metas),
             *(call(meta, "ZRANGE", meta[:-1] + "h", 0, -1, "WITHSCORES") for meta in metas),
+            *(call(meta, "HLEN", meta[:-1] + "p") for meta in metas),
             *(call(key, "GET", key) for key in node_keys),
             *(call(key, "PTTL", key) for key in node_keys),
             call("ls:layout", "TIME"),
         )
         count = len(metas)
-        fields, ttls, holders = (
+        fields, ttls, holders, present = (
             replies[:count],
             replies[count : 2 * count],
             replies[2 * count : 3 * count],
+            replies[3 * count : 4 * count],
         )
         nodes = len(node_keys)
-        infos = replies[3 * count : 3 * count + nodes]
-        leases = replies[3 * count + nodes : 3 * count + 2 * nodes]
+        infos = replies[4 * count : 4 * count + nodes]
+        leases = replies[4 * count + nodes : 4 * count + 2 * nodes]
         seconds, micros = replies[-1]
         now = int(seconds) * 1000 + int(micros) // 1000
         clients: dict[tuple[str, str], dict[str, int]] = {}
@@ -325,8 +328,8 @@ class RedisBackend(Backend):
                 NodeReport(node, max(0, lease) / 1000, len(counts), sum(c[2] for c in counts))
             )
         states = []
-        for meta, (epoch, version, size_, ttl), pttl, held in zip(
-            metas, fields, ttls, holders, strict=True
+        for meta, (epoch, version, size_, ttl), pttl, held, shown in zip(
+            metas, fields, ttls, holders, present, strict=True
         ):
             if epoch is None:
                 continue  # ended between the scan and now
@@ -345,6 +348,7 @@ class RedisBackend(Backend):
                     None if pttl < 0 else pttl / 1000,
                     leases_left,
                     clients.get((spec, key), {}),
+                    shown,
                 )
             )
         states.sort(key=lambda state: (state.spec, state.key))
@@ -394,8 +398,11 @@ class RedisBackend(Backend):
                 del self._held[id]
         await self._run("lease", id, self._keys(id), "release", node, 0)
 
-    async def read(self, id: StateId, prop: str | None = None) -> Snapshot | None:
-        reply = await self._run("read", id, self._keys(id), "" if prop is None else prop)
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        what = "" if prop is None else prop
+        reply = await self._run("read", id, self._keys(id), what, "p" if presence_only else "")
         if reply[0] == "layout":
             raise self._layout(id, reply[1])
         if reply[0] != "ok":
@@ -416,7 +423,11 @@ class RedisBackend(Backend):
         body = f"{head}\n{time.time_ns() // 1000}\n{value}"
         expect = "" if op.expect is None else op.expect
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body]
-        if kind == "reset":
+        if kind == "join":
+            args += ["join", prop, op.encoded, int(self.lease * 1000)]
+        elif kind == "leave":
+            args += ["leave", *op.value]
+        elif kind == "reset":
             acl = op.acl or ACL()
             total, state = encode_state(op.value, key_prefix(id))
             args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
@@ -436,7 +447,8 @@ class RedisBackend(Backend):
             else:
                 del args[-1]  # delete names the property only
         write = f"{self._tag}{next(self._writes):x}"
-        reply = await self._run(kind, id, keys, *args, op=op, write=write)
+        script = "presence" if kind == "join" or kind == "leave" else kind
+        reply = await self._run(script, id, keys, *args, op=op, write=write)
         status = reply[0]
         if status == "done":
             # A retry of a write whose reply was lost: it was applied once, before.
@@ -511,7 +523,7 @@ class RedisBackend(Backend):
         return [
             f"{prefix}:m", f"{prefix}:s", f"{prefix}:z", f"{prefix}:h", f"{prefix}:L",
             f"{prefix}:o", f"{prefix}:l:{escape(prop)}", f"{prefix}:k", f"{prefix}:w",
-            f"{prefix}:v",
+            f"{prefix}:v", f"{prefix}:p", f"{prefix}:pn",
         ]  # fmt: skip
 
     async def _run(
@@ -728,7 +740,7 @@ class RedisBackend(Backend):
                 self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     def _snapshot(self, reply: list[Any]) -> Snapshot:
-        _, epoch, version, group, public, ttl, props, values, declared = reply
+        _, epoch, version, group, public, ttl, props, values, declared, shown = reply
         state = {
             prop: FrozenList([decode(item) for item in value])
             if type(value) is list
@@ -736,8 +748,13 @@ class RedisBackend(Backend):
             for prop, value in zip(props, values, strict=True)
         }
         acl = ACL(int(group), int(public))
+        presence = {}
+        for i in range(0, len(shown), 2):
+            joined, _, entry = shown[i + 1].partition(" ")
+            identity, meta = decode(entry)
+            presence[shown[i]] = (identity, meta, int(joined))
         return Snapshot(
-            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared
+            state, int(version), epoch, acl, None if ttl == "" else float(ttl), declared, presence
         )
 
     def _fail(self, id: StateId, op: Op, role: Role, reply: list[Any]) -> Any:
@@ -790,10 +807,12 @@ class RedisBackend(Backend):
                 if subscription is None or id in seen or isinstance(reply, BaseException):
                     continue  # unavailable: the pub/sub reconnect resyncs when it is back
                 seen.add(id)
-                epoch, version = (reply[1], int(reply[2])) if reply[0] == "ok" else (None, 0)
+                ok = reply[0] == "ok"
+                epoch, version = (reply[1], int(reply[2])) if ok else (None, 0)
+                present = int(reply[3]) if ok else None
                 for listener in tuple(subscription.listeners):
                     try:
-                        listener.observe(epoch, version)
+                        listener.observe(epoch, version, present)
                     except Exception:
                         self.log.exception("%s: a replica's heartbeat check failed", id)
 
@@ -902,7 +921,10 @@ def _what(script: str, id: StateId, op: Op | None) -> str:
 
 
 _PARTS = {"increment": ("common", "number"), "put": ("common",), "delete": ("common",),
-          "append": ("common",), "lock": ("common",)}  # fmt: skip
+          "append": ("common",), "lock": ("common",), "presence": ("common", "state"),
+          "open": ("common", "state", "roster"),
+          "lease": ("common", "state", "roster"),
+          "read": ("common", "state", "roster")}  # fmt: skip
 """The shared parts each script is built from (the rest take common and state). A script
 defines every function of its parts on each call, so each gets only what it uses."""
 
@@ -911,7 +933,8 @@ def _load_scripts() -> dict[str, str]:
     """Each script with its shared parts before it (after its `#!lua flags=` line, if any)."""
     folder = resources.files(__package__).joinpath("lua")
     parts = {
-        name: folder.joinpath(f"{name}.lua").read_text() for name in ("common", "state", "number")
+        name: folder.joinpath(f"{name}.lua").read_text()
+        for name in ("common", "state", "number", "roster")
     }
     if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from redis.py's: a packaging bug.")

@@ -16,6 +16,9 @@
 --   9 W write id -> the reply it got, for the writes of at least the last 10 seconds, so
 --     a call retried after its reply was lost is answered, not applied again
 --  10 V the previous W
+--  11 P presence hash: ref ('<node>:<n>') -> the version it joined at, a space and its
+--     JSON [identity, meta] (see roster.lua)
+--  12 PN presence count hash: node id -> how many presences its clients show
 -- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
 -- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects
 -- ('' for any), 6 the message body, 7 the write id ('' for none); its own from 8 on.
@@ -24,8 +27,8 @@
 -- error (a key of the wrong type, out of memory) leaves nothing half-written. User
 -- JSON is never decoded here: cjson turns [] into {} and rounds integers above 2^53.
 -- Only JSON numbers are parsed, for increment.
-local M, S, Z, H, L, O, LK, K, W, V = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
-  KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local M, S, Z, H, L, O, LK, K, W, V, P, PN = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5],
+  KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local CHANNEL, PUBLISH = ARGV[1], ARGV[2]
 
 -- The data layout and message format of this release (the meta hash's L, and

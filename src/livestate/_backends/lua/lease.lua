@@ -1,7 +1,9 @@
 #!lua flags=allow-oom
 -- Lease: node ARGV[4] holds the live state for ARGV[5] more ms (ARGV[3] 'hold'),
--- or lets go of it (ARGV[3] 'release'); returns the epoch and version, so the
--- heartbeat doubles as a cheap check that no message went missing. It runs even
+-- or lets go of it (ARGV[3] 'release'); returns the epoch, version and number of
+-- presences, so the heartbeat doubles as a cheap check that no message went missing
+-- and no presence key was lost alone, and removes the
+-- presences of nodes whose hold ended (see roster.lua's sweep). It runs even
 -- when the server is out of memory (it adds nothing that was not there), so leases
 -- never lapse under attached clients while writes are refused.
 local meta = redis.call('HMGET', M, 'e', 'v', 't', 'c', 'L')
@@ -12,5 +14,7 @@ if ARGV[3] == 'hold' then
 else
   redis.call('ZREM', H, ARGV[4])
 end
+-- The presences of nodes that hold it no more (this one, on release) go.
+local version = sweep(now) or meta[2]
 set_expiry(now, expiry(now, tonumber(meta[3])))
-return {'ok', meta[1], meta[2]}
+return {'ok', meta[1], version, recount()}

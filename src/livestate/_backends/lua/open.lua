@@ -16,6 +16,7 @@ end
 if ARGV[4] == '1' then
   local now = now_ms()
   redis.call('ZADD', H, now + tonumber(ARGV[5]), ARGV[3])
+  sweep(now)
   set_expiry(now, expiry(now, tonumber(meta[2])))
 end
 return snapshot(nil)

@@ -1,12 +1,12 @@
 #!lua flags=allow-oom
 -- Save: node ARGV[4] claims, or renews, the right to persist the live state for ARGV[5]
 -- ms (ARGV[3] 'claim') unless another node's claim is unexpired, or gives it up (ARGV[3]
--- 'release': returns {'ok', 1 if it was the caller's}). KEYS[11] is the claim: the key
--- `:save`, holding the node id, with PX.
+-- 'release': returns {'ok', 1 if it was the caller's}). The last of KEYS is the claim: the
+-- key `:save`, holding the node id, with PX.
 -- A claim returns {'ok', 1 if the caller holds it else 0, epoch, version, the number of
 -- nodes whose hold is unexpired}, or {'missing'} (dropping the caller's claim) when the
 -- live state is not running. It runs when the server is out of memory, as leases do.
-local P = KEYS[11]
+local P = KEYS[#KEYS]
 local holder = redis.call('GET', P)
 if ARGV[3] == 'release' then
   if holder ~= ARGV[4] then return {'ok', 0} end

@@ -1,7 +1,7 @@
 -- What scripts that read, start, expire or end a whole live state share (after common.lua).
 
 local function all_keys()
-  local keys = {M, S, Z, H, L, K, W, V}
+  local keys = {M, S, Z, H, L, K, W, V, P, PN}
   local ok, lists = pcall(redis.call, 'SMEMBERS', L)
   if ok then
     for _, k in ipairs(lists) do keys[#keys + 1] = k end
@@ -41,10 +41,14 @@ local function expand(value)
   return value
 end
 
+-- The snapshot: the whole state and presence (prop nil), one property (prop a name), or
+-- the presence alone (prop false).
 local function snapshot(prop)
   local meta = redis.call('HMGET', M, 'e', 'v', 'g', 'p', 'T', 'f')
-  local props, values = {}, {}
-  if prop then
+  local props, values, presence = {}, {}, {}
+  if prop == false then
+    presence = redis.call('HGETALL', P)
+  elseif prop then
     local value = redis.call('HGET', S, prop)
     if value then
       props[1] = prop
@@ -57,8 +61,10 @@ local function snapshot(prop)
       local chunk = redis.call('HMGET', S, unpack(props, i, math.min(i + 999, #props)))
       for j = 1, #chunk do values[#values + 1] = expand(chunk[j]) end
     end
+    presence = redis.call('HGETALL', P)
   end
-  return {'ok', meta[1], meta[2], meta[3], meta[4], meta[5], props, values, meta[6] or ''}
+  return {'ok', meta[1], meta[2], meta[3], meta[4], meta[5], props, values, meta[6] or '',
+    presence}
 end
 
 -- Write a whole state encoded from ARGV[i]: a count, then per property its name,
