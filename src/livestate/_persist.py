@@ -183,7 +183,10 @@ class Persister:
         self.releasing: asyncio.Task[None] | None = None  # set when the replica was let go
         self.held = False  # whether this node holds the claim, as last renewed
         self.until = 0.0  # loop time this node's claim surely lasts until
-        self.saved: tuple[str, int] | None = None  # (epoch, version) this node saved last
+        self.saved: tuple[str, int] | None = None  # the `mark` this node saved last
+        # Where the state last changed (epoch, version): presence changes raise the version
+        # but leave the state as it was, so they need no save.
+        self.mark: tuple[str, int] | None = None
         self.failures = 0  # failed saves in a row
         self.last = float("-inf")  # loop time the last save began
         self.wake = asyncio.Event()
@@ -195,6 +198,7 @@ class Persister:
         """Save from `replica` (its every applied change calls `changed`)."""
         self.replica = replica
         self.releasing = None
+        self.mark = (replica.epoch, replica.version)
         replica.on_applied = self.changed
         self.wake.set()
 
@@ -209,8 +213,13 @@ class Persister:
         self.releasing = release
         self.wake.set()
 
-    def changed(self) -> None:
+    def changed(self, change: Change) -> None:
         """The replica applied a change: save it within `persist_interval` if this node saves."""
+        if change.kind == "presence" or change.kind == "persist_failed":
+            return  # the state is as it was
+        replica = self.replica
+        if replica is not None:
+            self.mark = (replica.epoch, change.version)
         if self.held:
             self.wake.set()
 
@@ -290,6 +299,7 @@ class Persister:
                 self.done = kept is None
             else:
                 self.kept = Kept(FrozenDict(snapshot.state), snapshot.epoch, snapshot.version)
+                self.mark = (snapshot.epoch, snapshot.version)
         self.wake.set()
 
     async def _leave(self) -> None:
@@ -365,11 +375,7 @@ class Persister:
         return Kept(FrozenDict(replica.state), replica.epoch, replica.version)
 
     def _unsaved(self) -> bool:
-        replica = self.replica
-        if replica is not None:
-            return (replica.epoch, replica.version) != self.saved
-        kept = self.kept
-        return kept is not None and (kept.epoch, kept.version) != self.saved
+        return self.mark is not None and self.mark != self.saved
 
     async def _save(self, *, final: bool) -> None:
         """Call on_persist with the latest state; retry failures with backoff.
@@ -383,7 +389,8 @@ class Persister:
             source = self._source()
             if source is None:
                 return
-            if not final and (source.epoch, source.version) == self.saved:
+            mark = self.mark
+            if not final and mark == self.saved:
                 return
             if not final and not self._may_save():
                 return
@@ -409,7 +416,7 @@ class Persister:
                     self.id, source.version, self.failures,
                 )  # fmt: skip
             self.failures = 0
-            self.saved = (source.epoch, source.version)
+            self.saved = mark
             return
 
     def _tell(self, error: Exception) -> None:

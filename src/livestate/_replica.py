@@ -134,7 +134,7 @@ class Replica:
         self.waiting = 0  # attach calls waiting for `ready`
         self.ready: asyncio.Task[None] | None = None
         self.syncing: asyncio.Task[None] | None = None
-        self.on_applied: Callable[[], object] | None = None  # the persister's, if any
+        self.on_applied: Callable[[Change], object] | None = None  # the persister's, if any
 
     def __repr__(self) -> str:
         return f"<Replica of {self.id} at {self.epoch}:{self.version}>"
@@ -274,7 +274,7 @@ class Replica:
         if self.metrics is not None:
             self.metrics.delivered(change.kind, len(receivers), sent)
         if self.on_applied is not None:
-            self.on_applied()
+            self.on_applied(change)
 
     def reset_change(self) -> Change:
         """A `reset` change with the whole current state."""

@@ -343,3 +343,27 @@ async def test_on_a_redis_cluster_live_states_on_every_shard_are_saved(
         stored = await sqlite_saves.store.load(Journal.name, key)
         assert stored is not None
         assert stored[1] == {"items": [key]}
+
+
+async def test_presence_changes_alone_are_not_saved(
+    sqlite_saves: Recorder, make_node: MakeNode
+) -> None:
+    """Joins and meta updates raise the version but leave the state as it was: they cause no
+    save; the next write is saved, at the version it made."""
+    key = fresh()
+    node = await make_node()
+    client = await node.attach(Journal, key)
+    await client.append("items", 1)
+    await eventually(
+        lambda: bool(sqlite_saves.saved(key)) and sqlite_saves.saved(key)[-1].items == 1
+    )
+    saved = len(sqlite_saves.saved(key))
+    before = client.version
+    for typing in (True, False, True, False):
+        await client.track("ann", {"typing": typing})
+    await eventually(lambda: client.version > before)
+    await asyncio.sleep(Journal.persist_interval * 3)  # time for saves that must not come
+    assert len(sqlite_saves.saved(key)) == saved
+    await client.append("items", 2)
+    await eventually(lambda: sqlite_saves.saved(key)[-1].items == 2)
+    assert sqlite_saves.saved(key)[-1].version == client.version
