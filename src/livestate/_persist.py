@@ -266,6 +266,7 @@ class Persister:
             return
         if epoch is None:
             if self.replica is None and self.releasing is None:
+                self.held = held  # the claim for the last save, if this node has it
                 self.ending = True  # the TTL ran out, or it was stopped: the final save
                 self.wake.set()
             return  # with a replica, its `stopped` or its resync tells what happened
@@ -324,8 +325,10 @@ class Persister:
         if self.replica is not None:
             return
         if kept is None or epoch != kept.epoch:
-            # It ended (stopped) while attached here: the node that saved it saves it last.
-            if self.held:
+            # It ended (stopped) while attached here: the node given the claim saves it last
+            # (the one that held it, else the first to ask).
+            if held and epoch is None:
+                self.held = True
                 await self._save(final=True)
             await self._release()
             self.done = True

@@ -255,7 +255,8 @@ class Backend(ABC):
 
         Another node's unexpired claim wins. Returns (whether `node` holds the claim
         now, the live state's epoch, its version, how many nodes hold the live
-        state); the epoch is None (and the claim dropped) when it is not running.
+        state); the epoch is None when it is not running, and then the claim is
+        kept for the last save: its holder's, else the first node's to ask.
         Raises NotImplementedError on a backend that cannot persist.
         """
         raise NotImplementedError(f"{type(self).__name__} cannot persist live states.")

@@ -252,14 +252,12 @@ class MemoryBackend(Backend):
         claims = self._save_claims()
         entry = self._entries.get(id)
         claim = claims.get(id)
-        if entry is None:
-            if claim is not None and claim[0] == node:
-                del claims[id]
-            return False, None, 0, 0
         now = asyncio.get_running_loop().time()
         held = claim is None or claim[0] == node or claim[1] <= now
         if held:
-            claims[id] = (node, now + lease)
+            claims[id] = (node, now + lease)  # also once ended: kept for the last save
+        if entry is None:
+            return held, None, 0, 0
         return held, entry.epoch, entry.version, len(entry.holders)
 
     async def release_save(self, id: StateId, node: str) -> None:

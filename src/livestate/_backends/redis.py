@@ -887,7 +887,7 @@ class RedisBackend(Backend):
         reply = await self._run("save", id, keys, "claim", node, max(1, int(lease * 1000)))
         if reply[0] != "ok":
             await self._call("ls:saving", "ZREM", "ls:saving", prefix)
-            return False, None, 0, 0
+            return reply[1] == 1, None, 0, 0
         held = reply[1] == 1
         if held:
             lapses = int((time.time() + lease) * 1000)

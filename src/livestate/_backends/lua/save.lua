@@ -4,8 +4,8 @@
 -- 'release': returns {'ok', 1 if it was the caller's}). The last of KEYS is the claim: the
 -- key `:save`, holding the node id, with PX.
 -- A claim returns {'ok', 1 if the caller holds it else 0, epoch, version, the number of
--- nodes whose hold is unexpired}, or {'missing'} (dropping the caller's claim) when the
--- live state is not running. It runs when the server is out of memory, as leases do.
+-- nodes whose hold is unexpired}, or {'missing', 1 if the caller holds the claim for the
+-- last save} when the live state is not running. It runs when the server is out of memory, as leases do.
 local P = KEYS[#KEYS]
 local holder = redis.call('GET', P)
 if ARGV[3] == 'release' then
@@ -15,8 +15,13 @@ if ARGV[3] == 'release' then
 end
 local meta = redis.call('HMGET', M, 'e', 'v', 'L')
 if meta[3] ~= LAYOUT or not meta[1] then
-  if holder == ARGV[4] then redis.call('DEL', P) end
-  return {'missing'}
+  -- Ended: the claim stays for the last save, by its holder, else by the first node to
+  -- ask; that node releases it once saved (else it lapses).
+  if not holder then
+    redis.call('SET', P, ARGV[4], 'PX', ARGV[5])
+    holder = ARGV[4]
+  end
+  return {'missing', holder == ARGV[4] and 1 or 0}
 end
 local held = 0
 if not holder or holder == ARGV[4] then
