@@ -312,8 +312,9 @@ async def append_bytes(url: str) -> int:
 
 # --persist: what on_persist costs the write path (docs/persistence.md).
 
-PERSIST_ROUNDS = 3
-"""Rounds of each kind, taken in turn (off, on, off, on, ...) so drift hits both alike."""
+PERSIST_ROUNDS = 5
+"""Rounds of each kind, in turns whose order alternates (off-on, on-off, ...), so that
+drift and whatever a round leaves to the next hit both alike."""
 
 
 class SavedBench(LiveState):
@@ -365,9 +366,10 @@ async def persist_runs(url: str) -> dict[str, Any]:
     """Rounds of paced writes, with and without on_persist, in turn, in one node."""
     runs: dict[str, list[tuple[list[float], float]]] = {"off": [], "on": []}
     async with livestate.Node(url, metrics=False) as node:
-        for _ in range(PERSIST_ROUNDS):
-            runs["off"].append(await paced_writes(node, Bench))
-            runs["on"].append(await paced_writes(node, SavedBench))
+        for turn in range(PERSIST_ROUNDS):
+            for kind in ("off", "on") if turn % 2 == 0 else ("on", "off"):
+                spec = SavedBench if kind == "on" else Bench
+                runs[kind].append(await paced_writes(node, spec))
     saved = await _bench_store().load(SavedBench.name, "persist")
     await _bench_store().aclose()
     result: dict[str, Any] = {"saved_version": saved[0] if saved else None}
