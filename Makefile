@@ -28,6 +28,7 @@ demo-nodes: setup
 test: setup
 	scripts/install-chromium
 	scripts/install-redis-server
+	scripts/install-postgresql
 	$(MAKE) check
 	$(MAKE) js
 	$(BIN)/pytest

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cluster.py
     .venv/bin/python benchmarks/cluster.py --cluster   # a 3-shard cluster beside standalone
     .venv/bin/python benchmarks/cluster.py --migration # writes while their slot migrates
+    .venv/bin/python benchmarks/cluster.py --persist   # writes with on_persist beside without
 
 Starts a server (livestate.testing.ServerProcess) and two node processes, and
 prints a table and one JSON line: cross-node write -> delivery latency at
@@ -21,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -426,6 +428,104 @@ async def append_bytes(url: str) -> int:
         return len(message["data"])
 
 
+# --persist: what on_persist costs the write path (docs/persistence.md).
+
+PERSIST_ROUNDS = 5
+"""Rounds of each kind, in turns whose order alternates (off-on, on-off, ...), so that
+drift and whatever a round leaves to the next hit both alike."""
+
+
+class SavedBench(LiveState):
+    """Bench with on_persist: a save, at most once a second, to a SQLite file (chat/store.py)."""
+
+    ttl = 5.0
+    persist_interval = 1.0
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"t": 0, "n": 0}
+
+    async def on_persist(self, key: str, state: Any, version: int, final: bool) -> None:
+        await _bench_store().save(self.name, key, version, state)
+
+
+_stores: list[Any] = []
+
+
+def _bench_store() -> Any:
+    if not _stores:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+        from chat.store import SQLiteStore
+
+        path = Path(tempfile.mkdtemp(prefix="livestate-bench-")) / "saved.sqlite3"
+        _stores.append(SQLiteStore(str(path)))
+    return _stores[0]
+
+
+async def paced_writes(node: livestate.Node, spec: type[LiveState]) -> tuple[list[float], float]:
+    """SAMPLES writes at RATE per second through one attached client: each write's latency
+    (ms) and the process's CPU time per write (µs, every thread's, saves included)."""
+    client = await node.attach(spec, "persist")
+    for i in range(WARMUP):
+        await client.put("n", i)
+    took: list[float] = []
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for i in range(SAMPLES):
+        await _pace(start, i)
+        began = time.perf_counter()
+        await client.put("t", i)
+        took.append((time.perf_counter() - began) * 1000)
+    cpu = (time.process_time() - cpu) / SAMPLES * 1e6
+    await client.detach()
+    return took, cpu
+
+
+async def persist_runs(url: str) -> dict[str, Any]:
+    """Rounds of paced writes, with and without on_persist, in turn, in one node."""
+    runs: dict[str, list[tuple[list[float], float]]] = {"off": [], "on": []}
+    async with livestate.Node(url, metrics=False) as node:
+        for turn in range(PERSIST_ROUNDS):
+            for kind in ("off", "on") if turn % 2 == 0 else ("on", "off"):
+                spec = SavedBench if kind == "on" else Bench
+                runs[kind].append(await paced_writes(node, spec))
+    saved = await _bench_store().load(SavedBench.name, "persist")
+    await _bench_store().aclose()
+    result: dict[str, Any] = {"saved_version": saved[0] if saved else None}
+    for kind, rounds in runs.items():
+        samples = [ms for took, _ in rounds for ms in took]
+        result[kind] = {
+            **percentiles(samples),
+            "cpu_us_per_write": round(statistics.median(cpu for _, cpu in rounds), 1),
+        }
+    off, on = result["off"], result["on"]
+    result["ratio_p50"] = round(on["p50"] / off["p50"], 3)
+    result["ratio_p99"] = round(on["p99"] / off["p99"], 3)
+    result["ratio_cpu"] = round(on["cpu_us_per_write"] / off["cpu_us_per_write"], 3)
+    return result
+
+
+def persist_main() -> None:
+    """Persistence on vs off at RATE writes/s, in one run: the table and the JSON line."""
+    with ServerProcess() as server:
+        result = asyncio.run(persist_runs(server.url))
+    off, on = result["off"], result["on"]
+    rows = [
+        ("write latency p50 / p99, persistence off (ms)", f"{off['p50']} / {off['p99']}", ""),
+        ("write latency p50 / p99, persistence on (ms)", f"{on['p50']} / {on['p99']}", ""),
+        ("ratio on / off, p50 / p99", f"{result['ratio_p50']} / {result['ratio_p99']}", "≤ 1.05"),
+        (
+            "CPU per write off / on (µs)",
+            f"{off['cpu_us_per_write']} / {on['cpu_us_per_write']}",
+            "",
+        ),
+        ("ratio of CPU per write on / off", f"{result['ratio_cpu']}", "≤ 1.05"),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>16}  {target}")
+    print(json.dumps(result))
+
+
 def main() -> None:
     """Run every measurement against a fresh server and print the table and the JSON line."""
     with ServerProcess() as server:
@@ -478,5 +578,7 @@ if __name__ == "__main__":
         cluster_main()
     elif "--migration" in sys.argv:
         migration_main()
+    elif "--persist" in sys.argv:
+        persist_main()
     else:
         main()

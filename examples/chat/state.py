@@ -17,7 +17,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from livestate import LiveState
+from livestate import LiveState, NotFoundError
+
+from .store import store
 
 ROOM_TTL = float(os.environ.get("CHAT_ROOM_TTL", "60"))
 TYPING_SECONDS = float(os.environ.get("CHAT_TYPING_SECONDS", "3"))
@@ -35,8 +37,20 @@ class ChatRoom(LiveState):
     # server code) may only read: nothing outside a joined room's view can post.
     acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": ["read"]}
 
-    def on_mount(self, key: str) -> dict[str, Any]:
-        return {"messages": []}
+    persist_interval = 1.0  # the history is saved at most once a second (store.py)
+
+    async def on_mount(self, key: str) -> dict[str, Any]:
+        try:
+            await ChatRoom.get(key)  # running: this is a reset ("Clear the room"), start empty
+            return {"messages": []}
+        except NotFoundError:
+            saved = await store().load(self.name, key)  # a start: the history, if any
+            return {"messages": saved[1]["messages"] if saved else []}
+
+    async def on_persist(
+        self, key: str, state: Mapping[str, Any], version: int, final: bool
+    ) -> None:
+        await store().save(self.name, key, version, {"messages": state.get("messages", [])})
 
 
 class Lobby(LiveState):

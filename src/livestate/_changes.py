@@ -16,7 +16,7 @@ from ._acl import ACL, DELETE, READ, RESET, WRITE
 from ._exceptions import InvalidValueError, PropertyNotFoundError
 from ._values import JSON, MAX_SAFE_INTEGER, FrozenList
 
-ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "presence"]
+ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "presence", "persist_failed"]
 OpKind = Literal["put", "delete", "reset", "append", "increment", "join", "leave"]
 
 

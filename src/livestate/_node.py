@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._log import NodeLog
 from ._metrics import Metrics
 from ._metrics import enabled as metrics_enabled
+from ._persist import Persistence
 from ._presence import Roster
 from ._replica import Replica
 from ._spec import DEFAULT, LiveState, Mount, check_ttl, declaration, run_on_mount
@@ -94,6 +95,7 @@ class Node:
         self._ready = False
         self._closed = False
         self._warned: set[str] = set()  # specs whose stored declaration differs, told once
+        self._persistence = Persistence(self.backend, self.id, self.log)  # on_persist's saves
 
     def __repr__(self) -> str:
         return f"<livestate.Node {self.id} on {self.url}>"
@@ -120,12 +122,14 @@ class Node:
         if self._closed:
             return
         self._closed = True
+        self._persistence.begin_close()  # the last holder of a live state saves it finally
         for replica in list(self._replicas.values()):
             for inbox in tuple(replica.inboxes):
                 replica.discard(inbox)
                 inbox.end(None)
             self._let_go(replica)
         await asyncio.gather(*self._closing.values(), return_exceptions=True)
+        await self._persistence.aclose()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -316,6 +320,7 @@ class Node:
         id = self._id(spec, key)
         await self._start()
         await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
+        self._persistence.watch(spec, id)
 
     async def survey(
         self, spec: type[LiveState] | str | None = None, key: str | None = None
@@ -337,6 +342,7 @@ class Node:
         id = self._id(spec, key)
         await self._start()
         await self.backend.stop(id, role)
+        self._persistence.stopped(id)
 
     # Internals.
 
@@ -390,6 +396,7 @@ class Node:
                 self._started = None
             raise
         self._ready = True
+        self._persistence.started()
 
     async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
         """Write `op`; when it returns, this node's clients of the live state show it."""
@@ -462,6 +469,7 @@ class Node:
         except BaseException:
             self._let_go(replica)
             raise
+        self._persistence.opened(replica)
         declared = declaration(replica.spec)
         if replica.declared and replica.declared != declared and id.spec not in self._warned:
             self._warned.add(id.spec)  # once per spec: every key of it would say the same
@@ -500,6 +508,7 @@ class Node:
             del self._replicas[id]
         self._count()
         task = self._spawn(self._release(id, replica))
+        self._persistence.closed(replica, task)
         self._closing[id] = task
         task.add_done_callback(
             lambda _: self._closing.pop(id) if self._closing.get(id) is task else None

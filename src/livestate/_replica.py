@@ -66,6 +66,7 @@ class Replica:
         "missing",
         "mount",
         "node",
+        "on_applied",
         "on_end",
         "past",
         "ready",
@@ -133,6 +134,7 @@ class Replica:
         self.waiting = 0  # attach calls waiting for `ready`
         self.ready: asyncio.Task[None] | None = None
         self.syncing: asyncio.Task[None] | None = None
+        self.on_applied: Callable[[Change], object] | None = None  # the persister's, if any
 
     def __repr__(self) -> str:
         return f"<Replica of {self.id} at {self.epoch}:{self.version}>"
@@ -271,6 +273,8 @@ class Replica:
                 self._returned(receive, result)
         if self.metrics is not None:
             self.metrics.delivered(change.kind, len(receivers), sent)
+        if self.on_applied is not None:
+            self.on_applied(change)
 
     def reset_change(self) -> Change:
         """A `reset` change with the whole current state."""

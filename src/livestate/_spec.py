@@ -41,6 +41,10 @@ class Mount:
 _names: dict[str, str] = {}
 """Spec name -> the module that defines it, to catch two specs sharing a name."""
 
+persisted: dict[str, type[LiveState]] = {}
+"""Spec name -> the spec, for the specs that override on_persist: any node may have to save
+a live state of one of them whose saver died (see _persist.py)."""
+
 
 class LiveState:
     """The base of every state spec: subclass it to describe one kind of shared state.
@@ -49,7 +53,8 @@ class LiveState:
     detaches, None for ever; default 60), `acl` (default all permissions to group
     and public), `limits` (sizes, see Limits) and `name` (how nodes name this
     spec to each other: the class name unless set; two specs may not share one).
-    Override `on_mount(key)` to give each key its initial state.
+    Override `on_mount(key)` to give each key its initial state, and `on_persist`
+    to save it (tuned by `persist_interval` and `max_persist_failures`).
 
     The class methods are the server API for public callers (not attached); they
     use the current node (see livestate.use and livestate.lifespan).
@@ -59,6 +64,8 @@ class LiveState:
     ttl: ClassVar[float | None] = 60.0
     acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": "all"}
     limits: ClassVar[Limits] = Limits()
+    persist_interval: ClassVar[float] = 1.0
+    max_persist_failures: ClassVar[int] = 5
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,6 +88,9 @@ class LiveState:
                 f"{cls.__qualname__}.limits must be a livestate.Limits, such as "
                 "Limits(max_value_bytes=65536)."
             )
+        check_persistence(cls)
+        if persists(cls):
+            persisted[cls.name] = cls
 
     def on_mount(self, key: str) -> dict[str, Any] | Mount | Any:
         """The initial state of the live state for `key` (a dict or a Mount); may be async.
@@ -89,6 +99,18 @@ class LiveState:
         The default is an empty state.
         """
         return {}
+
+    def on_persist(self, key: str, state: Mapping[str, Any], version: int, final: bool) -> Any:
+        """Save `state` at `version` for `key` where it outlives the live state; may be async.
+
+        Override it to persist a spec (see docs/persistence.md); a spec that does
+        not is never saved and costs nothing. One node at a time calls it, at most
+        once per `persist_interval` after changes, off the write path, and once
+        more with `final=True` when the live state ends. It may be called again
+        with a version already saved, or (after a takeover) an older one: store
+        only a version above the one you have. Exceptions are retried with backoff.
+        """
+        return None
 
     # The server API. Imports are local: the node imports this module.
 
@@ -239,6 +261,31 @@ def check_ttl(ttl: object, where: str) -> float | None:
             f"stopped; got {ttl!r}."
         )
     return float(ttl)
+
+
+def persists(spec: type[LiveState]) -> bool:
+    """Whether `spec` overrides on_persist, so its live states are saved."""
+    return spec.on_persist is not LiveState.on_persist
+
+
+def check_persistence(spec: type[LiveState]) -> None:
+    """Raise InvalidValueError unless the spec's persistence settings are usable."""
+    interval = spec.persist_interval
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, int | float)
+        or not 0 < interval < float("inf")
+    ):
+        raise InvalidValueError(
+            f"{spec.__qualname__}.persist_interval must be a number of seconds > 0 (how often "
+            f"on_persist may run after changes); got {interval!r}."
+        )
+    failures = spec.max_persist_failures
+    if type(failures) is not int or failures < 1:
+        raise InvalidValueError(
+            f"{spec.__qualname__}.max_persist_failures must be an int ≥ 1 (failed saves in a "
+            f"row before the clients are told); got {failures!r}."
+        )
 
 
 def declaration(spec: type[LiveState]) -> str:

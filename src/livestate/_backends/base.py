@@ -246,6 +246,36 @@ class Backend(ABC):
     async def unsubscribe(self, id: StateId, listener: Listener) -> None:
         """Stop feeding `listener`."""
 
+    # Persistence (see _persist.py): one node at a time saves a live state.
+
+    async def claim_save(
+        self, id: StateId, node: str, lease: float
+    ) -> tuple[bool, str | None, int, int]:
+        """Claim, or renew, `node`'s right to persist the live state for `lease` seconds.
+
+        Another node's unexpired claim wins. Returns (whether `node` holds the claim
+        now, the live state's epoch, its version, how many nodes hold the live
+        state); the epoch is None when it is not running, and then the claim is
+        kept for the last save: its holder's, else the first node's to ask.
+        Raises NotImplementedError on a backend that cannot persist.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot persist live states.")
+
+    async def release_save(self, id: StateId, node: str) -> None:
+        """Give up `node`'s claim to persist the live state, if it holds it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot persist live states.")
+
+    def save_lease(self) -> float:
+        """Seconds a claim to persist lasts unless renewed (a dead saver's lapses then)."""
+        return 5.0
+
+    async def orphans(self, limit: int) -> list[StateId]:
+        """Up to `limit` live states whose claim to persist lapsed unreleased (its node died).
+
+        None by default: in one process no node dies alone.
+        """
+        return []
+
 
 class ConflictError(Exception):
     """A conditional write found another version than it expected; read again and retry."""

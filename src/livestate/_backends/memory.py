@@ -244,6 +244,33 @@ class MemoryBackend(Backend):
             entry.timer.cancel()
         self._publish(id, Message(entry.epoch, entry.version, "stopped"))
 
+    # Persistence: claims are (node, loop time it lapses), per live state.
+
+    async def claim_save(
+        self, id: StateId, node: str, lease: float
+    ) -> tuple[bool, str | None, int, int]:
+        claims = self._save_claims()
+        entry = self._entries.get(id)
+        claim = claims.get(id)
+        now = asyncio.get_running_loop().time()
+        held = claim is None or claim[0] == node or claim[1] <= now
+        if held:
+            claims[id] = (node, now + lease)  # also once ended: kept for the last save
+        if entry is None:
+            return held, None, 0, 0
+        return held, entry.epoch, entry.version, len(entry.holders)
+
+    async def release_save(self, id: StateId, node: str) -> None:
+        claims = self._save_claims()
+        claim = claims.get(id)
+        if claim is not None and claim[0] == node:
+            del claims[id]
+
+    def _save_claims(self) -> dict[StateId, tuple[str, float]]:
+        # Made on first use, so that a backend nobody persists with carries nothing.
+        claims: dict[StateId, tuple[str, float]] = self.__dict__.setdefault("_saves", {})
+        return claims
+
 
 def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:
     """The JSON size of a property's new value, computed from the change, not the whole value."""

@@ -106,7 +106,7 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop", "presence")  # fmt: skip
+            "reset", "stop", "presence", "save")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
@@ -916,6 +916,45 @@ class RedisBackend(Backend):
 
     def _subscriptions_now(self) -> Iterable[Subscription]:
         return tuple(self._by_name.values())
+
+    # Persistence: the claim is the key `ls:{<spec>:<key>}:save` (lua/save.lua).
+
+    # `ls:saving` lists the claims, scored by when each lapses (ms), so that a node finds the
+    # live states nobody saves any more (`orphans`: their saver died, or let go and nobody
+    # claimed them). It is one key for all live states, not under a hash tag, so it is kept
+    # by separate commands beside the script; an entry goes when a claim finds it ended.
+
+    async def claim_save(
+        self, id: StateId, node: str, lease: float
+    ) -> tuple[bool, str | None, int, int]:
+        prefix = key_prefix(id)
+        keys = (*self._keys(id), f"{prefix}:save")
+        reply = await self._run("save", id, keys, "claim", node, max(1, int(lease * 1000)))
+        if reply[0] != "ok":
+            await self._call("ls:saving", "ZREM", "ls:saving", prefix)
+            return reply[1] == 1, None, 0, 0
+        held = reply[1] == 1
+        if held:
+            lapses = int((time.time() + lease) * 1000)
+            await self._call("ls:saving", "ZADD", "ls:saving", lapses, prefix)
+        return held, reply[2], int(reply[3]), int(reply[4])
+
+    async def release_save(self, id: StateId, node: str) -> None:
+        prefix = key_prefix(id)
+        keys = (*self._keys(id), f"{prefix}:save")
+        # Its entry in `ls:saving` stays: if no node claims the live state within a lease,
+        # one takes it up as an orphan; one that finds it ended removes the entry.
+        await self._run("save", id, keys, "release", node, 0)
+
+    async def orphans(self, limit: int) -> list[StateId]:
+        now = int(time.time() * 1000)
+        found = await self._call(
+            "ls:saving", "ZRANGE", "ls:saving", "-inf", now, "BYSCORE", "LIMIT", 0, limit
+        )
+        return [StateId(*parse_prefix(prefix)) for prefix in found]
+
+    def save_lease(self) -> float:
+        return float(self.lease)
 
 
 def _what(script: str, id: StateId, op: Op | None) -> str:

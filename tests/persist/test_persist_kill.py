@@ -1,0 +1,190 @@
+"""Loss bounds with real processes: a node killed alone loses nothing; every node and Redis
+killed at once lose at most the last persist_interval (and one save) of acknowledged writes.
+
+Nodes run in their own processes (tests/persist/node.py) on a Valkey server of
+the test's own; each is SIGKILLed by its PID. Their saves go to SQLite or to the
+real PostgreSQL cluster, and each save is logged (JOURNAL_SAVES) with its
+process and times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from livestate import Node
+from livestate.testing import ServerProcess
+
+from ..support import eventually
+from .journal import Diary, Journal, Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Spawn = Callable[..., Awaitable[subprocess.Popen[str]]]
+
+
+class Saves:
+    """The save log the node processes write: one (pid, began, ended, version, final) a line."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def lines(self) -> list[tuple[int, float, float, int, bool]]:
+        if not self.path.exists():
+            return []
+        rows = []
+        for line in self.path.read_text().splitlines():
+            pid, began, ended, version, final = line.split()
+            rows.append((int(pid), float(began), float(ended), int(version), final == "1"))
+        return rows
+
+
+@pytest.fixture
+async def cluster(
+    saves: Recorder, store_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[ServerProcess, Saves, Spawn]]:
+    """A Valkey server of the test's own, a save log, and a way to start node processes."""
+    processes: list[subprocess.Popen[str]] = []
+    log = Saves(tmp_path / "saves.log")
+    env = dict(os.environ, JOURNAL_STORE=store_url, JOURNAL_SAVES=str(log.path))
+    server = ServerProcess().start()
+
+    async def spawn(
+        key: str, mode: str, spec: str = "Journal", delay: float = 0.0
+    ) -> subprocess.Popen[str]:
+        url = f"{server.url}?lease=1"
+        command = [sys.executable, "-m", "tests.persist.node", url, key, mode, spec]
+        process = await asyncio.to_thread(
+            subprocess.Popen, command, cwd=ROOT, env={**env, "JOURNAL_DELAY": str(delay)},
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        processes.append(process)
+        assert process.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 20)
+        assert line.strip() == "ready", line
+        return process
+
+    try:
+        yield server, log, spawn
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout:
+                process.stdout.close()
+        server.stop()
+
+
+async def test_a_node_killed_alone_loses_nothing(
+    saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
+) -> None:
+    """Two node processes hold the journal while this process writes to it; the one saving
+    it is SIGKILLed, most likely in the middle of a save. The other takes the saving over,
+    the store ends with every acknowledged write, and no two processes ever saved at once."""
+    server, log, spawn = cluster
+    key = uuid.uuid4().hex[:12]
+    # Saves of 0.3 s, one right after another while writes come: the kill lands mid-save.
+    first = await spawn(key, "hold", delay=0.3)
+    second = await spawn(key, "hold", delay=0.3)
+    pids = {first.pid, second.pid}
+    async with Node(f"{server.url}?lease=1") as node:
+        acked: list[int] = []
+        for n in range(40):
+            await node.append(Journal, key, "items", n)
+            acked.append(n)
+            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(log.lines()), within=5)
+        saver = log.lines()[-1][0]
+        assert saver in pids
+        victim = first if first.pid == saver else second
+        victim.kill()
+        victim.wait()
+        killed = time.time()
+        for n in range(40, 100):
+            await node.append(Journal, key, "items", n)
+            acked.append(n)
+            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + 15
+        found = await saves.store.load(Journal.name, key)
+        while (found is None or found[1]["items"] != acked) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            found = await saves.store.load(Journal.name, key)
+        assert found is not None
+        assert found[1] == {"items": acked}
+        survivor = (pids - {saver}).pop()
+        # The log line follows the store's write: wait for it too.
+        await eventually(
+            lambda: any(pid == survivor and began > killed for pid, began, *_ in log.lines())
+        )
+        # No two processes ever saved at once (the store's log of every completed save).
+        spans = sorted((began, ended) for _, began, ended, *_ in log.lines())
+        assert all(after[0] >= before[1] for before, after in itertools.pairwise(spans))
+
+
+async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
+    saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
+) -> None:
+    """A writer process and a holder process run with Valkey; all three are SIGKILLed at
+    once. Restarted empty, the journal comes back from the store (on_mount) with every
+    write acknowledged more than persist_interval (plus the longest save) before the kill,
+    in order, and nothing that was not acknowledged."""
+    server, log, spawn = cluster
+    key = uuid.uuid4().hex[:12]
+    writer = await spawn(key, "write")
+    holder = await spawn(key, "hold")
+    await eventually(lambda: len(log.lines()) >= 12, within=15)
+    killed = time.time()
+    for process in (writer, holder):
+        process.kill()
+    server.kill()
+    for process in (writer, holder):
+        process.wait()
+    assert writer.stdout is not None
+    acks = [line.split() for line in writer.stdout.read().splitlines() if line.startswith("ack")]
+    acked = [(int(n), float(at)) for _, n, at in acks]
+    assert len(acked) > 20
+    server.start()
+    async with Node(server.url) as node:
+        client = await node.attach(Journal, key)  # a cold start: on_mount reads the store
+        restored = list(client.state["items"])
+    assert restored == [n for n, _ in acked[: len(restored)]]  # in order, nothing unacked
+    longest = max(ended - began for _, began, ended, *_ in log.lines())
+    bound = Journal.persist_interval + longest + 0.5  # 0.5 s: scheduling on a busy machine
+    lost = acked[len(restored) :]
+    assert all(at > killed - bound for _, at in lost), (lost[:3], killed, bound)
+
+
+async def test_a_node_killed_as_the_only_holder_loses_nothing(
+    saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
+) -> None:
+    """The only node holding the live state (its writer) is SIGKILLed. Another node, which
+    holds nothing, finds the claim lapsed unreleased, saves every acknowledged write, and
+    saves finally when the TTL ends."""
+    server, log, spawn = cluster
+    key = uuid.uuid4().hex[:12]
+    async with Node(f"{server.url}?lease=1"):  # holds nothing: it only looks for orphans
+        writer = await spawn(key, "write", "Diary")
+        await eventually(lambda: len(log.lines()) >= 3, within=10)
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        acked = [int(line.split()[1]) for line in writer.stdout.read().splitlines()]
+        assert acked == list(range(len(acked)))
+        await eventually(lambda: any(s.final for s in saves.saved(key)), within=15)
+    stored = await saves.store.load(Diary.name, key)
+    assert stored is not None
+    items = stored[1]["items"]
+    assert items[: len(acked)] == acked  # every acknowledged write
+    assert len(items) <= len(acked) + 1  # and at most the one in flight when it died
+    assert saves.saved(key)[-1].final
+    assert saves.saved(key)[-1].items == len(items)
