@@ -13,6 +13,7 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
     ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
+    ls:{Chat:lobby}:save     which node saves it (on_persist); `ls:saving` lists the claims
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
