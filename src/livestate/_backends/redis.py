@@ -473,6 +473,13 @@ class RedisBackend(Backend):
         if subscription := self._subscriptions.get(id):
             self._deliver(subscription, Message(reply[1], 0, "stopped"))
 
+    async def announce(self, id: StateId, kind: str, value: JSON) -> None:
+        channel = f"{key_prefix(id)}:c"
+        try:
+            await self._call(channel, "SPUBLISH", channel, f"\n0\nnotice\n{kind}\n{encode(value)}")
+        except ReplyError as error:
+            raise translate(error, self.endpoint, f"tell the clients of {id}") from None
+
     async def subscribe(self, id: StateId, listener: Listener) -> None:
         subscription = self._subscriptions.get(id)
         if subscription is None:
@@ -826,6 +833,10 @@ class RedisBackend(Backend):
         try:
             epoch, version_text, rest = data.split("\n", 2)
             version = int(version_text)
+            if rest.startswith("notice\n"):
+                kind, text = rest[len("notice\n") :].split("\n", 1)
+                self._notice(subscription, kind, decode(text))
+                return
             if rest == "stop":
                 message = Message(epoch, version, "stopped")
             elif rest == "start":
@@ -849,6 +860,13 @@ class RedisBackend(Backend):
                 listener.receive(message)
             except Exception:
                 self.log.exception("%s: a replica raised on a message", subscription.name)
+
+    def _notice(self, subscription: Subscription, kind: str, value: JSON) -> None:
+        for listener in tuple(subscription.listeners):
+            try:
+                listener.notice(kind, value)
+            except Exception:
+                self.log.exception("%s: a replica raised on a notice", subscription.name)
 
     def _resync(self, subscription: Subscription, cause: str) -> None:
         for listener in tuple(subscription.listeners):
