@@ -27,9 +27,13 @@ export type JSONValue = null | boolean | number | string | JSONValue[] | { [key:
 /** A live state's properties. */
 export type State = Record<string, unknown>;
 
-/** One change of a live state, in version order. A `reset` carries the whole state as `value`. */
+/**
+ * One change of a live state, in version order. A `reset` carries the whole state as `value`.
+ * `persist_failed` is a notice, not a write (the server's saves keep failing; the state is
+ * intact): it comes at the current version and changes nothing.
+ */
 export interface Change {
-  kind: "new" | "updated" | "deleted" | "reset" | "stopped" | "presence";
+  kind: "new" | "updated" | "deleted" | "reset" | "stopped" | "presence" | "persist_failed";
   prop: string | null;
   /** For `presence`: each identity the change touched, mapped to its metas now ([] = it left). */
   value: unknown;
@@ -298,6 +302,10 @@ export class LiveState<S extends State = State> {
 
   /** @internal */
   apply(change: Change): void {
+    if (change.kind === "persist_failed") {
+      this.emit(change); // a notice: it takes no version of its own
+      return;
+    }
     if (change.kind !== "reset" && change.kind !== "stopped" && change.version <= this.version) {
       return; // seen already
     }
@@ -318,7 +326,7 @@ export class LiveState<S extends State = State> {
         else presence[identity] = metas;
       }
       this.presence = presence;
-    } else {
+    } else if (change.kind === "stopped") {
       this.end(new LiveStateError("stopped", `${this.spec} ${JSON.stringify(this.key)} was stopped on the server.`));
     }
     this.version = change.version;

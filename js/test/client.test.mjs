@@ -95,6 +95,16 @@ describe("attach", () => {
     assert.equal(latest().last("attach"), undefined);
   });
 
+  test("a persist_failed notice reaches the page and changes nothing", async () => {
+    const connection = open();
+    const { live, changes } = attachLive(connection);
+    await live.ready;
+    latest().push({ type: "change", id: 7, kind: "persist_failed", prop: null, value: { failures: 5 }, version: 1 });
+    assert.deepEqual(changes.map((c) => c.kind), ["reset", "persist_failed"]);
+    assert.deepEqual(changes[1].value, { failures: 5 });
+    assert.deepEqual([live.state, live.version, live.attached], [{ count: 0 }, 1, true]);
+  });
+
   test("a stopped change ends the attachment", async () => {
     const connection = open();
     const { live } = attachLive(connection);

@@ -192,6 +192,10 @@ export class LiveState {
     }
     /** @internal */
     apply(change) {
+        if (change.kind === "persist_failed") {
+            this.emit(change); // a notice: it takes no version of its own
+            return;
+        }
         if (change.kind !== "reset" && change.kind !== "stopped" && change.version <= this.version) {
             return; // seen already
         }
@@ -219,7 +223,7 @@ export class LiveState {
             }
             this.presence = presence;
         }
-        else {
+        else if (change.kind === "stopped") {
             this.end(new LiveStateError("stopped", `${this.spec} ${JSON.stringify(this.key)} was stopped on the server.`));
         }
         this.version = change.version;

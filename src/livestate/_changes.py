@@ -27,8 +27,10 @@ class Change:
     `kind` is `new` or `updated` (`prop` and its new `value`), `deleted` (`prop`,
     value None), `reset` (prop None, `value` the whole new state) or `stopped`
     (the live state was stopped while the client was attached; the client is
-    detached) or `presence` (prop None, `value` maps each identity whose presence
-    changed to its metas now, an empty tuple when it left; see Client.track).
+    detached), `presence` (prop None, `value` maps each identity whose presence
+    changed to its metas now, an empty list when it left; see Client.track) or
+    `persist_failed` (on_persist failed `max_persist_failures` times in a row; the
+    state is intact, see docs/persistence.md).
     `version` is the live state's version after the change: each
     client sees versions in order, each once, or a `reset`.
     """

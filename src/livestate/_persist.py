@@ -7,7 +7,8 @@ saves; a node that dies stops renewing, and another holder claims within the
 lease. The holder saves the replica's own state (no extra read), at most once
 per `persist_interval` after changes, in the persister's task: a write or a
 delivery only sets an event. A failing save is retried with backoff; after
-`max_persist_failures` in a row the node's clients get a `persist_failed` change.
+`max_persist_failures` in a row every client, on every node, gets a
+`persist_failed` change.
 
 When the node lets go of its replica and no other node holds the live state
 (its TTL countdown), the persister stays on as a watcher: it reads the live
@@ -25,6 +26,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._changes import Change, StateId
+from ._exceptions import LiveStateError
 from ._spec import LiveState, persisted, persists
 from ._values import FrozenDict
 
@@ -410,7 +412,7 @@ class Persister:
                     self.id, source.version, self.failures, type(error).__name__, error, delay,
                 )  # fmt: skip
                 if self.failures == self.spec.max_persist_failures:
-                    self._tell(error)
+                    await self._tell(error)
                 await asyncio.sleep(delay)
                 continue
             if self.failures:
@@ -422,8 +424,8 @@ class Persister:
             self.saved = mark
             return
 
-    def _tell(self, error: Exception) -> None:
-        """Tell this node's clients that saves keep failing (a `persist_failed` change)."""
+    async def _tell(self, error: Exception) -> None:
+        """Tell every client, on every node, that saves keep failing (`persist_failed`)."""
         replica = self.replica
         if replica is None or replica.closed:
             return
@@ -433,4 +435,9 @@ class Persister:
             error=f"{type(error).__name__}: {error}"[:500],
             saved_version=saved,
         )
-        replica.fan_out(Change(self.id.key, "persist_failed", None, value, replica.version))
+        try:
+            await self.backend.announce(self.id, "persist_failed", value)
+        except LiveStateError as failure:
+            # This node's clients at least hear of it.
+            self.log.warning("%s: could not tell other nodes (%s)", self.id, failure)
+            replica.notice("persist_failed", value)

@@ -208,6 +208,11 @@ class Replica:
         # replaces it.
         self.syncing = self.spawn(self._sync(force=cause == "diverged"))
 
+    def notice(self, kind: str, value: JSON) -> None:
+        """A notice from any node (a `persist_failed`): a change at the current version."""
+        if not self.closed and kind == "persist_failed":
+            self.fan_out(Change(self.id.key, "persist_failed", None, value, self.version))
+
     def observe(self, epoch: str | None, version: int, present: int | None = None) -> None:
         """Resync if two heartbeats in a row find the server ahead of what was applied here
         (or, at the same version, with another number of presences: one was lost alone);

@@ -217,13 +217,15 @@ async def test_two_nodes_never_save_the_same_live_state_at_once(
 async def test_a_store_that_fails_then_recovers_loses_nothing(
     saves: Recorder, make_node: MakeNode
 ) -> None:
-    """Failing saves are retried with backoff; after max_persist_failures in a row the
-    clients get a `persist_failed` change; once the store is back, the latest state is
-    saved, with every write in."""
+    """Failing saves are retried with backoff; after max_persist_failures in a row every
+    client, on the saving node and on another, gets one `persist_failed` change; once the
+    store is back, the latest state is saved, with every write in."""
     key = fresh()
     node = await make_node()
     changes: list[Change] = []
     client = await node.attach(Journal, key, on_change=changes.append)
+    elsewhere: list[Change] = []
+    await (await make_node()).attach(Journal, key, on_change=elsewhere.append)
     await eventually(lambda: bool(saves.saved(key)))
     saves.fail = Journal.max_persist_failures + 2
     for i in range(10):
@@ -234,6 +236,7 @@ async def test_a_store_that_fails_then_recovers_loses_nothing(
     assert told[0].value["failures"] == Journal.max_persist_failures
     assert "the store is down" in told[0].value["error"]
     assert told[0].key == key
+    await eventually(lambda: [c for c in elsewhere if c.kind == "persist_failed"] == told)
     await client.append("items", 10)
     await eventually(lambda: saves.saved(key)[-1].version == client.version, within=10)
     assert saves.fail == 0

@@ -93,6 +93,9 @@ class Listener(Protocol):
         """Messages may have been missed (`cause`: a reconnect, an unreadable message):
         load a fresh snapshot."""
 
+    def notice(self, kind: str, value: JSON) -> None:
+        """A notice about the live state (`persist_failed`): not a write, no version."""
+
     def observe(self, epoch: str | None, version: int, present: int | None = None) -> None:
         """Where the server is now (epoch None: the live state is gone) and how many
         presences it lists (None: not known), as a heartbeat saw it."""
@@ -236,6 +239,14 @@ class Backend(ABC):
 
         Raises NotFoundError if it is not running, PermissionDeniedError unless
         `role` holds `delete`.
+        """
+
+    @abstractmethod
+    async def announce(self, id: StateId, kind: str, value: JSON) -> None:
+        """Hand a notice (a `kind` and a JSON `value`) to every listener of the live state,
+        on every node: not a write, so it takes no version and is not ordered with them.
+
+        Raises BackendUnavailableError or BackendError if it could not be sent.
         """
 
     @abstractmethod

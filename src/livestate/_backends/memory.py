@@ -208,6 +208,10 @@ class MemoryBackend(Backend):
         entry.acl.check(role, DELETE, "stop", str(id))
         self._end(id, entry)
 
+    async def announce(self, id: StateId, kind: str, value: JSON) -> None:
+        for listener in tuple(self._listeners.get(id, ())):
+            listener.notice(kind, value)
+
     async def subscribe(self, id: StateId, listener: Listener) -> None:
         self._listeners.setdefault(id, []).append(listener)
 

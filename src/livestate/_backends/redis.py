@@ -13,6 +13,7 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
     ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
     ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
+    ls:{Chat:lobby}:save     which node saves it (on_persist); `ls:saving` lists the claims
     ls:{Chat:lobby}:c        the pub/sub channel
 
 Each write is one Lua script (lua/*.lua): ACL check, size checks, apply, raise
@@ -499,6 +500,13 @@ class RedisBackend(Backend):
         if subscription := self._subscriptions.get(id):
             self._deliver(subscription, Message(reply[1], 0, "stopped"))
 
+    async def announce(self, id: StateId, kind: str, value: JSON) -> None:
+        channel = f"{key_prefix(id)}:c"
+        try:
+            await self._call(channel, "SPUBLISH", channel, f"\n0\nnotice\n{kind}\n{encode(value)}")
+        except ReplyError as error:
+            raise translate(error, self.endpoint, f"tell the clients of {id}") from None
+
     async def subscribe(self, id: StateId, listener: Listener) -> None:
         subscription = self._subscriptions.get(id)
         if subscription is None:
@@ -870,6 +878,10 @@ class RedisBackend(Backend):
         try:
             epoch, version_text, rest = data.split("\n", 2)
             version = int(version_text)
+            if rest.startswith("notice\n"):
+                kind, text = rest[len("notice\n") :].split("\n", 1)
+                self._notice(subscription, kind, decode(text))
+                return
             if rest == "stop":
                 message = Message(epoch, version, "stopped")
             elif rest == "start":
@@ -893,6 +905,13 @@ class RedisBackend(Backend):
                 listener.receive(message)
             except Exception:
                 self.log.exception("%s: a replica raised on a message", subscription.name)
+
+    def _notice(self, subscription: Subscription, kind: str, value: JSON) -> None:
+        for listener in tuple(subscription.listeners):
+            try:
+                listener.notice(kind, value)
+            except Exception:
+                self.log.exception("%s: a replica raised on a notice", subscription.name)
 
     def _resync(self, subscription: Subscription, cause: str) -> None:
         for listener in tuple(subscription.listeners):
