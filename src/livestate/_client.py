@@ -35,30 +35,19 @@ class OnChange(Protocol):
     def __call__(self, change: Change, /) -> Awaitable[None] | None: ...
 
 
-class Inbox:
-    """Where one client's changes go: its sync callback directly, else a bounded queue.
+LIMITS = (1000, 1.0)
+"""The default (max_pending, max_lag) of `attach`, shared by every client that keeps it."""
 
-    `receive` is what the replica calls with each change.
+
+class Inbox:
+    """Where one client's changes go: its sync callback directly, else a Backlog.
+
+    `receive` is what the replica calls with each change. A client with a sync
+    callback keeps no backlog (the common case, at thousands of clients per
+    live state: its inbox stays small); one is made when it needs one.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "callback",
-        "client",
-        "closed",
-        "first",
-        "max_lag",
-        "max_pending",
-        "node",
-        "on_change",
-        "pending",
-        "pump",
-        "receive",
-        "replica",
-        "stale",
-        "tracker",
-        "waiter",
-    )
+    __slots__ = ("backlog", "client", "closed", "limits", "node", "on_change", "replica", "tracker")
 
     def __init__(
         self,
@@ -72,60 +61,37 @@ class Inbox:
         self.replica = replica
         self.on_change = on_change
         self.closed = False
-        self.max_pending = max_pending
-        self.max_lag = max_lag
-        # Queued changes with when each was queued; made on first use (sync callbacks need none).
-        self.pending: deque[tuple[float, Change]] | None = None
-        self.stale = False  # the backlog was dropped: the next change delivered is a reset
-        self.pump: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        self.first: Awaitable[Any] | None = None  # what a sync on_change returned, to await
+        limits = (max_pending, max_lag)
+        self.limits = LIMITS if limits == LIMITS else limits
         self.tracker: Tracker | None = None  # its presence, once it tracks one
         is_async = inspect.iscoroutinefunction(on_change) or inspect.iscoroutinefunction(
             getattr(on_change, "__call__", None)  # noqa: B004 - an object with async __call__
         )
-        self.callback: Callable[[Change], Awaitable[Any]] | None = None
-        self.receive: Callable[[Change], object] = self.deliver
+        self.backlog: Backlog | None = None
         if is_async:
-            self.callback = on_change  # type: ignore[assignment]
-        elif on_change is not None:
-            self.receive = on_change
+            self.backlog = Backlog(self, on_change)  # type: ignore[arg-type]
+        elif on_change is None:
+            self.backlog = Backlog(self, None)
         self.client = Client(self)
 
-    def deliver(self, change: Change) -> None:
-        """Queue one change for the reader, without waiting for it."""
-        if not self.stale:
-            pending = self.pending
-            if pending is None:
-                pending = self.pending = deque()
-            now = time.monotonic()
-            if len(pending) >= self.max_pending or (pending and now - pending[0][0] > self.max_lag):
-                # A slow reader: forget the backlog and hand it the whole state when it reads.
-                pending.clear()
-                self.stale = True
-            else:
-                pending.append((now, change))
-        self._wake()
+    @property
+    def receive(self) -> Callable[[Change], object]:
+        """What the replica calls with each change: the sync callback, or the backlog's."""
+        if self.backlog is None:
+            return self.on_change  # type: ignore[return-value]
+        return self.backlog.deliver
 
     def end(self, change: Change | None) -> None:
         """Mark the client detached, delivering `change` (a `stopped`) last if given."""
         self.closed = True
-        if change is None:
-            self.pending = None
-            self.stale = False
-        elif self.receive != self.deliver:
+        backlog = self.backlog
+        if backlog is not None:
+            backlog.end(change)
+        elif change is not None:
             try:
-                self.receive(change)
+                self.on_change(change)  # type: ignore[misc]
             except Exception:
                 self.replica.log.exception("%s: an on_change of a client raised", self.replica.id)
-        else:
-            pending = self.pending = self.pending or deque()
-            if self.stale:  # resolve the pending reset now, so `stopped` stays last
-                self.stale = False
-                pending.clear()
-                pending.append((0.0, self.replica.reset_change()))
-            pending.append((0.0, change))
-        self._wake()
 
     def returned(self, result: object) -> None:
         """A sync on_change returned `result`: if awaitable, treat on_change as async from now."""
@@ -138,10 +104,9 @@ class Inbox:
             if inspect.isawaitable(result):
                 await result
 
-        self.callback = awaiting
-        self.receive = self.deliver
-        self.first = result
-        self._wake()
+        self.backlog = backlog = Backlog(self, awaiting)
+        backlog.first = result
+        backlog.wake()
 
     async def leave(self) -> None:
         """Detach: stop deliveries, and have the node let go of the replica if it was the last."""
@@ -158,24 +123,74 @@ class Inbox:
             self.end(None)
             await self.replica.release(self.replica)
 
+
+class Backlog:
+    """A client's changes waiting for its reader (an async callback, or `changes()`),
+    bounded in length (`max_pending`) and in age (`max_lag`): a reader that falls
+    behind gets one `reset` instead."""
+
+    __slots__ = ("callback", "first", "inbox", "pending", "pump", "stale", "waiter")
+
+    def __init__(self, inbox: Inbox, callback: Callable[[Change], Awaitable[Any]] | None) -> None:
+        self.inbox = inbox
+        self.callback = callback  # None: `changes()` reads it
+        # Queued changes with when each was queued; made on first use.
+        self.pending: deque[tuple[float, Change]] | None = None
+        self.stale = False  # the backlog was dropped: the next change delivered is a reset
+        self.pump: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.first: Awaitable[Any] | None = None  # what a sync on_change returned, to await
+
+    def deliver(self, change: Change) -> None:
+        """Queue one change for the reader, without waiting for it."""
+        if not self.stale:
+            pending = self.pending
+            if pending is None:
+                pending = self.pending = deque()
+            now = time.monotonic()
+            max_pending, max_lag = self.inbox.limits
+            if len(pending) >= max_pending or (pending and now - pending[0][0] > max_lag):
+                # A slow reader: forget the backlog and hand it the whole state when it reads.
+                pending.clear()
+                self.stale = True
+            else:
+                pending.append((now, change))
+        self.wake()
+
+    def end(self, change: Change | None) -> None:
+        """The client is detached: drop the backlog, or queue `change` (a `stopped`) last."""
+        if change is None:
+            self.pending = None
+            self.stale = False
+        else:
+            pending = self.pending = self.pending or deque()
+            if self.stale:  # resolve the pending reset now, so `stopped` stays last
+                self.stale = False
+                pending.clear()
+                pending.append((0.0, self.inbox.replica.reset_change()))
+            pending.append((0.0, change))
+        self.wake()
+
     def next(self) -> Change | None:
         """The next change for the reader, or None; a reset if it fell behind."""
         pending = self.pending
+        inbox = self.inbox
         if not self.stale and pending:
-            if pending[0][0] and time.monotonic() - pending[0][0] > self.max_lag:
+            if pending[0][0] and time.monotonic() - pending[0][0] > inbox.limits[1]:
                 self.stale = True
-                if self.node.metrics is not None:
-                    self.node.metrics.reset("lag")
+                if inbox.node.metrics is not None:
+                    inbox.node.metrics.reset("lag")
             else:
                 return pending.popleft()[1]
         if self.stale:
             self.stale = False
             # Keep what `end` queued (a `stopped`); the reset covers everything before it.
             self.pending = deque(item for item in pending or () if not item[0]) or None
-            return self.replica.reset_change()
+            return inbox.replica.reset_change()
         return None
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Run the callback on what is queued, or wake the `changes()` reader."""
         if self.callback is not None:
             if self.pump is None and (self.pending or self.stale or self.first):
                 self.pump = asyncio.get_running_loop().create_task(self._run_callback())
@@ -186,7 +201,7 @@ class Inbox:
 
     async def _run_callback(self) -> None:
         callback = self.callback
-        if callback is None:  # pragma: no cover - _wake starts the pump only with a callback
+        if callback is None:  # pragma: no cover - wake starts the pump only with a callback
             return
         try:
             if self.first is not None:
@@ -201,7 +216,8 @@ class Inbox:
         try:
             await awaitable
         except Exception:
-            self.replica.log.exception("%s: an on_change of a client raised", self.replica.id)
+            replica = self.inbox.replica
+            replica.log.exception("%s: an on_change of a client raised", replica.id)
 
 
 class Client:
@@ -327,14 +343,17 @@ class Client:
                 f"This client of {inbox.replica.id} delivers changes to its on_change callback; "
                 "attach without on_change to iterate over changes()."
             )
+        backlog = inbox.backlog
+        if backlog is None:  # pragma: no cover - a client without on_change has one
+            return
         loop = asyncio.get_running_loop()
         while True:
-            change = inbox.next()
+            change = backlog.next()
             if change is None:
                 if inbox.closed:
                     return
-                inbox.waiter = loop.create_future()
-                await inbox.waiter
+                backlog.waiter = loop.create_future()
+                await backlog.waiter
                 continue
             yield change
 
