@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import redis as sync_redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from livestate import Limits, LiveState, LiveStateError, MemoryBackend, Node
@@ -134,6 +134,8 @@ def test_redis_matches_memory(redis_server: ServerProcess, ops: list[tuple[Any, 
 
 
 @given(a=NUMBERS, b=NUMBERS)
+@example(a=-0.0, b=-0.0)  # -0.0 read as `text + 0` in Lua came back as 0.0
+@example(a=-0.0, b=0)
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -104,6 +104,7 @@ class ServerProcess:
         self, port: int | None = None, binary: str | None = None, options: Sequence[str] = ()
     ) -> None:
         self.port = port or free_ports(1)[0]
+        self.chosen = port is None  # a port of our choosing may be chosen again
         self.binary = binary or server_binary()
         self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
@@ -119,23 +120,38 @@ class ServerProcess:
         return self.process.pid if self.process else None
 
     def start(self, timeout: float = 10.0) -> Self:
-        """Start the server and wait until it answers PING; raises RuntimeError if it does not."""
-        self.process = subprocess.Popen(
-            self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                error = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"{self.binary} exited at start: {error.strip()}")
-            try:
-                if self.answers():
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.kill()
-        raise RuntimeError(f"{self.binary} did not answer on port {self.port} in {timeout}s.")
+        """Start the server and wait until it answers PING; raises RuntimeError (with what
+        the server logged) if it does not. A port this object chose that another process
+        took meanwhile is chosen anew."""
+        for attempt in range(3):
+            log = Path(tempfile.gettempdir()) / f"livestate-{self.port}.log"
+            log.unlink(missing_ok=True)
+            self.process = subprocess.Popen(
+                [*self.arguments(), "--logfile", str(log)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    self.process = None
+                    said = log.read_text(errors="replace").strip() if log.exists() else ""
+                    if self.chosen and attempt < 2 and "in use" in said:
+                        self.port = free_ports(1)[0]
+                        break
+                    raise RuntimeError(f"{self.binary} exited at start: {said[-2000:]}")
+                try:
+                    if self.answers():
+                        return self
+                except OSError:
+                    pass
+                time.sleep(0.02)
+            else:
+                self.kill()
+                raise RuntimeError(
+                    f"{self.binary} did not answer on port {self.port} in {timeout}s."
+                )
+        raise RuntimeError(f"{self.binary} found no free port in 3 tries.")  # pragma: no cover
 
     def arguments(self) -> list[str]:
         """The server's command line."""
@@ -167,8 +183,6 @@ class ServerProcess:
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
-        if self.process and self.process.stderr:
-            self.process.stderr.close()
         self.process = None
 
     def stop(self) -> None:

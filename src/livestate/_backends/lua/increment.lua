@@ -10,7 +10,7 @@ local old, float = 0, ARGV[11] == '1'
 if current then
   local c = string.byte(current, 1)
   if not (c == 45 or (c >= 48 and c <= 57)) then return {'invalid', current} end
-  old = current + 0
+  old = current - 0  -- not `+ 0`: -0.0 + 0 is 0.0, where -0.0 - 0 stays -0.0, as in Python
   float = float or string.find(current, '[.eE]') ~= nil
 end
 local sum = old + ARGV[10]
