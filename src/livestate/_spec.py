@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -296,13 +297,16 @@ def declaration(spec: type[LiveState]) -> str:
     """
     acl = ACL.parse(spec.acl, spec.__qualname__)
     limits = spec.limits
-    return json.dumps(
-        {
-            "acl": {"group": acl.group, "public": acl.public},
-            "ttl": spec.ttl,
-            "limits": [limits.max_depth, limits.max_value_bytes, limits.max_state_bytes],
-        },
-        separators=(",", ":"),
+    # Interned: every live state of the spec keeps one copy, not one each.
+    return sys.intern(
+        json.dumps(
+            {
+                "acl": {"group": acl.group, "public": acl.public},
+                "ttl": spec.ttl,
+                "limits": [limits.max_depth, limits.max_value_bytes, limits.max_state_bytes],
+            },
+            separators=(",", ":"),
+        )
     )
 
 

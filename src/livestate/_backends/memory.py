@@ -39,7 +39,7 @@ class _Entry:
     version: int
     declared: str
     holders: set[str] = field(default_factory=set)
-    roster: Roster = field(default_factory=Roster)
+    roster: Roster | None = None  # made at the first join: most live states have none
     timer: asyncio.TimerHandle | None = None
 
 
@@ -90,7 +90,7 @@ class MemoryBackend(Backend):
                     expires,
                     dict.fromkeys(sorted(entry.holders)),
                     clients,
-                    len(entry.roster),
+                    len(entry.roster or ()),
                 )
             )
         nodes = [
@@ -143,7 +143,11 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry and node in entry.holders:
             entry.holders.discard(node)
-            gone = [ref for ref in entry.roster.entries if node_of(ref) == node]
+            gone = (
+                [ref for ref in entry.roster.entries if node_of(ref) == node]
+                if entry.roster
+                else []
+            )
             if gone:
                 self._change(id, entry, leave_op(gone))
             if not entry.holders:
@@ -171,7 +175,7 @@ class MemoryBackend(Backend):
         if op.expect is not None and op.expect != entry.version:
             raise ConflictError(id)
         if op.kind == "join" or op.kind == "leave":
-            if op.kind == "leave" and not entry.roster.removes(op):
+            if op.kind == "leave" and not (entry.roster and entry.roster.removes(op)):
                 return Applied(entry.epoch, entry.version, None)  # gone already: no change
             self._change(id, entry, op)
             return Applied(entry.epoch, entry.version, None)
@@ -227,6 +231,8 @@ class MemoryBackend(Backend):
     def _change(self, id: StateId, entry: _Entry, op: Op) -> None:
         """Apply a presence op at the next version and publish it."""
         entry.version += 1
+        if entry.roster is None:
+            entry.roster = Roster()
         entry.roster.apply(op, entry.version)
         self._publish(id, Message(entry.epoch, entry.version, op))
 
@@ -300,5 +306,5 @@ def _snapshot(entry: _Entry, state: dict[str, JSON]) -> Snapshot:
         entry.acl,
         entry.ttl,
         entry.declared,
-        dict(entry.roster.entries),
+        dict(entry.roster.entries) if entry.roster else {},
     )
