@@ -1,8 +1,10 @@
 """Clients: attachments of one caller to one live state, as group members.
 
 A `Client` is the public handle. Its `Inbox` is what the replica delivers to:
-the client's callback, or a queue bounded in length (`max_pending`) and in age
-(`max_lag`) that is replaced by one `reset` when the reader falls behind.
+the client's sync callback directly, or a `Backlog` (for an async callback or
+`changes()`) bounded in length (`max_pending`) and in age (`max_lag`) that is
+replaced by one `reset` when the reader falls behind. The inbox also holds the
+client's presence (`Tracker`, _presence.py).
 """
 
 from __future__ import annotations
