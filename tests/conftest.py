@@ -85,3 +85,11 @@ async def node(make_node: MakeNode) -> AsyncIterator[Node]:
     node = await make_node()
     with livestate.use(node):
         yield node
+
+
+@pytest.fixture
+async def memory_node() -> AsyncIterator[Node]:
+    """A fresh in-memory node, current for the LiveState class methods."""
+    async with Node("memory://") as node:
+        with livestate.use(node):
+            yield node

@@ -9,7 +9,7 @@ import inspect
 import json
 import sys
 import weakref
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -22,7 +22,6 @@ from pyview.live_socket import ConnectedLiveViewSocket, UnconnectedSocket  # typ
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, LiveTemplate, Template  # type: ignore[import-untyped]
 
-import livestate
 from livestate import InvalidValueError, LiveState, Node, NotFoundError, PermissionDeniedError
 from livestate.pyview import (
     LIVE_STATE_EVENT,
@@ -38,6 +37,7 @@ from livestate.pyview import (
     live_update,
 )
 
+from .pyview_support import RecordingWebSocket
 from .support import eventually
 
 TTL = 0.05
@@ -83,31 +83,6 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
 
     async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
         return LiveRender(TEMPLATE, assigns, meta)
-
-
-class RecordingWebSocket:
-    """Stands in for Starlette's WebSocket: records what PyView sends, hands out queued input."""
-
-    def __init__(self) -> None:
-        self.sent: list[list[Any]] = []
-        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def receive(self) -> dict[str, Any]:
-        return await self.incoming.get()
-
-    def diffs(self) -> list[dict[str, Any]]:
-        return [message[4] for message in self.sent if message[3] == "diff"]
-
-
-@pytest.fixture
-async def memory_node() -> AsyncIterator[Node]:
-    """A fresh in-memory node, current for the LiveState class methods."""
-    async with Node("memory://") as node:
-        with livestate.use(node):
-            yield node
 
 
 async def connect(

@@ -7,9 +7,6 @@ named bindings, the HTTP render, and two nodes over a real Valkey.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +31,7 @@ from livestate.pyview import (
 )
 from livestate.testing import ServerProcess
 
+from .pyview_support import RecordingWebSocket
 from .support import eventually
 
 TEMPLATE = LiveTemplate(
@@ -70,32 +68,7 @@ class View(LiveView[dict[str, Any]]):  # type: ignore[misc]
         return LiveRender(TEMPLATE, assigns, meta)
 
 
-class RecordingWebSocket:
-    """Stands in for Starlette's WebSocket under PyView's socket: records what is sent."""
-
-    def __init__(self) -> None:
-        self.sent: list[list[Any]] = []
-        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def receive(self) -> dict[str, Any]:
-        return await self.incoming.get()
-
-    def diffs(self) -> list[str]:
-        return [json.dumps(message[4]) for message in self.sent if message[3] == "diff"]
-
-
 Socket = Any  # ConnectedLiveViewSocket[dict[str, Any]]: PyView ships no types
-
-
-@pytest.fixture
-async def memory_node() -> AsyncIterator[Node]:
-    """A fresh in-memory node, current for the LiveState class methods."""
-    async with Node("memory://") as node:
-        with livestate.use(node):
-            yield node
 
 
 async def connect(key: str = "a") -> tuple[Socket, View, RecordingWebSocket]:
@@ -133,15 +106,15 @@ async def test_join_meta_update_and_leave_rerender_other_views(memory_node: Node
     watcher, view, websocket = await connect()
     other, _, _ = await connect()
     await live_track(other, "bob", {"status": "here"})
-    await eventually(lambda: any("bob" in d and "here" in d for d in websocket.diffs()))
+    await eventually(lambda: any("bob" in d and "here" in d for d in websocket.diff_texts()))
     await live_track(other, "bob", {"status": "busy"})
-    await eventually(lambda: any("busy" in d for d in websocket.diffs()))
+    await eventually(lambda: any("busy" in d for d in websocket.diff_texts()))
     assert "<li>bob:1:busy;</li>" in html(watcher)
     kinds = [change.kind for info in view.infos for change in info.payload]
     assert view.infos[-1].name == LIVE_STATE_EVENT and set(kinds) == {"presence"}
     await other.close()  # what PyView does when the tab goes away
     await eventually(lambda: "bob" not in watcher.context["live_presence"])
-    await eventually(lambda: '"0"' in websocket.diffs()[-1])
+    await eventually(lambda: '"0"' in websocket.diff_texts()[-1])
     assert "<p>0 here</p>" in html(watcher)
 
 
@@ -248,7 +221,7 @@ async def test_presence_crosses_nodes_over_redis(redis_server: ServerProcess) ->
         with livestate.use(second):
             other, _, _ = await connect(key)
             await live_track(other, "zoe", {"status": "far"})
-        await eventually(lambda: any("zoe" in d and "far" in d for d in websocket.diffs()), 2)
+        await eventually(lambda: any("zoe" in d and "far" in d for d in websocket.diff_texts()), 2)
         assert "<li>zoe:1:far;</li>" in html(watcher)
         with livestate.use(second):
             await other.close()

@@ -1,0 +1,30 @@
+"""What the PyView tests share: a recording stand-in for Starlette's WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+
+class RecordingWebSocket:
+    """Stands in for Starlette's WebSocket under PyView's socket: records what PyView
+    sends, hands out queued input."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[Any]] = []
+        self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.incoming.get()
+
+    def diffs(self) -> list[dict[str, Any]]:
+        """The diffs sent, in order."""
+        return [message[4] for message in self.sent if message[3] == "diff"]
+
+    def diff_texts(self) -> list[str]:
+        """The diffs sent, as JSON text (to look for a word in)."""
+        return [json.dumps(diff) for diff in self.diffs()]
