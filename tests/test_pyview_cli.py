@@ -9,14 +9,11 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,7 +22,7 @@ from livestate._cli import find_examples, main
 from livestate.testing import ServerProcess
 
 from .browser.phoenix import LiveViewClient
-from .support import free_ports
+from .demo_process import Demo, start_demo, stop
 
 
 def listening(port: int) -> bool:
@@ -35,67 +32,6 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-@dataclass
-class Demo:
-    """A running `livestate demo`, started in its own session as a terminal would run it."""
-
-    process: subprocess.Popen[bytes]
-    output: str
-    node_ports: list[int]
-    status_url: str
-    valkey_port: int | None
-
-    def read_rest(self) -> str:
-        """Everything it printed after start-up, once it has exited."""
-        assert self.process.stdout is not None
-        self.output += self.process.stdout.read().decode()
-        return self.output
-
-    def status(self) -> dict[str, Any]:
-        """The status page's JSON."""
-        with urllib.request.urlopen(self.status_url + "status.json", timeout=5) as response:
-            body: dict[str, Any] = json.loads(response.read())
-            return body
-
-
-def start_demo(*extra: str, nodes: int = 2) -> Demo:
-    """Run `python -m livestate demo` and wait until it prints "Press Ctrl-C"."""
-    base = free_ports(nodes + 1)
-    command = [sys.executable, "-m", "livestate", "demo", "--port", str(base)]
-    command += ["--nodes", str(nodes), *extra]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    assert process.stdout is not None
-    output = ""
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and "Press Ctrl-C" not in output:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        output += line
-    node_ports = [int(p) for p in re.findall(r"node \d+: http://127\.0\.0\.1:(\d+)/", output)]
-    status = re.findall(r"status .*: (http://127\.0\.0\.1:\d+/)", output)
-    valkey = re.findall(r"redis://127\.0\.0\.1:(\d+)/0 \(embedded Valkey\)", output)
-    if not status:
-        stop(process)
-        raise AssertionError(f"livestate demo did not start:\n{output}")
-    return Demo(process, output, node_ports, status[0], int(valkey[0]) if valkey else None)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Kill the demo by its PID if a test left it running."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout:
-        process.stdout.close()
 
 
 @pytest.fixture

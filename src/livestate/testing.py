@@ -92,7 +92,30 @@ def _first_ephemeral_port() -> int:
         return 32768
 
 
-class ServerProcess:
+class _Started:
+    """Server processes that start in `with` and stop on leaving it."""
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start every process; raises RuntimeError if they are not ready in time."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every process."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerProcess(_Started):
     """A Valkey/Redis server on 127.0.0.1 that this process started and will stop.
 
     `start()` (again after `kill()`, on the same port and empty), `url`, `pause()`
@@ -196,17 +219,6 @@ class ServerProcess:
                 pass
         self.kill()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 def command(
     port: int,
@@ -287,30 +299,7 @@ def _cli_binary(server: str) -> str:
     )
 
 
-class _Deployment:
-    """Several server processes that start in `with` and stop on leaving it."""
-
-    def start(self, timeout: float = 30.0) -> Self:
-        """Start every process; raises RuntimeError if they are not ready in time."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop every process."""
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class ClusterProcess(_Deployment):
+class ClusterProcess(_Started):
     """A Valkey cluster on 127.0.0.1: `primaries` primaries, each with `replicas` replicas.
 
     Built with `valkey-cli --cluster create`, each node a `ServerProcess` in
@@ -518,7 +507,7 @@ def _ok(reply: Any) -> None:
         raise RuntimeError(f"The server refused a fixture command: {reply}")
 
 
-class SentinelProcess(_Deployment):
+class SentinelProcess(_Started):
     """A primary, a replica and three Sentinels on 127.0.0.1, watching service `service`.
 
     `url` is the redis+sentinel:// URL of the service; `primary()` asks the

@@ -3,20 +3,14 @@ reconnecting to its restarted process and catching up."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ..support import free_ports
+from ..demo_process import Demo, start_demo, stop
 from .conftest import NewPage
 
 RESTART_DELAY = 3.0
@@ -24,47 +18,14 @@ LEASE = 5.0
 """Seconds a node's hold lasts (the default: the demo sets no `?lease=`)."""
 
 
-@dataclass
-class Supervised:
-    """`livestate demo --nodes 2 --kill-control` and the URLs it printed."""
-
-    process: subprocess.Popen[bytes]
-    nodes: list[str]
-    status: str
-
-
 @pytest.fixture(scope="module")
-def supervised() -> Iterator[Supervised]:
+def supervised() -> Iterator[Demo]:
     """Two supervised nodes over the demo's own Valkey, restarting a dead node after 3 s."""
-    base = free_ports(3)
-    command = [
-        sys.executable, "-m", "livestate", "demo", "--nodes", "2", "--port", str(base),
-        "--kill-control", "--restart-delay", str(RESTART_DELAY), "--room-ttl", "1.5",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    assert process.stdout is not None
-    output = ""
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and "Press Ctrl-C" not in output:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        output += line
-    nodes = re.findall(r"node \d: (http://127\.0\.0\.1:\d+)/", output)
-    status = re.findall(r"status .*: (http://127\.0\.0\.1:\d+/)", output)
+    demo = start_demo("--kill-control", "--restart-delay", str(RESTART_DELAY), "--room-ttl", "1.5")
     try:
-        assert len(nodes) == 2 and status, output
-        yield Supervised(process, nodes, status[0])
+        yield demo
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
+        stop(demo.process)
 
 
 def join(new_page: NewPage, base: str, room: str, nick: str) -> Page:
@@ -83,13 +44,13 @@ def post(page: Page, text: str) -> None:
 
 
 def test_killed_node_page_reconnects_catches_up_and_counts_stay_right(
-    supervised: Supervised, new_page: NewPage, browser: Browser
+    supervised: Demo, new_page: NewPage, browser: Browser
 ) -> None:
     """Kill node 2 with the status page's button: its page shows the offline banner, keeps a
     post made meanwhile, then reconnects to the restarted node 2, shows every message sent
     meanwhile in order, sends the kept post, and the lobby counts 2, not 3."""
     room = f"k{uuid.uuid4().hex[:8]}"
-    node1, node2 = supervised.nodes
+    node1, node2 = supervised.node_urls
     lobby = new_page(f"{node1}/")
     count = lobby.locator(f'#rooms li[data-room="{room}"] .count')
     alice = join(new_page, node2, room, "alice")
@@ -101,7 +62,7 @@ def test_killed_node_page_reconnects_catches_up_and_counts_stay_right(
 
     status = browser.new_context().new_page()
     try:
-        status.goto(supervised.status)
+        status.goto(supervised.status_url)
         status.click("#kill-2")
         killed = time.monotonic()
         expect(status.locator("#node-2")).to_have_attribute("data-state", "restarting")

@@ -3,11 +3,6 @@ across two nodes over Redis, and the lobby's counts."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from ..support import free_ports
+from ..demo_process import start_demo, stop
 from .conftest import Cluster, NewPage, get_json
 
 
@@ -83,35 +78,11 @@ def test_two_tabs_of_one_nickname_are_one_person(cluster: Cluster, new_page: New
 @pytest.fixture(scope="module")
 def supervised() -> Iterator[tuple[list[str], str]]:
     """`livestate demo --nodes 2 --kill-control` whose killed node stays down for 60 s."""
-    base = free_ports(3)
-    command = [
-        sys.executable, "-m", "livestate", "demo", "--nodes", "2", "--port", str(base),
-        "--kill-control", "--restart-delay", "60", "--room-ttl", "1.5",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    assert process.stdout is not None
-    output = ""
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and "Press Ctrl-C" not in output:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        output += line
-    nodes = re.findall(r"node \d: (http://127\.0\.0\.1:\d+)/", output)
-    status = re.findall(r"status .*: (http://127\.0\.0\.1:\d+/)", output)
+    demo = start_demo("--kill-control", "--restart-delay", "60", "--room-ttl", "1.5")
     try:
-        assert len(nodes) == 2 and status, output
-        yield nodes, status[0]
+        yield demo.node_urls, demo.status_url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        process.stdout.close()
+        stop(demo.process)
 
 
 def test_killed_nodes_pages_leave_the_lists_and_counts_within_its_lease(
