@@ -10,14 +10,12 @@ import asyncio
 import json
 import socket
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 import livestate
@@ -30,7 +28,7 @@ from livestate.asgi import (
     LiveStateEndpoint,
 )
 from livestate.testing import ServerProcess, free_port
-from tests.support import eventually
+from tests.asgi_support import Open, peer_opener, serving
 
 
 class Board(LiveState):
@@ -55,88 +53,6 @@ class Notes(LiveState):
         return {"text": ""}
 
 
-@asynccontextmanager
-async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run `app` in a real uvicorn server in this loop; yield its ws:// base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="off",
-        log_level="warning",
-        ws="websockets-sansio",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    await eventually(lambda: server.started or task.done(), within=10)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-class Peer:
-    """A protocol client: numbered requests, and the frames that arrive between replies."""
-
-    def __init__(self, socket: ClientConnection, welcome: dict[str, Any]) -> None:
-        self.socket = socket
-        self.welcome = welcome
-        self.ref = 0
-        self.frames: list[dict[str, Any]] = []
-
-    async def receive(self) -> dict[str, Any]:
-        """The next frame from the server."""
-        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), 5))
-        return frame
-
-    async def request(self, type: str, **fields: Any) -> dict[str, Any]:
-        """Send a request and return its reply (ok, attached or error); keep the rest."""
-        self.ref += 1
-        ref = self.ref
-        await self.socket.send(json.dumps({"type": type, "ref": ref, **fields}))
-        return await self.reply(ref)
-
-    async def reply(self, ref: object) -> dict[str, Any]:
-        """Wait for the frame answering `ref`, keeping the frames before it."""
-        while True:
-            frame = await self.receive()
-            if frame.get("ref") == ref and frame["type"] != "change":
-                return frame
-            self.frames.append(frame)
-
-    async def raw(self, text: str | bytes) -> dict[str, Any]:
-        """Send a raw message and return the next error frame."""
-        await self.socket.send(text)
-        while True:
-            frame = await self.receive()
-            if frame["type"] == "error":
-                return frame
-            self.frames.append(frame)
-
-    async def change(self) -> dict[str, Any]:
-        """The next change frame (kept ones first)."""
-        for index, frame in enumerate(self.frames):
-            if frame["type"] == "change":
-                return self.frames.pop(index)
-        while True:
-            frame = await self.receive()
-            if frame["type"] == "change":
-                return frame
-            self.frames.append(frame)
-
-    async def attach(self, spec: str, key: str) -> dict[str, Any]:
-        """Attach, failing the test unless the server says attached."""
-        reply = await self.request("attach", spec=spec, key=key)
-        assert reply["type"] == "attached", reply
-        return reply
-
-
-Open = Callable[..., Awaitable[Peer]]
-
-
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     """A node on its own memory backend."""
@@ -145,19 +61,10 @@ async def node() -> AsyncIterator[Node]:
 
 
 @pytest.fixture
-async def peers() -> AsyncIterator[Callable[..., Awaitable[Peer]]]:
+async def peers() -> AsyncIterator[Open]:
     """Opens protocol clients (closed at the end); reads each one's welcome frame."""
-    sockets: list[ClientConnection] = []
-
-    async def open_peer(url: str, query: str = "", **options: Any) -> Peer:
-        client = await connect(url + "/ws" + query, **options)
-        sockets.append(client)
-        welcome = json.loads(await asyncio.wait_for(client.recv(), 5))
-        return Peer(client, welcome)
-
-    yield open_peer
-    for each in sockets:
-        await each.close()
+    async with peer_opener() as open_peer:
+        yield open_peer
 
 
 @pytest.fixture

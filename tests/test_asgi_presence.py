@@ -6,17 +6,14 @@ cookie), never from the frame; docs/protocol.md describes the frames.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
 
-from livestate import LiveState, MemoryBackend, Node, PermissionDeniedError
+from livestate import LiveState, Node, PermissionDeniedError
 from livestate.asgi import Connection, EndpointLimits, LiveStateEndpoint
-from tests.test_asgi import Open, Peer, serving
+from tests.asgi_support import Open, Peer, peer_opener, serving
 
 
 class Room(LiveState):
@@ -33,26 +30,16 @@ def user_cookie(connection: Connection) -> str | None:
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    """A node on its own memory backend."""
-    async with Node(backend=MemoryBackend()) as node:
-        yield node
+def node(memory_node: Node) -> Node:
+    """The endpoint's node: in memory (not the contract suite's node on each backend)."""
+    return memory_node
 
 
 @pytest.fixture
 async def peers() -> AsyncIterator[Open]:
     """Opens protocol clients (closed at the end); reads each one's welcome frame."""
-    sockets: list[ClientConnection] = []
-
-    async def open_peer(url: str, **options: Any) -> Peer:
-        client = await connect(url + "/ws", **options)
-        sockets.append(client)
-        welcome = json.loads(await asyncio.wait_for(client.recv(), 5))
-        return Peer(client, welcome)
-
-    yield open_peer
-    for each in sockets:
-        await each.close()
+    async with peer_opener() as open_peer:
+        yield open_peer
 
 
 @pytest.fixture

@@ -1,0 +1,116 @@
+"""What the WebSocket endpoint's tests share: a real uvicorn server, and protocol clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from livestate.testing import free_port
+from tests.support import eventually
+
+
+@asynccontextmanager
+async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Run `app` in a real uvicorn server in this loop; yield its ws:// base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="warning",
+        ws="websockets-sansio",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve())
+    await eventually(lambda: server.started or task.done(), within=10)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+class Peer:
+    """A protocol client: numbered requests, and the frames that arrive between replies."""
+
+    def __init__(self, socket: ClientConnection, welcome: dict[str, Any]) -> None:
+        self.socket = socket
+        self.welcome = welcome
+        self.ref = 0
+        self.frames: list[dict[str, Any]] = []
+
+    async def receive(self) -> dict[str, Any]:
+        """The next frame from the server."""
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(self.socket.recv(), 5))
+        return frame
+
+    async def request(self, type: str, **fields: Any) -> dict[str, Any]:
+        """Send a request and return its reply (ok, attached or error); keep the rest."""
+        self.ref += 1
+        ref = self.ref
+        await self.socket.send(json.dumps({"type": type, "ref": ref, **fields}))
+        return await self.reply(ref)
+
+    async def reply(self, ref: object) -> dict[str, Any]:
+        """Wait for the frame answering `ref`, keeping the frames before it."""
+        while True:
+            frame = await self.receive()
+            if frame.get("ref") == ref and frame["type"] != "change":
+                return frame
+            self.frames.append(frame)
+
+    async def raw(self, text: str | bytes) -> dict[str, Any]:
+        """Send a raw message and return the next error frame."""
+        await self.socket.send(text)
+        while True:
+            frame = await self.receive()
+            if frame["type"] == "error":
+                return frame
+            self.frames.append(frame)
+
+    async def change(self) -> dict[str, Any]:
+        """The next change frame (kept ones first)."""
+        for index, frame in enumerate(self.frames):
+            if frame["type"] == "change":
+                return self.frames.pop(index)
+        while True:
+            frame = await self.receive()
+            if frame["type"] == "change":
+                return frame
+            self.frames.append(frame)
+
+    async def attach(self, spec: str, key: str) -> dict[str, Any]:
+        """Attach, failing the test unless the server says attached."""
+        reply = await self.request("attach", spec=spec, key=key)
+        assert reply["type"] == "attached", reply
+        return reply
+
+
+Open = Callable[..., Awaitable[Peer]]
+
+
+@asynccontextmanager
+async def peer_opener() -> AsyncIterator[Open]:
+    """Opens protocol clients on `url + "/ws" + query`, reading each one's welcome frame;
+    closes them all on leaving."""
+    sockets: list[ClientConnection] = []
+
+    async def open_peer(url: str, query: str = "", **options: Any) -> Peer:
+        client = await connect(url + "/ws" + query, **options)
+        sockets.append(client)
+        welcome = json.loads(await asyncio.wait_for(client.recv(), 5))
+        return Peer(client, welcome)
+
+    try:
+        yield open_peer
+    finally:
+        for each in sockets:
+            await each.close()
