@@ -7,9 +7,9 @@ import itertools
 import random
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from livestate import Change, LiveState, Node, NotFoundError
+from livestate import Change, LiveState, LiveStateError, Node, NotFoundError
 
 
 async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
@@ -63,3 +63,29 @@ def free_ports(count: int) -> int:
             for sock in sockets:
                 sock.close()
     raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
+
+
+class Writers:
+    """Tasks that repeat one write until stopped, counting what was acknowledged and what
+    failed (a failed write may or may not have happened, but never twice)."""
+
+    def __init__(self, write: Callable[[], Awaitable[object]], count: int = 1) -> None:
+        self.acknowledged = 0
+        self.unsure = 0
+        self._write = write
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.get_running_loop().create_task(self._run()) for _ in range(count)]
+
+    async def stop(self) -> None:
+        """Stop after the writes under way, and wait for them."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._write()
+            except LiveStateError:
+                self.unsure += 1
+            else:
+                self.acknowledged += 1

@@ -13,7 +13,7 @@ from livestate import Change, InvalidValueError, LiveState, LiveStateError, Node
 from livestate._backends.slots import key_slot
 from livestate.testing import ClusterProcess
 
-from ..support import eventually, in_order
+from ..support import Writers, eventually, in_order
 
 
 class Sharded(LiveState):
@@ -80,21 +80,8 @@ async def test_a_slot_migration_under_writes_loses_nothing(cluster: ClusterProce
     async with Node(cluster.url) as writer, Node(cluster.url) as reader:
         changes: list[Change] = []
         client = await reader.attach(Sharded, key, on_change=changes.append)
-        acknowledged = unsure = 0
-        stop = asyncio.Event()
-
-        async def write() -> None:
-            nonlocal acknowledged, unsure
-            while not stop.is_set():
-                try:
-                    await writer.increment(Sharded, key, "n")
-                except LiveStateError:
-                    unsure += 1  # may or may not have happened; never twice
-                else:
-                    acknowledged += 1
-
-        writers = [asyncio.create_task(write()) for _ in range(3)]
-        await eventually(lambda: acknowledged > 30)
+        writers = Writers(lambda: writer.increment(Sharded, key, "n"), count=3)
+        await eventually(lambda: writers.acknowledged > 30)
         target = other_primary(cluster, slot)
         source = await asyncio.to_thread(cluster.begin_migration, slot, target)
         for _ in range(100):  # two keys at a time, with writes in between
@@ -102,12 +89,11 @@ async def test_a_slot_migration_under_writes_loses_nothing(cluster: ClusterProce
                 break
             await asyncio.sleep(0.02)
         await asyncio.to_thread(cluster.end_migration, slot, source, target)
-        settled = acknowledged
-        await eventually(lambda: acknowledged > settled + 30, within=15.0)
-        stop.set()
-        await asyncio.gather(*writers)
+        settled = writers.acknowledged
+        await eventually(lambda: writers.acknowledged > settled + 30, within=15.0)
+        await writers.stop()
         total = await writer.get(Sharded, key, "n")
-        assert acknowledged <= total <= acknowledged + unsure
+        assert writers.acknowledged <= total <= writers.acknowledged + writers.unsure
         await eventually(lambda: client.state["n"] == total, within=2.0)
         assert in_order(changes)
         assert cluster.owner(slot) == target

@@ -15,7 +15,7 @@ from livestate import BackendUnavailableError, LiveState, LiveStateError, Node
 from livestate._backends.slots import key_slot
 from livestate.testing import ClusterProcess
 
-from ..support import eventually
+from ..support import Writers, eventually
 
 
 class Replicated(LiveState):
@@ -58,32 +58,18 @@ async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProc
     key = "durable"
     async with Node(f"{cluster.url}?replicas=1") as node:
         await node.start(Replicated, key)
-        acknowledged = unsure = 0
-        stop = asyncio.Event()
-
-        async def write() -> None:
-            nonlocal acknowledged, unsure
-            while not stop.is_set():
-                try:
-                    await node.increment(Replicated, key, "n")
-                except LiveStateError:
-                    unsure += 1  # may or may not have happened; never twice
-                else:
-                    acknowledged += 1
-
-        writer = asyncio.create_task(write())
+        writers = Writers(lambda: node.increment(Replicated, key, "n"))
         try:
-            await eventually(lambda: acknowledged >= 20)
+            await eventually(lambda: writers.acknowledged >= 20)
             primary = cluster.owner(slot_of(key))
             await asyncio.to_thread(cluster.fail_over, primary)
             await asyncio.to_thread(cluster.restart, primary)  # back, as the new one's replica
-            settled = acknowledged
-            await eventually(lambda: acknowledged >= settled + 20, within=15.0)
+            settled = writers.acknowledged
+            await eventually(lambda: writers.acknowledged >= settled + 20, within=15.0)
         finally:
-            stop.set()
-            await writer
+            await writers.stop()
         total = await node.get(Replicated, key, "n")
-        assert acknowledged <= total <= acknowledged + unsure
+        assert writers.acknowledged <= total <= writers.acknowledged + writers.unsure
 
 
 class Mixed(LiveState):
