@@ -7,7 +7,8 @@ time each diff is handed to it), all attached to one chat room. One write
 the median and p95 over the rounds are reported, for N = 10, 100, 1,000, on
 one node (memory://) and then on two nodes over Redis (half the views on each,
 the write made on the first; skipped with a message if the Redis backend is
-not importable).
+not importable). Its floor, in the same run: PyView alone, the same views
+handed the same list by `send_info` one after another, with no livestate.
 
 Run: python benchmarks/pyview_fanout.py [--rounds 20] [--sizes 10,100,1000]
 """
@@ -25,6 +26,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from pyview import LiveView  # type: ignore[import-untyped]
+from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
 from pyview.live_socket import ConnectedLiveViewSocket  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
@@ -54,6 +56,16 @@ class Room(LiveState):
 
 class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     """A chat room view rendering the last messages."""
+
+    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
+        return LiveRender(TEMPLATE, assigns, meta)
+
+
+class FloorView(LiveView[dict[str, Any]]):  # type: ignore[misc]
+    """The same view without livestate: its messages come in an InfoEvent."""
+
+    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
+        socket.context["live_assigns"] = {"messages": event.payload}
 
     async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
         return LiveRender(TEMPLATE, assigns, meta)
@@ -142,14 +154,54 @@ async def measure(setup: str, nodes: list[Node], views: int, rounds: int) -> Res
         await asyncio.sleep(0.05)  # let stray renders finish before the next round
     for socket in sockets:
         await socket.close()
+    return summary(setup, views, timings)
+
+
+async def measure_floor(views: int, rounds: int) -> Result:
+    """PyView alone: each round hands every view the new list with `send_info`, in turn,
+    until every view has sent its diff."""
+    stopwatch = Stopwatch()
+    sockets = []
+    for number in range(views):
+        socket = ConnectedLiveViewSocket(
+            TimingWebSocket(stopwatch),
+            f"lv:phx-floor-{number}",
+            FloorView(),
+            AsyncIOScheduler(),
+            NoOpInstrumentation(),
+        )
+        socket.context = {"room": "floor", "live_assigns": {"messages": []}}
+        socket.prev_rendered = await socket.render_with_components()
+        sockets.append(socket)
+    messages: list[dict[str, str]] = []
+    timings = []
+    for number in range(rounds + 2):
+        stopwatch.arm(views)
+        start = time.perf_counter()
+        messages = [*messages, {"nick": "bench", "text": f"message {number}"}][-20:]
+        for socket in sockets:
+            await socket.send_info(InfoEvent("messages", messages))
+        await asyncio.wait_for(stopwatch.done.wait(), 60)
+        if number >= 2:
+            timings.append((stopwatch.last - start) * 1000)
+    for socket in sockets:
+        await socket.close()
+    return summary("PyView alone", views, timings)
+
+
+def summary(setup: str, views: int, timings: list[float]) -> Result:
+    """The median, p95 and max of `timings` (ms)."""
     timings.sort()
     p95 = timings[min(len(timings) - 1, round(0.95 * (len(timings) - 1)))]
     return Result(setup, views, statistics.median(timings), p95, timings[-1])
 
 
 async def run(sizes: list[int], rounds: int) -> list[Result]:
-    """Run the one-node half, then the two-node half if the Redis backend is there."""
+    """The floor, the one-node half, then the two-node half if the Redis backend is there."""
     results = []
+    for views in sizes:
+        results.append(await measure_floor(views, rounds))
+        print_row(results[-1])
     async with Node("memory://") as node:
         for views in sizes:
             results.append(await measure("1 node, memory", [node], views, rounds))
@@ -187,6 +239,12 @@ def main() -> None:
     print(f"Python {sys.version.split()[0]}, {args.rounds} writes per row; times in ms")
     print(f"{'setup':<16} {'views':>6} {'median':>11} {'p95':>9} {'max':>9}")
     results = asyncio.run(run(sizes, args.rounds))
+    floor = {r.views: r.median_ms for r in results if r.setup == "PyView alone"}
+    print("\nmedian / the floor's (PyView alone), same run:")
+    for result in results:
+        if result.setup != "PyView alone":
+            ratio = result.median_ms / floor[result.views]
+            print(f"{result.setup:<16} {result.views:>6} {ratio:>10.2f}x")
     print(
         json.dumps(
             {
@@ -194,6 +252,11 @@ def main() -> None:
                 "clients": "PyView ConnectedLiveViewSocket in process",
                 "rounds": args.rounds,
                 "results": [result.__dict__ for result in results],
+                "ratio_to_floor": {
+                    f"{r.setup}, {r.views}": round(r.median_ms / floor[r.views], 2)
+                    for r in results
+                    if r.setup != "PyView alone"
+                },
             }
         )
     )
