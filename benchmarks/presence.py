@@ -51,7 +51,7 @@ import json
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from livestate import Change, Client, LiveState, Node
@@ -282,6 +282,19 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     }
 
 
+async def memory_per(n: int, port: int, add: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    """Bytes of this process's heap and of Redis memory per presence that `add()` adds."""
+    gc.collect()
+    redis_before = used_memory(port)
+    tracemalloc.start()
+    heap_before = tracemalloc.get_traced_memory()[0]
+    await add()
+    gc.collect()
+    heap = (tracemalloc.get_traced_memory()[0] - heap_before) / n
+    tracemalloc.stop()
+    return heap, (used_memory(port) - redis_before) / n
+
+
 async def wait_for(condition: Callable[[], bool], what: str, within: float = 30.0) -> None:
     """Wait until `condition()`, or fail the run saying what did not happen."""
     deadline = time.monotonic() + within
@@ -322,17 +335,13 @@ async def livestate_run(proxy: CountingProxy, port: int, n: int, joins: int) -> 
 
             clients.append(await nodes[number % 2].attach(Room, ROOM, on_change))
         await counter.idle()
-        gc.collect()
-        redis_before = used_memory(port)
-        tracemalloc.start()
-        heap_before = tracemalloc.get_traced_memory()[0]
-        for number, client in enumerate(clients):
-            await client.track(f"user-{number}", {"typing": False})
-        await wait_for(lambda: all(len(c.presence) == n for c in clients), "every presence")
-        gc.collect()
-        heap = (tracemalloc.get_traced_memory()[0] - heap_before) / n
-        tracemalloc.stop()
-        in_redis = (used_memory(port) - redis_before) / n
+
+        async def track_all() -> None:
+            for number, client in enumerate(clients):
+                await client.track(f"user-{number}", {"typing": False})
+            await wait_for(lambda: all(len(c.presence) == n for c in clients), "every presence")
+
+        heap, in_redis = await memory_per(n, port, track_all)
 
         latencies: list[float] = []
         counts: list[Figures] = []
@@ -408,16 +417,12 @@ async def socketio_run(proxy: CountingProxy, port: int, n: int, joins: int) -> d
             await servers[number % 2].enter_room(sid, ROOM)
         await asyncio.sleep(0.3)  # the managers' listener tasks subscribe to their channel
         await counter.idle()
-        gc.collect()
-        redis_before = used_memory(port)
-        tracemalloc.start()
-        heap_before = tracemalloc.get_traced_memory()[0]
-        for number in range(n):
-            await store.sadd(key, f"user-{number}")
-        gc.collect()
-        heap = (tracemalloc.get_traced_memory()[0] - heap_before) / n
-        tracemalloc.stop()
-        in_redis = (used_memory(port) - redis_before) / n
+
+        async def add_all() -> None:
+            for number in range(n):
+                await store.sadd(key, f"user-{number}")
+
+        heap, in_redis = await memory_per(n, port, add_all)
 
         latencies: list[float] = []
         counts: list[Figures] = []
