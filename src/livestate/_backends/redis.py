@@ -437,11 +437,14 @@ class RedisBackend(Backend):
         # put and delete declare L and LK only if the property turns out to be a list.
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
         prefix = key_prefix(id)
+        # A presence's ref names no list: its keys are the same for every client, so the
+        # caches below hold one entry per live state, not one per client.
+        listed = "" if script == "presence" else prop
         # (Inline, not through _keys: this is every write's path, and a call costs.)
-        if len(prefix) + len(prop) <= _CACHED_KEYS:
-            keys = _declared_cached(prefix, script, prop, lists)
+        if len(prefix) + len(listed) <= _CACHED_KEYS:
+            keys = _declared_cached(prefix, script, listed, lists)
         else:
-            keys = _declared_now(prefix, script, prop, lists)
+            keys = _declared_now(prefix, script, listed, lists)
         head = (
             encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
             if kind == "reset"
