@@ -1,5 +1,6 @@
-"""livestate.testing's server fixture: it says why a server did not start, and takes
-another port when one it chose was taken meanwhile."""
+"""livestate.testing's server fixture: it says why a server did not start, takes
+another port when one it chose was taken meanwhile, and starts empty whatever an
+earlier server on its port left on disk."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 
 import pytest
 
-from livestate.testing import ServerProcess
+from livestate.testing import ServerProcess, command
 
 
 def test_a_port_taken_meanwhile_is_chosen_anew() -> None:
@@ -30,3 +31,20 @@ def test_a_port_given_that_is_taken_fails_with_what_the_server_said() -> None:
         server = ServerProcess(port=taken.getsockname()[1])
         with pytest.raises(RuntimeError, match=r"(?s)exited at start: .*in use"):
             server.start()
+
+
+def test_a_server_starts_empty_whatever_an_earlier_one_left_on_disk() -> None:
+    """A replica on this port once wrote its synced data (here, a file no release can read,
+    as a newer server's format is to an older one): the next server on the port neither
+    loads it nor refuses to start, and a restart after kill() is empty too."""
+    server = ServerProcess()
+    server.database.write_bytes(b"REDIS0099 written by a release this server cannot read")
+    with server:
+        assert command(server.port, "DBSIZE") == 0
+        command(server.port, "SET", "k", "v")
+        command(server.port, "SAVE")
+        assert server.database.exists()
+        server.kill()
+        assert not server.database.exists()
+        server.start()
+        assert command(server.port, "DBSIZE") == 0

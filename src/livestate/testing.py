@@ -138,6 +138,11 @@ class ServerProcess(_Started):
         return f"redis://127.0.0.1:{self.port}/0"
 
     @property
+    def database(self) -> Path:
+        """Where the server would keep its data on disk (a replica writes what it synced)."""
+        return Path(tempfile.gettempdir()) / f"livestate-{self.port}.rdb"
+
+    @property
     def pid(self) -> int | None:
         """The server's PID while it runs."""
         return self.process.pid if self.process else None
@@ -149,6 +154,9 @@ class ServerProcess(_Started):
         for attempt in range(3):
             log = Path(tempfile.gettempdir()) / f"livestate-{self.port}.log"
             log.unlink(missing_ok=True)
+            # A replica writes what it synced to disk; a server started later on this port
+            # (or a restart meant to be empty) must not load it, nor one another release wrote.
+            self.database.unlink(missing_ok=True)
             self.process = subprocess.Popen(
                 [*self.arguments(), "--logfile", str(log)],
                 stdout=subprocess.DEVNULL,
@@ -180,8 +188,8 @@ class ServerProcess(_Started):
         """The server's command line."""
         return [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--protected-mode", "no", "--dir", tempfile.gettempdir(),
-            "--dbfilename", f"livestate-{self.port}.rdb", "--loglevel", "warning",
+            "--appendonly", "no", "--protected-mode", "no", "--dir", str(self.database.parent),
+            "--dbfilename", self.database.name, "--loglevel", "warning",
             *self.options,
         ]  # fmt: skip
 
@@ -207,6 +215,7 @@ class ServerProcess(_Started):
             self.process.kill()
             self.process.wait()
         self.process = None
+        self.database.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s)."""
