@@ -92,6 +92,18 @@ describe("presence", () => {
     assert.deepEqual(live.state, { messages: [] }, "presence changes leave the state alone");
   });
 
+  test("an identity keeps its place when its earliest tab leaves, until a reset (docs/protocol.md)", () => {
+    const connection = open();
+    const { live } = attachRoom(connection, { ann: [{ tab: 1 }, { tab: 2 }], bob: [{ tab: 1 }] });
+    latest().push({ type: "change", id: 5, kind: "presence", prop: null, value: { ann: [{ tab: 2 }] }, version: 4 });
+    assert.deepEqual(Object.keys(live.presence), ["ann", "bob"]);
+    latest().push({
+      type: "change", id: 5, kind: "reset", prop: null, value: { messages: [] }, version: 5,
+      presence: { bob: [{ tab: 1 }], ann: [{ tab: 2 }] },
+    });
+    assert.deepEqual(Object.keys(live.presence), ["bob", "ann"]);
+  });
+
   test("a reset replaces the presence with the one it carries", () => {
     const connection = open();
     const { live } = attachRoom(connection);
