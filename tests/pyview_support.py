@@ -1,10 +1,32 @@
-"""What the PyView tests share: a recording stand-in for Starlette's WebSocket."""
+"""What the PyView tests share: a recording stand-in for Starlette's WebSocket, and a
+view that records what it is sent."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, ClassVar
+
+from pyview import LiveView  # type: ignore[import-untyped]
+from pyview.events import InfoEvent  # type: ignore[import-untyped]
+from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
+from pyview.template import LiveRender, LiveTemplate  # type: ignore[import-untyped]
+
+
+class RecordingView(LiveView[dict[str, Any]]):  # type: ignore[misc]
+    """A view that renders its class's `template` and records every InfoEvent it gets."""
+
+    template: ClassVar[LiveTemplate]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[InfoEvent] = []
+
+    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
+        self.infos.append(event)
+
+    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
+        return LiveRender(self.template, assigns, meta)
 
 
 class RecordingWebSocket:

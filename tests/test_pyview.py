@@ -15,8 +15,6 @@ from typing import Any, ClassVar
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from pyview import LiveView  # type: ignore[import-untyped]
-from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
 from pyview.live_socket import ConnectedLiveViewSocket, UnconnectedSocket  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
@@ -37,7 +35,7 @@ from livestate.pyview import (
     live_update,
 )
 
-from .pyview_support import RecordingWebSocket
+from .pyview_support import RecordingView, RecordingWebSocket
 from .support import eventually
 
 TTL = 0.05
@@ -71,18 +69,10 @@ class ReadOnlyRoom(LiveState):
         return {"title": "read only", "messages": []}
 
 
-class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
-    """A view that records every InfoEvent it gets."""
+class RoomView(RecordingView):
+    """A view of a room that records every InfoEvent it gets."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.infos: list[InfoEvent] = []
-
-    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
-        self.infos.append(event)
-
-    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
-        return LiveRender(TEMPLATE, assigns, meta)
+    template = TEMPLATE
 
 
 async def connect(

@@ -12,8 +12,6 @@ from typing import Any
 
 import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
-from pyview import LiveView  # type: ignore[import-untyped]
-from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
 from pyview.live_socket import ConnectedLiveViewSocket, UnconnectedSocket  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
@@ -31,7 +29,7 @@ from livestate.pyview import (
 )
 from livestate.testing import ServerProcess
 
-from .pyview_support import RecordingWebSocket
+from .pyview_support import RecordingView, RecordingWebSocket
 from .support import eventually
 
 TEMPLATE = LiveTemplate(
@@ -54,18 +52,10 @@ class Room(LiveState):
         return {"messages": []}
 
 
-class View(LiveView[dict[str, Any]]):  # type: ignore[misc]
+class View(RecordingView):
     """Renders who is here, and records every InfoEvent."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.infos: list[InfoEvent] = []
-
-    async def handle_info(self, event: InfoEvent, socket: Any) -> None:
-        self.infos.append(event)
-
-    async def render(self, assigns: Any, meta: PyViewMeta) -> LiveRender:
-        return LiveRender(TEMPLATE, assigns, meta)
+    template = TEMPLATE
 
 
 Socket = Any  # ConnectedLiveViewSocket[dict[str, Any]]: PyView ships no types
