@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ import livestate
 from livestate import MemoryBackend, Node
 from livestate.testing import ServerProcess
 
-MakeNode = Callable[[], Awaitable[Node]]
+from .support import MakeNode, node_maker
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -20,6 +20,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """A server of the test's own, which it may kill, restart or pause (options from a
+    `server_options` mark); stopped by its PID."""
+    mark = request.node.get_closest_marker("server_options")
+    with ServerProcess(options=mark.args if mark else ()) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +62,6 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def make_node(backend_name: str, request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     """Makes nodes that share one backend: one MemoryBackend object, or one empty server."""
-    nodes: list[Node] = []
     if backend_name == "memory":
         shared = MemoryBackend()
 
@@ -69,14 +77,8 @@ async def make_node(backend_name: str, request: pytest.FixtureRequest) -> AsyncI
         def new() -> Node:
             return Node(server.url)
 
-    async def make() -> Node:
-        node = new()
-        nodes.append(node)
-        return await node.__aenter__()
-
-    yield make
-    for node in nodes:
-        await node.aclose()
+    async with node_maker(new) as make:
+        yield make
 
 
 @pytest.fixture

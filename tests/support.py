@@ -7,9 +7,30 @@ import itertools
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from livestate import Change, LiveState, LiveStateError, Node, NotFoundError
+
+MakeNode = Callable[[], Awaitable[Node]]
+"""What the node-making fixtures give a test: call it for one more started node."""
+
+
+@asynccontextmanager
+async def node_maker(new: Callable[[], Node]) -> AsyncIterator[MakeNode]:
+    """Makes started nodes with `new()`; closes every one of them on leaving."""
+    nodes: list[Node] = []
+
+    async def make() -> Node:
+        node = new()
+        nodes.append(node)
+        return await node.__aenter__()
+
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            await node.aclose()
 
 
 async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:

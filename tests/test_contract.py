@@ -12,8 +12,7 @@ import livestate
 from livestate import Change, LiveState, Mount, NotFoundError, PropertyNotFoundError
 from livestate._changes import StateId
 
-from .conftest import MakeNode
-from .support import eventually
+from .support import MakeNode, eventually
 
 
 class ContractRoom(LiveState):

@@ -12,8 +12,7 @@ import livestate
 from livestate import BackendUnavailableError, Change, LiveState, Mount, Node
 from livestate.testing import ServerProcess, free_port
 
-from .conftest import MakeNode
-from .support import eventually, in_order
+from .support import MakeNode, eventually, in_order
 
 
 class Counted(LiveState):

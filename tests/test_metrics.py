@@ -13,8 +13,7 @@ import livestate
 from livestate import Change, LiveState, Node
 from livestate.testing import ServerProcess
 
-from .conftest import MakeNode
-from .support import eventually
+from .support import MakeNode, eventually
 
 
 class Metered(LiveState):
@@ -68,15 +67,6 @@ async def test_metrics_off_cost_nothing_and_count_nothing() -> None:
         await node.put(Metered, "off", "n", 1)
         series = {"node": node.id, "kind": "put"}
         assert REGISTRY.get_sample_value("livestate_writes_total", series) is None
-
-
-@pytest.fixture
-def server() -> Any:
-    process = ServerProcess().start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 async def test_redis_counts_resyncs_reconnects_latency_errors_and_leases(

@@ -22,10 +22,10 @@ from livestate import (
 )
 from livestate.testing import ServerProcess
 
-from .conftest import SHORT_LEASE, MakeNode
+from .conftest import SHORT_LEASE
 from .node_process import ProcessRoom, kill, start_process
 from .proxy import Proxy
-from .support import eventually, in_order
+from .support import MakeNode, eventually, in_order
 
 
 class Lounge(LiveState):

@@ -15,8 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 import livestate
 from livestate import Change, LiveState, MemoryBackend, Node
 
-from .conftest import MakeNode
-from .support import eventually, in_order
+from .support import MakeNode, eventually, in_order
 
 IDENTITIES = st.sampled_from(["ann", "bob", "cy"])
 

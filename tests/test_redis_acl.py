@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 
 from livestate import Change, LiveState, Node
@@ -30,12 +28,6 @@ def documented_acl() -> list[str]:
     found: list[str] = re.findall(r"```acl\n(ACL SETUSER .*)\n```", DOCS.read_text())
     assert len(found) == 1, "docs/redis.md has one ACL SETUSER block"
     return found[0].split()
-
-
-@pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    with ServerProcess() as process:
-        yield process
 
 
 async def test_a_user_with_exactly_the_documented_acl_runs_a_node(

@@ -6,7 +6,6 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,16 +26,6 @@ class Feed(LiveState):
     def on_mount(self, key: str) -> dict[str, Any]:
         Feed.mounts += 1
         return {"n": 0, "mount": Feed.mounts}
-
-
-@pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    """A server of this test's own, which it may kill, restart or pause; stopped by its PID."""
-    process = ServerProcess().start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 async def test_killed_pubsub_connections_resync_without_gaps(server: ServerProcess) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,17 +36,6 @@ class Kept(LiveState):
 
     def on_mount(self, key: str) -> dict[str, Any]:
         return {"n": 0, "items": ["a"]}
-
-
-@pytest.fixture
-def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    """A server of the test's own (options from a `server_options` mark), stopped by PID."""
-    mark = request.node.get_closest_marker("server_options")
-    process = ServerProcess(options=mark.args if mark else ()).start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 def admin(server: ServerProcess) -> redis.Redis:

@@ -12,7 +12,7 @@ import itertools
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,10 +21,8 @@ import livestate
 from livestate import Change, InvalidValueError, LiveState, MemoryBackend, Node
 from livestate.testing import ClusterProcess, ServerProcess
 
-from ..support import eventually
+from ..support import MakeNode, eventually, node_maker
 from .journal import Journal, Plain, Recorder
-
-MakeNode = Callable[[], Awaitable[Node]]
 
 
 def fresh() -> str:
@@ -34,36 +32,21 @@ def fresh() -> str:
 @pytest.fixture(params=[pytest.param("memory", id="memory"), pytest.param("redis", id="redis")])
 async def make_node(request: pytest.FixtureRequest) -> AsyncIterator[MakeNode]:
     """Makes nodes sharing one backend (one MemoryBackend, or one Valkey with 1 s leases)."""
-    nodes: list[Node] = []
     shared = MemoryBackend()
     url = None
     if request.param == "redis":
         server: ServerProcess = request.getfixturevalue("valkey")
         url = f"{server.url}?lease=1"
 
-    async def make() -> Node:
-        node = Node(url) if url else Node(backend=shared)
-        nodes.append(node)
-        return await node.__aenter__()
-
-    yield make
-    for node in nodes:
-        await node.aclose()
+    async with node_maker(lambda: Node(url) if url else Node(backend=shared)) as make:
+        yield make
 
 
 @pytest.fixture
 async def redis_node(valkey: ServerProcess) -> AsyncIterator[MakeNode]:
     """Makes nodes on the Valkey server, with 1 s leases."""
-    nodes: list[Node] = []
-
-    async def make() -> Node:
-        node = Node(f"{valkey.url}?lease=1")
-        nodes.append(node)
-        return await node.__aenter__()
-
-    yield make
-    for node in nodes:
-        await node.aclose()
+    async with node_maker(lambda: Node(f"{valkey.url}?lease=1")) as make:
+        yield make
 
 
 async def test_saves_are_debounced_and_carry_the_latest_version(sqlite_saves: Recorder) -> None:

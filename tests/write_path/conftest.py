@@ -1,4 +1,5 @@
-"""Fixtures of the write-path tests: a Valkey server of each test's own, stopped by PID."""
+"""Fixtures of the write-path tests: a cluster for each module (each test's own server is
+tests/conftest.py's `server`)."""
 
 from __future__ import annotations
 
@@ -6,17 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from livestate.testing import ClusterProcess, ServerProcess
-
-
-@pytest.fixture
-def server() -> Iterator[ServerProcess]:
-    """A server of the test's own, on a free loopback port."""
-    process = ServerProcess().start()
-    try:
-        yield process
-    finally:
-        process.stop()
+from livestate.testing import ClusterProcess
 
 
 @pytest.fixture(scope="module")
