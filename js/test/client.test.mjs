@@ -3,52 +3,8 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, mock, test } from "node:test";
 
-import { LiveStateError, PROTOCOL, connect } from "../dist/index.js";
-
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.closed = null;
-    this.onopen = this.onmessage = this.onclose = this.onerror = null;
-    FakeSocket.all.push(this);
-  }
-  send(data) {
-    assert.equal(this.readyState, 1, "sent on a socket that is not open");
-    this.sent.push(JSON.parse(data));
-  }
-  close(code = 1000, reason = "") {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.closed = { code, reason };
-    this.onclose?.({ code, reason });
-  }
-  // The server's side.
-  welcome(extra = {}) {
-    this.readyState = 1;
-    this.onopen?.({});
-    this.push({ type: "welcome", protocol: PROTOCOL, heartbeat: 20, specs: ["Board"], ...extra });
-  }
-  push(frame) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  last(type) {
-    return this.sent.filter((frame) => frame.type === type).at(-1);
-  }
-  reply(request, frame) {
-    this.push({ ref: request.ref, ...frame });
-  }
-}
-
-const latest = () => FakeSocket.all.at(-1);
-
-function open(options = {}) {
-  const connection = connect("ws://example.test/ws", { WebSocket: FakeSocket, random: () => 0.5, ...options });
-  latest().welcome();
-  return connection;
-}
+import { LiveStateError, connect } from "../dist/index.js";
+import { FakeSocket, latest, open } from "./fake_socket.mjs";
 
 function attachLive(connection, state = { count: 0 }, version = 1, id = 7) {
   const changes = [];

@@ -4,53 +4,10 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, mock, test } from "node:test";
 
-import { LiveStateError, PROTOCOL, connect } from "../dist/index.js";
+import { LiveStateError } from "../dist/index.js";
+import { FakeSocket, latest, open } from "./fake_socket.mjs";
 
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    this.onopen = this.onmessage = this.onclose = this.onerror = null;
-    FakeSocket.all.push(this);
-  }
-  send(data) {
-    assert.equal(this.readyState, 1, "sent on a socket that is not open");
-    this.sent.push(JSON.parse(data));
-  }
-  close(code = 1000, reason = "") {
-    if (this.readyState === 3) return;
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-  welcome() {
-    this.readyState = 1;
-    this.onopen?.({});
-    this.push({ type: "welcome", protocol: PROTOCOL, heartbeat: 20, specs: ["Room"] });
-  }
-  push(frame) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  all(type) {
-    return this.sent.filter((frame) => frame.type === type);
-  }
-  last(type) {
-    return this.all(type).at(-1);
-  }
-  reply(request, frame) {
-    this.push({ ref: request.ref, ...frame });
-  }
-}
-
-const latest = () => FakeSocket.all.at(-1);
 const flush = () => new Promise((resolve) => setImmediate(resolve));
-
-function open() {
-  const connection = connect("ws://example.test/ws", { WebSocket: FakeSocket, random: () => 0.5 });
-  latest().welcome();
-  return connection;
-}
 
 function attachRoom(connection, presence = { ann: [{ typing: false }] }, version = 3, id = 5) {
   const changes = [];
