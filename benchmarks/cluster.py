@@ -334,12 +334,7 @@ async def migration_run(cluster: ClusterProcess, key: str, declare_all: bool) ->
             writers = [asyncio.create_task(writer()) for _ in range(4)]
             await asyncio.sleep(0.2)
             began = time.perf_counter()
-            await asyncio.to_thread(cluster.begin_migration, slot, target)
-            for _ in range(100):  # two keys at a time, with writes in between
-                if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.to_thread(cluster.end_migration, slot, source, target)
+            await asyncio.to_thread(cluster.migrate_slot_slowly, slot, target)
             ended = time.perf_counter()
             await asyncio.sleep(0.2)
             stop.set()

@@ -175,12 +175,7 @@ async def migration(client: Client, cluster: ClusterProcess, tag: str) -> dict[s
     tasks = [asyncio.create_task(writer(i)) for i in range(4)]
     await asyncio.sleep(0.2)
     target = other_primary(cluster, slot)
-    source = await asyncio.to_thread(cluster.begin_migration, slot, target)
-    for _ in range(len(keys)):
-        if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.to_thread(cluster.end_migration, slot, source, target)
+    await asyncio.to_thread(cluster.migrate_slot_slowly, slot, target)
     await asyncio.sleep(0.3)
     stop.set()
     await asyncio.gather(*tasks)

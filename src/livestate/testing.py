@@ -504,6 +504,15 @@ class ClusterProcess(_Started):
         """Move `slot` and its keys to `target` in one go."""
         self.migrate_slot_rest(slot, self.begin_migration(slot, target), target)
 
+    def migrate_slot_slowly(self, slot: int, target: int, pause: float = 0.02) -> int:
+        """Move `slot` to `target` two keys at a time, `pause` seconds apart, so that writes
+        run in between (call it in a thread: `asyncio.to_thread`); return the old owner."""
+        source = self.begin_migration(slot, target)
+        while self.move_keys(slot, source, target, 2):
+            time.sleep(pause)
+        self.end_migration(slot, source, target)
+        return source
+
     def migrate_slot_rest(self, slot: int, source: int, target: int) -> None:
         """Finish a migration that `begin_migration` began: move the keys left, then the slot."""
         while self.move_keys(slot, source, target, 100):

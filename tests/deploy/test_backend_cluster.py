@@ -85,12 +85,7 @@ async def test_a_slot_migration_under_writes_loses_nothing(cluster: ClusterProce
         writers = Writers(lambda: writer.increment(Sharded, key, "n"), count=3)
         await eventually(lambda: writers.acknowledged > 30)
         target = other_primary(cluster, slot)
-        source = await asyncio.to_thread(cluster.begin_migration, slot, target)
-        for _ in range(100):  # two keys at a time, with writes in between
-            if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.to_thread(cluster.end_migration, slot, source, target)
+        await asyncio.to_thread(cluster.migrate_slot_slowly, slot, target)
         settled = writers.acknowledged
         await eventually(lambda: writers.acknowledged > settled + 30, within=15.0)
         await writers.stop()

@@ -147,12 +147,7 @@ async def test_writes_during_a_slot_migration_all_land_once(
     await eventually(lambda: acknowledged > 50)
     target = other_primary(cluster, slot)
     migrating = True
-    source = await asyncio.to_thread(cluster.begin_migration, slot, target)
-    for _ in range(len(keys)):  # two keys at a time, with writes in between
-        if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
-            break
-        await asyncio.sleep(0.02)
-    await asyncio.to_thread(cluster.end_migration, slot, source, target)
+    await asyncio.to_thread(cluster.migrate_slot_slowly, slot, target)
     migrating = False
     settled = acknowledged
     await eventually(lambda: acknowledged > settled + 50)

@@ -112,12 +112,7 @@ async def test_every_kind_of_write_through_a_slot_migration(cluster: ClusterProc
             await eventually(lambda: all(done > 10 for done, _ in counts.values()))
             source = cluster.owner(slot)
             target = next(port for port in cluster.primaries() if port != source)
-            await asyncio.to_thread(cluster.begin_migration, slot, target)
-            for _ in range(100):  # two keys at a time, with writes in between
-                if not await asyncio.to_thread(cluster.move_keys, slot, source, target, 2):
-                    break
-                await asyncio.sleep(0.02)
-            await asyncio.to_thread(cluster.end_migration, slot, source, target)
+            await asyncio.to_thread(cluster.migrate_slot_slowly, slot, target)
             settled = {kind: done for kind, (done, _) in counts.items()}
             await eventually(lambda: all(counts[kind][0] > settled[kind] + 10 for kind in counts))
         finally:
