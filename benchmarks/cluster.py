@@ -108,7 +108,7 @@ async def receive(url: str, kind: str) -> None:
                     record(int(message["data"]))
 
         await asyncio.wait_for(listen(), 60)
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await client.aclose()
     print(json.dumps(latencies[WARMUP:]), flush=True)
 
@@ -410,7 +410,7 @@ async def append_bytes(url: str) -> int:
         await node.start(Bench, "list")
         await node.put(Bench, "list", "items", [{"text": f"message {i}"} for i in range(10_000)])
         bare = redis.Redis.from_url(url, protocol=2)
-        pubsub = bare.pubsub()  # type: ignore[no-untyped-call]
+        pubsub = bare.pubsub()
         pubsub.ssubscribe("ls:{Bench:list}:c")
         while pubsub.get_sharded_message(timeout=1.0) is None:
             pass  # the subscription confirmation

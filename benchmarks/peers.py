@@ -1,8 +1,8 @@
 """livestate against the room broadcasts Python developers wire up today, on one Valkey.
 
-    pip install -r benchmarks/requirements-peers.txt
-    python benchmarks/peers.py            # 3 rounds, medians: about 8 minutes on 2 cores
-    python benchmarks/peers.py --quick    # 1 short round: about 1 minute
+    make setup                                      # the peers are in uv.lock's `peers` group
+    .venv/bin/python benchmarks/peers.py            # 3 rounds, medians: about 8 minutes on 2 cores
+    .venv/bin/python benchmarks/peers.py --quick    # 1 short round: about 1 minute
 
 For each system and N (1, 100, 1,000 in-process subscribers to one room) a
 writer process sends ~200-byte updates to a receiver process: at a fixed rate

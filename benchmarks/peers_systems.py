@@ -81,8 +81,8 @@ async def livestate_writer(url: str) -> tuple[Send, Close]:
 
 
 async def socketio_receiver(url: str, n: int, recorder: Recorder) -> Close:
-    import engineio  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    import socketio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import engineio  # type: ignore[import-untyped]
+    import socketio  # type: ignore[import-untyped]
 
     deliver = recorder.deliver
 
@@ -130,8 +130,8 @@ async def socketio_writer(url: str) -> tuple[Send, Close]:
 
 
 def _channel_layer(url: str) -> Any:
-    from channels.layers import get_channel_layer  # type: ignore[import-untyped, import-not-found, unused-ignore]
-    from django.conf import settings  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    from channels.layers import get_channel_layer  # type: ignore[import-untyped]
+    from django.conf import settings  # type: ignore[import-untyped]
 
     if not settings.configured:
         settings.configure(
@@ -186,7 +186,7 @@ async def channels_writer(url: str) -> tuple[Send, Close]:
 
 
 async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
-    from broadcaster import Broadcast  # type: ignore[import-not-found, unused-ignore]
+    from broadcaster import Broadcast
 
     broadcast = Broadcast(url)
     await broadcast.connect()
@@ -224,7 +224,7 @@ async def broadcaster_receiver(url: str, n: int, recorder: Recorder) -> Close:
 
 
 async def broadcaster_writer(url: str) -> tuple[Send, Close]:
-    from broadcaster import Broadcast  # type: ignore[import-not-found, unused-ignore]
+    from broadcaster import Broadcast
 
     broadcast = Broadcast(url)
     await broadcast.connect()
@@ -266,7 +266,7 @@ async def redis_receiver(url: str, n: int, recorder: Recorder) -> Close:
 
     async def close() -> None:
         await _cancel([task])
-        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        await pubsub.aclose()
         await connection.aclose()
 
     return close

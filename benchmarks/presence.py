@@ -368,9 +368,9 @@ async def livestate_run(proxy: CountingProxy, port: int, n: int, joins: int) -> 
 
 async def socketio_run(proxy: CountingProxy, port: int, n: int, joins: int) -> dict[str, Any]:
     """The same workload: a Redis set per room, and a broadcast through the Redis manager."""
-    import engineio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import engineio  # type: ignore[import-untyped]
     import redis.asyncio
-    import socketio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import socketio  # type: ignore[import-untyped]
 
     seen = Seen()
     url = proxy.url

@@ -61,16 +61,16 @@ def livestate_app() -> Any:
 
 def socketio_app() -> Any:
     """A python-socketio server: `join` enters the room; `update` emits to it and acks."""
-    import socketio  # type: ignore[import-untyped, import-not-found, unused-ignore]
+    import socketio  # type: ignore[import-untyped]
 
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*")
 
-    @sio.on("join")  # type: ignore[misc, untyped-decorator, unused-ignore]
+    @sio.on("join")  # type: ignore[untyped-decorator]
     async def join(sid: str, room: str) -> bool:
         await sio.enter_room(sid, room)
         return True
 
-    @sio.on("update")  # type: ignore[misc, untyped-decorator, unused-ignore]
+    @sio.on("update")  # type: ignore[untyped-decorator]
     async def update(sid: str, data: Any) -> bool:
         await sio.emit("change", data, room="room")
         return True

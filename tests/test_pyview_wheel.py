@@ -1,7 +1,8 @@
 """The built wheel in a fresh venv: `pip install "livestate[demo]"`, `livestate demo --nodes 2`.
 
 Bounded: one wheel build, one venv, one demo run; pip may fetch packages from
-the registry (its cache makes a second run fast).
+the registry (its cache makes a second run fast), at the versions of this
+environment (uv.lock's), so a new upstream release cannot turn the test red.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.request
 import venv
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,17 @@ def test_wheel_with_demo_extra_runs_two_nodes(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("livestate-*.whl"))
     venv.create(tmp_path / "venv", with_pip=True)
     bin_dir = tmp_path / "venv" / "bin"
-    run([str(bin_dir / "pip"), "install", "-q", f"{wheel}[demo]"], cwd=tmp_path, timeout=400)
+    # The demo extra's packages at the versions the lock installed here, not the newest.
+    pins = tmp_path / "constraints.txt"
+    pins.write_text(
+        "".join(
+            f"{dist.metadata['Name']}=={dist.version}\n"
+            for dist in metadata.distributions()
+            if dist.metadata["Name"] != "livestate"
+        )
+    )
+    run([str(bin_dir / "pip"), "install", "-q", "-c", str(pins), f"{wheel}[demo]"],
+        cwd=tmp_path, timeout=400)  # fmt: skip
     base = free_ports(3)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LIVESTATE_EXAMPLES")}
     process = subprocess.Popen(
