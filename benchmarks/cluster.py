@@ -33,7 +33,7 @@ import redis.asyncio
 
 import livestate
 from livestate import Change, LiveState
-from livestate._backends.slots import key_slot
+from livestate._backends.redis.slots import key_slot
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 RATE = 1000

@@ -5,7 +5,7 @@
 
 Starts a 3-primary + 3-replica Valkey cluster (`livestate.testing.ClusterProcess`,
 free 127.0.0.1 ports, stopped by PID) and compares livestate's own slot map
-(`livestate._backends.topology.Router`, on the hand-written RESP connection)
+(`livestate._backends.redis.topology.Router`, on the hand-written RESP connection)
 with redis-py's `redis.asyncio.RedisCluster`:
 
 - cost per EVALSHA of a one-key script shaped like a livestate write (HSET a
@@ -38,9 +38,9 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from livestate._backends.resp import Pipe, parse_url
-from livestate._backends.slots import key_slot, parse_cluster_url
-from livestate._backends.topology import Router
+from livestate._backends.redis.resp import Pipe, parse_url
+from livestate._backends.redis.slots import key_slot, parse_cluster_url
+from livestate._backends.redis.topology import Router
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 WRITE = """

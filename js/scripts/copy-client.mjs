@@ -7,10 +7,10 @@ import { fileURLToPath } from "node:url";
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const built = join(root, "dist", "index.js");
-const served = join(root, "..", "src", "livestate", "_asgi_client.js");
+const served = join(root, "..", "src", "livestate", "asgi", "client.js");
 if (process.argv.includes("--check")) {
   if (!readFileSync(built).equals(readFileSync(served))) {
-    console.error("src/livestate/_asgi_client.js is not the current build of js/src/index.ts: run `npm run build` in js/ and commit it.");
+    console.error("src/livestate/asgi/client.js is not the current build of js/src/index.ts: run `npm run build` in js/ and commit it.");
     process.exit(1);
   }
 } else {

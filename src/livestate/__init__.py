@@ -12,6 +12,7 @@ from ._acl import ACL
 from ._backends import Backend, MemoryBackend
 from ._changes import Change
 from ._client import Client, OnChange
+from ._declare import Mount
 from ._exceptions import (
     BackendError,
     BackendUnavailableError,
@@ -23,7 +24,7 @@ from ._exceptions import (
     StateTooLargeError,
 )
 from ._node import Node, current_node, lifespan, use
-from ._spec import LiveState, Mount
+from ._spec import LiveState
 from ._values import FrozenDict, FrozenList, Limits
 
 __version__ = "0.1.0"

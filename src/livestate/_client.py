@@ -18,17 +18,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._changes import Change
+from ._declare import DEFAULT
 from ._exceptions import LiveStateError
 from ._presence import Tracker, check_entry
-from ._spec import DEFAULT
 from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._declare import Spec
     from ._node import Node
     from ._replica import Replica
-    from ._spec import LiveState
 
 
 class OnChange(Protocol):
@@ -246,7 +246,7 @@ class Client:
         return self._inbox.replica.id.key
 
     @property
-    def spec(self) -> type[LiveState]:
+    def spec(self) -> type[Spec]:
         """The state spec of the live state."""
         return self._inbox.replica.spec
 

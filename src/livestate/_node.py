@@ -26,6 +26,7 @@ from ._backends import Backend, Mounted, Snapshot, from_url
 from ._backends.base import ConflictError, Message, Survey, not_running
 from ._changes import Op, StateId
 from ._client import Client, Inbox, OnChange
+from ._declare import DEFAULT, Mount, Spec, check_ttl, declaration, run_on_mount
 from ._exceptions import (
     BackendUnavailableError,
     InvalidValueError,
@@ -38,7 +39,6 @@ from ._metrics import enabled as metrics_enabled
 from ._persist import Persistence
 from ._presence import Roster
 from ._replica import Replica
-from ._spec import DEFAULT, LiveState, Mount, check_ttl, declaration, run_on_mount
 from ._values import (
     JSON,
     FrozenDict,
@@ -144,7 +144,7 @@ class Node:
 
     async def attach(
         self,
-        spec: type[LiveState],
+        spec: type[Spec],
         key: str,
         on_change: OnChange | None = None,
         *,
@@ -189,7 +189,7 @@ class Node:
         await client.detach()
 
     async def get(
-        self, spec: type[LiveState], key: str, prop: Any = DEFAULT, *, role: Role = "public"
+        self, spec: type[Spec], key: str, prop: Any = DEFAULT, *, role: Role = "public"
     ) -> Any:
         """The state or one property's value; see LiveState.get."""
         id = self._id(spec, key)
@@ -202,7 +202,7 @@ class Node:
         return snapshot.state[prop]
 
     async def presence(
-        self, spec: type[LiveState], key: str, *, role: Role = "public"
+        self, spec: type[Spec], key: str, *, role: Role = "public"
     ) -> Mapping[str, FrozenList]:
         """Who is present in a live state; see LiveState.presence."""
         id = self._id(spec, key)
@@ -216,20 +216,18 @@ class Node:
         return roster.metas()
 
     async def put(
-        self, spec: type[LiveState], key: str, prop: str, value: Any, *, role: Role = "public"
+        self, spec: type[Spec], key: str, prop: str, value: Any, *, role: Role = "public"
     ) -> None:
         """Set a property; see LiveState.put."""
         id = self._id(spec, key)
         await self._apply(id, self._op("put", spec, id, prop, value), role)
 
-    async def delete(
-        self, spec: type[LiveState], key: str, prop: str, *, role: Role = "public"
-    ) -> None:
+    async def delete(self, spec: type[Spec], key: str, prop: str, *, role: Role = "public") -> None:
         """Remove a property; see LiveState.delete."""
         id = self._id(spec, key)
         await self._apply(id, Op("delete", check_property(prop, id)), role)
 
-    async def reset(self, spec: type[LiveState], key: str, *, role: Role = "public") -> None:
+    async def reset(self, spec: type[Spec], key: str, *, role: Role = "public") -> None:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
         id = self._id(spec, key)
         mounted = await self._mount(spec, id)
@@ -238,7 +236,7 @@ class Node:
 
     async def append(
         self,
-        spec: type[LiveState],
+        spec: type[Spec],
         key: str,
         prop: str,
         item: Any,
@@ -257,7 +255,7 @@ class Node:
 
     async def increment(
         self,
-        spec: type[LiveState],
+        spec: type[Spec],
         key: str,
         prop: str,
         by: int | float = 1,
@@ -275,7 +273,7 @@ class Node:
 
     async def update(
         self,
-        spec: type[LiveState],
+        spec: type[Spec],
         key: str,
         prop: str,
         fn: Callable[[Any], Any],
@@ -315,16 +313,14 @@ class Node:
             "times in a row; use increment or append (atomic without a retry), or retry later."
         )
 
-    async def start(self, spec: type[LiveState], key: str) -> None:
+    async def start(self, spec: type[Spec], key: str) -> None:
         """Start a live state without attaching; see LiveState.start."""
         id = self._id(spec, key)
         await self._start()
         await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
         self._persistence.watch(spec, id)
 
-    async def survey(
-        self, spec: type[LiveState] | str | None = None, key: str | None = None
-    ) -> Survey:
+    async def survey(self, spec: type[Spec] | str | None = None, key: str | None = None) -> Survey:
         """What the deployment holds now: every live state (or the one of `spec` and `key`)
         with its version, size, expiry, holders and clients per node, and every node.
 
@@ -337,7 +333,7 @@ class Node:
             id = StateId(spec if isinstance(spec, str) else spec.name, key)
         return await self.backend.survey(id)
 
-    async def stop(self, spec: type[LiveState], key: str, *, role: Role = "public") -> None:
+    async def stop(self, spec: type[Spec], key: str, *, role: Role = "public") -> None:
         """End a live state now; see LiveState.stop."""
         id = self._id(spec, key)
         await self._start()
@@ -346,7 +342,7 @@ class Node:
 
     # Internals.
 
-    def _id(self, spec: type[LiveState], key: str) -> StateId:
+    def _id(self, spec: type[Spec], key: str) -> StateId:
         if self._closed:
             raise RuntimeError(
                 f"This livestate node ({self.url}) is closed; create a new Node, or use it "
@@ -357,7 +353,7 @@ class Node:
     def _op(
         self,
         kind: Literal["put", "append", "increment"],
-        spec: type[LiveState],
+        spec: type[Spec],
         id: StateId,
         prop: str,
         value: Any,
@@ -433,7 +429,7 @@ class Node:
             raise not_running(id)
         return snapshot
 
-    async def _mount(self, spec: type[LiveState], id: StateId) -> Mounted:
+    async def _mount(self, spec: type[Spec], id: StateId) -> Mounted:
         """Run on_mount and validate what it returns."""
         result = await run_on_mount(spec, id.key)
         acl: object = spec.acl

@@ -26,8 +26,8 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._changes import Change, StateId
+from ._declare import Spec, persisted, persists
 from ._exceptions import LiveStateError
-from ._spec import LiveState, persisted, persists
 from ._values import FrozenDict
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ class Persistence:
         if persister is not None and persister.replica is replica:
             persister.detach(release)
 
-    def watch(self, spec: type[LiveState], id: StateId) -> None:
+    def watch(self, spec: type[Spec], id: StateId) -> None:
         """The node started a live state without holding it: save it while nobody holds it."""
         if persists(spec) and not self.closing and id not in self.persisters:
             self._add(spec, id).wake.set()
@@ -126,7 +126,7 @@ class Persistence:
         if replica is not None and not replica.closed and not self.closing:
             self.opened(replica)
 
-    def _add(self, spec: type[LiveState], id: StateId) -> Persister:
+    def _add(self, spec: type[Spec], id: StateId) -> Persister:
         persister = self.persisters[id] = Persister(self, spec, id)
         persister.task = asyncio.get_running_loop().create_task(persister.run(), name=str(id))
         if self._ticker is None:
@@ -173,7 +173,7 @@ class Persister:
     final one when the live state ends.
     """
 
-    def __init__(self, persistence: Persistence, spec: type[LiveState], id: StateId) -> None:
+    def __init__(self, persistence: Persistence, spec: type[Spec], id: StateId) -> None:
         self.persistence = persistence
         self.backend = persistence.backend
         self.log = persistence.log

@@ -26,8 +26,8 @@ from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
     from ._client import Inbox
+    from ._declare import Spec
     from ._metrics import Metrics
-    from ._spec import LiveState
 
 HOLD = 1.0
 """Seconds a message that came ahead of its predecessor waits for it before a resync."""
@@ -88,7 +88,7 @@ class Replica:
     def __init__(
         self,
         backend: Backend,
-        spec: type[LiveState],
+        spec: type[Spec],
         id: StateId,
         node: str,
         mount: MountFunction,

@@ -1,53 +1,19 @@
-"""State specs: what a kind of shared state looks like, and the server API on it."""
+"""`LiveState`: the class users subclass, with the server API for public callers on it."""
 
 from __future__ import annotations
 
-import inspect
-import json
-import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from ._acl import ACL
-from ._exceptions import InvalidValueError
-from ._values import JSON, FrozenList, Limits
+from ._declare import DEFAULT, Default, Spec
+from ._node import current_node
+from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:
     from ._client import Client, OnChange
 
 
-class _Default(Enum):
-    DEFAULT = "DEFAULT"
-
-
-DEFAULT: Final = _Default.DEFAULT
-"""Marks an argument as not given (None has a meaning of its own, such as 'no TTL')."""
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    """What on_mount may return instead of a plain dict: the state, and a per-key ACL or TTL.
-
-    `acl` and `ttl` left out take the spec's class-level values; `ttl=None` keeps
-    the live state until it is stopped.
-    """
-
-    state: Mapping[str, Any] = field(default_factory=dict)
-    acl: Mapping[str, Any] | None = None
-    ttl: float | Literal[_Default.DEFAULT] | None = DEFAULT
-
-
-_names: dict[str, str] = {}
-"""Spec name -> the module that defines it, to catch two specs sharing a name."""
-
-persisted: dict[str, type[LiveState]] = {}
-"""Spec name -> the spec, for the specs that override on_persist: any node may have to save
-a live state of one of them whose saver died (see _persist.py)."""
-
-
-class LiveState:
+class LiveState(Spec):
     """The base of every state spec: subclass it to describe one kind of shared state.
 
     Class attributes: `ttl` (seconds a live state lives on after its last client
@@ -60,60 +26,6 @@ class LiveState:
     The class methods are the server API for public callers (not attached); they
     use the current node (see livestate.use and livestate.lifespan).
     """
-
-    name: ClassVar[str]
-    ttl: ClassVar[float | None] = 60.0
-    acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": "all"}
-    limits: ClassVar[Limits] = Limits()
-    persist_interval: ClassVar[float] = 1.0
-    max_persist_failures: ClassVar[int] = 5
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__
-        if not isinstance(cls.name, str) or not cls.name:
-            raise InvalidValueError(f"{cls.__qualname__}.name must be a non-empty str.")
-        # Specs are told apart by module, so redefining one (a reload, a test) is fine.
-        where = cls.__module__
-        if _names.setdefault(cls.name, where) != where:
-            # Two specs with one name would silently share every live state.
-            raise InvalidValueError(
-                f"Two state specs are named {cls.name!r}, in {_names[cls.name]} and in {where}; "
-                "give one of them its own `name = '...'`."
-            )
-        ACL.parse(cls.acl, cls.__qualname__)
-        check_ttl(cls.ttl, f"{cls.__qualname__}.ttl")
-        if not isinstance(cls.limits, Limits):
-            raise InvalidValueError(
-                f"{cls.__qualname__}.limits must be a livestate.Limits, such as "
-                "Limits(max_value_bytes=65536)."
-            )
-        check_persistence(cls)
-        if persists(cls):
-            persisted[cls.name] = cls
-
-    def on_mount(self, key: str) -> dict[str, Any] | Mount | Any:
-        """The initial state of the live state for `key` (a dict or a Mount); may be async.
-
-        Runs once each time the live state starts, and again on every reset.
-        The default is an empty state.
-        """
-        return {}
-
-    def on_persist(self, key: str, state: Mapping[str, Any], version: int, final: bool) -> Any:
-        """Save `state` at `version` for `key` where it outlives the live state; may be async.
-
-        Override it to persist a spec (see docs/persistence.md); a spec that does
-        not is never saved and costs nothing. One node at a time calls it, at most
-        once per `persist_interval` after changes, off the write path, and once
-        more with `final=True` when the live state ends. It may be called again
-        with a version already saved, or (after a takeover) an older one: store
-        only a version above the one you have. Exceptions are retried with backoff.
-        """
-        return None
-
-    # The server API. Imports are local: the node imports this module.
 
     @classmethod
     async def attach(
@@ -133,21 +45,17 @@ class LiveState:
         Raises whatever on_mount raises, InvalidValueError for a bad key or
         on_mount result, PermissionDeniedError if the group may not read.
         """
-        from ._node import current_node
-
         return await current_node().attach(
             cls, key, on_change, max_pending=max_pending, max_lag=max_lag
         )
 
     @classmethod
-    async def get(cls, key: str, prop: str | Literal[_Default.DEFAULT] = DEFAULT) -> Any:
+    async def get(cls, key: str, prop: str | Literal[Default.DEFAULT] = DEFAULT) -> Any:
         """The whole state (a read-only Mapping), or the value of `prop`.
 
         Raises NotFoundError if not running, PropertyNotFoundError if `prop` is
         absent, PermissionDeniedError unless public callers may read.
         """
-        from ._node import current_node
-
         return await current_node().get(cls, key, prop)
 
     @classmethod
@@ -157,8 +65,6 @@ class LiveState:
         Raises NotFoundError if not running, PermissionDeniedError unless public
         callers may read.
         """
-        from ._node import current_node
-
         return await current_node().presence(cls, key)
 
     @classmethod
@@ -168,8 +74,6 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs write),
         InvalidValueError, StateTooLargeError.
         """
-        from ._node import current_node
-
         await current_node().put(cls, key, prop, value)
 
     @classmethod
@@ -178,8 +82,6 @@ class LiveState:
 
         Raises NotFoundError, PropertyNotFoundError, PermissionDeniedError (needs delete).
         """
-        from ._node import current_node
-
         await current_node().delete(cls, key, prop)
 
     @classmethod
@@ -189,8 +91,6 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs reset), and whatever
         on_mount raises.
         """
-        from ._node import current_node
-
         await current_node().reset(cls, key)
 
     @classmethod
@@ -201,8 +101,6 @@ class LiveState:
         NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no list), StateTooLargeError.
         """
-        from ._node import current_node
-
         await current_node().append(cls, key, prop, item, max_len=max_len)
 
     @classmethod
@@ -212,8 +110,6 @@ class LiveState:
         Raises NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no number).
         """
-        from ._node import current_node
-
         return await current_node().increment(cls, key, prop, by)
 
     @classmethod
@@ -227,8 +123,6 @@ class LiveState:
         new (frozen) value. Raises NotFoundError, PermissionDeniedError (needs read
         and write), InvalidValueError, StateTooLargeError.
         """
-        from ._node import current_node
-
         return await current_node().update(cls, key, prop, fn, default=default)
 
     @classmethod
@@ -237,8 +131,6 @@ class LiveState:
 
         With no client, its TTL countdown starts at once. Raises what on_mount raises.
         """
-        from ._node import current_node
-
         await current_node().start(cls, key)
 
     @classmethod
@@ -247,72 +139,4 @@ class LiveState:
 
         Raises NotFoundError, PermissionDeniedError (public callers need delete).
         """
-        from ._node import current_node
-
         await current_node().stop(cls, key)
-
-
-def check_ttl(ttl: object, where: str) -> float | None:
-    """Return `ttl` if it is None or finite seconds ≥ 0, else raise InvalidValueError."""
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 <= ttl < float("inf"):
-        raise InvalidValueError(
-            f"{where} must be a number of seconds ≥ 0, or None to keep the live state until "
-            f"stopped; got {ttl!r}."
-        )
-    return float(ttl)
-
-
-def persists(spec: type[LiveState]) -> bool:
-    """Whether `spec` overrides on_persist, so its live states are saved."""
-    return spec.on_persist is not LiveState.on_persist
-
-
-def check_persistence(spec: type[LiveState]) -> None:
-    """Raise InvalidValueError unless the spec's persistence settings are usable."""
-    interval = spec.persist_interval
-    if (
-        isinstance(interval, bool)
-        or not isinstance(interval, int | float)
-        or not 0 < interval < float("inf")
-    ):
-        raise InvalidValueError(
-            f"{spec.__qualname__}.persist_interval must be a number of seconds > 0 (how often "
-            f"on_persist may run after changes); got {interval!r}."
-        )
-    failures = spec.max_persist_failures
-    if type(failures) is not int or failures < 1:
-        raise InvalidValueError(
-            f"{spec.__qualname__}.max_persist_failures must be an int ≥ 1 (failed saves in a "
-            f"row before the clients are told); got {failures!r}."
-        )
-
-
-def declaration(spec: type[LiveState]) -> str:
-    """What a spec declares at class level (ACL, TTL, limits), as short, stable JSON.
-
-    Stored with each live state it starts, so a node whose spec of the same name
-    declares otherwise (another release, mid-deploy) can say so.
-    """
-    acl = ACL.parse(spec.acl, spec.__qualname__)
-    limits = spec.limits
-    # Interned: every live state of the spec keeps one copy, not one each.
-    return sys.intern(
-        json.dumps(
-            {
-                "acl": {"group": acl.group, "public": acl.public},
-                "ttl": spec.ttl,
-                "limits": [limits.max_depth, limits.max_value_bytes, limits.max_state_bytes],
-            },
-            separators=(",", ":"),
-        )
-    )
-
-
-async def run_on_mount(spec: type[LiveState], key: str) -> Any:
-    """Call the spec's on_mount for `key`, awaiting it if it is async."""
-    result = spec().on_mount(key)
-    if inspect.isawaitable(result):
-        result = await result
-    return result

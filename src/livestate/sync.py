@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._declare import DEFAULT
 from ._exceptions import BackendUnavailableError, InvalidValueError
 from ._node import Node, current_node, use
-from ._spec import DEFAULT, LiveState
+from ._spec import LiveState
 from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:

@@ -1,0 +1,140 @@
+"""How the Redis backend names a live state's keys, and writes and reads its messages.
+
+Key names: every key of one live state starts with `ls:{<spec>:<key>}`, both
+percent-escaped, so it shares one hash tag (one cluster slot) and nothing in a
+key can reach another live state or act as a pattern. Messages: `head \n sent
+\n value` after the script's `epoch \n version`, the head a small JSON array
+(kind, property, max_len; a reset adds its ACL and TTL), the value JSON that
+Python wrote, decoded here into frozen values.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from typing import Any, Literal
+from urllib.parse import quote, unquote
+
+from ..._acl import ACL
+from ..._changes import Op, StateId
+from ..._values import JSON, FrozenDict, FrozenList, encode, size
+
+_CACHED = 256
+"""Keys and property names up to this many characters are cached; longer ones (up to
+16 KB) are computed each time, so hostile keys cannot grow the caches' memory."""
+
+
+def key_prefix(id: StateId) -> str:
+    """The start of every key name of a live state: `ls:{<spec>:<key>}`."""
+    if len(id.key) <= _CACHED:
+        return _cached_prefix(id)
+    return f"ls:{{{escape(id.spec)}:{escape(id.key)}}}"
+
+
+@functools.lru_cache(maxsize=1024)  # the same live states are written again and again
+def _cached_prefix(id: StateId) -> str:
+    return f"ls:{{{escape(id.spec)}:{escape(id.key)}}}"
+
+
+def escape(text: str) -> str:
+    """Percent-escape every byte but [A-Za-z0-9_.~-], so no `{`, `}`, `:` or `*` is left."""
+    if len(text) <= _CACHED:
+        return _cached_escape(text)
+    return quote(text, safe="", errors="surrogatepass")
+
+
+@functools.lru_cache(maxsize=4096)  # the same property names come back write after write
+def _cached_escape(text: str) -> str:
+    return quote(text, safe="", errors="surrogatepass")
+
+
+def parse_prefix(prefix: str) -> tuple[str, str]:
+    """The spec and key of a live state from its key prefix `ls:{<spec>:<key>}`."""
+    inner = prefix[len("ls:{") : -1]
+    spec, _, key = inner.partition(":")
+    return unquote(spec, errors="surrogatepass"), unquote(key, errors="surrogatepass")
+
+
+def ttl_args(ttl: float | None) -> tuple[int, str]:
+    """The TTL in whole milliseconds (-1 for none) and as Python writes it."""
+    if ttl is None:
+        return -1, ""
+    return round(ttl * 1000), repr(ttl)
+
+
+def acl_and_ttl(op: Op) -> list[Any]:
+    """What a reset's message head adds: its group and public masks and its TTL."""
+    if op.kind != "reset":
+        return []
+    acl = op.acl or ACL()
+    return [acl.group, acl.public, op.ttl]
+
+
+def encode_state(
+    state: Iterable[tuple[str, JSON]] | dict[str, JSON], prefix: str
+) -> tuple[int, list[Any]]:
+    """A whole state as write_state reads it, and its size as MemoryBackend counts it."""
+    items = state.items() if isinstance(state, dict) else state
+    args: list[Any] = [0]
+    total = 0
+    count = 0
+    for prop, value in items:
+        count += 1
+        if type(value) is FrozenList:
+            texts = [encode(item) for item in value]
+            nbytes = 2 + sum(size(text) for text in texts) + max(0, len(texts) - 1)
+            weight = size(prop) + nbytes
+            args += [prop, weight, "l", f"{prefix}:l:{escape(prop)}", len(texts), *texts]
+        else:
+            text = encode(value)
+            weight = size(prop) + size(text)
+            args += [prop, weight, "v", text]
+        total += weight
+    args[0] = count
+    return total, args
+
+
+@functools.lru_cache(maxsize=4096)
+def message_head(kind: str, prop: str | None, max_len: int | None) -> str:
+    """The head of a message: what it does to which property (reset adds its ACL and TTL)."""
+    return encode([kind, prop, max_len])
+
+
+@functools.lru_cache(maxsize=4096)  # a live state's writes mostly repeat the same few
+def _parse_head(text: str) -> list[Any]:
+    head: list[Any] = json.loads(text)
+    return head
+
+
+def decode_op(head_text: str, value_text: str) -> Op:
+    head = _parse_head(head_text)
+    kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
+    value = decode(value_text)
+    if kind == "reset":
+        return Op(kind, None, value, acl=ACL(head[3], head[4]), ttl=head[5])
+    return Op(kind, head[1], value, max_len=head[2])
+
+
+def _frozen_list(items: list[Any]) -> FrozenList:
+    return FrozenList([_frozen_list(item) if type(item) is list else item for item in items])
+
+
+def _frozen_object(pairs: list[tuple[str, Any]]) -> FrozenDict:
+    frozen = FrozenDict(pairs)
+    for key, value in pairs:
+        if type(value) is list:
+            dict.__setitem__(frozen, key, _frozen_list(value))
+    return frozen
+
+
+_decoder = json.JSONDecoder(object_pairs_hook=_frozen_object)
+
+
+def decode(text: str) -> JSON:
+    """Decode JSON text that livestate wrote, into frozen values as every value handed out is.
+
+    Objects are frozen by the decoder as it builds them, so only lists need a second look.
+    """
+    value = _decoder.raw_decode(text)[0]
+    return _frozen_list(value) if type(value) is list else value

@@ -1,0 +1,121 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from livestate import Change, LiveState, LiveStateError, Node, NotFoundError
+
+MakeNode = Callable[[], Awaitable[Node]]
+"""What the node-making fixtures give a test: call it for one more started node."""
+
+
+@asynccontextmanager
+async def node_maker(new: Callable[[], Node]) -> AsyncIterator[MakeNode]:
+    """Makes started nodes with `new()`; closes every one of them on leaving."""
+    nodes: list[Node] = []
+
+    async def make() -> Node:
+        node = new()
+        nodes.append(node)
+        return await node.__aenter__()
+
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            await node.aclose()
+
+
+async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
+    """Wait until `condition()` is true; fail the test if it is not within `within` seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s: {condition}")
+        await asyncio.sleep(0.005)
+
+
+def in_order(changes: Sequence[Change]) -> bool:
+    """Whether versions strictly increase, by exactly one but where a change is a reset."""
+    return all(
+        change.version == before.version + 1
+        or (
+            (change.kind in ("reset", "stopped") and change.version >= before.version)
+            and (change.kind == "stopped" or change.version > before.version)
+        )
+        for before, change in itertools.pairwise(changes)
+    )
+
+
+async def running(node: Node, spec: type[LiveState], key: str) -> bool:
+    """Whether the live state of `spec` for `key` is running, as `node` sees it."""
+    try:
+        await node.get(spec, key)
+    except NotFoundError:
+        return False
+    return True
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
+
+    Taken below Linux's ephemeral range (32768+), where the local ends of
+    outgoing connections (to Valkey, from browsers) could take one meanwhile.
+    """
+    for _ in range(200):
+        base = random.randrange(10000, 32000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
+
+
+class Writers:
+    """Tasks that repeat one write until stopped, counting what was acknowledged and what
+    failed (a failed write may or may not have happened, but never twice)."""
+
+    def __init__(self, write: Callable[[], Awaitable[object]], count: int = 1) -> None:
+        self.acknowledged = 0
+        self.unsure = 0
+        self._write = write
+        self._stop = asyncio.Event()
+        self._tasks = [asyncio.get_running_loop().create_task(self._run()) for _ in range(count)]
+
+    async def stop(self) -> None:
+        """Stop after the writes under way, and wait for them."""
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._write()
+            except LiveStateError:
+                self.unsure += 1
+            else:
+                self.acknowledged += 1
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port`."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
