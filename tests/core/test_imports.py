@@ -24,9 +24,9 @@ def runtime_imports(path: Path, modules: set[str]) -> set[str]:
     tree = ast.parse(path.read_text())
     skipped: set[int] = set()
     for node in ast.walk(tree):
-        test = node.test if isinstance(node, ast.If) else None
-        if isinstance(test, ast.Name) and test.id == "TYPE_CHECKING":
-            skipped.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name):
+            if node.test.id == "TYPE_CHECKING":
+                skipped.update(id(child) for stmt in node.body for child in ast.walk(stmt))
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
