@@ -9,6 +9,7 @@ ordered, versioned `Change`.
 from __future__ import annotations
 
 from ._acl import ACL
+from ._actions import ActionContext, action
 from ._backends import Backend, MemoryBackend
 from ._changes import Change
 from ._client import Client, OnChange
@@ -24,6 +25,7 @@ from ._exceptions import (
     StateTooLargeError,
 )
 from ._node import Node, current_node, lifespan, use
+from ._rules import Caller, Write
 from ._spec import LiveState
 from ._values import FrozenDict, FrozenList, Limits
 
@@ -31,9 +33,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACL",
+    "ActionContext",
     "Backend",
     "BackendError",
     "BackendUnavailableError",
+    "Caller",
     "Change",
     "Client",
     "FrozenDict",
@@ -50,6 +54,8 @@ __all__ = [
     "PermissionDeniedError",
     "PropertyNotFoundError",
     "StateTooLargeError",
+    "Write",
+    "action",
     "current_node",
     "lifespan",
     "use",

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple, cast
 
 from ._acl import ACL, DELETE, READ, RESET, WRITE
 from ._exceptions import InvalidValueError, PropertyNotFoundError
+from ._schema import Bounds, out_of_bounds, out_of_range
 from ._values import JSON, MAX_SAFE_INTEGER, FrozenList
 
 ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "presence", "persist_failed"]
@@ -57,7 +58,9 @@ class Op(NamedTuple):
 
     For `put` the value, `append` the item, `increment` the amount, `reset` the
     whole new state (with the ACL and TTL from on_mount). `expect` makes the write
-    conditional on the live state's version (how `update` commits). Presence ops
+    conditional on the live state's version (how `update` commits). `bounds` are the
+    numeric bounds the schema puts on an increment's result; a `trusted` op is an
+    action's, which no ACL restricts. Presence ops
     (_presence.py): `join` a client's presence (`prop` its ref, `value` [identity,
     meta]), `leave` (`value` the refs that go).
     """
@@ -71,6 +74,8 @@ class Op(NamedTuple):
     expect: int | None = None
     acl: ACL | None = None
     ttl: float | None = None
+    bounds: Bounds | None = None
+    trusted: bool = False
 
 
 PERMISSION = {
@@ -93,7 +98,9 @@ def describe(op: Op) -> str:
 
 
 def permission(op: Op) -> int:
-    """The permission bits `op` needs."""
+    """The permission bits `op` needs (none for an action's own writes)."""
+    if op.trusted:
+        return 0
     if op.expect is not None:
         return READ | WRITE
     return PERMISSION[op.kind]
@@ -149,6 +156,8 @@ def evaluate(state: Mapping[str, JSON], op: Op, subject: object) -> tuple[Change
             raise InvalidValueError(
                 f"Cannot increment {prop!r} of {subject}: the result {result} is not finite."
             )
+        if op.bounds is not None and out_of_bounds(op.bounds, result):
+            raise InvalidValueError(out_of_range(prop, subject, result, op.bounds))
         return ("new" if prop not in state else "updated"), result
     raise ValueError(f"unknown op kind {kind!r}")  # pragma: no cover
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._declare import Spec
     from ._node import Node
     from ._replica import Replica
+    from ._rules import Caller
 
 
 class OnChange(Protocol):
@@ -49,7 +50,10 @@ class Inbox:
     live state: its inbox stays small); one is made when it needs one.
     """
 
-    __slots__ = ("backlog", "client", "closed", "limits", "node", "on_change", "replica", "tracker")
+    __slots__ = (
+        "backlog", "caller", "client", "closed", "limits",
+        "node", "on_change", "replica", "tracker",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -58,9 +62,11 @@ class Inbox:
         on_change: OnChange | None,
         max_pending: int,
         max_lag: float,
+        caller: Caller | None = None,
     ) -> None:
         self.node = node
         self.replica = replica
+        self.caller = caller  # who the client's writes are for (None: trusted code)
         self.on_change = on_change
         self.closed = False
         limits = (max_pending, max_lag)
@@ -272,34 +278,49 @@ class Client:
         return self._inbox.replica.roster.view
 
     @property
+    def caller(self) -> Caller | None:
+        """Who this client acts for, as `attach` was told (None: trusted server code)."""
+        return self._inbox.caller
+
+    @property
     def attached(self) -> bool:
         """Whether the client is still attached (not detached, stopped or closed with its node)."""
         return not self._inbox.closed
 
     async def put(self, prop: str, value: Any) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        await self._live().put(self.spec, self.key, prop, value, role="group")
+        await self._live().put(self.spec, self.key, prop, value, role="group", caller=self.caller)
 
     async def delete(self, prop: str) -> None:
         """Remove `prop`; see LiveState.delete."""
-        await self._live().delete(self.spec, self.key, prop, role="group")
+        await self._live().delete(self.spec, self.key, prop, role="group", caller=self.caller)
 
     async def reset(self) -> None:
         """Run on_mount again and replace the whole state; see LiveState.reset."""
-        await self._live().reset(self.spec, self.key, role="group")
+        await self._live().reset(self.spec, self.key, role="group", caller=self.caller)
 
     async def append(self, prop: str, item: Any, *, max_len: int | None = None) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        await self._live().append(self.spec, self.key, prop, item, max_len=max_len, role="group")
+        await self._live().append(
+            self.spec, self.key, prop, item, max_len=max_len, role="group", caller=self.caller
+        )
 
     async def increment(self, prop: str, by: int | float = 1) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        return await self._live().increment(self.spec, self.key, prop, by, role="group")
+        return await self._live().increment(
+            self.spec, self.key, prop, by, role="group", caller=self.caller
+        )
 
     async def update(self, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update."""
         return await self._live().update(
-            self.spec, self.key, prop, fn, default=default, role="group"
+            self.spec, self.key, prop, fn, default=default, role="group", caller=self.caller
+        )
+
+    async def call(self, action: str, args: Mapping[str, Any] | None = None) -> JSON:
+        """Run one of the spec's actions as this client (a group member); see LiveState.call."""
+        return await self._live().call(
+            self.spec, self.key, action, args, role="group", caller=self.caller
         )
 
     async def track(self, identity: str, meta: Any = None) -> None:

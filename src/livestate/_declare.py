@@ -16,7 +16,10 @@ from enum import Enum
 from typing import Any, ClassVar, Final, Literal
 
 from ._acl import ACL
+from ._actions import Action
 from ._exceptions import InvalidValueError
+from ._rules import Caller, Write
+from ._schema import Schema
 from ._values import Limits
 
 
@@ -60,14 +63,23 @@ class Spec:
     spec to each other: the class name unless set; two specs may not share one).
     Override `on_mount(key)` to give each key its initial state, and `on_persist`
     to save it (tuned by `persist_interval` and `max_persist_failures`).
+
+    What writes must satisfy, beyond the ACL (docs/rules.md): `schema` maps
+    property names or patterns (`"card:*"`) to types, checked on every write;
+    `allow(key, caller, write)` decides per caller and write; methods decorated
+    with `@action` are server-side mutations that clients call by name.
     """
 
     name: ClassVar[str]
+    schema: ClassVar[Mapping[str, Any] | None] = None
     ttl: ClassVar[float | None] = 60.0
     acl: ClassVar[Mapping[str, Any]] = {"group": "all", "public": "all"}
     limits: ClassVar[Limits] = Limits()
     persist_interval: ClassVar[float] = 1.0
     max_persist_failures: ClassVar[int] = 5
+    _schema: ClassVar[Schema | None] = None
+    _actions: ClassVar[Mapping[str, Action]] = {}
+    _rule: ClassVar[Spec | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -93,6 +105,18 @@ class Spec:
         check_persistence(cls)
         if persists(cls):
             persisted[cls.name] = cls
+        # Compiled once here: every write of every live state of the spec uses them.
+        cls._schema = (
+            None if cls.schema is None else Schema(cls.schema, f"{cls.__qualname__}.schema")
+        )
+        actions: dict[str, Action] = {}
+        for klass in reversed(cls.__mro__):
+            actions.update((n, v) for n, v in vars(klass).items() if isinstance(v, Action))
+        for declared in actions.values():
+            if declared.struct is None:
+                declared.bind(cls)
+        cls._actions = actions
+        cls._rule = cls() if cls.allow is not Spec.allow else None
 
     def on_mount(self, key: str) -> dict[str, Any] | Mount | Any:
         """The initial state of the live state for `key` (a dict or a Mount); may be async.
@@ -101,6 +125,20 @@ class Spec:
         The default is an empty state.
         """
         return {}
+
+    def allow(self, key: str, caller: Caller | None, write: Write) -> bool | str | Any:
+        """Whether `caller` may make `write` to the live state for `key`; may be async.
+
+        Return True to allow, False or a reason (a str, which the error carries)
+        to refuse with PermissionDeniedError. `caller` is None for trusted server
+        code, else its role and the identity its integration established. It runs
+        for every write op (put, delete, append, increment, reset, stop) that the
+        ACL allowed, on the node that takes it, but not for an action's writes.
+        Reading `write.state` makes the write conditional on that version, and the
+        rule runs again if another write came first: give it no side effects. The
+        default allows everything.
+        """
+        return True
 
     def on_persist(self, key: str, state: Mapping[str, Any], version: int, final: bool) -> Any:
         """Save `state` at `version` for `key` where it outlives the live state; may be async.
@@ -113,6 +151,21 @@ class Spec:
         only a version above the one you have. Exceptions are retried with backoff.
         """
         return None
+
+
+def schema_of(spec: type[Spec]) -> Schema | None:
+    """The spec's compiled schema, or None if it declares none."""
+    return spec._schema
+
+
+def actions_of(spec: type[Spec]) -> Mapping[str, Action]:
+    """The spec's actions by name."""
+    return spec._actions
+
+
+def rule_of(spec: type[Spec]) -> Spec | None:
+    """The spec instance whose `allow` decides its writes, or None if it keeps the default."""
+    return spec._rule
 
 
 def check_ttl(ttl: object, where: str) -> float | None:

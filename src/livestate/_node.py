@@ -15,18 +15,29 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ._acl import ACL, READ, Role, denied
+from ._actions import ActionContext
 from ._backends import Backend, Mounted, Snapshot, from_url
 from ._backends.base import ConflictError, Message, Survey, not_running
-from ._changes import Op, StateId
+from ._changes import Op, StateId, describe
 from ._client import Client, Inbox, OnChange
-from ._declare import DEFAULT, Mount, Spec, check_ttl, declaration, run_on_mount
+from ._declare import (
+    DEFAULT,
+    Mount,
+    Spec,
+    actions_of,
+    check_ttl,
+    declaration,
+    rule_of,
+    run_on_mount,
+    schema_of,
+)
 from ._exceptions import (
     BackendUnavailableError,
     InvalidValueError,
@@ -39,6 +50,7 @@ from ._metrics import enabled as metrics_enabled
 from ._persist import Persistence
 from ._presence import Roster
 from ._replica import Replica
+from ._rules import UNLOADED, Caller, NeedState, Write, refused
 from ._values import (
     JSON,
     FrozenDict,
@@ -150,9 +162,11 @@ class Node:
         *,
         max_pending: int = 1000,
         max_lag: float = 1.0,
+        caller: Caller | None = None,
     ) -> Client:
         """Attach a client to the live state of `spec` for `key`; see LiveState.attach."""
         id = self._id(spec, key)
+        self._check_caller("group", caller)
         if type(max_pending) is not int or max_pending < 1:
             raise InvalidValueError(f"max_pending must be an int ≥ 1, not {max_pending!r}.")
         if type(max_lag) not in (int, float) or not max_lag > 0:
@@ -179,7 +193,7 @@ class Node:
         if not replica.acl.allows("group", READ):
             self._let_go_if_unused(replica)
             raise denied("group", READ, "attach to", str(id))
-        inbox = Inbox(self, replica, on_change, max_pending, float(max_lag))
+        inbox = Inbox(self, replica, on_change, max_pending, float(max_lag), caller)
         replica.add(inbox)
         self._count()
         return inbox.client
@@ -216,23 +230,40 @@ class Node:
         return roster.metas()
 
     async def put(
-        self, spec: type[Spec], key: str, prop: str, value: Any, *, role: Role = "public"
+        self,
+        spec: type[Spec],
+        key: str,
+        prop: str,
+        value: Any,
+        *,
+        role: Role = "public",
+        caller: Caller | None = None,
     ) -> None:
         """Set a property; see LiveState.put."""
         id = self._id(spec, key)
-        await self._apply(id, self._op("put", spec, id, prop, value), role)
+        await self._write(spec, id, self._op("put", spec, id, prop, value), role, caller)
 
-    async def delete(self, spec: type[Spec], key: str, prop: str, *, role: Role = "public") -> None:
+    async def delete(
+        self,
+        spec: type[Spec],
+        key: str,
+        prop: str,
+        *,
+        role: Role = "public",
+        caller: Caller | None = None,
+    ) -> None:
         """Remove a property; see LiveState.delete."""
         id = self._id(spec, key)
-        await self._apply(id, Op("delete", check_property(prop, id)), role)
+        await self._write(spec, id, Op("delete", check_property(prop, id)), role, caller)
 
-    async def reset(self, spec: type[Spec], key: str, *, role: Role = "public") -> None:
+    async def reset(
+        self, spec: type[Spec], key: str, *, role: Role = "public", caller: Caller | None = None
+    ) -> None:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
         id = self._id(spec, key)
         mounted = await self._mount(spec, id)
         op = Op("reset", None, FrozenDict(mounted.state), acl=mounted.acl, ttl=mounted.ttl)
-        await self._apply(id, op, role)
+        await self._write(spec, id, op, role, caller)
 
     async def append(
         self,
@@ -243,15 +274,11 @@ class Node:
         *,
         max_len: int | None = None,
         role: Role = "public",
+        caller: Caller | None = None,
     ) -> None:
         """Append to a list atomically; see LiveState.append."""
         id = self._id(spec, key)
-        if max_len is not None and (type(max_len) is not int or max_len < 1):
-            raise InvalidValueError(
-                f"Cannot append to {prop!r} of {id}: max_len must be an int ≥ 1 or None, "
-                f"not {max_len!r}."
-            )
-        await self._apply(id, self._op("append", spec, id, prop, item, max_len), role)
+        await self._write(spec, id, self._op("append", spec, id, prop, item, max_len), role, caller)
 
     async def increment(
         self,
@@ -261,15 +288,11 @@ class Node:
         by: int | float = 1,
         *,
         role: Role = "public",
+        caller: Caller | None = None,
     ) -> JSON:
         """Add to a number atomically and return the result; see LiveState.increment."""
         id = self._id(spec, key)
-        op = self._op("increment", spec, id, prop, by)
-        if type(op.value) is not int and type(op.value) is not float:
-            raise InvalidValueError(
-                f"Cannot increment {prop!r} of {id} by {by!r}: the amount must be a number."
-            )
-        return await self._apply(id, op, role)
+        return await self._write(spec, id, self._op("increment", spec, id, prop, by), role, caller)
 
     async def update(
         self,
@@ -280,15 +303,15 @@ class Node:
         *,
         default: Any = DEFAULT,
         role: Role = "public",
+        caller: Caller | None = None,
     ) -> JSON:
         """Replace a property with fn(value) atomically; see LiveState.update."""
         id = self._id(spec, key)
         check_property(prop, id)
         for attempt in range(UPDATE_ATTEMPTS):
             if attempt:
-                # Contended: back off (jittered), so the writers do not collide in lockstep.
-                await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
-            snapshot = await self._read(id, prop)
+                await _contended(attempt)
+            snapshot = await self._read(id, None if rule_of(spec) else prop)
             snapshot.acl.check(role, READ, f"update {prop!r} of", str(id))
             if prop in snapshot.state:
                 current = snapshot.state[prop]
@@ -304,13 +327,60 @@ class Node:
                 result = await result
             op = self._op("put", spec, id, prop, result)._replace(expect=snapshot.version)
             try:
-                await self._apply(id, op, role)
+                await self._write(spec, id, op, role, caller, snapshot)
             except ConflictError:
                 continue  # another write came first: run fn again on the newer value
             return op.value
         raise BackendUnavailableError(
             f"Cannot update {prop!r} of {id}: other writes changed it first {UPDATE_ATTEMPTS} "
             "times in a row; use increment or append (atomic without a retry), or retry later."
+        )
+
+    async def call(
+        self,
+        spec: type[Spec],
+        key: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        role: Role = "public",
+        caller: Caller | None = None,
+    ) -> JSON:
+        """Run one of the spec's actions and return its result; see LiveState.call."""
+        id = self._id(spec, key)
+        declared = actions_of(spec).get(action) if type(action) is str else None
+        if declared is None:
+            raise InvalidValueError(unknown_action(spec, action, id))
+        arguments = declared.arguments(args, id)
+        self._check_caller(role, caller)
+        await self._start()
+        instance = spec()
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                await _contended(attempt)
+            base = await self._now(id, fresh=attempt > 0)
+            base.acl.check(role, READ, f"call the action {action!r} of", str(id))
+            context = ActionContext(
+                id, caller, base.state, base.version,
+                lambda kind, prop, value, max_len: self._op(kind, spec, id, prop, value, max_len),
+            )  # fmt: skip
+            result = declared.function(instance, context, **arguments)
+            if inspect.isawaitable(result):
+                result = await result
+            value = freeze(result, spec.limits.max_depth, id, None)
+            ops = context.ops
+            try:
+                if len(ops) == 1:
+                    op = ops[0]._replace(trusted=True)
+                    await self._apply(id, op._replace(expect=base.version) if context.read else op)
+                elif ops:
+                    await self._apply_many(id, ops, base.version, base.state)
+            except ConflictError:
+                continue  # the live state changed since the action read it: run it again
+            return value
+        raise BackendUnavailableError(
+            f"Cannot call the action {action!r} of {id}: other writes changed the live state "
+            f"first {UPDATE_ATTEMPTS} times in a row; retry later."
         )
 
     async def start(self, spec: type[Spec], key: str) -> None:
@@ -333,10 +403,21 @@ class Node:
             id = StateId(spec if isinstance(spec, str) else spec.name, key)
         return await self.backend.survey(id)
 
-    async def stop(self, spec: type[Spec], key: str, *, role: Role = "public") -> None:
+    async def stop(
+        self, spec: type[Spec], key: str, *, role: Role = "public", caller: Caller | None = None
+    ) -> None:
         """End a live state now; see LiveState.stop."""
         id = self._id(spec, key)
+        self._check_caller(role, caller)
         await self._start()
+        if (rule := rule_of(spec)) is not None:
+
+            async def load() -> Mapping[str, JSON]:
+                return (await self._now(id, fresh=False)).state
+
+            answer, _ = await _ask(rule, id.key, caller, Write("stop", None, None), load)
+            if answer is not True:
+                raise refused(answer, caller, "stop", str(id))
         await self.backend.stop(id, role)
         self._persistence.stopped(id)
 
@@ -352,20 +433,47 @@ class Node:
 
     def _op(
         self,
-        kind: Literal["put", "append", "increment"],
+        kind: str,
         spec: type[Spec],
         id: StateId,
         prop: str,
         value: Any,
         max_len: int | None = None,
     ) -> Op:
-        """Validate, freeze and encode a value once, for the backend and every replica."""
+        """Check, freeze and encode a write once, for the backend and every replica: its
+        value (JSON, sizes), its arguments, and the spec's schema."""
         check_property(prop, id)
+        if kind == "delete":
+            return Op("delete", prop)
         frozen = freeze(value, spec.limits.max_depth, id, prop)
         text = encode(frozen)
         nbytes = size(text)
         check_size(nbytes, spec.limits.max_value_bytes, id, prop)
-        return Op(kind, prop, frozen, text, nbytes, max_len)
+        schema = schema_of(spec)
+        bounds = None
+        if kind == "put":
+            if schema is not None:
+                schema.check(prop, text, id)
+        elif kind == "append":
+            if max_len is not None and (type(max_len) is not int or max_len < 1):
+                raise InvalidValueError(
+                    f"Cannot append to {prop!r} of {id}: max_len must be an int ≥ 1 or None, "
+                    f"not {max_len!r}."
+                )
+            if schema is not None:
+                cap = schema.check_item(prop, text, id)
+                if cap is not None and (max_len is None or max_len > cap):
+                    max_len = cap  # the schema's max_length keeps the newest items
+        elif kind == "increment":
+            if type(frozen) is not int and type(frozen) is not float:
+                raise InvalidValueError(
+                    f"Cannot increment {prop!r} of {id} by {value!r}: the amount must be a number."
+                )
+            if schema is not None:
+                bounds = schema.check_amount(prop, frozen, id)
+        else:
+            raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
+        return Op(kind, prop, frozen, text, nbytes, max_len, bounds=bounds)  # type: ignore[arg-type]
 
     def _on_running_loop(self) -> bool:
         if self._started is None:
@@ -394,7 +502,85 @@ class Node:
         self._ready = True
         self._persistence.started()
 
-    async def _apply(self, id: StateId, op: Op, role: Role) -> JSON:
+    async def _write(
+        self,
+        spec: type[Spec],
+        id: StateId,
+        op: Op,
+        role: Role,
+        caller: Caller | None,
+        base: Snapshot | None = None,
+    ) -> JSON:
+        """Write `op` for `caller` once the spec's `allow` says it may (`base`: the state that
+        an `update` read, which the rule sees). A rule that read the state makes the write
+        conditional on it, and runs again, on the newer state, if another write came first."""
+        self._check_caller(role, caller)
+        rule = rule_of(spec)
+        if rule is None:
+            return await self._apply(id, op, role)
+        value = None if op.kind == "delete" else op.value
+        fresh = False
+        for attempt in range(UPDATE_ATTEMPTS):
+            if attempt:
+                await _contended(attempt)
+
+            async def load(fresh: bool = fresh) -> Mapping[str, JSON]:
+                nonlocal base
+                base = await self._now(id, fresh)
+                return base.state
+
+            write = Write(op.kind, op.prop, value, UNLOADED if base is None else base.state)  # type: ignore[arg-type]
+            answer, write = await _ask(rule, id.key, caller, write, load)
+            if answer is not True:
+                raise refused(answer, caller, describe(op), str(id))
+            if not write.read or op.expect is not None or base is None:
+                return await self._apply(id, op, role)  # (an update's conflict is its own)
+            try:
+                return await self._apply(id, op._replace(expect=base.version), role)
+            except ConflictError:
+                base, fresh = None, True  # what the rule read changed: read it again, ask again
+        raise BackendUnavailableError(
+            f"Cannot {describe(op)} {id}: other writes changed what its spec's allow read "
+            f"{UPDATE_ATTEMPTS} times in a row; retry later."
+        )
+
+    async def _now(self, id: StateId, fresh: bool) -> Snapshot:
+        """The live state now: this node's replica, if it is live and `fresh` is not asked
+        for (its version may trail the backend's: a conditional write then conflicts), else
+        a snapshot from the backend."""
+        replica = self._replicas.get(id)
+        if not fresh and replica is not None and replica.live:
+            # A copy: what a rule or an action reads must not change under it while it awaits.
+            return Snapshot(
+                FrozenDict(replica.state), replica.version, replica.epoch, replica.acl, None
+            )
+        return await self._read(id, None)
+
+    def _check_caller(self, role: Role, caller: Caller | None) -> None:
+        if caller is not None and caller.role != role:
+            kind = "an attached client" if role == "group" else "a public caller"
+            raise InvalidValueError(
+                f"{kind.capitalize()} acts for a Caller of role {role!r}, not {caller.role!r}; "
+                f"pass Caller({role!r}, identity)."
+            )
+
+    async def _apply_many(
+        self, id: StateId, ops: list[Op], expect: int, state: Mapping[str, JSON]
+    ) -> None:
+        """Write an action's `ops` at once, all or none, if the live state is at `expect`."""
+        if not self._ready:
+            await self._start()
+        applied = await self.backend.apply_many(id, ops, expect, state)
+        replica = self._replicas.get(id)
+        if replica is not None and not replica.closed:
+            first = applied.version - len(ops) + 1
+            if applied.epoch != replica.epoch or applied.version > replica.version:
+                for offset, op in enumerate(ops):
+                    if applied.epoch != replica.epoch or first + offset > replica.version:
+                        replica.receive(Message(applied.epoch, first + offset, op))
+                await replica.reached(applied.epoch, applied.version)
+
+    async def _apply(self, id: StateId, op: Op, role: Role = "group") -> JSON:
         """Write `op`; when it returns, this node's clients of the live state show it."""
         if not self._ready:  # checked here: a coroutine per write is a cost at 100k writes/s
             await self._start()
@@ -444,13 +630,17 @@ class Node:
                 f"{type(result).__name__}; return a dict of properties or a Mount(state=...)."
             )
         limits = spec.limits
+        schema = schema_of(spec)
         state: dict[str, JSON] = {}
         total = 0
         for prop, value in result.items():
             check_property(prop, id)
             state[prop] = frozen = freeze(value, limits.max_depth, id, prop)
-            nbytes = size(encode(frozen))
+            text = encode(frozen)
+            nbytes = size(text)
             check_size(nbytes, limits.max_value_bytes, id, prop)
+            if schema is not None:
+                schema.check(prop, text, id)
             total += size(prop) + nbytes
         check_size(total, limits.max_state_bytes, id, None, whole=True)
         return Mounted(
@@ -529,6 +719,44 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+async def _contended(attempt: int) -> None:
+    """Back off before a retry of a contended write (jittered, so the writers do not collide
+    in lockstep)."""
+    await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
+
+
+async def _ask(
+    rule: Spec,
+    key: str,
+    caller: Caller | None,
+    write: Write,
+    load: Callable[[], Awaitable[Mapping[str, JSON]]],
+) -> tuple[object, Write]:
+    """The answer of the spec's `allow` to `write`, and the Write it saw: if the rule reads
+    the state before it is loaded, load it and ask again."""
+    try:
+        return await _answer(rule, key, caller, write), write
+    except NeedState:
+        write = Write(write.kind, write.prop, write.value, await load())
+        return await _answer(rule, key, caller, write), write
+
+
+async def _answer(rule: Spec, key: str, caller: Caller | None, write: Write) -> object:
+    answer = rule.allow(key, caller, write)
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return answer
+
+
+def unknown_action(spec: type[Spec], action: object, id: StateId) -> str:
+    """The message for a call of an action that the spec does not have."""
+    names = ", ".join(sorted(actions_of(spec))) or "none"
+    return (
+        f"{id} has no action {str(action)[:100]!r}; its spec {spec.__qualname__} has these: "
+        f"{names} (methods decorated with @action)."
+    )
 
 
 _current: ContextVar[Node | None] = ContextVar("livestate._node", default=None)

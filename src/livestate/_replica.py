@@ -139,6 +139,11 @@ class Replica:
     def __repr__(self) -> str:
         return f"<Replica of {self.id} at {self.epoch}:{self.version}>"
 
+    @property
+    def live(self) -> bool:
+        """Whether the replica applies messages as they come (not closed, not resyncing)."""
+        return self.buffer is None and not self.closed
+
     async def open(self) -> None:
         """Subscribe, then start or load the live state, so that no message falls in between."""
         await self.backend.subscribe(self.id, self)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._declare import DEFAULT, Default, Spec
 from ._node import current_node
+from ._rules import Caller
 from ._values import JSON, FrozenList
 
 if TYPE_CHECKING:
@@ -24,7 +25,10 @@ class LiveState(Spec):
     to save it (tuned by `persist_interval` and `max_persist_failures`).
 
     The class methods are the server API for public callers (not attached); they
-    use the current node (see livestate.use and livestate.lifespan).
+    use the current node (see livestate.use and livestate.lifespan). Each write
+    takes `caller`, who it is made for (`Caller("public", identity)`), which the
+    spec's `allow` and actions see; None (the default) is trusted server code. A
+    write that `allow` refuses raises PermissionDeniedError with its reason.
     """
 
     @classmethod
@@ -35,6 +39,7 @@ class LiveState(Spec):
         *,
         max_pending: int = 1000,
         max_lag: float = 1.0,
+        caller: Caller | None = None,
     ) -> Client:
         """Attach a client (a group member) to the live state for `key`, starting it if absent.
 
@@ -42,11 +47,13 @@ class LiveState(Spec):
         it, read them with `client.changes()`. A reader that falls behind by more
         than `max_pending` changes or `max_lag` seconds gets one `reset` with the
         whole state instead of the backlog, so it never shows a state long gone.
+        `caller` is who the client acts for (`Caller("group", identity)`), as the
+        spec's `allow` and actions see it; None (the default) is trusted server code.
         Raises whatever on_mount raises, InvalidValueError for a bad key or
         on_mount result, PermissionDeniedError if the group may not read.
         """
         return await current_node().attach(
-            cls, key, on_change, max_pending=max_pending, max_lag=max_lag
+            cls, key, on_change, max_pending=max_pending, max_lag=max_lag, caller=caller
         )
 
     @classmethod
@@ -68,53 +75,69 @@ class LiveState(Spec):
         return await current_node().presence(cls, key)
 
     @classmethod
-    async def put(cls, key: str, prop: str, value: Any) -> None:
+    async def put(cls, key: str, prop: str, value: Any, *, caller: Caller | None = None) -> None:
         """Set `prop` to `value` (JSON).
 
         Raises NotFoundError, PermissionDeniedError (needs write),
         InvalidValueError, StateTooLargeError.
         """
-        await current_node().put(cls, key, prop, value)
+        await current_node().put(cls, key, prop, value, caller=caller)
 
     @classmethod
-    async def delete(cls, key: str, prop: str) -> None:
+    async def delete(cls, key: str, prop: str, *, caller: Caller | None = None) -> None:
         """Remove `prop`.
 
         Raises NotFoundError, PropertyNotFoundError, PermissionDeniedError (needs delete).
         """
-        await current_node().delete(cls, key, prop)
+        await current_node().delete(cls, key, prop, caller=caller)
 
     @classmethod
-    async def reset(cls, key: str) -> None:
+    async def reset(cls, key: str, *, caller: Caller | None = None) -> None:
         """Run on_mount again and replace the whole state (and per-key ACL and TTL) with it.
 
         Raises NotFoundError, PermissionDeniedError (needs reset), and whatever
         on_mount raises.
         """
-        await current_node().reset(cls, key)
+        await current_node().reset(cls, key, caller=caller)
 
     @classmethod
-    async def append(cls, key: str, prop: str, item: Any, *, max_len: int | None = None) -> None:
+    async def append(
+        cls,
+        key: str,
+        prop: str,
+        item: Any,
+        *,
+        max_len: int | None = None,
+        caller: Caller | None = None,
+    ) -> None:
         """Append `item` to the list `prop` atomically (a missing one starts empty).
 
         With `max_len`, the oldest items beyond it are dropped. Raises
         NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no list), StateTooLargeError.
         """
-        await current_node().append(cls, key, prop, item, max_len=max_len)
+        await current_node().append(cls, key, prop, item, max_len=max_len, caller=caller)
 
     @classmethod
-    async def increment(cls, key: str, prop: str, by: int | float = 1) -> JSON:
+    async def increment(
+        cls, key: str, prop: str, by: int | float = 1, *, caller: Caller | None = None
+    ) -> JSON:
         """Add `by` to the number `prop` atomically (a missing one starts at 0); return the result.
 
         Raises NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no number).
         """
-        return await current_node().increment(cls, key, prop, by)
+        return await current_node().increment(cls, key, prop, by, caller=caller)
 
     @classmethod
     async def update(
-        cls, key: str, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT
+        cls,
+        key: str,
+        prop: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = DEFAULT,
+        caller: Caller | None = None,
     ) -> JSON:
         """Replace `prop` with `fn(current value)` atomically, retrying if another write won.
 
@@ -123,7 +146,26 @@ class LiveState(Spec):
         new (frozen) value. Raises NotFoundError, PermissionDeniedError (needs read
         and write), InvalidValueError, StateTooLargeError.
         """
-        return await current_node().update(cls, key, prop, fn, default=default)
+        return await current_node().update(cls, key, prop, fn, default=default, caller=caller)
+
+    @classmethod
+    async def call(
+        cls,
+        key: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        caller: Caller | None = None,
+    ) -> JSON:
+        """Run the spec's action named `action` with `args` (argument name -> value) and
+        return its result; see `livestate.action` and docs/rules.md.
+
+        Raises InvalidValueError (no such action, arguments that do not fit its
+        signature, writes that do not fit the schema), PermissionDeniedError
+        (public callers need read), NotFoundError, and whatever the action raises;
+        an action that raises writes nothing.
+        """
+        return await current_node().call(cls, key, action, args, caller=caller)
 
     @classmethod
     async def start(cls, key: str) -> None:
@@ -134,9 +176,9 @@ class LiveState(Spec):
         await current_node().start(cls, key)
 
     @classmethod
-    async def stop(cls, key: str) -> None:
+    async def stop(cls, key: str, *, caller: Caller | None = None) -> None:
         """End the live state now; attached clients get a `stopped` change and are detached.
 
         Raises NotFoundError, PermissionDeniedError (public callers need delete).
         """
-        await current_node().stop(cls, key)
+        await current_node().stop(cls, key, caller=caller)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._declare import DEFAULT
 from ._exceptions import BackendUnavailableError, InvalidValueError
 from ._node import Node, current_node, use
+from ._rules import Caller
 from ._spec import LiveState
 from ._values import JSON, FrozenList
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SyncNode",
     "append",
+    "call",
     "close",
     "default",
     "delete",
@@ -125,27 +127,52 @@ class SyncNode:
         """Who is present: identity -> its metas; see LiveState.presence."""
         return self._call(lambda node: node.presence(spec, key))
 
-    def put(self, spec: type[LiveState], key: str, prop: str, value: Any) -> None:
+    def put(
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        value: Any,
+        *,
+        caller: Caller | None = None,
+    ) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        self._call(lambda node: node.put(spec, key, prop, value))
+        self._call(lambda node: node.put(spec, key, prop, value, caller=caller))
 
-    def delete(self, spec: type[LiveState], key: str, prop: str) -> None:
+    def delete(
+        self, spec: type[LiveState], key: str, prop: str, *, caller: Caller | None = None
+    ) -> None:
         """Remove `prop`; see LiveState.delete."""
-        self._call(lambda node: node.delete(spec, key, prop))
+        self._call(lambda node: node.delete(spec, key, prop, caller=caller))
 
-    def reset(self, spec: type[LiveState], key: str) -> None:
+    def reset(self, spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
-        self._call(lambda node: node.reset(spec, key))
+        self._call(lambda node: node.reset(spec, key, caller=caller))
 
     def append(
-        self, spec: type[LiveState], key: str, prop: str, item: Any, *, max_len: int | None = None
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        item: Any,
+        *,
+        max_len: int | None = None,
+        caller: Caller | None = None,
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        self._call(lambda node: node.append(spec, key, prop, item, max_len=max_len))
+        self._call(lambda node: node.append(spec, key, prop, item, max_len=max_len, caller=caller))
 
-    def increment(self, spec: type[LiveState], key: str, prop: str, by: int | float = 1) -> JSON:
+    def increment(
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        by: int | float = 1,
+        *,
+        caller: Caller | None = None,
+    ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        return self._call(lambda node: node.increment(spec, key, prop, by))
+        return self._call(lambda node: node.increment(spec, key, prop, by, caller=caller))
 
     def update(
         self,
@@ -155,20 +182,38 @@ class SyncNode:
         fn: Callable[[Any], Any],
         *,
         default: Any = DEFAULT,
+        caller: Caller | None = None,
     ) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update.
 
         `fn` runs on the node's event loop thread, maybe more than once.
         """
-        return self._call(lambda node: node.update(spec, key, prop, fn, default=default))
+        return self._call(
+            lambda node: node.update(spec, key, prop, fn, default=default, caller=caller)
+        )
+
+    def call(
+        self,
+        spec: type[LiveState],
+        key: str,
+        action: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        caller: Caller | None = None,
+    ) -> JSON:
+        """Run one of the spec's actions and return its result; see LiveState.call.
+
+        The action runs on the node's event loop thread, maybe more than once.
+        """
+        return self._call(lambda node: node.call(spec, key, action, args, caller=caller))
 
     def start(self, spec: type[LiveState], key: str) -> None:
         """Start the live state for `key` if absent; see LiveState.start."""
         self._call(lambda node: node.start(spec, key))
 
-    def stop(self, spec: type[LiveState], key: str) -> None:
+    def stop(self, spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
         """End the live state now; see LiveState.stop."""
-        self._call(lambda node: node.stop(spec, key))
+        self._call(lambda node: node.stop(spec, key, caller=caller))
 
     def close(self) -> None:
         """Close the node and stop the thread this SyncNode started; closing twice does nothing.
@@ -300,38 +345,66 @@ def presence(spec: type[LiveState], key: str) -> Mapping[str, FrozenList]:
     return default().presence(spec, key)
 
 
-def put(spec: type[LiveState], key: str, prop: str, value: Any) -> None:
+def put(
+    spec: type[LiveState], key: str, prop: str, value: Any, *, caller: Caller | None = None
+) -> None:
     """Set `prop` to `value`; see SyncNode.put."""
-    default().put(spec, key, prop, value)
+    default().put(spec, key, prop, value, caller=caller)
 
 
-def delete(spec: type[LiveState], key: str, prop: str) -> None:
+def delete(spec: type[LiveState], key: str, prop: str, *, caller: Caller | None = None) -> None:
     """Remove `prop`; see SyncNode.delete."""
-    default().delete(spec, key, prop)
+    default().delete(spec, key, prop, caller=caller)
 
 
-def reset(spec: type[LiveState], key: str) -> None:
+def reset(spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
     """Rerun on_mount and replace the whole state; see SyncNode.reset."""
-    default().reset(spec, key)
+    default().reset(spec, key, caller=caller)
 
 
 def append(
-    spec: type[LiveState], key: str, prop: str, item: Any, *, max_len: int | None = None
+    spec: type[LiveState],
+    key: str,
+    prop: str,
+    item: Any,
+    *,
+    max_len: int | None = None,
+    caller: Caller | None = None,
 ) -> None:
     """Append `item` to the list `prop` atomically; see SyncNode.append."""
-    default().append(spec, key, prop, item, max_len=max_len)
+    default().append(spec, key, prop, item, max_len=max_len, caller=caller)
 
 
-def increment(spec: type[LiveState], key: str, prop: str, by: int | float = 1) -> JSON:
+def increment(
+    spec: type[LiveState], key: str, prop: str, by: int | float = 1, *, caller: Caller | None = None
+) -> JSON:
     """Add `by` to the number `prop` atomically and return the result; see SyncNode.increment."""
-    return default().increment(spec, key, prop, by)
+    return default().increment(spec, key, prop, by, caller=caller)
 
 
 def update(
-    spec: type[LiveState], key: str, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT
+    spec: type[LiveState],
+    key: str,
+    prop: str,
+    fn: Callable[[Any], Any],
+    *,
+    default: Any = DEFAULT,
+    caller: Caller | None = None,
 ) -> JSON:
     """Replace `prop` with `fn(value)` atomically; see SyncNode.update."""
-    return _default_node().update(spec, key, prop, fn, default=default)
+    return _default_node().update(spec, key, prop, fn, default=default, caller=caller)
+
+
+def call(
+    spec: type[LiveState],
+    key: str,
+    action: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    caller: Caller | None = None,
+) -> JSON:
+    """Run one of the spec's actions and return its result; see SyncNode.call."""
+    return default().call(spec, key, action, args, caller=caller)
 
 
 def start(spec: type[LiveState], key: str) -> None:
@@ -339,9 +412,9 @@ def start(spec: type[LiveState], key: str) -> None:
     _default_node().start(spec, key)
 
 
-def stop(spec: type[LiveState], key: str) -> None:
+def stop(spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
     """End the live state now; see SyncNode.stop."""
-    _default_node().stop(spec, key)
+    _default_node().stop(spec, key, caller=caller)
 
 
 _default_node = default  # `update`'s own `default=` argument hides the function's name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
@@ -231,6 +231,21 @@ class Backend(ABC):
         state), PropertyNotFoundError, InvalidValueError, StateTooLargeError or
         ConflictError (when `op.expect` is not the current version), having
         written nothing.
+        """
+
+    @abstractmethod
+    async def apply_many(
+        self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
+    ) -> Applied:
+        """Apply an action's `ops` in order, all or none, if the live state is at `expect`.
+
+        Each op takes the next version and is published as `apply` publishes it;
+        returns the lifetime and the last version. The ops are trusted (an action's:
+        no ACL check) and were checked by the node against the state at `expect`.
+        Raises ConflictError if the live state is not at `expect`, NotFoundError, or
+        what an op raises (InvalidValueError, StateTooLargeError...), having written
+        nothing. `state` is the live state at `expect`, which the node checked them against
+        (a backend that does not keep the state at hand may plan the writes from it).
         """
 
     @abstractmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .._acl import ACL, DELETE, Role, denied
@@ -179,6 +180,33 @@ class MemoryBackend(Backend):
                 return Applied(entry.epoch, entry.version, None)  # gone already: no change
             self._change(id, entry, op)
             return Applied(entry.epoch, entry.version, None)
+        value = self._write(id, entry, op)
+        # No `sent` time: in one process there is no hop between nodes to measure.
+        self._publish(id, Message(entry.epoch, entry.version, op))
+        return Applied(entry.epoch, entry.version, value)
+
+    async def apply_many(
+        self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
+    ) -> Applied:
+        entry = self._entries.get(id)
+        if entry is None:
+            raise not_running(id)
+        if expect != entry.version:
+            raise ConflictError(id)
+        # All or none: write each op in turn, and on a failure put back what was there.
+        saved = (dict(entry.state), dict(entry.sizes), entry.total, entry.version)
+        try:
+            for op in ops:
+                self._write(id, entry, op)
+        except BaseException:
+            entry.state, entry.sizes, entry.total, entry.version = saved
+            raise
+        for offset, op in enumerate(ops):
+            self._publish(id, Message(entry.epoch, expect + 1 + offset, op))
+        return Applied(entry.epoch, entry.version, None)
+
+    def _write(self, id: StateId, entry: _Entry, op: Op) -> JSON:
+        """Apply a state op to `entry` at the next version, checking its sizes first."""
         kind, value = evaluate(entry.state, op, id)
         sizes = entry.sizes
         if kind == "reset":
@@ -203,9 +231,7 @@ class MemoryBackend(Backend):
             sizes[op.prop] = new  # type: ignore[index]
         entry.total = total
         entry.version += 1
-        # No `sent` time: in one process there is no hop between nodes to measure.
-        self._publish(id, Message(entry.epoch, entry.version, op))
-        return Applied(entry.epoch, entry.version, value)
+        return value
 
     async def stop(self, id: StateId, role: Role) -> None:
         entry = self._entries.get(id)

@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl
 from .._acl import Role
 from .._changes import Change
 from .._client import Client
-from .._declare import DEFAULT
+from .._declare import DEFAULT, Spec, actions_of
 from .._exceptions import (
     InvalidValueError,
     LiveStateError,
@@ -49,11 +49,12 @@ from .._exceptions import (
     PropertyNotFoundError,
 )
 from .._node import Node, current_node, lifespan
+from .._rules import Caller
 from .._spec import LiveState
 from ._frames import (
     PRESENCE,
     PROTOCOL,
-    WRITES,
+    TOKENS,
     FrameError,
     change_body,
     decode,
@@ -443,7 +444,7 @@ class _Session:
             if kind == "ping":
                 self.push(encode({"type": "pong", "ref": ref}))
                 return
-            if kind in WRITES or kind in PRESENCE:
+            if kind in TOKENS:
                 self._take_token(ref)
             if kind == "attach":
                 await self._attach(frame, ref)
@@ -553,7 +554,8 @@ class _Session:
         self.attachments[attachment.id] = attachment
         try:
             node = self.endpoint.node or current_node()
-            client = await node.attach(spec, key, self._receiver(attachment))
+            caller = Caller("group", await self._who(ref))
+            client = await node.attach(spec, key, self._receiver(attachment), caller=caller)
         except BaseException:
             del self.attachments[attachment.id]
             raise
@@ -640,6 +642,8 @@ class _Session:
             await client.untrack()
         elif kind == "reset":
             await client.reset()
+        elif kind == "call":
+            result = await client.call(*_action(client.spec, frame, ref))
         else:
             prop = field(frame, "prop", str, "the property's name")
             if kind == "put":
@@ -658,6 +662,7 @@ class _Session:
         node = self.endpoint.node or current_node()
         kind = frame["type"]
         result: Any = None
+        caller = Caller("public", await self._who(ref))
         if kind == "get":
             prop = frame.get("prop", DEFAULT)
             result = await node.get(spec, key, prop, role="public")
@@ -670,22 +675,36 @@ class _Session:
                 ref,
             )
         elif kind == "reset":
-            await node.reset(spec, key, role="public")
+            await node.reset(spec, key, role="public", caller=caller)
+        elif kind == "call":
+            action, args = _action(spec, frame, ref)
+            result = await node.call(spec, key, action, args, role="public", caller=caller)
         else:
             prop = field(frame, "prop", str, "the property's name")
             if kind == "put":
-                await node.put(spec, key, prop, _value(frame), role="public")
+                await node.put(spec, key, prop, _value(frame), role="public", caller=caller)
             elif kind == "delete":
-                await node.delete(spec, key, prop, role="public")
+                await node.delete(spec, key, prop, role="public", caller=caller)
             elif kind == "append":
                 max_len = frame.get("max_len")
-                await node.append(spec, key, prop, _value(frame), max_len=max_len, role="public")
+                await node.append(
+                    spec, key, prop, _value(frame), max_len=max_len, role="public", caller=caller
+                )
             else:
-                result = await node.increment(spec, key, prop, frame.get("by", 1), role="public")
+                by = frame.get("by", 1)
+                result = await node.increment(spec, key, prop, by, role="public", caller=caller)
         self.push(encode({"type": "ok", "ref": ref, "result": result}))
 
-    async def _identity(self, client: Client, ref: object) -> str:
-        """Who this socket is in presence: identify's answer, asked once per socket."""
+    async def _who(self, ref: object) -> str | None:
+        """Who this socket is for rules and actions: identify's answer, None if anonymous
+        (no identify, or it names nobody or refuses). Asked until it names someone."""
+        try:
+            return await self._ask_identify(ref)
+        except FrameError:
+            return None
+
+    async def _ask_identify(self, ref: object) -> str | None:
+        """identify's answer, kept once it names someone; FrameError if it refuses."""
         if self.identity is not None:
             return self.identity
         identify = self.endpoint.identify
@@ -697,9 +716,17 @@ class _Session:
                     answer = await answer
             except PermissionDeniedError as error:
                 raise FrameError("forbidden", str(error), ref) from None
-        if not isinstance(answer, str):
-            if answer is not None:
-                logger.error("identify returned %r, not a str or None: refused", answer)
+        if answer is not None and not isinstance(answer, str):
+            logger.error("identify returned %r, not a str or None: refused", answer)
+            answer = None
+        self.identity = answer
+        return answer
+
+    async def _identity(self, client: Client, ref: object) -> str:
+        """Who this socket is in presence: identify's answer; FrameError if it names nobody."""
+        answer = await self._ask_identify(ref)
+        if answer is None:
+            identify = self.endpoint.identify
             why = (
                 "this endpoint has no identify"
                 if identify is None
@@ -710,7 +737,6 @@ class _Session:
                 f"This connection may not track in {client.spec.name} {client.key[:200]!r}: {why}.",
                 ref,
             )
-        self.identity = answer
         return answer
 
     # Sending.
@@ -781,6 +807,26 @@ def _value(frame: Mapping[str, Any]) -> Any:
             frame.get("ref"),
         )
     return frame["value"]
+
+
+def _action(spec: type[Spec], frame: Mapping[str, Any], ref: object) -> tuple[str, dict[str, Any]]:
+    """A `call` frame's action (one the spec has) and its arguments."""
+    action = field(frame, "action", str, "the name of one of the spec's actions")
+    if action not in actions_of(spec):
+        names = ", ".join(sorted(actions_of(spec))) or "none"
+        raise FrameError(
+            "unknown_action",
+            f"{spec.name} has no action {action[:100]!r}; its actions are: {names}.",
+            ref,
+        )
+    args = frame.get("args", {})
+    if type(args) is not dict:
+        raise FrameError(
+            "bad_frame",
+            "A 'call' frame's 'args' is a JSON object of argument names to values.",
+            ref,
+        )
+    return action, args
 
 
 def _prop(client: Client, frame: Mapping[str, Any]) -> Any:

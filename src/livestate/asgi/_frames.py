@@ -27,7 +27,9 @@ PROTOCOL: Final = 1
 WRITES: Final = frozenset({"put", "delete", "append", "increment", "reset"})
 PRESENCE: Final = frozenset({"track", "untrack"})
 """Requests that change the presence; they take a write's token too."""
-REQUESTS: Final = WRITES | PRESENCE | {"attach", "detach", "get", "ping", "presence"}
+TOKENS: Final = WRITES | PRESENCE | {"call"}
+"""Requests that take a token of the socket's write rate: writes, presence and actions."""
+REQUESTS: Final = TOKENS | {"attach", "detach", "get", "ping", "presence"}
 
 ERROR_CODES: Final[tuple[tuple[type[LiveStateError], str], ...]] = (
     # Most specific first: PropertyNotFoundError is checked before anything it might share.

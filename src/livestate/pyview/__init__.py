@@ -40,6 +40,7 @@ from .._client import Client
 from .._declare import DEFAULT
 from .._exceptions import InvalidValueError, NotFoundError
 from .._node import current_node
+from .._rules import Caller
 from .._spec import LiveState
 from .._values import EMPTY, JSON
 
@@ -56,6 +57,7 @@ __all__ = [
     "WebSocketLimitsMiddleware",
     "live_append",
     "live_assign",
+    "live_call",
     "live_client",
     "live_delete",
     "live_increment",
@@ -203,6 +205,7 @@ class _Binding:
 
     __slots__ = (
         "__weakref__",
+        "caller",
         "client",
         "closed",
         "key",
@@ -217,7 +220,12 @@ class _Binding:
     )
 
     def __init__(
-        self, socket: LiveSocket, spec: type[LiveState], key: str, render_lock: asyncio.Lock
+        self,
+        socket: LiveSocket,
+        spec: type[LiveState],
+        key: str,
+        render_lock: asyncio.Lock,
+        caller: Caller,
     ) -> None:
         # A weak reference: a binding must not keep a closed socket alive.
         self.socket: weakref.ReferenceType[LiveSocket] = weakref.ref(socket)
@@ -226,6 +234,7 @@ class _Binding:
         self.render_lock = render_lock
         self.spec = spec
         self.key = key
+        self.caller = caller  # who the view's writes and calls are for
         self.client: Client | None = None
         self.snapshot: Mapping[str, JSON] = EMPTY  # the state while not attached
         self.snapshot_presence: Presence = EMPTY  # the presence while not attached
@@ -341,7 +350,12 @@ _tasks: set[asyncio.Task[Any]] = set()
 
 
 async def live_state(
-    socket: LiveSocket, spec: type[LiveState], key: str, *, as_: str | None = None
+    socket: LiveSocket,
+    spec: type[LiveState],
+    key: str,
+    *,
+    as_: str | None = None,
+    identity: str | None = None,
 ) -> LiveAssigns:
     """Bind `socket` to the live state of `spec` for `key`, and expose it as `live_assigns`.
 
@@ -359,7 +373,12 @@ async def live_state(
     live states: see `live_track`; a dataclass context gets it if it has a
     `live_presence` field).
 
-    Raises InvalidValueError for a bad key or an `as_` that is not an
+    `identity` is who the user of this view is, from its session (a user id):
+    the spec's `allow` and actions see it as `Caller("group", identity)` on
+    every write and call this view makes (None: an anonymous user). Binding again
+    with another identity attaches anew.
+
+    Raises InvalidValueError for a bad key, identity or an `as_` that is not an
     identifier, PermissionDeniedError if the group may not read the live state,
     TypeError if the context cannot hold `live_assigns`, and whatever on_mount
     raises.
@@ -373,17 +392,18 @@ async def live_state(
     bindings = _bindings.get(socket)
     if bindings is None:
         bindings = _bindings[socket] = _SocketBindings()
+    caller = Caller("group", identity)
     binding = bindings.by_name.get(as_)
     connected = bool(socket.connected)
-    if binding is not None and binding.spec is spec and binding.key == key:
+    if binding is not None and (binding.spec, binding.key, binding.caller) == (spec, key, caller):
         if not connected or binding.attached:
             return _expose(socket, bindings)
     if binding is not None:
         del bindings.by_name[as_]
         await binding.close()
-    binding = _Binding(socket, spec, key, bindings.render_lock)
+    binding = _Binding(socket, spec, key, bindings.render_lock, caller)
     if connected:
-        binding.client = await spec.attach(key, on_change=binding.on_change)
+        binding.client = await spec.attach(key, on_change=binding.on_change, caller=caller)
         binding.watch = compat.watch(socket, lambda: _unbind(socket))
     else:
         binding.snapshot, binding.snapshot_presence = await _read(spec, key)
@@ -504,6 +524,25 @@ async def live_update(
     StateTooLargeError, NotFoundError.
     """
     result: JSON = await _write(socket, as_, "update", prop, fn, default=default)
+    return result
+
+
+async def live_call(
+    socket: LiveSocket,
+    action: str,
+    args: Mapping[str, Any] | None = None,
+    *,
+    as_: str | None = None,
+) -> JSON:
+    """Run one of the spec's actions on the socket's live state (the one bound `as_`).
+
+    The action runs as the view's caller (`live_state`'s identity, group role)
+    and its result is returned; when it returns, `live_assigns` shows its writes.
+    Raises RuntimeError if `live_state` was not called on this socket,
+    InvalidValueError (no such action, arguments or writes that do not fit),
+    PermissionDeniedError, NotFoundError, and whatever the action raises.
+    """
+    result: JSON = await _write(socket, as_, "call", action, args)
     return result
 
 
@@ -713,7 +752,9 @@ async def _write(socket: LiveSocket, as_: str | None, kind: str, *args: Any, **k
     # then refresh what it shows.
     node = current_node()
     method = getattr(node, kind)
-    result = await method(binding.spec, binding.key, *args, role="group", **kwargs)
+    result = await method(
+        binding.spec, binding.key, *args, role="group", caller=binding.caller, **kwargs
+    )
     binding.snapshot = await node.get(binding.spec, binding.key, role="group")
     return result
 

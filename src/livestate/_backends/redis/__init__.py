@@ -38,7 +38,7 @@ import itertools
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -53,6 +53,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 from ..._acl import ACL, DELETE, Role, denied
 from ..._changes import Op, StateId, describe, evaluate, permission
 from ..._exceptions import BackendError, BackendUnavailableError, InvalidValueError, LiveStateError
+from ..._schema import NO_BOUNDS, out_of_range
 from ..._values import JSON, FrozenList, check_size, encode, size
 from ..base import (
     Applied,
@@ -68,6 +69,7 @@ from ..base import (
     Survey,
     not_running,
 )
+from .batch import plan
 from .codec import (
     acl_and_ttl,
     decode,
@@ -107,7 +109,7 @@ RETRY = (0.01, 0.02, 0.05, 0.1, 0.2)
 """Seconds between retries of a call that failed in passing (busy, loading, reconnecting)."""
 
 _SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-            "reset", "stop", "presence", "save")  # fmt: skip
+            "reset", "stop", "presence", "save", "batch")  # fmt: skip
 
 _ROLE_FIELD = {"group": "g", "public": "p"}
 
@@ -477,6 +479,10 @@ class RedisBackend(Backend):
                 args += [op.size, "" if op.max_len is None else op.max_len, op.encoded]
             elif kind == "increment":
                 args += [op.encoded, "1" if type(op.value) is float else "0"]
+                if op.bounds is not None:
+                    low, low_strict, high, high_strict = op.bounds
+                    args += ["" if low is None else repr(low), "1" if low_strict else "0"]
+                    args += ["" if high is None else repr(high), "1" if high_strict else "0"]
             else:
                 del args[-1]  # delete names the property only
         reply = await self._run(script, id, keys, *args, op=op, write=True)
@@ -489,6 +495,24 @@ class RedisBackend(Backend):
         # Applied now, or (a retry of a write whose reply was lost) once before.
         version, epoch, result = reply.split("\n", 2)
         return Applied(epoch, int(version), _number(result) if kind == "increment" else None)
+
+    async def apply_many(
+        self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
+    ) -> Applied:
+        keys = self._keys(id, script="batch")
+        lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
+        write = f"{self._tag}{next(self._writes):x}"
+        reply = await self._run(
+            "batch", id, (*keys, *lists), "g", 0, expect, "", write, *args, op=ops[0], write=True
+        )
+        if type(reply) is not str:
+            if reply[0] in ("value_size", "state_size"):
+                prop = reply[3]
+                op = next(op for op in ops if op.prop == prop)
+                self._fail(id, op, "group", reply[:3])
+            self._fail(id, ops[0], "group", reply)
+        version, epoch, _ = reply.split("\n", 2)
+        return Applied(epoch, int(version), None)
 
     async def stop(self, id: StateId, role: Role) -> None:
         keys = self._keys(id, script="stop")
@@ -825,6 +849,10 @@ class RedisBackend(Backend):
             check_size(int(reply[1]), int(reply[2]), id, op.prop)
         if status == "state_size":
             check_size(int(reply[1]), int(reply[2]), id, op.prop, whole=True)
+        if status == "bounds":
+            raise InvalidValueError(
+                out_of_range(op.prop or "", id, reply[1], op.bounds or NO_BOUNDS)
+            )
         if status == "invalid":
             # Let the same function every replica uses raise the same error.
             current = reply[1] if len(reply) > 1 else None
@@ -1043,6 +1071,7 @@ _command_cached = functools.lru_cache(maxsize=4096)(_command_now)
 
 
 _PARTS = {"increment": ("common", "write", "number"), "put": ("common", "write"),
+          "batch": ("common", "write"),
           "delete": ("common", "write"), "append": ("common", "write"),
           "reset": ("common", "state", "write"), "lock": ("common",),
           "presence": ("common", "state", "write"),

@@ -1,4 +1,6 @@
--- Increment: ARGV 8 property, 9 its weight, 10 the amount's JSON, 11 '1' if it is a float.
+-- Increment: ARGV 8 property, 9 its weight, 10 the amount's JSON, 11 '1' if it is a float,
+-- 12 to 15 the bounds the schema puts on the sum: low ('' none), '1' if strict, high, '1'
+-- if strict (the node checked the amount's type; only here is the sum known).
 -- The sum is the same IEEE double Python computes, written as Python's repr writes it,
 -- so every replica and every later read agree to the byte.
 local meta, err = begin()
@@ -21,6 +23,13 @@ if float then
 else
   if sum > 9007199254740991 or sum < -9007199254740991 then return {'invalid', current} end
   text = string.format('%d', sum)
+end
+local low, high = ARGV[12], ARGV[14]
+if low and low ~= '' and (sum < low + 0 or (ARGV[13] == '1' and sum == low + 0)) then
+  return {'bounds', text}
+end
+if high and high ~= '' and (sum > high + 0 or (ARGV[15] == '1' and sum == high + 0)) then
+  return {'bounds', text}
 end
 local before = 0
 if size then before = size + 0 end

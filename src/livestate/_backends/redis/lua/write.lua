@@ -51,11 +51,13 @@ end
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
 -- returns the reply: one string, 'version \n epoch \n result' (one bulk string costs the
 -- server less to send than a list). `count` is the new number of properties (nil:
--- unchanged), `result` increment's sum. The reply of write WRITE is kept in W; W turns into V every 256
+-- unchanged), `result` increment's sum. With `bodies` (a batch), each body is published
+-- at the next version in turn instead of ARGV[6]. The reply of write WRITE is kept in W;
+-- W turns into V every 256
 -- versions once it is over 10 s old, so an id lives 10 s at least (any retry comes
 -- sooner), and the clock is read on one write in 256 only.
-local function finish(meta, total, count, result)
-  local number = meta[1] + 1
+local function finish(meta, total, count, result, bodies)
+  local number = meta[1] + (bodies and #bodies or 1)
   local version = string.format('%d', number)
   if count then
     redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
@@ -82,6 +84,13 @@ local function finish(meta, total, count, result)
     end
     if fresh then touch(W) end  -- a new W: give it the live state's expiry
   end
-  redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
+  if bodies then
+    local first = meta[1] + 1
+    for i, body in ipairs(bodies) do
+      redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. string.format('%d', first + i - 1) .. '\n' .. body)
+    end
+  else
+    redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
+  end
   return reply
 end
