@@ -10,6 +10,9 @@
  * Reconnects with jittered backoff and re-attaches, delivering one `reset` per
  * live state; writes made while offline reject at once with code "offline".
  *
+ * Actions: `await board.call("vote", { card: "c1" })` runs the spec's server action `vote`
+ * with the caller's identity as the server knows it; resolves to its JSON result.
+ *
  * Presence: `board.presence` is who is attached (identity -> metas), kept current;
  * `await board.track({ typing: true })` shows this page in it (the server chooses the
  * identity), again to change the meta, and `board.untrack()` stops.
@@ -23,6 +26,12 @@ export type Status = "connecting" | "live" | "offline" | "closed";
 
 /** A JSON value as the server stores it. */
 export type JSONValue = null | boolean | number | string | JSONValue[] | { [key: string]: JSONValue };
+
+/**
+ * The arguments of a server action: its Python parameters' names mapped to JSON values
+ * (keyword arguments), validated by the server against the action's signature.
+ */
+export type ActionArgs = Record<string, JSONValue>;
 
 /** A live state's properties. */
 export type State = Record<string, unknown>;
@@ -181,6 +190,26 @@ export class LiveState<S extends State = State> {
   }
 
   /**
+   * Call the spec's server action `action` (an `@action` method of the Python spec) with `args`
+   * as its keyword arguments, through this attachment. It runs on the server as the identity the
+   * server gives this connection (the page never sends one), and its writes apply atomically and
+   * reach every attachment as ordinary changes, this one's before the promise resolves.
+   *
+   * Resolves to the action's JSON return value (null if it returns nothing). Rejects with a
+   * LiveStateError as writes do: the server's refusal (`unknown_action`, `invalid_value` for
+   * arguments that do not fit the signature, `permission_denied`, `rate_limited`, `internal`...),
+   * `offline` when the attachment is not live (never sent), `disconnected` when the socket
+   * dropped with the call in flight (it may or may not have run), `not_attached` once the
+   * attachment ended. A call takes one write token of the socket's rate limit.
+   *
+   *     const votes = await board.call<number>("vote", { card: "c1" });
+   */
+  call<T = JSONValue>(action: string, args: ActionArgs = {}): Promise<T> {
+    const what = `call ${JSON.stringify(action)} on ${this.spec} ${JSON.stringify(this.key)}`;
+    return this.write("call", { action, args }, what, "call") as Promise<T>;
+  }
+
+  /**
    * Show this page in the live state's presence with `meta` (any JSON, small), or change its meta.
    * The identity is the server's to choose (its `identify`). Calls made while one is in flight are
    * coalesced: at most one request in flight, and only the latest meta is sent next. Before the
@@ -262,8 +291,12 @@ export class LiveState<S extends State = State> {
     }
   }
 
-  private write(type: string, fields: Record<string, unknown>): Promise<unknown> {
-    const what = `${type} ${"prop" in fields ? JSON.stringify(fields.prop) + " of " : ""}${this.spec} ${JSON.stringify(this.key)}`;
+  private write(
+    type: string,
+    fields: Record<string, unknown>,
+    what = `${type} ${"prop" in fields ? JSON.stringify(fields.prop) + " of " : ""}${this.spec} ${JSON.stringify(this.key)}`,
+    noun = "write",
+  ): Promise<unknown> {
     if (this.ended) {
       return Promise.reject(
         new LiveStateError("not_attached", `Cannot ${what}: this attachment ended; attach again.`),
@@ -273,7 +306,7 @@ export class LiveState<S extends State = State> {
       return Promise.reject(
         new LiveStateError(
           "offline",
-          `Cannot ${what}: not connected to the server, so the write was not sent; retry when live.`,
+          `Cannot ${what}: not connected to the server, so the ${noun} was not sent; retry when live.`,
         ),
       );
     }
@@ -465,6 +498,24 @@ export class Connection {
     return this.request({ type: "presence", spec, key }) as Promise<Presence>;
   }
 
+  /**
+   * Call the server action `action` of `spec` for `key` as a public caller (no attachment): the
+   * ACL's `public` role applies, and the live state must be running (`not_found` otherwise). As
+   * `LiveState.call` otherwise: resolves to the action's JSON result; rejects with a
+   * LiveStateError (`offline` at once when not connected, never sent).
+   */
+  call<T = JSONValue>(spec: string, key: string, action: string, args: ActionArgs = {}): Promise<T> {
+    if (this.status !== "live") {
+      return Promise.reject(
+        new LiveStateError(
+          "offline",
+          `Cannot call ${JSON.stringify(action)} on ${spec} ${JSON.stringify(key)}: not connected to the server, so the call was not sent; retry when live.`,
+        ),
+      );
+    }
+    return this.request({ type: "call", spec, key, action, args }) as Promise<T>;
+  }
+
   /** Close the socket for good; attachments end and pending requests reject. */
   close(): void {
     if (this.status === "closed") return;
@@ -621,7 +672,7 @@ export class Connection {
     this.byId.clear();
     this.failPending(
       "disconnected",
-      "The connection dropped before the server answered; the write may or may not have been applied.",
+      "The connection dropped before the server answered; the write or call may or may not have been applied.",
     );
     for (const live of this.live) live.offline();
     if (this.status !== "closed") this.retry();

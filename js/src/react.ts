@@ -8,6 +8,11 @@
  *       const { state, status, live } = useLiveState("Counter", "main");
  *       return <button onClick={() => live?.increment("count")}>{String(state.count)}</button>;
  *     }
+ *
+ *     function Card({ id }) {
+ *       const { call } = useLiveState("Board", "main");   // a server action: see LiveState.call
+ *       return <button onClick={() => call("vote", { card: id })}>Vote</button>;
+ *     }
  */
 
 import {
@@ -32,6 +37,9 @@ import {
   type State,
   type Status,
 } from "./index.js";
+import { AttachmentSlot, type CallAction } from "./attachment_slot.js";
+
+export type { CallAction } from "./attachment_slot.js";
 
 const LiveStateContext = createContext<Connection | null>(null);
 const EMPTY: State = Object.freeze({}) as State; // one object, so an unattached snapshot stays equal
@@ -73,6 +81,15 @@ export interface LiveStateView<S extends State> {
   presence: Presence;
   /** The attachment, for writes (`live.put`, `live.increment`...); null before the first render's effect. */
   live: LiveState<S> | null;
+  /**
+   * Call a server action of the spec through this hook's attachment: `call("vote", { card: "c1" })`
+   * resolves to the action's JSON result (see `LiveState.call`). One stable function for the
+   * component's lifetime (safe in dependency lists). Safe to call before the attachment is made:
+   * it waits while the attachment is being made (before the first effect, while attaching), then
+   * is sent; otherwise it rejects as `live.call` does (`offline` while offline, never sent;
+   * `not_attached` once the attachment ended, was refused, or the component let go of it).
+   */
+  call: CallAction;
 }
 
 /**
@@ -82,14 +99,17 @@ export interface LiveStateView<S extends State> {
 export function useLiveState<S extends State = State>(spec: string, key: string): LiveStateView<S> {
   const connection = useConnection();
   const [live, setLive] = useState<LiveState<S> | null>(null);
+  const [slot] = useState(() => new AttachmentSlot());
   useEffect(() => {
     const attached = connection.attach<S>(spec, key);
+    slot.set(attached as LiveState, connection);
     setLive(attached);
     return () => {
+      slot.clear();
       void attached.detach();
       setLive(null);
     };
-  }, [connection, spec, key]);
+  }, [connection, spec, key, slot]);
 
   const snapshot = useRef<LiveStateView<S> | null>(null);
   const subscribe = useMemo(
@@ -112,6 +132,7 @@ export function useLiveState<S extends State = State>(spec: string, key: string)
       error: live ? live.error : null,
       presence: live ? live.presence : NOBODY,
       live,
+      call: slot.call,
     };
     const last = snapshot.current;
     if (

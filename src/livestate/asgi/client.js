@@ -10,6 +10,9 @@
  * Reconnects with jittered backoff and re-attaches, delivering one `reset` per
  * live state; writes made while offline reject at once with code "offline".
  *
+ * Actions: `await board.call("vote", { card: "c1" })` runs the spec's server action `vote`
+ * with the caller's identity as the server knows it; resolves to its JSON result.
+ *
  * Presence: `board.presence` is who is attached (identity -> metas), kept current;
  * `await board.track({ typing: true })` shows this page in it (the server chooses the
  * identity), again to change the meta, and `board.untrack()` stops.
@@ -87,6 +90,25 @@ export class LiveState {
         return this.write("reset", {});
     }
     /**
+     * Call the spec's server action `action` (an `@action` method of the Python spec) with `args`
+     * as its keyword arguments, through this attachment. It runs on the server as the identity the
+     * server gives this connection (the page never sends one), and its writes apply atomically and
+     * reach every attachment as ordinary changes, this one's before the promise resolves.
+     *
+     * Resolves to the action's JSON return value (null if it returns nothing). Rejects with a
+     * LiveStateError as writes do: the server's refusal (`unknown_action`, `invalid_value` for
+     * arguments that do not fit the signature, `permission_denied`, `rate_limited`, `internal`...),
+     * `offline` when the attachment is not live (never sent), `disconnected` when the socket
+     * dropped with the call in flight (it may or may not have run), `not_attached` once the
+     * attachment ended. A call takes one write token of the socket's rate limit.
+     *
+     *     const votes = await board.call<number>("vote", { card: "c1" });
+     */
+    call(action, args = {}) {
+        const what = `call ${JSON.stringify(action)} on ${this.spec} ${JSON.stringify(this.key)}`;
+        return this.write("call", { action, args }, what, "call");
+    }
+    /**
      * Show this page in the live state's presence with `meta` (any JSON, small), or change its meta.
      * The identity is the server's to choose (its `identify`). Calls made while one is in flight are
      * coalesced: at most one request in flight, and only the latest meta is sent next. Before the
@@ -161,13 +183,12 @@ export class LiveState {
             await this.connection.request({ type: "detach", id }).catch(() => { });
         }
     }
-    write(type, fields) {
-        const what = `${type} ${"prop" in fields ? JSON.stringify(fields.prop) + " of " : ""}${this.spec} ${JSON.stringify(this.key)}`;
+    write(type, fields, what = `${type} ${"prop" in fields ? JSON.stringify(fields.prop) + " of " : ""}${this.spec} ${JSON.stringify(this.key)}`, noun = "write") {
         if (this.ended) {
             return Promise.reject(new LiveStateError("not_attached", `Cannot ${what}: this attachment ended; attach again.`));
         }
         if (!this.attached || this.id === null || this.connection.status !== "live") {
-            return Promise.reject(new LiveStateError("offline", `Cannot ${what}: not connected to the server, so the write was not sent; retry when live.`));
+            return Promise.reject(new LiveStateError("offline", `Cannot ${what}: not connected to the server, so the ${noun} was not sent; retry when live.`));
         }
         return this.connection.request({ type, id: this.id, ...fields });
     }
@@ -345,6 +366,18 @@ export class Connection {
         }
         return this.request({ type: "presence", spec, key });
     }
+    /**
+     * Call the server action `action` of `spec` for `key` as a public caller (no attachment): the
+     * ACL's `public` role applies, and the live state must be running (`not_found` otherwise). As
+     * `LiveState.call` otherwise: resolves to the action's JSON result; rejects with a
+     * LiveStateError (`offline` at once when not connected, never sent).
+     */
+    call(spec, key, action, args = {}) {
+        if (this.status !== "live") {
+            return Promise.reject(new LiveStateError("offline", `Cannot call ${JSON.stringify(action)} on ${spec} ${JSON.stringify(key)}: not connected to the server, so the call was not sent; retry when live.`));
+        }
+        return this.request({ type: "call", spec, key, action, args });
+    }
     /** Close the socket for good; attachments end and pending requests reject. */
     close() {
         if (this.status === "closed")
@@ -491,7 +524,7 @@ export class Connection {
         this.stopHeartbeat();
         this.attaching.clear();
         this.byId.clear();
-        this.failPending("disconnected", "The connection dropped before the server answered; the write may or may not have been applied.");
+        this.failPending("disconnected", "The connection dropped before the server answered; the write or call may or may not have been applied.");
         for (const live of this.live)
             live.offline();
         if (this.status !== "closed")
