@@ -15,11 +15,11 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._acl import ACL, READ, Role, denied
 from ._actions import ActionContext
@@ -65,6 +65,14 @@ from ._values import (
 
 if TYPE_CHECKING:
     from typing import Self
+
+
+class Base(NamedTuple):
+    """The live state that a rule or an action works from, and its version and ACL."""
+
+    state: Mapping[str, JSON]
+    version: int
+    acl: ACL
 
 
 UPDATE_ATTEMPTS = 50
@@ -327,7 +335,8 @@ class Node:
                 result = await result
             op = self._op("put", spec, id, prop, result)._replace(expect=snapshot.version)
             try:
-                await self._write(spec, id, op, role, caller, snapshot)
+                base = Base(snapshot.state, snapshot.version, snapshot.acl)
+                await self._write(spec, id, op, role, caller, base)
             except ConflictError:
                 continue  # another write came first: run fn again on the newer value
             return op.value
@@ -411,11 +420,7 @@ class Node:
         self._check_caller(role, caller)
         await self._start()
         if (rule := rule_of(spec)) is not None:
-
-            async def load() -> Mapping[str, JSON]:
-                return (await self._now(id, fresh=False)).state
-
-            answer, _ = await _ask(rule, id.key, caller, Write("stop", None, None), load)
+            answer, _, _ = await self._ask(rule, id, caller, Write("stop", None, None), False)
             if answer is not True:
                 raise refused(answer, caller, "stop", str(id))
         await self.backend.stop(id, role)
@@ -509,11 +514,13 @@ class Node:
         op: Op,
         role: Role,
         caller: Caller | None,
-        base: Snapshot | None = None,
+        base: Base | None = None,
     ) -> JSON:
         """Write `op` for `caller` once the spec's `allow` says it may (`base`: the state that
         an `update` read, which the rule sees). A rule that read the state makes the write
-        conditional on it, and runs again, on the newer state, if another write came first."""
+        conditional on it, and runs again, on the newer state, if another write came first.
+        The rule reads this node's replica when it is live, else a snapshot, loaded only if
+        the rule looks at the state."""
         self._check_caller(role, caller)
         rule = rule_of(spec)
         if rule is None:
@@ -523,14 +530,11 @@ class Node:
         for attempt in range(UPDATE_ATTEMPTS):
             if attempt:
                 await _contended(attempt)
-
-            async def load(fresh: bool = fresh) -> Mapping[str, JSON]:
-                nonlocal base
-                base = await self._now(id, fresh)
-                return base.state
-
+            if base is None and not fresh:
+                base = self._local(id)
             write = Write(op.kind, op.prop, value, UNLOADED if base is None else base.state)  # type: ignore[arg-type]
-            answer, write = await _ask(rule, id.key, caller, write, load)
+            answer, write, loaded = await self._ask(rule, id, caller, write, fresh)
+            base = loaded or base
             if answer is not True:
                 raise refused(answer, caller, describe(op), str(id))
             if not write.read or op.expect is not None or base is None:
@@ -544,17 +548,41 @@ class Node:
             f"{UPDATE_ATTEMPTS} times in a row; retry later."
         )
 
-    async def _now(self, id: StateId, fresh: bool) -> Snapshot:
-        """The live state now: this node's replica, if it is live and `fresh` is not asked
-        for (its version may trail the backend's: a conditional write then conflicts), else
-        a snapshot from the backend."""
+    async def _ask(
+        self, rule: Spec, id: StateId, caller: Caller | None, write: Write, fresh: bool
+    ) -> tuple[object, Write, Base | None]:
+        """The answer of the spec's `allow` to `write`, the Write it saw, and the state loaded
+        for it, if any: a rule that reads a state not loaded yet is asked again once it is."""
+        loaded = None
+        while True:
+            try:
+                answer = rule.allow(id.key, caller, write)
+                if type(answer) is not bool and inspect.isawaitable(answer):
+                    answer = await answer
+                return answer, write, loaded
+            except NeedState:
+                if loaded is not None:
+                    raise
+                loaded = await self._now(id, fresh)
+                write = Write(write.kind, write.prop, write.value, loaded.state)
+
+    def _local(self, id: StateId) -> Base | None:
+        """The live state as this node's replica has it, if it is live (its version may trail
+        the backend's: a write conditional on it then conflicts, and is tried again)."""
         replica = self._replicas.get(id)
-        if not fresh and replica is not None and replica.live:
-            # A copy: what a rule or an action reads must not change under it while it awaits.
-            return Snapshot(
-                FrozenDict(replica.state), replica.version, replica.epoch, replica.acl, None
-            )
-        return await self._read(id, None)
+        if replica is None or not replica.live:
+            return None
+        # The replica's own view, not a copy: if it changes while a rule or an action awaits,
+        # its version has moved too, and a write conditional on this one fails and runs again.
+        return Base(replica.view, replica.version, replica.acl)
+
+    async def _now(self, id: StateId, fresh: bool) -> Base:
+        """The live state now: this node's replica unless `fresh`, else the backend's."""
+        local = None if fresh else self._local(id)
+        if local is not None:
+            return local
+        snapshot = await self._read(id, None)
+        return Base(snapshot.state, snapshot.version, snapshot.acl)
 
     def _check_caller(self, role: Role, caller: Caller | None) -> None:
         if caller is not None and caller.role != role:
@@ -725,29 +753,6 @@ async def _contended(attempt: int) -> None:
     """Back off before a retry of a contended write (jittered, so the writers do not collide
     in lockstep)."""
     await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
-
-
-async def _ask(
-    rule: Spec,
-    key: str,
-    caller: Caller | None,
-    write: Write,
-    load: Callable[[], Awaitable[Mapping[str, JSON]]],
-) -> tuple[object, Write]:
-    """The answer of the spec's `allow` to `write`, and the Write it saw: if the rule reads
-    the state before it is loaded, load it and ask again."""
-    try:
-        return await _answer(rule, key, caller, write), write
-    except NeedState:
-        write = Write(write.kind, write.prop, write.value, await load())
-        return await _answer(rule, key, caller, write), write
-
-
-async def _answer(rule: Spec, key: str, caller: Caller | None, write: Write) -> object:
-    answer = rule.allow(key, caller, write)
-    if inspect.isawaitable(answer):
-        answer = await answer
-    return answer
 
 
 def unknown_action(spec: type[Spec], action: object, id: StateId) -> str:

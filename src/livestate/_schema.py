@@ -28,6 +28,9 @@ Bounds = tuple[float | None, bool, float | None, bool]
 
 NO_BOUNDS: Bounds = (None, False, None, False)
 
+MATCHED = 4096
+"""How many property names matched by a pattern a schema remembers."""
+
 
 def load_msgspec() -> Any:
     """Import msgspec, or raise an ImportError that says how to install it."""
@@ -65,7 +68,7 @@ class Schema:
     is not a mapping of names to types msgspec can check.
     """
 
-    __slots__ = ("exact", "patterns")
+    __slots__ = ("exact", "matched", "patterns")
 
     def __init__(self, declared: object, where: str) -> None:
         if not isinstance(declared, Mapping) or not declared:
@@ -76,6 +79,9 @@ class Schema:
         msgspec = load_msgspec()
         self.exact: dict[str, Rule] = {}
         self.patterns: list[tuple[re.Pattern[str], Rule]] = []
+        # Names a pattern matched, so a hot property is matched once; bounded, since names
+        # come from callers.
+        self.matched: dict[str, Rule] = {}
         for name, kind in declared.items():
             if not isinstance(name, str) or not name:
                 raise InvalidValueError(f"{where} has a property name {name!r}; use a str.")
@@ -88,11 +94,14 @@ class Schema:
 
     def rule(self, prop: str, subject: object) -> Rule:
         """The rule for `prop`; InvalidValueError, naming the live state, if none applies."""
-        rule = self.exact.get(prop)
+        rule = self.exact.get(prop) or self.matched.get(prop)
         if rule is not None:
             return rule
         for pattern, rule in self.patterns:
             if pattern.fullmatch(prop):
+                if len(self.matched) >= MATCHED:
+                    self.matched.clear()
+                self.matched[prop] = rule
                 return rule
         names = [*self.exact, *(rule.declared for _, rule in self.patterns)]
         raise InvalidValueError(
@@ -104,7 +113,10 @@ class Schema:
     def check(self, prop: str, encoded: str, subject: object) -> None:
         """Check a property's whole value (its JSON text); InvalidValueError if it does not fit."""
         rule = self.rule(prop, subject)
-        _decode(rule, rule.decoder, encoded, prop, subject, "the value")
+        try:
+            rule.decoder.decode(encoded)
+        except load_msgspec().ValidationError as error:  # (evaluated only on an error)
+            raise _unfit(rule, error, prop, subject, "the value") from None
 
     def check_item(self, prop: str, encoded: str, subject: object) -> int | None:
         """Check an appended item; return the list's `max_length` (None: unbounded)."""
@@ -114,7 +126,10 @@ class Schema:
                 f"Cannot append to {prop[:200]!r} of {subject}: its schema declares it "
                 f"{rule.describe()}, not a list; put a value of that type instead."
             )
-        _decode(rule, rule.item_decoder, encoded, prop, subject, "the item")
+        try:
+            rule.item_decoder.decode(encoded)
+        except load_msgspec().ValidationError as error:
+            raise _unfit(rule, error, prop, subject, "the item") from None
         return rule.max_items
 
     def check_amount(self, prop: str, amount: int | float, subject: object) -> Bounds:
@@ -151,14 +166,13 @@ def out_of_range(prop: str, subject: object, result: object, bounds: Bounds) -> 
     )
 
 
-def _decode(rule: Rule, decoder: Any, encoded: str, prop: str, subject: object, what: str) -> None:
-    try:
-        decoder.decode(encoded)
-    except load_msgspec().ValidationError as error:
-        raise InvalidValueError(
-            f"Cannot write {prop[:200]!r} of {subject}: {what} does not fit the schema's "
-            f"{rule.describe()}: {error}; send a value of that type."
-        ) from None
+def _unfit(
+    rule: Rule, error: Exception, prop: str, subject: object, what: str
+) -> InvalidValueError:
+    return InvalidValueError(
+        f"Cannot write {prop[:200]!r} of {subject}: {what} does not fit the schema's "
+        f"{rule.describe()}: {error}; send a value of that type."
+    )
 
 
 def _compile(msgspec: Any, name: str, kind: object, where: str) -> Rule:

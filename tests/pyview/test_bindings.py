@@ -36,7 +36,7 @@ from livestate.pyview import (
 )
 
 from ..support import eventually
-from ..support.pyview import RecordingView, RecordingWebSocket
+from ..support.pyview import RecordingView, RecordingWebSocket, connected_socket
 
 TTL = 0.05
 
@@ -81,14 +81,7 @@ async def connect(
     """Mount a view on a connected socket and render it as PyView's join does."""
     websocket = websocket or RecordingWebSocket()
     view = RoomView()
-    socket: ConnectedLiveViewSocket[dict[str, Any]] = ConnectedLiveViewSocket(
-        websocket,
-        f"lv:phx-{id(view)}",
-        view,
-        AsyncIOScheduler(),
-        NoOpInstrumentation(),
-    )
-    socket.context = {}
+    socket = connected_socket(view, websocket)
     await live_state(socket, spec, key)
     socket.prev_rendered = await socket.render_with_components()
     return socket, view, websocket

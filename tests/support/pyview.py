@@ -7,7 +7,10 @@ import asyncio
 import json
 from typing import Any, ClassVar
 
+from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 from pyview.events import InfoEvent  # type: ignore[import-untyped]
+from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
+from pyview.live_socket import ConnectedLiveViewSocket  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, LiveTemplate  # type: ignore[import-untyped]
 
@@ -51,3 +54,18 @@ class RecordingWebSocket:
     def diff_texts(self) -> list[str]:
         """The diffs sent, as JSON text (to look for a word in)."""
         return [json.dumps(diff) for diff in self.diffs()]
+
+
+def connected_socket(
+    view: LiveView[dict[str, Any]], websocket: RecordingWebSocket | None = None
+) -> ConnectedLiveViewSocket[dict[str, Any]]:
+    """A connected PyView socket for `view`, as PyView's join makes one, with an empty context."""
+    socket: ConnectedLiveViewSocket[dict[str, Any]] = ConnectedLiveViewSocket(
+        websocket or RecordingWebSocket(),
+        f"lv:phx-{id(view)}",
+        view,
+        AsyncIOScheduler(),
+        NoOpInstrumentation(),
+    )
+    socket.context = {}
+    return socket
