@@ -166,7 +166,7 @@ async def pyview_path(world: World) -> Writer:
     socket = connected_socket(RecordingView())
     with livestate.use(world.first):
         await pyview.live_state(socket, Guarded, "k", identity="bob")
-    helpers = {
+    helpers: dict[str, Callable[..., Awaitable[Any]]] = {
         "put": pyview.live_assign, "append": pyview.live_append, "delete": pyview.live_delete,
         "increment": pyview.live_increment, "reset": pyview.live_reset, "call": pyview.live_call,
     }  # fmt: skip
