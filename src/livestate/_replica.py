@@ -303,6 +303,12 @@ class Replica:
             if lost and any(node_of(ref) == self.node for ref in lost):
                 self._reconcile()
             return
+        if op.acl is not None and not op.acl.allows("group", READ):
+            # Revoked: the clients must not see the new state, not even in `client.state` as
+            # their last `stopped` arrives, only that they are out.
+            self.acl = op.acl
+            self._end("its ACL no longer lets the group read")
+            return
         try:
             kind, value = apply(self.state, op, self.id)
         except LiveStateError:
@@ -312,10 +318,6 @@ class Replica:
         self.version = version
         if op.acl is not None:
             self.acl = op.acl
-            if not self.acl.allows("group", READ):
-                # Revoked: the clients must not see the new state, only that they are out.
-                self._end("its ACL no longer lets the group read")
-                return
         self.fan_out(Change(self.id.key, kind, op.prop, value, version), sent)
         if self.waiters:
             self._resolve(version)
@@ -373,10 +375,12 @@ class Replica:
                 continue
             if self.closed:
                 return  # the node let go meanwhile; its release ends any hold taken above
+            if not snapshot.acl.allows("group", READ):
+                # As above: the clients leave without the state that shut them out.
+                self.acl = snapshot.acl
+                self._end("its ACL no longer lets the group read")
+                return
             if self._load(snapshot, force):
-                if not self.acl.allows("group", READ):
-                    self._end("its ACL no longer lets the group read")
-                    return
                 if self.metrics is not None:
                     self.metrics.reset("resync", len(self.inboxes))
                 self.fan_out(self.reset_change())

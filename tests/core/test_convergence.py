@@ -88,6 +88,36 @@ async def test_a_group_that_loses_read_is_detached(make_node: MakeNode) -> None:
         Revocable.closed = False
 
 
+async def test_a_revoked_client_never_shows_the_state_that_revoked_it(make_node: MakeNode) -> None:
+    """When its last `stopped` arrives, a revoked client's `state` and `version` are still the
+    ones it could read: on the resetting node and on another, as the writer's own client
+    and as a bystander (a PyView view keeps showing `client.state` after `stopped`)."""
+    a, b = await make_node(), await make_node()
+    Revocable.closed = False
+    seen: dict[str, tuple[dict[str, Any], int]] = {}
+
+    def watch(name: str, client_of: dict[str, Any]) -> Any:
+        def on_change(change: Change) -> None:
+            if change.kind == "stopped":
+                client = client_of[name]
+                seen[name] = (dict(client.state), client.version)
+
+        return on_change
+
+    clients: dict[str, Any] = {}
+    for name, node in (("writer's node", a), ("other node", b)):
+        clients[name] = await node.attach(Revocable, "room", on_change=watch(name, clients))
+    before = {name: (dict(c.state), c.version) for name, c in clients.items()}
+    try:
+        Revocable.closed = True
+        await clients["writer's node"].reset()
+        await eventually(lambda: len(seen) == 2, within=1.0)
+    finally:
+        Revocable.closed = False
+    assert seen == before
+    assert all(state == {"open": True} for state, _ in seen.values())
+
+
 async def test_a_node_whose_first_start_failed_starts_later() -> None:
     """A node used before its server was up recovers once the server is there."""
     server = ServerProcess(port=free_port())
