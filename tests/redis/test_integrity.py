@@ -13,6 +13,7 @@ import pytest
 
 import redis
 from livestate import (
+    ActionContext,
     BackendError,
     BackendUnavailableError,
     Change,
@@ -20,6 +21,7 @@ from livestate import (
     LiveStateError,
     Node,
     NotFoundError,
+    action,
 )
 from livestate.testing import ServerProcess
 
@@ -36,6 +38,15 @@ class Kept(LiveState):
 
     def on_mount(self, key: str) -> dict[str, Any]:
         return {"n": 0, "items": ["a"]}
+
+
+class Listed(Kept):
+    """Kept, with an action that writes two list properties at once."""
+
+    @action
+    def two_lists(self, ctx: ActionContext) -> None:
+        ctx.append("fresh_list", 1)
+        ctx.put("other_list", [2])
 
 
 def admin(server: ServerProcess) -> redis.Redis:
@@ -198,6 +209,44 @@ async def test_a_wrong_type_key_changes_nothing(server: ServerProcess, call: str
         client = await node.attach(Kept, "typed")
         assert dict(client.state) == {"n": 0, "items": ["a"]}
         assert client.version > int(version_before)
+
+
+@pytest.mark.parametrize("call", ["put a list", "append", "delete a list", "action"])
+async def test_a_damaged_list_set_fails_a_list_write_before_it_writes(
+    server: ServerProcess, call: str
+) -> None:
+    """The set of list keys (:L) overwritten with a string: a write that would touch it fails
+    before its first write (no state, sizes, meta or list key written, nothing published),
+    and the live state is then started anew as a whole."""
+    async with Node(url(server)) as node:
+        await node.start(Listed, "typed")
+        with admin(server) as connection:
+            keys = ["s", "z", "m", "k", "l:fresh_list"]
+            before = {key: connection.dump(f"ls:{{Listed:typed}}:{key}") for key in keys}
+            version = int(connection.hget("ls:{Listed:typed}:m", "v"))
+            connection.delete("ls:{Listed:typed}:L")
+            connection.set("ls:{Listed:typed}:L", "not a set")
+            pubsub = connection.pubsub()
+            pubsub.execute_command("SSUBSCRIBE", "ls:{Listed:typed}:c")
+            with pytest.raises(NotFoundError):
+                if call == "put a list":
+                    await node.put(Listed, "typed", "fresh_list", [1, 2])
+                elif call == "append":
+                    await node.append(Listed, "typed", "fresh_list", 1)
+                elif call == "delete a list":
+                    await node.delete(Listed, "typed", "items")
+                else:
+                    await node.call(Listed, "typed", "two_lists")
+            after = {key: connection.dump(f"ls:{{Listed:typed}}:{key}") for key in keys}
+            assert after == before
+            message = pubsub.get_message(timeout=0.2)  # the subscription's confirmation
+            assert message is None or message["type"] == "ssubscribe"
+            assert pubsub.get_message(timeout=0.2) is None  # and nothing was published
+            pubsub.close()
+        client = await node.attach(Listed, "typed")
+        assert dict(client.state) == {"n": 0, "items": ["a"]}
+        assert client.version > version
+        await client.append("fresh_list", 1)  # the new lifetime's list writes work
 
 
 async def test_a_write_id_cache_written_over_from_outside_heals(server: ServerProcess) -> None:

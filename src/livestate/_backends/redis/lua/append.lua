@@ -20,6 +20,7 @@ if current then
   if count > 0 then comma = 1 end
   new = old + bytes + comma - gone
 end
+if not current and not lists_whole() then return {'missing'} end
 local total = meta[4] - old + new
 if new - weight > (meta[5] + 0) then return {'value_size', new - weight, meta[5]} end
 if total > (meta[6] + 0) then return {'state_size', total, meta[6]} end

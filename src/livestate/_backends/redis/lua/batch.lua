@@ -37,7 +37,9 @@ for n = 1, tonumber(ARGV[8]) do
   sizes[prop] = new
   if index > 0 then
     op.list = KEYS[index]
-    if type(redis.pcall('LLEN', op.list)) == 'table' then return {'missing'} end
+    if type(redis.pcall('LLEN', op.list)) == 'table' or not lists_whole() then
+      return {'missing'}
+    end
   end
   if op.kind == 'v' then
     op.json = ARGV[i]

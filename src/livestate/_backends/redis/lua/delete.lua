@@ -8,6 +8,7 @@ if type(size) == 'table' or type(current) == 'table' then return {'missing'} end
 if not current then return {'invalid'} end
 local is_list = string.byte(current, 1) == 0
 if is_list and not LK then return {'lists'} end
+if is_list and not lists_whole() then return {'missing'} end
 redis.call('ZREM', K, prop)
 if is_list then
   redis.call('DEL', LK)

@@ -15,6 +15,7 @@ if total > (meta[6] + 0) then return {'state_size', total, meta[6]} end
 local was_list = current and string.byte(current, 1) == 0
 if (was_list or ARGV[11] == 'l') and not LK then return {'lists'} end
 if ARGV[11] == 'l' and not was_list then redis.call('LLEN', LK) end  -- a wrong type fails here
+if (was_list or ARGV[11] == 'l') and not lists_whole() then return {'missing'} end
 local count = nil
 if not size then
   count = meta[7] + 1

@@ -22,7 +22,7 @@ local function intact(count)
   if not count then return false end
   local c = tonumber(count)
   return redis.pcall('HLEN', S) == c and redis.pcall('HLEN', Z) == c
-    and redis.pcall('ZCARD', K) == c
+    and redis.pcall('ZCARD', K) == c and type(redis.pcall('SCARD', L)) ~= 'table'
 end
 
 local function all_keys()

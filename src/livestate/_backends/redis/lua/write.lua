@@ -48,6 +48,12 @@ local function begin()
   return meta
 end
 
+-- Whether the set of list keys is a set, or absent: checked before the first write by a
+-- write that will add to it or take from it (one of another type fails the script).
+local function lists_whole()
+  return type(redis.pcall('SCARD', L)) ~= 'table'
+end
+
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
 -- returns the reply: one string, 'version \n epoch \n result' (one bulk string costs the
 -- server less to send than a list). `count` is the new number of properties (nil:
