@@ -43,7 +43,7 @@ class Card(msgspec.Struct, forbid_unknown_fields=True):
     by: str
 
 
-class Guarded(LiveState):
+class PathBoard(LiveState):
     """A board whose ACL lets anyone write: only the schema and the rule stand guard."""
 
     schema = {
@@ -125,9 +125,9 @@ async def world(redis_server: ServerProcess) -> AsyncIterator[World]:
         return connection.query.get("who")
 
     async with Node(redis_server.url) as first, Node(redis_server.url) as second:
-        endpoint = LiveStateEndpoint([Guarded], identify=identify, node=first)
+        endpoint = LiveStateEndpoint([PathBoard], identify=identify, node=first)
         async with serving(endpoint) as ws, peer_opener() as open_peer:
-            await first.start(Guarded, "k")
+            await first.start(PathBoard, "k")
             world = World(redis_server.url, first, second, ws, open_peer, [])
             try:
                 yield world
@@ -137,14 +137,14 @@ async def world(redis_server: ServerProcess) -> AsyncIterator[World]:
 
 
 async def client_path(world: World) -> Writer:
-    client = await world.first.attach(Guarded, "k", caller=Caller("group", "bob"))
+    client = await world.first.attach(PathBoard, "k", caller=Caller("group", "bob"))
     return lambda kind, args: getattr(client, kind)(*args)
 
 
 async def server_path(world: World) -> Writer:
     async def write(kind: str, args: tuple[Any, ...]) -> Any:
         with livestate.use(world.first):
-            return await getattr(Guarded, kind)("k", *args, caller=Caller("public", "bob"))
+            return await getattr(PathBoard, kind)("k", *args, caller=Caller("public", "bob"))
 
     return write
 
@@ -155,7 +155,7 @@ async def sync_path(world: World) -> Writer:
 
     async def write(kind: str, args: tuple[Any, ...]) -> Any:
         call = getattr(blocking, kind)
-        return await asyncio.to_thread(call, Guarded, "k", *args, caller=Caller("public", "bob"))
+        return await asyncio.to_thread(call, PathBoard, "k", *args, caller=Caller("public", "bob"))
 
     return write
 
@@ -165,7 +165,7 @@ async def pyview_path(world: World) -> Writer:
 
     socket = connected_socket(RecordingView())
     with livestate.use(world.first):
-        await pyview.live_state(socket, Guarded, "k", identity="bob")
+        await pyview.live_state(socket, PathBoard, "k", identity="bob")
     helpers: dict[str, Callable[..., Awaitable[Any]]] = {
         "put": pyview.live_assign, "append": pyview.live_append, "delete": pyview.live_delete,
         "increment": pyview.live_increment, "reset": pyview.live_reset, "call": pyview.live_call,
@@ -201,14 +201,14 @@ async def through(peer: Peer, kind: str, fields: dict[str, Any]) -> Any:
 
 async def ws_attached_path(world: World) -> Writer:
     peer = await world.open(world.ws, "?who=bob")
-    attached = await peer.attach("Guarded", "k")
+    attached = await peer.attach("PathBoard", "k")
     return lambda kind, args: through(peer, kind, {"id": attached["id"], **frame(kind, args)})
 
 
 async def ws_public_path(world: World) -> Writer:
     peer = await world.open(world.ws, "?who=bob")
     return lambda kind, args: through(
-        peer, kind, {"spec": "Guarded", "key": "k", **frame(kind, args)}
+        peer, kind, {"spec": "PathBoard", "key": "k", **frame(kind, args)}
     )
 
 
@@ -228,12 +228,12 @@ async def test_every_path_refuses_every_bad_write(
     world: World, path: str, name: str, kind: str, args: tuple[Any, ...], error: type[Exception]
 ) -> None:
     """The write is refused with the error for its cause, and neither node's state moved."""
-    watcher = await world.second.attach(Guarded, "k")
+    watcher = await world.second.attach(PathBoard, "k")
     before = (dict(watcher.state), watcher.version)
     write = await PATHS[path](world)
     with pytest.raises(error):
         await write(kind, args)
-    assert (dict(await world.first.get(Guarded, "k")), watcher.version) == before
+    assert (dict(await world.first.get(PathBoard, "k")), watcher.version) == before
     assert dict(watcher.state) == before[0]
 
 
@@ -244,14 +244,14 @@ async def test_every_path_lets_a_good_write_through(world: World, path: str) -> 
     await write("put", ("card:bob", {"text": "bob's", "by": "bob"}))
     assert await write("call", ("whoami", {})) == "bob"
     await write("call", ("remove", {"card": "bob"}))
-    assert "card:bob" not in await world.second.get(Guarded, "k")
+    assert "card:bob" not in await world.second.get(PathBoard, "k")
 
 
 async def test_a_forged_identity_in_a_frame_reaches_no_rule_or_action(world: World) -> None:
     """Bob's socket claims to be ann in every field a frame could carry: the rule and the
     action still see bob, the identity the endpoint's identify gave the socket."""
     peer = await world.open(world.ws, "?who=bob")
-    attached = await peer.attach("Guarded", "k")
+    attached = await peer.attach("PathBoard", "k")
     forged = {"identity": "ann", "caller": {"role": "group", "identity": "ann"}, "who": "ann"}
     reply = await peer.request("call", id=attached["id"], action="whoami", args={}, **forged)
     assert reply == {"type": "ok", "ref": reply["ref"], "result": "bob"}
@@ -261,4 +261,4 @@ async def test_a_forged_identity_in_a_frame_reaches_no_rule_or_action(world: Wor
     assert reply["code"] == "permission_denied"
     reply = await peer.request("call", id=attached["id"], action="remove", args={"card": "ann"})
     assert reply["code"] == "permission_denied"
-    assert (await world.first.get(Guarded, "k", "card:ann"))["by"] == "ann"
+    assert (await world.first.get(PathBoard, "k", "card:ann"))["by"] == "ann"

@@ -22,6 +22,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     PropertyNotFoundError,
+    StartedAnewError,
     StateTooLargeError,
 )
 from ._node import Node, current_node, lifespan, use
@@ -53,6 +54,7 @@ __all__ = [
     "OnChange",
     "PermissionDeniedError",
     "PropertyNotFoundError",
+    "StartedAnewError",
     "StateTooLargeError",
     "Write",
     "action",

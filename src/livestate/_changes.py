@@ -60,7 +60,8 @@ class Op(NamedTuple):
     whole new state (with the ACL and TTL from on_mount). `expect` makes the write
     conditional on the live state's version (how `update` commits). `bounds` are the
     numeric bounds the schema puts on an increment's result; a `trusted` op is an
-    action's, which no ACL restricts. Presence ops
+    action's, which no ACL restricts. `epoch` fences a client's write to the lifetime it
+    attached under: the backend refuses it in another one. Presence ops
     (_presence.py): `join` a client's presence (`prop` its ref, `value` [identity,
     meta]), `leave` (`value` the refs that go).
     """
@@ -76,6 +77,7 @@ class Op(NamedTuple):
     ttl: float | None = None
     bounds: Bounds | None = None
     trusted: bool = False
+    epoch: str | None = None
 
 
 PERMISSION = {

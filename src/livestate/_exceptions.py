@@ -2,6 +2,7 @@
 
     LiveStateError
     ├── NotFoundError                 the live state is not running
+    │   └── StartedAnewError          it ended and started anew since the client attached
     ├── PropertyNotFoundError         the property is absent (also a KeyError)
     ├── PermissionDeniedError         the ACL forbids the call (also a PermissionError)
     ├── InvalidValueError             a value, key, ACL or argument is not valid (also a ValueError)
@@ -22,6 +23,15 @@ class LiveStateError(Exception):
 
 class NotFoundError(LiveStateError):
     """The live state is not running: start it, or attach a client, first."""
+
+
+class StartedAnewError(NotFoundError):
+    """The live state a client attached to ended and started anew before its write arrived.
+
+    The write was not applied (it was made for the lifetime that ended); the client
+    gets the new lifetime's whole state as a `reset` (or `stopped`). Look at it, then
+    write again if the write still makes sense.
+    """
 
 
 class PropertyNotFoundError(LiveStateError, KeyError):

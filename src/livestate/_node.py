@@ -43,6 +43,7 @@ from ._exceptions import (
     InvalidValueError,
     NotFoundError,
     PropertyNotFoundError,
+    StartedAnewError,
 )
 from ._log import NodeLog
 from ._metrics import Metrics
@@ -73,6 +74,7 @@ class Base(NamedTuple):
     state: Mapping[str, JSON]
     version: int
     acl: ACL
+    epoch: str
 
 
 UPDATE_ATTEMPTS = 50
@@ -188,7 +190,7 @@ class Node:
                 replica = self._replicas[id] = Replica(
                     self.backend, spec, id, self.id, lambda: self._mount(spec, id),
                     self._let_go, self._release_if_unused, self._spawn,
-                    lambda op: self._apply(id, op, "group"), self.log, self.metrics,
+                    lambda op: self._apply(id, op), self.log, self.metrics,
                 )  # fmt: skip
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
@@ -249,7 +251,8 @@ class Node:
     ) -> None:
         """Set a property; see LiveState.put."""
         id = self._id(spec, key)
-        await self._write(spec, id, self._op("put", spec, id, prop, value), role, caller)
+        op = self._op("put", spec, id, prop, value, epoch=self._fence(id, role))
+        await self._write(spec, id, op, role, caller)
 
     async def delete(
         self,
@@ -262,7 +265,8 @@ class Node:
     ) -> None:
         """Remove a property; see LiveState.delete."""
         id = self._id(spec, key)
-        await self._write(spec, id, Op("delete", check_property(prop, id)), role, caller)
+        op = self._op("delete", spec, id, prop, None, epoch=self._fence(id, role))
+        await self._write(spec, id, op, role, caller)
 
     async def reset(
         self, spec: type[Spec], key: str, *, role: Role = "public", caller: Caller | None = None
@@ -270,7 +274,10 @@ class Node:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
         id = self._id(spec, key)
         mounted = await self._mount(spec, id)
-        op = Op("reset", None, FrozenDict(mounted.state), acl=mounted.acl, ttl=mounted.ttl)
+        op = Op(
+            "reset", None, FrozenDict(mounted.state), acl=mounted.acl, ttl=mounted.ttl,
+            epoch=self._fence(id, role),
+        )  # fmt: skip
         await self._write(spec, id, op, role, caller)
 
     async def append(
@@ -286,7 +293,8 @@ class Node:
     ) -> None:
         """Append to a list atomically; see LiveState.append."""
         id = self._id(spec, key)
-        await self._write(spec, id, self._op("append", spec, id, prop, item, max_len), role, caller)
+        op = self._op("append", spec, id, prop, item, max_len, self._fence(id, role))
+        await self._write(spec, id, op, role, caller)
 
     async def increment(
         self,
@@ -300,7 +308,8 @@ class Node:
     ) -> JSON:
         """Add to a number atomically and return the result; see LiveState.increment."""
         id = self._id(spec, key)
-        return await self._write(spec, id, self._op("increment", spec, id, prop, by), role, caller)
+        op = self._op("increment", spec, id, prop, by, epoch=self._fence(id, role))
+        return await self._write(spec, id, op, role, caller)
 
     async def update(
         self,
@@ -333,9 +342,11 @@ class Node:
             result = fn(current)
             if inspect.isawaitable(result):
                 result = await result
-            op = self._op("put", spec, id, prop, result)._replace(expect=snapshot.version)
+            op = self._op("put", spec, id, prop, result)._replace(
+                expect=snapshot.version, epoch=snapshot.epoch if role == "group" else None
+            )
             try:
-                base = Base(snapshot.state, snapshot.version, snapshot.acl)
+                base = Base(snapshot.state, snapshot.version, snapshot.acl, snapshot.epoch)
                 await self._write(spec, id, op, role, caller, base)
             except ConflictError:
                 continue  # another write came first: run fn again on the newer value
@@ -369,10 +380,13 @@ class Node:
                 await _contended(attempt)
             base = await self._now(id, fresh=attempt > 0)
             base.acl.check(role, READ, f"call the action {action!r} of", str(id))
-            context = ActionContext(
-                id, caller, base.state, base.version,
-                lambda kind, prop, value, max_len: self._op(kind, spec, id, prop, value, max_len),
-            )  # fmt: skip
+
+            def make(
+                kind: str, prop: str, value: Any, max_len: int | None, epoch: str = base.epoch
+            ) -> Op:
+                return self._op(kind, spec, id, prop, value, max_len, epoch)
+
+            context = ActionContext(id, caller, base.state, base.version, make)
             result = declared.function(instance, context, **arguments)
             if inspect.isawaitable(result):
                 result = await result
@@ -386,6 +400,10 @@ class Node:
                     await self._apply_many(id, ops, base.version, base.state)
             except ConflictError:
                 continue  # the live state changed since the action read it: run it again
+            except StartedAnewError:
+                if role == "group":
+                    raise  # a client's lifetime ended: it gets the new one as a reset
+                continue  # a public caller's action runs again on the new lifetime
             return value
         raise BackendUnavailableError(
             f"Cannot call the action {action!r} of {id}: other writes changed the live state "
@@ -444,12 +462,14 @@ class Node:
         prop: str,
         value: Any,
         max_len: int | None = None,
+        epoch: str | None = None,
     ) -> Op:
         """Check, freeze and encode a write once, for the backend and every replica: its
-        value (JSON, sizes), its arguments, and the spec's schema."""
+        value (JSON, sizes), its arguments, and the spec's schema. `epoch` fences it to the
+        lifetime its client attached under (see `_fence`)."""
         check_property(prop, id)
         if kind == "delete":
-            return Op("delete", prop)
+            return Op("delete", prop, epoch=epoch)
         frozen = freeze(value, spec.limits.max_depth, id, prop)
         text = encode(frozen)
         nbytes = size(text)
@@ -478,7 +498,7 @@ class Node:
                 bounds = schema.check_amount(prop, frozen, id)
         else:
             raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
-        return Op(kind, prop, frozen, text, nbytes, max_len, bounds=bounds)  # type: ignore[arg-type]
+        return Op(kind, prop, frozen, text, nbytes, max_len, bounds=bounds, epoch=epoch)  # type: ignore[arg-type]
 
     def _on_running_loop(self) -> bool:
         if self._started is None:
@@ -566,6 +586,15 @@ class Node:
                 loaded = await self._now(id, fresh)
                 write = Write(write.kind, write.prop, write.value, loaded.state)
 
+    def _fence(self, id: StateId, role: Role) -> str | None:
+        """The lifetime a client's write is made for: its replica's, so that a write that
+        waited (its node paused) while the live state ended and started anew is refused
+        instead of landing in a lifetime the client never saw. Public writes have none."""
+        if role != "group":
+            return None
+        replica = self._replicas.get(id)
+        return replica.epoch or None if replica is not None else None
+
     def _local(self, id: StateId) -> Base | None:
         """The live state as this node's replica has it, if it is live (its version may trail
         the backend's: a write conditional on it then conflicts, and is tried again)."""
@@ -574,7 +603,7 @@ class Node:
             return None
         # The replica's own view, not a copy: if it changes while a rule or an action awaits,
         # its version has moved too, and a write conditional on this one fails and runs again.
-        return Base(replica.view, replica.version, replica.acl)
+        return Base(replica.view, replica.version, replica.acl, replica.epoch)
 
     async def _now(self, id: StateId, fresh: bool) -> Base:
         """The live state now: this node's replica unless `fresh`, else the backend's."""
@@ -582,7 +611,7 @@ class Node:
         if local is not None:
             return local
         snapshot = await self._read(id, None)
-        return Base(snapshot.state, snapshot.version, snapshot.acl)
+        return Base(snapshot.state, snapshot.version, snapshot.acl, snapshot.epoch)
 
     def _check_caller(self, role: Role, caller: Caller | None) -> None:
         if caller is not None and caller.role != role:
@@ -615,14 +644,23 @@ class Node:
         started = time.perf_counter() if self.metrics is not None else 0.0
         try:
             applied = await self.backend.apply(id, op, role)
+        except StartedAnewError:
+            # The client's lifetime ended: it gets the new one as a reset; the caller, this.
+            replica = self._replicas.get(id)
+            if replica is not None and not replica.closed:
+                replica.resync("lifetime")
+            raise
         except NotFoundError:
             replica = self._replicas.get(id)
             if role != "group" or replica is None or replica.closed:
                 raise
-            # Lost under attached clients (say, Redis restarted empty): start it anew, retry.
+            # Lost under attached clients (say, Redis restarted empty): start it anew, and
+            # retry in the new lifetime, which the clients have by then (their reset).
             replica.resync("lost")
             if replica.syncing:
                 await asyncio.shield(replica.syncing)
+            if op.epoch is not None:
+                op = op._replace(epoch=replica.epoch)
             applied = await self.backend.apply(id, op, role)
         replica = self._replicas.get(id)
         if replica is not None and not replica.closed:

@@ -109,7 +109,11 @@ class Replica:
         self.on_end = on_end
         self.release = release
         self.spawn = spawn
-        self.write = write  # a write through the node, as a client of this live state
+        # A write through the node, as a client of this live state: fenced to the lifetime
+        # this replica shows, as its clients' writes are.
+        self.write: Callable[[Op], Awaitable[object]] = lambda op: write(
+            op._replace(epoch=self.epoch or None)
+        )
         self.state: dict[str, JSON] = {}
         self.roster = Roster()
         self.view = MappingProxyType(self.state)

@@ -177,16 +177,16 @@ async def test_concurrent_actions_on_two_nodes_lose_no_vote(make_node: MakeNode)
 async def test_calling_needs_read(node: Node) -> None:
     """A caller whose role may not read the live state may not call its actions."""
 
-    class Private(LiveState):
+    class ReadOnlyPoll(LiveState):
         acl = {"group": ["read"], "public": []}
 
         @action
         def touch(self, ctx: ActionContext) -> None:
             ctx.put("touched", True)
 
-    await Private.start("k")
+    await ReadOnlyPoll.start("k")
     with pytest.raises(PermissionDeniedError, match="may not call the action 'touch'"):
-        await Private.call("k", "touch")
+        await ReadOnlyPoll.call("k", "touch")
 
 
 def test_a_bad_action_signature_fails_at_class_creation() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import livestate
 from livestate import Change, LiveState, Mount, NotFoundError, PropertyNotFoundError
-from livestate._changes import StateId
+from livestate._changes import Op, StateId
 
 from ..support import MakeNode, eventually
 
@@ -374,3 +374,19 @@ async def test_properties_keep_the_order_they_were_added_in(make_node: MakeNode)
     await b.reset(ContractOrdered, "order")
     await eventually(lambda: list(early.state) == ["zeta", "alpha", "mid"])
     assert list(await a.get(ContractOrdered, "order")) == ["zeta", "alpha", "mid"]
+
+
+async def test_a_write_made_for_another_lifetime_is_refused(node: livestate.Node) -> None:
+    """The backend refuses a write fenced to a lifetime that is not the current one (a
+    client's write that waited while its live state ended and started anew), writing
+    nothing; one fenced to the current lifetime goes through."""
+    client = await node.attach(ContractRoom, "fenced")
+    id = StateId(ContractRoom.name, "fenced")
+    stale = Op("put", "title", "late", '"late"', 6, epoch="a-lifetime-that-ended")
+    with pytest.raises(livestate.StartedAnewError, match="started anew"):
+        await node.backend.apply(id, stale, "group")
+    assert await node.get(ContractRoom, "fenced", "title") == "ContractRoom fenced"
+    assert client.state["title"] == "ContractRoom fenced"
+    current = (await node.backend.read(id)).epoch  # type: ignore[union-attr]
+    await node.backend.apply(id, stale._replace(epoch=current), "group")
+    assert await node.get(ContractRoom, "fenced", "title") == "late"

@@ -1,9 +1,13 @@
 """A livestate node in its own OS process, for tests that kill a node with SIGKILL.
 
-Usage: python tests/support/node_process.py URL KEY [PROP VALUE | --track IDENTITY].
+Usage: python tests/support/node_process.py URL KEY [PROP VALUE | --track IDENTITY |
+--paused-put PROP VALUE].
 It attaches one client of `ProcessRoom` to KEY, optionally puts the JSON VALUE
 into PROP or shows the client in the presence as IDENTITY, prints "ready" and
-then waits until it is killed.
+then waits until it is killed. With --paused-put it starts a put of VALUE into PROP,
+stops itself (SIGSTOP) before the put has run a step, and once continued (SIGCONT)
+prints the put's outcome as a JSON line (`{"ok": ...}` or `{"error": type, "message":
+...}`), then each change its client gets (`{"change": kind, "version": n}`).
 """
 
 from __future__ import annotations
@@ -30,11 +34,30 @@ class ProcessRoom(LiveState):
         return {"n": 0}
 
 
+def report(line: dict[str, Any]) -> None:
+    """Print one JSON line for the test that runs this process."""
+    print(json.dumps(line), flush=True)
+
+
 async def main(url: str, key: str, writes: list[str]) -> None:
     """Attach, write, announce readiness, then hold the client until killed."""
     async with livestate.Node(url) as node:
-        client = await node.attach(ProcessRoom, key)
-        if writes[:1] == ["--track"]:
+        client = await node.attach(
+            ProcessRoom, key, lambda c: report({"change": c.kind, "version": c.version})
+        )
+        if writes[:1] == ["--paused-put"]:
+            print("ready", flush=True)
+            # The put is a task that has not run a step when the process stops: when it is
+            # continued, the put runs before anything the node hears meanwhile is handled.
+            put = asyncio.ensure_future(client.put(writes[1], json.loads(writes[2])))
+            os.kill(os.getpid(), signal.SIGSTOP)
+            try:
+                await put
+                report({"ok": None})
+            except livestate.LiveStateError as error:
+                report({"error": type(error).__name__, "message": str(error)})
+            await asyncio.Event().wait()
+        elif writes[:1] == ["--track"]:
             await client.track(writes[1], {"pid": os.getpid()})
         elif writes:
             await client.put(writes[0], json.loads(writes[1]))

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .._acl import ACL, Role
-from .._changes import Op, StateId
-from .._exceptions import NotFoundError
+from .._changes import Op, StateId, describe
+from .._exceptions import NotFoundError, StartedAnewError
 from .._values import JSON, Limits
 
 if TYPE_CHECKING:
@@ -305,6 +305,15 @@ class Backend(ABC):
 
 class ConflictError(Exception):
     """A conditional write found another version than it expected; read again and retry."""
+
+
+def started_anew(id: StateId, op: Op) -> StartedAnewError:
+    """The error for a client's write made for a lifetime of the live state that ended."""
+    return StartedAnewError(
+        f"Cannot {describe(op)} {id}: it ended and started anew since this client attached, "
+        "so the write, made for the lifetime that ended, was not applied; the client gets the "
+        "new state as a reset. Write again if it still makes sense."
+    )
 
 
 def not_running(id: StateId) -> NotFoundError:

@@ -25,6 +25,7 @@ from .base import (
     Survey,
     first_version,
     not_running,
+    started_anew,
 )
 
 
@@ -173,6 +174,8 @@ class MemoryBackend(Backend):
         needed = permission(op)
         if not entry.acl.allows(role, needed):  # the message is built only when it is needed
             raise denied(role, needed, describe(op), str(id))
+        if op.epoch is not None and op.epoch != entry.epoch:
+            raise started_anew(id, op)
         if op.expect is not None and op.expect != entry.version:
             raise ConflictError(id)
         if op.kind == "join" or op.kind == "leave":
@@ -191,6 +194,8 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry is None:
             raise not_running(id)
+        if ops[0].epoch is not None and ops[0].epoch != entry.epoch:
+            raise started_anew(id, ops[0])
         if expect != entry.version:
             raise ConflictError(id)
         # All or none: write each op in turn, and on a failure put back what was there.

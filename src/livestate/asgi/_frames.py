@@ -18,6 +18,7 @@ from .._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     PropertyNotFoundError,
+    StartedAnewError,
     StateTooLargeError,
 )
 
@@ -34,6 +35,7 @@ REQUESTS: Final = TOKENS | {"attach", "detach", "get", "ping", "presence"}
 ERROR_CODES: Final[tuple[tuple[type[LiveStateError], str], ...]] = (
     # Most specific first: PropertyNotFoundError is checked before anything it might share.
     (PropertyNotFoundError, "property_not_found"),
+    (StartedAnewError, "started_anew"),
     (NotFoundError, "not_found"),
     (PermissionDeniedError, "permission_denied"),
     (StateTooLargeError, "state_too_large"),

@@ -68,6 +68,7 @@ from ..base import (
     StateReport,
     Survey,
     not_running,
+    started_anew,
 )
 from .batch import plan
 from .codec import (
@@ -455,7 +456,7 @@ class RedisBackend(Backend):
         # The writer's clock (µs) travels along, for the cross-node latency metric.
         value = encode(op.value) if kind == "reset" else op.encoded
         body = f"{head}\n{time.time_ns() // 1000}\n{value}"
-        expect = "" if op.expect is None else op.expect
+        expect = fence(op.expect, op.epoch)
         write = f"{self._tag}{next(self._writes):x}"
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
         if kind == "join":
@@ -503,7 +504,17 @@ class RedisBackend(Backend):
         lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
         write = f"{self._tag}{next(self._writes):x}"
         reply = await self._run(
-            "batch", id, (*keys, *lists), "g", 0, expect, "", write, *args, op=ops[0], write=True
+            "batch",
+            id,
+            (*keys, *lists),
+            "g",
+            0,
+            fence(expect, ops[0].epoch),
+            "",
+            write,
+            *args,
+            op=ops[0],
+            write=True,
         )
         if type(reply) is not str:
             if reply[0] in ("value_size", "state_size"):
@@ -845,6 +856,8 @@ class RedisBackend(Backend):
             raise denied(role, permission(op), describe(op), str(id))
         if status == "conflict":
             raise ConflictError(id)
+        if status == "stale":
+            raise started_anew(id, op)
         if status == "value_size":
             check_size(int(reply[1]), int(reply[2]), id, op.prop)
         if status == "state_size":
@@ -1050,6 +1063,13 @@ def _declared_now(prefix: str, script: str, prop: str, lists: bool) -> Keys:
 
 
 _declared_cached = functools.lru_cache(maxsize=4096)(_declared_now)
+
+
+def fence(expect: int | None, epoch: str | None) -> str:
+    """ARGV[5] of a write: the version it expects and the lifetime it was made for."""
+    if epoch is None:
+        return "" if expect is None else str(expect)
+    return f"{'' if expect is None else expect}@{epoch}"
 
 
 def _number(text: str) -> int | float:

@@ -10,7 +10,7 @@
 -- go and the item.
 local meta, err = begin()
 if not meta then return err end
-if ARGV[5] == '' then return {'conflict'} end
+if ARGV[5] == '' or string.sub(ARGV[5], 1, 1) == '@' then return {'conflict'} end
 local ops, i = {}, 9
 local total, count, limit, whole = meta[4] + 0, meta[7] + 0, meta[5] + 0, meta[6] + 0
 local sizes = {}  -- property -> its bytes so far in this batch (false: absent)

@@ -27,7 +27,8 @@
 --   PN presence count hash: node id -> how many presences its clients show
 -- ARGV: 1 the channel, 2 the publish command (SPUBLISH or PUBLISH); for a write, 3 the
 -- caller's role ('g' or 'p'), 4 the permission bits it needs, 5 the version it expects
--- ('' for any), 6 the message body, 7 the write id ('' for none); its own from 8 on.
+-- and the lifetime it was made for, as 'version@epoch' (each part may be empty; '' for
+-- any), 6 the message body, 7 the write id ('' for none); its own from 8 on.
 --
 -- All or nothing: a script reads and checks everything before its first write, so an
 -- error (a key of the wrong type, out of memory) leaves nothing half-written. User

@@ -11,8 +11,9 @@ local WRITE = ARGV[7] or ''
 
 -- The checks every write makes before its first write command. Returns the meta fields
 -- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
--- release's live state), 'missing' (also when the live state is not whole), 'denied' or
--- 'conflict', or the reply a retried write already got (see finish).
+-- release's live state), 'missing' (also when the live state is not whole), 'denied',
+-- 'stale' (ARGV[5] names another lifetime) or 'conflict' (another version), or the reply
+-- a retried write already got (see finish).
 --
 -- Whole, as a write needs it, in two commands: the meta hash is there, the order set is a
 -- sorted set of as many properties as the meta hash counts, and the state and sizes hashes
@@ -44,7 +45,15 @@ local function begin()
   local need = string.byte(ARGV[4], 1) - 48
   if #ARGV[4] > 1 then need = need * 10 + string.byte(ARGV[4], 2) - 48 end
   if bit.band(mask, need) ~= need then return nil, {'denied'} end
-  if ARGV[5] ~= '' and ARGV[5] ~= meta[1] then return nil, {'conflict'} end
+  if ARGV[5] ~= '' then
+    -- The fence: '<version>@<epoch>' (either part may be empty). A write made for a lifetime
+    -- that ended (its node paused past the end, say) must not land in the next one.
+    local expect, epoch = ARGV[5], ''
+    local at = string.find(expect, '@', 1, true)
+    if at then expect, epoch = string.sub(expect, 1, at - 1), string.sub(expect, at + 1) end
+    if epoch ~= '' and epoch ~= meta[3] then return nil, {'stale', meta[3]} end
+    if expect ~= '' and expect ~= meta[1] then return nil, {'conflict'} end
+  end
   return meta
 end
 
