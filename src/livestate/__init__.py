@@ -22,6 +22,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     PropertyNotFoundError,
+    QuotaExceededError,
     StartedAnewError,
     StateTooLargeError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "OnChange",
     "PermissionDeniedError",
     "PropertyNotFoundError",
+    "QuotaExceededError",
     "StartedAnewError",
     "StateTooLargeError",
     "Write",

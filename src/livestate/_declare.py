@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Final, Literal
 from ._acl import ACL
 from ._actions import Action
 from ._exceptions import InvalidValueError
+from ._quota import check_limit
 from ._rules import Caller, Write
 from ._schema import Schema
 from ._values import Limits
@@ -60,7 +61,9 @@ class Spec:
     Class attributes: `ttl` (seconds a live state lives on after its last client
     detaches, None for ever; default 60), `acl` (default all permissions to group
     and public), `limits` (sizes, see Limits) and `name` (how nodes name this
-    spec to each other: the class name unless set; two specs may not share one).
+    spec to each other: the class name unless set; two specs may not share one),
+    `max_live_states` (how many of its live states one node may run; default None,
+    bounded only by the node's own limit).
     Override `on_mount(key)` to give each key its initial state, and `on_persist`
     to save it (tuned by `persist_interval` and `max_persist_failures`).
 
@@ -77,6 +80,7 @@ class Spec:
     limits: ClassVar[Limits] = Limits()
     persist_interval: ClassVar[float] = 1.0
     max_persist_failures: ClassVar[int] = 5
+    max_live_states: ClassVar[int | None] = None
     _schema: ClassVar[Schema | None] = None
     _actions: ClassVar[Mapping[str, Action]] = {}
     _rule: ClassVar[Spec | None] = None
@@ -103,6 +107,7 @@ class Spec:
                 "Limits(max_value_bytes=65536)."
             )
         check_persistence(cls)
+        check_limit(cls.max_live_states, f"{cls.__qualname__}.max_live_states")
         if persists(cls):
             persisted[cls.name] = cls
         # Compiled once here: every write of every live state of the spec uses them.

@@ -7,6 +7,7 @@
     ├── PermissionDeniedError         the ACL forbids the call (also a PermissionError)
     ├── InvalidValueError             a value, key, ACL or argument is not valid (also a ValueError)
     ├── StateTooLargeError            a value or the whole state is over its size limit
+    ├── QuotaExceededError            a node runs as many live states as it may
     └── BackendError                  the backend refused the call (login, ACL, memory, …)
         └── BackendUnavailableError   the backend did not answer in time, or is busy: retry
 
@@ -52,6 +53,11 @@ class InvalidValueError(LiveStateError, ValueError):
 
 class StateTooLargeError(LiveStateError):
     """A value, or the whole live state, would be over its size limit; nothing was written."""
+
+
+class QuotaExceededError(LiveStateError):
+    """A node already runs as many live states as its limit (or its spec's) allows; nothing
+    was started. Detach or stop some, or raise the limit."""
 
 
 class BackendError(LiveStateError):

@@ -36,6 +36,7 @@ NAMES = {
     "reconnects": "Times the backend's pub/sub connection was opened again.",
     "backend_errors": "Backend calls that failed, by error (BUSY, OOM, unavailable, ...).",
     "lease_renewals": "Leases this node renewed on its live states.",
+    "quota_refusals": "Calls refused by a limit (live states per node or spec, attaches).",
 }
 """The metrics, each `livestate_<name>` (counters get `_total`), and what they count."""
 
@@ -43,7 +44,7 @@ BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 """Upper bounds (seconds) of the latency histograms' buckets."""
 
 _LABELLED = {"writes": "kind", "deliveries": "kind", "resyncs": "cause", "resets": "cause",
-             "backend_errors": "error"}  # fmt: skip
+             "backend_errors": "error", "quota_refusals": "limit"}  # fmt: skip
 
 _nodes: weakref.WeakSet[Metrics] = weakref.WeakSet()
 _registered = False
@@ -127,6 +128,10 @@ class Metrics:
     def failed(self, error: str) -> None:
         """A backend call failed with `error` (a server error code, or the error's kind)."""
         self.counts["backend_errors"][error] += 1
+
+    def refused(self, limit: str) -> None:
+        """A call was refused by `limit` (live_states, attaches)."""
+        self.counts["quota_refusals"][limit] += 1
 
     def renewed(self, count: int) -> None:
         """`count` leases were renewed."""

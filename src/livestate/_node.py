@@ -43,6 +43,7 @@ from ._exceptions import (
     InvalidValueError,
     NotFoundError,
     PropertyNotFoundError,
+    QuotaExceededError,
     StartedAnewError,
 )
 from ._log import NodeLog
@@ -50,6 +51,7 @@ from ._metrics import Metrics
 from ._metrics import enabled as metrics_enabled
 from ._persist import Persistence
 from ._presence import Roster
+from ._quota import MAX_LIVE_STATES, Quotas, check_limit, lapse
 from ._replica import Replica
 from ._rules import UNLOADED, Caller, NeedState, Write, refused
 from ._values import (
@@ -87,7 +89,10 @@ class Node:
     `Node()` uses LIVESTATE_URL (default `memory://`); pass `url` or a `backend`
     object instead (several nodes may share one MemoryBackend, as a cluster in
     one process). `metrics` turns the Prometheus metrics on or off; by default
-    they are on when prometheus-client is installed (see docs/operations.md). A
+    they are on when prometheus-client is installed (see docs/operations.md).
+    `max_live_states` (default 100,000; None for no limit) bounds the live states
+    this node runs: those it holds, and for their TTL (at most 10 minutes) those it
+    started or let go of; a new one beyond it raises QuotaExceededError. A
     node starts on first use; `aclose()` (or `async with`) detaches its clients
     and closes what it opened. The methods mirror the
     LiveState server API with the spec first; `role="group"` is what attached
@@ -95,7 +100,12 @@ class Node:
     """
 
     def __init__(
-        self, url: str | None = None, *, backend: Backend | None = None, metrics: bool | None = None
+        self,
+        url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        metrics: bool | None = None,
+        max_live_states: int | None = MAX_LIVE_STATES,
     ) -> None:
         self.id = secrets.token_hex(8)
         self.log = NodeLog(self.id)
@@ -118,6 +128,7 @@ class Node:
         self._closed = False
         self._warned: set[str] = set()  # specs whose stored declaration differs, told once
         self._persistence = Persistence(self.backend, self.id, self.log)  # on_persist's saves
+        self._quotas = Quotas(check_limit(max_live_states, "max_live_states"))
 
     def __repr__(self) -> str:
         return f"<livestate.Node {self.id} on {self.url}>"
@@ -187,6 +198,8 @@ class Node:
         while True:
             replica = self._replicas.get(id)
             if replica is None:
+                self._admit(spec, id)
+                self._quotas.count(id)  # for as long as it is held here
                 replica = self._replicas[id] = Replica(
                     self.backend, spec, id, self.id, lambda: self._mount(spec, id),
                     self._let_go, self._release_if_unused, self._spawn,
@@ -414,7 +427,9 @@ class Node:
         """Start a live state without attaching; see LiveState.start."""
         id = self._id(spec, key)
         await self._start()
-        await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
+        self._admit(spec, id)
+        snapshot = await self.backend.open(id, lambda: self._mount(spec, id), self.id, hold=False)
+        self._quotas.count(id, lapse(snapshot.ttl))  # started here: it counts for its TTL
         self._persistence.watch(spec, id)
 
     async def survey(self, spec: type[Spec] | str | None = None, key: str | None = None) -> Survey:
@@ -595,6 +610,15 @@ class Node:
         replica = self._replicas.get(id)
         return replica.epoch or None if replica is not None else None
 
+    def _admit(self, spec: type[Spec], id: StateId) -> None:
+        """Make room for one more live state here, or raise QuotaExceededError."""
+        try:
+            self._quotas.admit(id, spec.max_live_states)
+        except QuotaExceededError:
+            if self.metrics is not None:
+                self.metrics.refused("live_states")
+            raise
+
     def _local(self, id: StateId) -> Base | None:
         """The live state as this node's replica has it, if it is live (its version may trail
         the backend's: a write conditional on it then conflicts, and is tried again)."""
@@ -763,6 +787,7 @@ class Node:
         id = replica.id
         if self._replicas.get(id) is replica:
             del self._replicas[id]
+            self._quotas.release(id, replica.spec.ttl)
         self._count()
         task = self._spawn(self._release(id, replica))
         self._persistence.closed(replica, task)

@@ -242,6 +242,29 @@ async def test_a_write_flood_is_rate_limited_and_nothing_refused_is_applied(
         assert (await other.attach("AsgiBoard", "flood"))["state"]["votes"] == len(acknowledged)
 
 
+async def test_attaching_to_fresh_keys_in_a_loop_is_rate_limited(peers: Open) -> None:
+    """Past the attach burst, a socket cycling attach and detach over fresh keys gets
+    rate_limited and nothing more is started; the node's own quota, reached through a
+    socket, is quota_exceeded."""
+    limits = EndpointLimits(attaches_per_second=0.001, attach_burst=5)
+    async with Node("memory://", max_live_states=8) as node:
+        async with serving(LiveStateEndpoint([Board], node=node, limits=limits)) as base:
+            peer = await peers(base)
+            for n in range(5):
+                attached = await peer.attach("AsgiBoard", f"fresh-{n}")
+                await peer.request("detach", id=attached["id"])
+            refused = await peer.request("attach", spec="AsgiBoard", key="fresh-5")
+            assert refused["code"] == "rate_limited" and "attaches" in refused["message"]
+            with pytest.raises(livestate.NotFoundError):
+                await node.get(Board, "fresh-5")
+            assert node.metrics is None or node.metrics.counts["quota_refusals"]["attaches"] == 1
+            for n in range(5, 8):  # each socket has its own bucket; the node's quota is 8
+                assert (await (await peers(base)).attach("AsgiBoard", f"fresh-{n}"))["id"]
+            over = await (await peers(base)).request("attach", spec="AsgiBoard", key="fresh-8")
+            assert over["code"] == "quota_exceeded", over
+            assert over["error"] == "QuotaExceededError"
+
+
 async def test_a_foreign_origin_is_refused_with_a_frame_then_closed(url: str, peers: Open) -> None:
     """A handshake from another site's page gets forbidden_origin and close code 1008."""
     socket = await connect(url + "/ws", origin="https://evil.example")  # type: ignore[arg-type]

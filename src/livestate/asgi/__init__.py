@@ -168,7 +168,11 @@ class EndpointLimits:
 
     - `max_frame_bytes`: a larger frame is refused unread (`frame_too_large`).
     - `max_states`: attachments held at once (`too_many_states`).
-    - `writes_per_second`, `write_burst`: a token bucket for writes (`rate_limited`).
+    - `writes_per_second`, `write_burst`: a token bucket for writes, presence and actions
+      (`rate_limited`).
+    - `attaches_per_second`, `attach_burst`: a token bucket for attaches, each of which may
+      start a live state (`rate_limited`): a page may attach to many at once, but a socket
+      cannot cycle through fresh keys to fill the server.
     - `idle_timeout`: seconds a socket with no attachment may stay silent (closed, `idle`).
     - `silence_timeout`: seconds any socket may send nothing, not even a ping (closed, `idle`).
     - `max_queued_frames`: frames waiting to be sent; a socket further behind is closed
@@ -179,16 +183,20 @@ class EndpointLimits:
     max_states: int = 64
     writes_per_second: float = 50.0
     write_burst: int = 100
+    attaches_per_second: float = 2.0
+    attach_burst: int = 64
     idle_timeout: float = 15.0
     silence_timeout: float = 75.0
     max_queued_frames: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_bytes", "max_states", "write_burst", "max_queued_frames"):
+        for name in (
+            "max_frame_bytes", "max_states", "write_burst", "attach_burst", "max_queued_frames"
+        ):  # fmt: skip
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 raise InvalidValueError(f"EndpointLimits.{name} must be an int ≥ 1, not {value!r}.")
-        for name in ("writes_per_second", "idle_timeout", "silence_timeout"):
+        for name in ("writes_per_second", "attaches_per_second", "idle_timeout", "silence_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise InvalidValueError(
@@ -345,9 +353,10 @@ class _Session:
         self.next_id = 1
         self.outbox = Outbox(send, endpoint.flusher)
         self.closed = False
-        self.tokens = float(self.limits.write_burst)
-        self.refilled = time.monotonic()
-        self.last_heard = self.refilled
+        limits = self.limits
+        self.writes = _Bucket(limits.writes_per_second, limits.write_burst)
+        self.attaches = _Bucket(limits.attaches_per_second, limits.attach_burst)
+        self.last_heard = time.monotonic()
         self.timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
@@ -380,6 +389,8 @@ class _Session:
                             "max_states": self.limits.max_states,
                             "writes_per_second": self.limits.writes_per_second,
                             "write_burst": self.limits.write_burst,
+                            "attaches_per_second": self.limits.attaches_per_second,
+                            "attach_burst": self.limits.attach_burst,
                         },
                     }
                 )
@@ -444,8 +455,15 @@ class _Session:
             if kind == "ping":
                 self.push(encode({"type": "pong", "ref": ref}))
                 return
-            if kind in TOKENS:
-                self._take_token(ref)
+            if kind in TOKENS and not self.writes.take():
+                limits = self.limits
+                raise FrameError(
+                    "rate_limited",
+                    f"Too many writes on this socket: at most {limits.writes_per_second:g} per "
+                    f"second (bursts of {limits.write_burst}); this write was not applied, retry "
+                    "later.",
+                    ref,
+                )
             if kind == "attach":
                 await self._attach(frame, ref)
             elif kind == "detach":
@@ -468,23 +486,6 @@ class _Session:
                     type(error).__name__,
                 )
             )
-
-    def _take_token(self, ref: object) -> None:
-        now = time.monotonic()
-        limits = self.limits
-        self.tokens = min(
-            float(limits.write_burst),
-            self.tokens + (now - self.refilled) * limits.writes_per_second,
-        )
-        self.refilled = now
-        if self.tokens < 1.0:
-            raise FrameError(
-                "rate_limited",
-                f"Too many writes on this socket: at most {limits.writes_per_second:g} per second "
-                f"(bursts of {limits.write_burst}); this write was not applied, retry later.",
-                ref,
-            )
-        self.tokens -= 1.0
 
     def _spec(self, frame: Mapping[str, Any]) -> tuple[type[LiveState], str]:
         name = field(frame, "spec", str, "the name of a state spec")
@@ -547,6 +548,17 @@ class _Session:
                 "too_many_states",
                 f"This socket already holds {self.limits.max_states} live states, its limit; "
                 "detach one first.",
+                ref,
+            )
+        if not self.attaches.take():
+            node = self.endpoint.node or current_node()
+            if node.metrics is not None:
+                node.metrics.refused("attaches")
+            raise FrameError(
+                "rate_limited",
+                f"Too many attaches on this socket: at most {self.limits.attaches_per_second:g} "
+                f"per second (bursts of {self.limits.attach_burst}), since each may start a live "
+                "state; this one was not made, retry later.",
                 ref,
             )
         attachment = _Attachment(self.next_id)
@@ -797,6 +809,28 @@ class _Session:
             return
         self.closed = True
         self.outbox.close(_CLOSE_IDLE, error_frame("idle", reason))
+
+
+class _Bucket:
+    """A token bucket: `rate` tokens a second, at most `burst` saved up."""
+
+    __slots__ = ("burst", "rate", "refilled", "tokens")
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
+
+    def take(self) -> bool:
+        """Take one token if there is one; say whether there was."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 def _value(frame: Mapping[str, Any]) -> Any:

@@ -18,6 +18,7 @@ from .._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     PropertyNotFoundError,
+    QuotaExceededError,
     StartedAnewError,
     StateTooLargeError,
 )
@@ -39,6 +40,7 @@ ERROR_CODES: Final[tuple[tuple[type[LiveStateError], str], ...]] = (
     (NotFoundError, "not_found"),
     (PermissionDeniedError, "permission_denied"),
     (StateTooLargeError, "state_too_large"),
+    (QuotaExceededError, "quota_exceeded"),
     (InvalidValueError, "invalid_value"),
     (BackendUnavailableError, "backend_unavailable"),
 )
