@@ -61,7 +61,8 @@ class Op(NamedTuple):
     conditional on the live state's version (how `update` commits). `bounds` are the
     numeric bounds the schema puts on an increment's result; a `trusted` op is an
     action's, which no ACL restricts. `epoch` fences a client's write to the lifetime it
-    attached under: the backend refuses it in another one. Presence ops
+    attached under: the backend refuses it in another one. `write_id` is the caller's name
+    for the write: a repeat within the backend's window applies nothing. Presence ops
     (_presence.py): `join` a client's presence (`prop` its ref, `value` [identity,
     meta]), `leave` (`value` the refs that go).
     """
@@ -78,6 +79,7 @@ class Op(NamedTuple):
     bounds: Bounds | None = None
     trusted: bool = False
     epoch: str | None = None
+    write_id: str | None = None
 
 
 PERMISSION = {

@@ -287,40 +287,73 @@ class Client:
         """Whether the client is still attached (not detached, stopped or closed with its node)."""
         return not self._inbox.closed
 
-    async def put(self, prop: str, value: Any) -> None:
+    async def put(self, prop: str, value: Any, *, write_id: str | None = None) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        await self._live().put(self.spec, self.key, prop, value, role="group", caller=self.caller)
+        await self._live().put(
+            self.spec, self.key, prop, value, role="group", caller=self.caller, write_id=write_id
+        )
 
-    async def delete(self, prop: str) -> None:
+    async def delete(self, prop: str, *, write_id: str | None = None) -> None:
         """Remove `prop`; see LiveState.delete."""
-        await self._live().delete(self.spec, self.key, prop, role="group", caller=self.caller)
+        await self._live().delete(
+            self.spec, self.key, prop, role="group", caller=self.caller, write_id=write_id
+        )
 
-    async def reset(self) -> None:
+    async def reset(self, *, write_id: str | None = None) -> None:
         """Run on_mount again and replace the whole state; see LiveState.reset."""
-        await self._live().reset(self.spec, self.key, role="group", caller=self.caller)
+        await self._live().reset(
+            self.spec, self.key, role="group", caller=self.caller, write_id=write_id
+        )
 
-    async def append(self, prop: str, item: Any, *, max_len: int | None = None) -> None:
+    async def append(
+        self, prop: str, item: Any, *, max_len: int | None = None, write_id: str | None = None
+    ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
         await self._live().append(
-            self.spec, self.key, prop, item, max_len=max_len, role="group", caller=self.caller
+            self.spec,
+            self.key,
+            prop,
+            item,
+            max_len=max_len,
+            role="group",
+            caller=self.caller,
+            write_id=write_id,
         )
 
-    async def increment(self, prop: str, by: int | float = 1) -> JSON:
+    async def increment(
+        self, prop: str, by: int | float = 1, *, write_id: str | None = None
+    ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
         return await self._live().increment(
-            self.spec, self.key, prop, by, role="group", caller=self.caller
+            self.spec, self.key, prop, by, role="group", caller=self.caller, write_id=write_id
         )
 
-    async def update(self, prop: str, fn: Callable[[Any], Any], *, default: Any = DEFAULT) -> JSON:
+    async def update(
+        self,
+        prop: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = DEFAULT,
+        write_id: str | None = None,
+    ) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update."""
         return await self._live().update(
-            self.spec, self.key, prop, fn, default=default, role="group", caller=self.caller
+            self.spec,
+            self.key,
+            prop,
+            fn,
+            default=default,
+            role="group",
+            caller=self.caller,
+            write_id=write_id,
         )
 
-    async def call(self, action: str, args: Mapping[str, Any] | None = None) -> JSON:
+    async def call(
+        self, action: str, args: Mapping[str, Any] | None = None, *, write_id: str | None = None
+    ) -> JSON:
         """Run one of the spec's actions as this client (a group member); see LiveState.call."""
         return await self._live().call(
-            self.spec, self.key, action, args, role="group", caller=self.caller
+            self.spec, self.key, action, args, role="group", caller=self.caller, write_id=write_id
         )
 
     async def track(self, identity: str, meta: Any = None) -> None:

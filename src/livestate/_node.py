@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._acl import ACL, READ, Role, denied
 from ._actions import ActionContext
 from ._backends import Backend, Mounted, Snapshot, from_url
-from ._backends.base import ConflictError, Message, Survey, not_running
+from ._backends.base import Applied, ConflictError, Message, Survey, not_running
 from ._changes import Op, StateId, describe
 from ._client import Client, Inbox, OnChange
 from ._declare import (
@@ -261,10 +261,11 @@ class Node:
         *,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Set a property; see LiveState.put."""
         id = self._id(spec, key)
-        op = self._op("put", spec, id, prop, value, epoch=self._fence(id, role))
+        op = self._op("put", spec, id, prop, value, None, self._fence(id, role), write_id)
         await self._write(spec, id, op, role, caller)
 
     async def delete(
@@ -275,21 +276,29 @@ class Node:
         *,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Remove a property; see LiveState.delete."""
         id = self._id(spec, key)
-        op = self._op("delete", spec, id, prop, None, epoch=self._fence(id, role))
+        op = self._op("delete", spec, id, prop, None, None, self._fence(id, role), write_id)
         await self._write(spec, id, op, role, caller)
 
     async def reset(
-        self, spec: type[Spec], key: str, *, role: Role = "public", caller: Caller | None = None
+        self,
+        spec: type[Spec],
+        key: str,
+        *,
+        role: Role = "public",
+        caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
         id = self._id(spec, key)
+        write_id = check_write_id(write_id, id)
         mounted = await self._mount(spec, id)
         op = Op(
             "reset", None, FrozenDict(mounted.state), acl=mounted.acl, ttl=mounted.ttl,
-            epoch=self._fence(id, role),
+            epoch=self._fence(id, role), write_id=write_id,
         )  # fmt: skip
         await self._write(spec, id, op, role, caller)
 
@@ -303,10 +312,11 @@ class Node:
         max_len: int | None = None,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Append to a list atomically; see LiveState.append."""
         id = self._id(spec, key)
-        op = self._op("append", spec, id, prop, item, max_len, self._fence(id, role))
+        op = self._op("append", spec, id, prop, item, max_len, self._fence(id, role), write_id)
         await self._write(spec, id, op, role, caller)
 
     async def increment(
@@ -318,11 +328,12 @@ class Node:
         *,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Add to a number atomically and return the result; see LiveState.increment."""
         id = self._id(spec, key)
-        op = self._op("increment", spec, id, prop, by, epoch=self._fence(id, role))
-        return await self._write(spec, id, op, role, caller)
+        op = self._op("increment", spec, id, prop, by, None, self._fence(id, role), write_id)
+        return (await self._write(spec, id, op, role, caller)).value
 
     async def update(
         self,
@@ -334,10 +345,12 @@ class Node:
         default: Any = DEFAULT,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Replace a property with fn(value) atomically; see LiveState.update."""
         id = self._id(spec, key)
         check_property(prop, id)
+        write_id = check_write_id(write_id, id)
         for attempt in range(UPDATE_ATTEMPTS):
             if attempt:
                 await _contended(attempt)
@@ -355,15 +368,16 @@ class Node:
             result = fn(current)
             if inspect.isawaitable(result):
                 result = await result
-            op = self._op("put", spec, id, prop, result)._replace(
-                expect=snapshot.version, epoch=snapshot.epoch if role == "group" else None
-            )
+            epoch = snapshot.epoch if role == "group" else None
+            op = self._op("put", spec, id, prop, result, None, epoch, write_id)
+            op = op._replace(expect=snapshot.version)
             try:
                 base = Base(snapshot.state, snapshot.version, snapshot.acl, snapshot.epoch)
-                await self._write(spec, id, op, role, caller, base)
+                applied = await self._write(spec, id, op, role, caller, base)
             except ConflictError:
                 continue  # another write came first: run fn again on the newer value
-            return op.value
+            # A repeat of `write_id` wrote nothing now: the value is what the first one wrote.
+            return current if applied.repeated else op.value
         raise BackendUnavailableError(
             f"Cannot update {prop!r} of {id}: other writes changed it first {UPDATE_ATTEMPTS} "
             "times in a row; use increment or append (atomic without a retry), or retry later."
@@ -378,9 +392,11 @@ class Node:
         *,
         role: Role = "public",
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Run one of the spec's actions and return its result; see LiveState.call."""
         id = self._id(spec, key)
+        write_id = check_write_id(write_id, id)
         declared = actions_of(spec).get(action) if type(action) is str else None
         if declared is None:
             raise InvalidValueError(unknown_action(spec, action, id))
@@ -405,6 +421,8 @@ class Node:
                 result = await result
             value = freeze(result, spec.limits.max_depth, id, None)
             ops = context.ops
+            if ops and write_id is not None:
+                ops[0] = ops[0]._replace(write_id=write_id)  # the batch's (or the op's) id
             try:
                 if len(ops) == 1:
                     op = ops[0]._replace(trusted=True)
@@ -478,13 +496,16 @@ class Node:
         value: Any,
         max_len: int | None = None,
         epoch: str | None = None,
+        write_id: str | None = None,
     ) -> Op:
         """Check, freeze and encode a write once, for the backend and every replica: its
         value (JSON, sizes), its arguments, and the spec's schema. `epoch` fences it to the
-        lifetime its client attached under (see `_fence`)."""
+        lifetime its client attached under (see `_fence`); `write_id` is the caller's."""
         check_property(prop, id)
+        if write_id is not None:
+            check_write_id(write_id, id)
         if kind == "delete":
-            return Op("delete", prop, epoch=epoch)
+            return Op("delete", prop, epoch=epoch, write_id=write_id)
         frozen = freeze(value, spec.limits.max_depth, id, prop)
         text = encode(frozen)
         nbytes = size(text)
@@ -513,7 +534,10 @@ class Node:
                 bounds = schema.check_amount(prop, frozen, id)
         else:
             raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
-        return Op(kind, prop, frozen, text, nbytes, max_len, bounds=bounds, epoch=epoch)  # type: ignore[arg-type]
+        return Op(
+            kind, prop, frozen, text, nbytes, max_len,  # type: ignore[arg-type]
+            bounds=bounds, epoch=epoch, write_id=write_id,
+        )  # fmt: skip
 
     def _on_running_loop(self) -> bool:
         if self._started is None:
@@ -550,7 +574,7 @@ class Node:
         role: Role,
         caller: Caller | None,
         base: Base | None = None,
-    ) -> JSON:
+    ) -> Applied:
         """Write `op` for `caller` once the spec's `allow` says it may (`base`: the state that
         an `update` read, which the rule sees). A rule that read the state makes the write
         conditional on it, and runs again, on the newer state, if another write came first.
@@ -661,7 +685,7 @@ class Node:
                         replica.receive(Message(applied.epoch, first + offset, op))
                 await replica.reached(applied.epoch, applied.version)
 
-    async def _apply(self, id: StateId, op: Op, role: Role = "group") -> JSON:
+    async def _apply(self, id: StateId, op: Op, role: Role = "group") -> Applied:
         """Write `op`; when it returns, this node's clients of the live state show it."""
         if not self._ready:  # checked here: a coroutine per write is a cost at 100k writes/s
             await self._start()
@@ -696,7 +720,7 @@ class Node:
                 await replica.reached(epoch, version)
         if self.metrics is not None:
             self.metrics.wrote(op.kind, started)
-        return applied.value
+        return applied
 
     async def _read(self, id: StateId, prop: str | None) -> Snapshot:
         await self._start()
@@ -816,6 +840,22 @@ async def _contended(attempt: int) -> None:
     """Back off before a retry of a contended write (jittered, so the writers do not collide
     in lockstep)."""
     await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
+
+
+MAX_WRITE_ID = 128
+"""The longest caller-chosen write id, in characters."""
+
+
+def check_write_id(write_id: object, subject: object) -> str | None:
+    """Return `write_id` if it is None or a str of 1 to 128 characters, else raise."""
+    if write_id is not None and (
+        type(write_id) is not str or not 0 < len(write_id) <= MAX_WRITE_ID
+    ):
+        raise InvalidValueError(
+            f"A write id for {subject} is a str of 1 to {MAX_WRITE_ID} characters that names the "
+            f"write (the same for each retry of it), or None; got {str(write_id)[:40]!r}."
+        )
+    return write_id
 
 
 def unknown_action(spec: type[Spec], action: object, id: StateId) -> str:

@@ -28,7 +28,10 @@ class LiveState(Spec):
     use the current node (see livestate.use and livestate.lifespan). Each write
     takes `caller`, who it is made for (`Caller("public", identity)`), which the
     spec's `allow` and actions see; None (the default) is trusted server code. A
-    write that `allow` refuses raises PermissionDeniedError with its reason.
+    write that `allow` refuses raises PermissionDeniedError with its reason. Each
+    write also takes `write_id`, the caller's name for it (1 to 128 characters): a
+    retry with the same id within 10 s (after BackendUnavailableError, say) applies
+    once and returns the first result (see docs/redis.md, "Retries and write ids").
     """
 
     @classmethod
@@ -75,30 +78,42 @@ class LiveState(Spec):
         return await current_node().presence(cls, key)
 
     @classmethod
-    async def put(cls, key: str, prop: str, value: Any, *, caller: Caller | None = None) -> None:
+    async def put(
+        cls,
+        key: str,
+        prop: str,
+        value: Any,
+        *,
+        caller: Caller | None = None,
+        write_id: str | None = None,
+    ) -> None:
         """Set `prop` to `value` (JSON).
 
         Raises NotFoundError, PermissionDeniedError (needs write),
         InvalidValueError, StateTooLargeError.
         """
-        await current_node().put(cls, key, prop, value, caller=caller)
+        await current_node().put(cls, key, prop, value, caller=caller, write_id=write_id)
 
     @classmethod
-    async def delete(cls, key: str, prop: str, *, caller: Caller | None = None) -> None:
+    async def delete(
+        cls, key: str, prop: str, *, caller: Caller | None = None, write_id: str | None = None
+    ) -> None:
         """Remove `prop`.
 
         Raises NotFoundError, PropertyNotFoundError, PermissionDeniedError (needs delete).
         """
-        await current_node().delete(cls, key, prop, caller=caller)
+        await current_node().delete(cls, key, prop, caller=caller, write_id=write_id)
 
     @classmethod
-    async def reset(cls, key: str, *, caller: Caller | None = None) -> None:
+    async def reset(
+        cls, key: str, *, caller: Caller | None = None, write_id: str | None = None
+    ) -> None:
         """Run on_mount again and replace the whole state (and per-key ACL and TTL) with it.
 
         Raises NotFoundError, PermissionDeniedError (needs reset), and whatever
         on_mount raises.
         """
-        await current_node().reset(cls, key, caller=caller)
+        await current_node().reset(cls, key, caller=caller, write_id=write_id)
 
     @classmethod
     async def append(
@@ -109,6 +124,7 @@ class LiveState(Spec):
         *,
         max_len: int | None = None,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Append `item` to the list `prop` atomically (a missing one starts empty).
 
@@ -116,18 +132,26 @@ class LiveState(Spec):
         NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no list), StateTooLargeError.
         """
-        await current_node().append(cls, key, prop, item, max_len=max_len, caller=caller)
+        await current_node().append(
+            cls, key, prop, item, max_len=max_len, caller=caller, write_id=write_id
+        )
 
     @classmethod
     async def increment(
-        cls, key: str, prop: str, by: int | float = 1, *, caller: Caller | None = None
+        cls,
+        key: str,
+        prop: str,
+        by: int | float = 1,
+        *,
+        caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Add `by` to the number `prop` atomically (a missing one starts at 0); return the result.
 
         Raises NotFoundError, PermissionDeniedError (needs write), InvalidValueError
         (also if `prop` holds no number).
         """
-        return await current_node().increment(cls, key, prop, by, caller=caller)
+        return await current_node().increment(cls, key, prop, by, caller=caller, write_id=write_id)
 
     @classmethod
     async def update(
@@ -138,6 +162,7 @@ class LiveState(Spec):
         *,
         default: Any = DEFAULT,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Replace `prop` with `fn(current value)` atomically, retrying if another write won.
 
@@ -146,7 +171,9 @@ class LiveState(Spec):
         new (frozen) value. Raises NotFoundError, PermissionDeniedError (needs read
         and write), InvalidValueError, StateTooLargeError.
         """
-        return await current_node().update(cls, key, prop, fn, default=default, caller=caller)
+        return await current_node().update(
+            cls, key, prop, fn, default=default, caller=caller, write_id=write_id
+        )
 
     @classmethod
     async def call(
@@ -156,6 +183,7 @@ class LiveState(Spec):
         args: Mapping[str, Any] | None = None,
         *,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Run the spec's action named `action` with `args` (argument name -> value) and
         return its result; see `livestate.action` and docs/rules.md.
@@ -165,7 +193,7 @@ class LiveState(Spec):
         (public callers need read), NotFoundError, and whatever the action raises;
         an action that raises writes nothing.
         """
-        return await current_node().call(cls, key, action, args, caller=caller)
+        return await current_node().call(cls, key, action, args, caller=caller, write_id=write_id)
 
     @classmethod
     async def start(cls, key: str) -> None:

@@ -135,19 +135,33 @@ class SyncNode:
         value: Any,
         *,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        self._call(lambda node: node.put(spec, key, prop, value, caller=caller))
+        self._call(lambda node: node.put(spec, key, prop, value, caller=caller, write_id=write_id))
 
     def delete(
-        self, spec: type[LiveState], key: str, prop: str, *, caller: Caller | None = None
+        self,
+        spec: type[LiveState],
+        key: str,
+        prop: str,
+        *,
+        caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Remove `prop`; see LiveState.delete."""
-        self._call(lambda node: node.delete(spec, key, prop, caller=caller))
+        self._call(lambda node: node.delete(spec, key, prop, caller=caller, write_id=write_id))
 
-    def reset(self, spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
+    def reset(
+        self,
+        spec: type[LiveState],
+        key: str,
+        *,
+        caller: Caller | None = None,
+        write_id: str | None = None,
+    ) -> None:
         """Rerun on_mount and replace the whole state; see LiveState.reset."""
-        self._call(lambda node: node.reset(spec, key, caller=caller))
+        self._call(lambda node: node.reset(spec, key, caller=caller, write_id=write_id))
 
     def append(
         self,
@@ -158,9 +172,14 @@ class SyncNode:
         *,
         max_len: int | None = None,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        self._call(lambda node: node.append(spec, key, prop, item, max_len=max_len, caller=caller))
+        self._call(
+            lambda node: node.append(
+                spec, key, prop, item, max_len=max_len, caller=caller, write_id=write_id
+            )
+        )
 
     def increment(
         self,
@@ -170,9 +189,12 @@ class SyncNode:
         by: int | float = 1,
         *,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        return self._call(lambda node: node.increment(spec, key, prop, by, caller=caller))
+        return self._call(
+            lambda node: node.increment(spec, key, prop, by, caller=caller, write_id=write_id)
+        )
 
     def update(
         self,
@@ -183,13 +205,16 @@ class SyncNode:
         *,
         default: Any = DEFAULT,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update.
 
         `fn` runs on the node's event loop thread, maybe more than once.
         """
         return self._call(
-            lambda node: node.update(spec, key, prop, fn, default=default, caller=caller)
+            lambda node: node.update(
+                spec, key, prop, fn, default=default, caller=caller, write_id=write_id
+            )
         )
 
     def call(
@@ -200,12 +225,15 @@ class SyncNode:
         args: Mapping[str, Any] | None = None,
         *,
         caller: Caller | None = None,
+        write_id: str | None = None,
     ) -> JSON:
         """Run one of the spec's actions and return its result; see LiveState.call.
 
         The action runs on the node's event loop thread, maybe more than once.
         """
-        return self._call(lambda node: node.call(spec, key, action, args, caller=caller))
+        return self._call(
+            lambda node: node.call(spec, key, action, args, caller=caller, write_id=write_id)
+        )
 
     def start(self, spec: type[LiveState], key: str) -> None:
         """Start the live state for `key` if absent; see LiveState.start."""
@@ -346,20 +374,35 @@ def presence(spec: type[LiveState], key: str) -> Mapping[str, FrozenList]:
 
 
 def put(
-    spec: type[LiveState], key: str, prop: str, value: Any, *, caller: Caller | None = None
+    spec: type[LiveState],
+    key: str,
+    prop: str,
+    value: Any,
+    *,
+    caller: Caller | None = None,
+    write_id: str | None = None,
 ) -> None:
     """Set `prop` to `value`; see SyncNode.put."""
-    default().put(spec, key, prop, value, caller=caller)
+    default().put(spec, key, prop, value, caller=caller, write_id=write_id)
 
 
-def delete(spec: type[LiveState], key: str, prop: str, *, caller: Caller | None = None) -> None:
+def delete(
+    spec: type[LiveState],
+    key: str,
+    prop: str,
+    *,
+    caller: Caller | None = None,
+    write_id: str | None = None,
+) -> None:
     """Remove `prop`; see SyncNode.delete."""
-    default().delete(spec, key, prop, caller=caller)
+    default().delete(spec, key, prop, caller=caller, write_id=write_id)
 
 
-def reset(spec: type[LiveState], key: str, *, caller: Caller | None = None) -> None:
+def reset(
+    spec: type[LiveState], key: str, *, caller: Caller | None = None, write_id: str | None = None
+) -> None:
     """Rerun on_mount and replace the whole state; see SyncNode.reset."""
-    default().reset(spec, key, caller=caller)
+    default().reset(spec, key, caller=caller, write_id=write_id)
 
 
 def append(
@@ -370,16 +413,23 @@ def append(
     *,
     max_len: int | None = None,
     caller: Caller | None = None,
+    write_id: str | None = None,
 ) -> None:
     """Append `item` to the list `prop` atomically; see SyncNode.append."""
-    default().append(spec, key, prop, item, max_len=max_len, caller=caller)
+    default().append(spec, key, prop, item, max_len=max_len, caller=caller, write_id=write_id)
 
 
 def increment(
-    spec: type[LiveState], key: str, prop: str, by: int | float = 1, *, caller: Caller | None = None
+    spec: type[LiveState],
+    key: str,
+    prop: str,
+    by: int | float = 1,
+    *,
+    caller: Caller | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Add `by` to the number `prop` atomically and return the result; see SyncNode.increment."""
-    return default().increment(spec, key, prop, by, caller=caller)
+    return default().increment(spec, key, prop, by, caller=caller, write_id=write_id)
 
 
 def update(
@@ -390,9 +440,12 @@ def update(
     *,
     default: Any = DEFAULT,
     caller: Caller | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Replace `prop` with `fn(value)` atomically; see SyncNode.update."""
-    return _default_node().update(spec, key, prop, fn, default=default, caller=caller)
+    return _default_node().update(
+        spec, key, prop, fn, default=default, caller=caller, write_id=write_id
+    )
 
 
 def call(
@@ -402,9 +455,10 @@ def call(
     args: Mapping[str, Any] | None = None,
     *,
     caller: Caller | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Run one of the spec's actions and return its result; see SyncNode.call."""
-    return default().call(spec, key, action, args, caller=caller)
+    return default().call(spec, key, action, args, caller=caller, write_id=write_id)
 
 
 def start(spec: type[LiveState], key: str) -> None:

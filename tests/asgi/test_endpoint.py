@@ -242,6 +242,19 @@ async def test_a_write_flood_is_rate_limited_and_nothing_refused_is_applied(
         assert (await other.attach("AsgiBoard", "flood"))["state"]["votes"] == len(acknowledged)
 
 
+async def test_a_write_id_makes_a_resent_frame_apply_once(url: str, peers: Open) -> None:
+    """A page that resends a write after a drop (same write_id) gets the first result, and
+    the write applies once; a write_id that is not a string is a bad frame."""
+    peer = await peers(url)
+    id = (await peer.attach("AsgiBoard", "ids"))["id"]
+    for _ in range(2):
+        reply = await peer.request("increment", id=id, prop="votes", by=3, write_id="vote-1")
+        assert reply["result"] == 3
+    assert (await peer.request("get", id=id, prop="votes"))["result"] == 3
+    bad = await peer.request("put", id=id, prop="title", value="x", write_id=7)
+    assert bad["code"] == "bad_frame" and "write_id" in bad["message"]
+
+
 async def test_attaching_to_fresh_keys_in_a_loop_is_rate_limited(peers: Open) -> None:
     """Past the attach burst, a socket cycling attach and detach over fresh keys gets
     rate_limited and nothing more is started; the node's own quota, reached through a

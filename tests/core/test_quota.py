@@ -98,4 +98,4 @@ def test_limits_are_checked() -> None:
     with pytest.raises(InvalidValueError, match="max_live_states must be an int"):
         Node("memory://", max_live_states=0)
     with pytest.raises(InvalidValueError, match="max_live_states must be an int"):
-        type("Bad", (LiveState,), {"max_live_states": "10", "__module__": __name__})
+        type("BadQuota", (LiveState,), {"max_live_states": "10", "__module__": __name__})

@@ -62,12 +62,8 @@ def test_each_surface_offers_each_write_with_the_same_parameters(surface: str, o
 
 
 def test_the_reference_itself_has_what_the_surfaces_share() -> None:
-    """The comparison is not empty-handed: Node's writes name their arguments and caller."""
-    assert [p[0] for p in reference("append", frozenset())] == [
-        "prop",
-        "item",
-        "max_len",
-        "role",
-        "caller",
-    ]
-    assert [p[0] for p in reference("call", frozenset({"role"}))] == ["action", "args", "caller"]
+    """The comparison is not empty-handed: Node's writes name their arguments, caller and id."""
+    append = ["prop", "item", "max_len", "role", "caller", "write_id"]
+    assert [p[0] for p in reference("append", frozenset())] == append
+    call = ["action", "args", "caller", "write_id"]
+    assert [p[0] for p in reference("call", frozenset({"role"}))] == call

@@ -42,10 +42,13 @@ def report(line: dict[str, Any]) -> None:
 async def main(url: str, key: str, writes: list[str]) -> None:
     """Attach, write, announce readiness, then hold the client until killed."""
     async with livestate.Node(url) as node:
+        paused = writes[:1] == ["--paused-put"]
         client = await node.attach(
-            ProcessRoom, key, lambda c: report({"change": c.kind, "version": c.version})
+            ProcessRoom,
+            key,
+            (lambda c: report({"change": c.kind, "version": c.version})) if paused else None,
         )
-        if writes[:1] == ["--paused-put"]:
+        if paused:
             print("ready", flush=True)
             # The put is a task that has not run a step when the process stops: when it is
             # continued, the put runs before anything the node hears meanwhile is handled.

@@ -69,11 +69,18 @@ class Message(NamedTuple):
 
 
 class Applied(NamedTuple):
-    """What a write did: the lifetime and version it made, and its result (increment's sum)."""
+    """What a write did: the lifetime and version it made, its result (increment's sum), and
+    whether it had been applied before (a repeat of a write id: nothing was written now)."""
 
     epoch: str
     version: int
     value: JSON
+    repeated: bool = False
+
+
+WRITE_ID_SECONDS = 10.0
+"""How long, at least, a backend remembers a write id and the reply it got, so that a retry
+with the same id (the library's, or the caller's `write_id`) applies once."""
 
 
 class Listener(Protocol):
@@ -226,7 +233,9 @@ class Backend(ABC):
         A `leave` whose refs are all gone already changes nothing and publishes
         nothing (its version is the current one).
         A backend that retries a call whose reply it lost makes sure the write
-        still applies once. Raises NotFoundError,
+        still applies once; a write whose `op.write_id` it has seen within
+        WRITE_ID_SECONDS answers the first one's Applied, `repeated`, writing nothing.
+        Raises NotFoundError,
         PermissionDeniedError (checked against the ACL stored with the live
         state), PropertyNotFoundError, InvalidValueError, StateTooLargeError or
         ConflictError (when `op.expect` is not the current version), having

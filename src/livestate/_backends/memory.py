@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from .._changes import Op, StateId, commit, describe, evaluate, permission
 from .._presence import Roster, leave_op, node_of
 from .._values import JSON, Limits, check_size, encode, size
 from .base import (
+    WRITE_ID_SECONDS,
     Applied,
     Backend,
     Census,
@@ -43,6 +45,8 @@ class _Entry:
     holders: set[str] = field(default_factory=set)
     roster: Roster | None = None  # made at the first join: most live states have none
     timer: asyncio.TimerHandle | None = None
+    # Caller-chosen write ids -> (when, what the write did), oldest first; made on first use.
+    written: dict[str, tuple[float, Applied]] | None = None
 
 
 class MemoryBackend(Backend):
@@ -171,6 +175,8 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry is None:
             raise not_running(id)
+        if op.write_id is not None and (done := _repeat(entry, op.write_id)) is not None:
+            return done
         needed = permission(op)
         if not entry.acl.allows(role, needed):  # the message is built only when it is needed
             raise denied(role, needed, describe(op), str(id))
@@ -186,7 +192,7 @@ class MemoryBackend(Backend):
         value = self._write(id, entry, op)
         # No `sent` time: in one process there is no hop between nodes to measure.
         self._publish(id, Message(entry.epoch, entry.version, op))
-        return Applied(entry.epoch, entry.version, value)
+        return _remember(entry, op, Applied(entry.epoch, entry.version, value))
 
     async def apply_many(
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
@@ -194,6 +200,8 @@ class MemoryBackend(Backend):
         entry = self._entries.get(id)
         if entry is None:
             raise not_running(id)
+        if ops[0].write_id is not None and (done := _repeat(entry, ops[0].write_id)) is not None:
+            return done
         if ops[0].epoch is not None and ops[0].epoch != entry.epoch:
             raise started_anew(id, ops[0])
         if expect != entry.version:
@@ -208,7 +216,7 @@ class MemoryBackend(Backend):
             raise
         for offset, op in enumerate(ops):
             self._publish(id, Message(entry.epoch, expect + 1 + offset, op))
-        return Applied(entry.epoch, entry.version, None)
+        return _remember(entry, ops[0], Applied(entry.epoch, entry.version, None))
 
     def _write(self, id: StateId, entry: _Entry, op: Op) -> JSON:
         """Apply a state op to `entry` at the next version, checking its sizes first."""
@@ -313,6 +321,27 @@ class MemoryBackend(Backend):
         # Made on first use, so that a backend nobody persists with carries nothing.
         claims: dict[StateId, tuple[str, float]] = self.__dict__.setdefault("_saves", {})
         return claims
+
+
+def _repeat(entry: _Entry, write_id: str) -> Applied | None:
+    """What the write named `write_id` did, if it was made within the window: a repeat."""
+    done = entry.written.get(write_id) if entry.written else None
+    return None if done is None else done[1]._replace(repeated=True)
+
+
+def _remember(entry: _Entry, op: Op, applied: Applied) -> Applied:
+    """Keep what a write with a caller-chosen id did, for WRITE_ID_SECONDS; forget older."""
+    if op.write_id is not None:
+        written = entry.written
+        if written is None:
+            written = entry.written = {}
+        now = time.monotonic()
+        for name, (when, _) in list(written.items()):
+            if now - when < WRITE_ID_SECONDS:
+                break  # oldest first: the rest are newer
+            del written[name]
+        written[op.write_id] = (now, applied)
+    return applied
 
 
 def _value_size(entry: _Entry, op: Op, value: JSON, old: int) -> int:

@@ -652,33 +652,20 @@ class _Session:
             await client.track(await self._identity(client, ref), frame["meta"])
         elif kind == "untrack":
             await client.untrack()
-        elif kind == "reset":
-            await client.reset()
-        elif kind == "call":
-            result = await client.call(*_action(client.spec, frame, ref))
         else:
-            prop = field(frame, "prop", str, "the property's name")
-            if kind == "put":
-                await client.put(prop, _value(frame))
-            elif kind == "delete":
-                await client.delete(prop)
-            elif kind == "append":
-                await client.append(prop, _value(frame), max_len=frame.get("max_len"))
-            else:
-                result = await client.increment(prop, frame.get("by", 1))
+            result = await self._write(client.spec, client.key, "group", client.caller, frame, ref)
         self.push(encode({"type": "ok", "ref": ref, "result": result}))
 
     async def _public(self, frame: Mapping[str, Any], ref: object) -> None:
         spec, key = self._spec(frame)
         await self._role(spec, key, ref)  # either role may act as a public caller
-        node = self.endpoint.node or current_node()
         kind = frame["type"]
         result: Any = None
-        caller = Caller("public", await self._who(ref))
         if kind == "get":
-            prop = frame.get("prop", DEFAULT)
-            result = await node.get(spec, key, prop, role="public")
+            node = self.endpoint.node or current_node()
+            result = await node.get(spec, key, frame.get("prop", DEFAULT), role="public")
         elif kind == "presence":
+            node = self.endpoint.node or current_node()
             result = presence_json(await node.presence(spec, key, role="public"))
         elif kind in PRESENCE:
             raise FrameError(
@@ -686,26 +673,43 @@ class _Session:
                 f"A {kind!r} frame goes through an attachment: give its 'id', not spec and key.",
                 ref,
             )
-        elif kind == "reset":
-            await node.reset(spec, key, role="public", caller=caller)
-        elif kind == "call":
-            action, args = _action(spec, frame, ref)
-            result = await node.call(spec, key, action, args, role="public", caller=caller)
         else:
-            prop = field(frame, "prop", str, "the property's name")
-            if kind == "put":
-                await node.put(spec, key, prop, _value(frame), role="public", caller=caller)
-            elif kind == "delete":
-                await node.delete(spec, key, prop, role="public", caller=caller)
-            elif kind == "append":
-                max_len = frame.get("max_len")
-                await node.append(
-                    spec, key, prop, _value(frame), max_len=max_len, role="public", caller=caller
-                )
-            else:
-                by = frame.get("by", 1)
-                result = await node.increment(spec, key, prop, by, role="public", caller=caller)
+            caller = Caller("public", await self._who(ref))
+            result = await self._write(spec, key, "public", caller, frame, ref)
         self.push(encode({"type": "ok", "ref": ref, "result": result}))
+
+    async def _write(
+        self,
+        spec: type[Spec],
+        key: str,
+        role: Role,
+        caller: Caller | None,
+        frame: Mapping[str, Any],
+        ref: object,
+    ) -> Any:
+        """Make the write (or call) a frame asks for, as `caller` in `role`; its result."""
+        node = self.endpoint.node or current_node()
+        kind = frame["type"]
+        write_id = frame.get("write_id")
+        if write_id is not None and type(write_id) is not str:
+            raise FrameError(
+                "bad_frame", "A frame's 'write_id' is a string that names the write.", ref
+            )
+        who: dict[str, Any] = {"role": role, "caller": caller, "write_id": write_id}
+        if kind == "reset":
+            return await node.reset(spec, key, **who)
+        if kind == "call":
+            action, args = _action(spec, frame, ref)
+            return await node.call(spec, key, action, args, **who)
+        prop = field(frame, "prop", str, "the property's name")
+        if kind == "put":
+            return await node.put(spec, key, prop, _value(frame), **who)
+        if kind == "delete":
+            return await node.delete(spec, key, prop, **who)
+        if kind == "append":
+            max_len = frame.get("max_len")
+            return await node.append(spec, key, prop, _value(frame), max_len=max_len, **who)
+        return await node.increment(spec, key, prop, frame.get("by", 1), **who)
 
     async def _who(self, ref: object) -> str | None:
         """Who this socket is for rules and actions: identify's answer, None if anonymous

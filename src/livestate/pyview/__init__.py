@@ -462,7 +462,14 @@ async def live_untrack(socket: LiveSocket, *, as_: str | None = None) -> None:
         await client.untrack()
 
 
-async def live_assign(socket: LiveSocket, prop: str, value: Any, *, as_: str | None = None) -> None:
+async def live_assign(
+    socket: LiveSocket,
+    prop: str,
+    value: Any,
+    *,
+    as_: str | None = None,
+    write_id: str | None = None,
+) -> None:
     """Set `prop` to `value` in the socket's live state (the one bound `as_`), as a group member.
 
     When it returns, `live_assigns` (and so the writer's next render) shows the
@@ -470,20 +477,28 @@ async def live_assign(socket: LiveSocket, prop: str, value: Any, *, as_: str | N
     PermissionDeniedError (needs write), InvalidValueError, StateTooLargeError,
     NotFoundError.
     """
-    await _write(socket, as_, "put", prop, value)
+    await _write(socket, as_, "put", prop, value, write_id=write_id)
 
 
-async def live_delete(socket: LiveSocket, prop: str, *, as_: str | None = None) -> None:
+async def live_delete(
+    socket: LiveSocket, prop: str, *, as_: str | None = None, write_id: str | None = None
+) -> None:
     """Remove `prop` from the socket's live state (the one bound `as_`), as a group member.
 
     Raises RuntimeError if `live_state` was not called on this socket,
     PropertyNotFoundError, PermissionDeniedError (needs delete), NotFoundError.
     """
-    await _write(socket, as_, "delete", prop)
+    await _write(socket, as_, "delete", prop, write_id=write_id)
 
 
 async def live_append(
-    socket: LiveSocket, prop: str, item: Any, *, max_len: int | None = None, as_: str | None = None
+    socket: LiveSocket,
+    prop: str,
+    item: Any,
+    *,
+    max_len: int | None = None,
+    as_: str | None = None,
+    write_id: str | None = None,
 ) -> None:
     """Append `item` to the list `prop` atomically, dropping the oldest beyond `max_len`.
 
@@ -492,11 +507,16 @@ async def live_append(
     PermissionDeniedError (needs write), InvalidValueError (also if `prop` holds
     no list), StateTooLargeError, NotFoundError.
     """
-    await _write(socket, as_, "append", prop, item, max_len=max_len)
+    await _write(socket, as_, "append", prop, item, max_len=max_len, write_id=write_id)
 
 
 async def live_increment(
-    socket: LiveSocket, prop: str, by: int | float = 1, *, as_: str | None = None
+    socket: LiveSocket,
+    prop: str,
+    by: int | float = 1,
+    *,
+    as_: str | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Add `by` to the number `prop` atomically and return the result.
 
@@ -504,7 +524,7 @@ async def live_increment(
     PermissionDeniedError (needs write), InvalidValueError (also if `prop` holds
     no number), NotFoundError.
     """
-    result: JSON = await _write(socket, as_, "increment", prop, by)
+    result: JSON = await _write(socket, as_, "increment", prop, by, write_id=write_id)
     return result
 
 
@@ -515,6 +535,7 @@ async def live_update(
     *,
     default: Any = DEFAULT,
     as_: str | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Replace `prop` with `fn(current value)` atomically and return the new value.
 
@@ -523,7 +544,7 @@ async def live_update(
     PermissionDeniedError (needs read and write), InvalidValueError,
     StateTooLargeError, NotFoundError.
     """
-    result: JSON = await _write(socket, as_, "update", prop, fn, default=default)
+    result: JSON = await _write(socket, as_, "update", prop, fn, default=default, write_id=write_id)
     return result
 
 
@@ -533,6 +554,7 @@ async def live_call(
     args: Mapping[str, Any] | None = None,
     *,
     as_: str | None = None,
+    write_id: str | None = None,
 ) -> JSON:
     """Run one of the spec's actions on the socket's live state (the one bound `as_`).
 
@@ -542,17 +564,19 @@ async def live_call(
     InvalidValueError (no such action, arguments or writes that do not fit),
     PermissionDeniedError, NotFoundError, and whatever the action raises.
     """
-    result: JSON = await _write(socket, as_, "call", action, args)
+    result: JSON = await _write(socket, as_, "call", action, args, write_id=write_id)
     return result
 
 
-async def live_reset(socket: LiveSocket, *, as_: str | None = None) -> None:
+async def live_reset(
+    socket: LiveSocket, *, as_: str | None = None, write_id: str | None = None
+) -> None:
     """Run on_mount again and replace the whole state of the socket's live state.
 
     Raises RuntimeError if `live_state` was not called on this socket,
     PermissionDeniedError (needs reset), NotFoundError, and whatever on_mount raises.
     """
-    await _write(socket, as_, "reset")
+    await _write(socket, as_, "reset", write_id=write_id)
 
 
 class OriginCheckMiddleware:

@@ -457,7 +457,7 @@ class RedisBackend(Backend):
         value = encode(op.value) if kind == "reset" else op.encoded
         body = f"{head}\n{time.time_ns() // 1000}\n{value}"
         expect = fence(op.expect, op.epoch)
-        write = f"{self._tag}{next(self._writes):x}"
+        write = self._write_id(op)
         args: list[Any] = [_ROLE_FIELD[role], permission(op), expect, body, write]
         if kind == "join":
             args += ["join", prop, op.encoded, int(self.lease * 1000)]
@@ -494,15 +494,18 @@ class RedisBackend(Backend):
         if type(reply) is not str:
             self._fail(id, op, role, reply)
         # Applied now, or (a retry of a write whose reply was lost) once before.
-        version, epoch, result = reply.split("\n", 2)
-        return Applied(epoch, int(version), _number(result) if kind == "increment" else None)
+        repeated = reply.startswith("!")
+        version, epoch, result = reply[repeated:].split("\n", 2)
+        return Applied(
+            epoch, int(version), _number(result) if kind == "increment" else None, repeated
+        )
 
     async def apply_many(
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
     ) -> Applied:
         keys = self._keys(id, script="batch")
         lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
-        write = f"{self._tag}{next(self._writes):x}"
+        write = self._write_id(ops[0])
         reply = await self._run(
             "batch",
             id,
@@ -522,8 +525,15 @@ class RedisBackend(Backend):
                 op = next(op for op in ops if op.prop == prop)
                 self._fail(id, op, "group", reply[:3])
             self._fail(id, ops[0], "group", reply)
-        version, epoch, _ = reply.split("\n", 2)
-        return Applied(epoch, int(version), None)
+        repeated = reply.startswith("!")
+        version, epoch, _ = reply[repeated:].split("\n", 2)
+        return Applied(epoch, int(version), None, repeated)
+
+    def _write_id(self, op: Op) -> str:
+        """ARGV[7]: the caller's id for the write, looked up at once ('+'), or one of ours."""
+        if op.write_id is not None:
+            return f"+u:{op.write_id}"
+        return f"{self._tag}{next(self._writes):x}"
 
     async def stop(self, id: StateId, role: Role) -> None:
         keys = self._keys(id, script="stop")
@@ -681,7 +691,8 @@ class RedisBackend(Backend):
             if loop.time() + delay > deadline:
                 raise failure from None
             if write and attempt == 1:
-                args = (*args[:4], f"+{args[4]}", *args[5:])  # from now on, a retry
+                if not args[4].startswith("+"):  # (a caller's id is looked up already)
+                    args = (*args[:4], f"+{args[4]}", *args[5:])  # from now on, a retry
             await asyncio.sleep(delay)
 
     async def primary(self) -> Endpoint:

@@ -6,7 +6,9 @@
 -- tonumber(text) runs two, and they are most of the Lua time of a write.
 
 -- ARGV[7] is the write id; a retry has '+' before it, and only a retry can have been
--- applied already, so only a retry looks it up.
+-- applied already, so only a retry looks it up. An id the caller chose ('u:' after the
+-- '+') is always looked up: the caller may be retrying a write it made before. A write
+-- found applied answers its first reply, marked with '!'.
 local WRITE = ARGV[7] or ''
 
 -- The checks every write makes before its first write command. Returns the meta fields
@@ -36,7 +38,7 @@ local function begin()
     -- A W or V written over from outside answers nothing (pcall): the write goes ahead.
     local done = redis.pcall('HGET', W, WRITE)
     if type(done) ~= 'string' then done = redis.pcall('HGET', V, WRITE) end
-    if type(done) == 'string' then return nil, done end
+    if type(done) == 'string' then return nil, '!' .. done end  -- '!': applied before
   end
   -- Masks and permissions are 0 to 15: two digits read without tonumber (strtod is slow).
   local a, b = string.byte(meta[2] or '0', 1, 2)
