@@ -129,7 +129,7 @@ class Inbox:
                     )
             self.replica.discard(self)
             self.end(None)
-            await self.replica.release(self.replica)
+            await self.replica.release()
 
 
 class Backlog:

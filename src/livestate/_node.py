@@ -15,7 +15,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from types import TracebackType
@@ -129,6 +129,7 @@ class Node:
         self._warned: set[str] = set()  # specs whose stored declaration differs, told once
         self._persistence = Persistence(self.backend, self.id, self.log)  # on_persist's saves
         self._quotas = Quotas(check_limit(max_live_states, "max_live_states"))
+        self._keeper = _Keeper(self)  # what the replicas ask of this node
 
     def __repr__(self) -> str:
         return f"<livestate.Node {self.id} on {self.url}>"
@@ -200,11 +201,7 @@ class Node:
             if replica is None:
                 self._admit(spec, id)
                 self._quotas.count(id)  # for as long as it is held here
-                replica = self._replicas[id] = Replica(
-                    self.backend, spec, id, self.id, lambda: self._mount(spec, id),
-                    self._let_go, self._release_if_unused, self._spawn,
-                    lambda op: self._apply(id, op), self.log, self.metrics,
-                )  # fmt: skip
+                replica = self._replicas[id] = Replica(self._keeper, spec, id)
                 replica.ready = self._spawn(self._open(replica))
             replica.waiting += 1
             try:
@@ -865,6 +862,34 @@ def unknown_action(spec: type[Spec], action: object, id: StateId) -> str:
         f"{id} has no action {str(action)[:100]!r}; its spec {spec.__qualname__} has these: "
         f"{names} (methods decorated with @action)."
     )
+
+
+class _Keeper:
+    """The node as its replicas' host (`_replica.Host`): what they ask of it, and no more."""
+
+    __slots__ = ("_node", "backend", "log", "metrics", "node")
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self.node = node.id
+        self.backend = node.backend
+        self.log = node.log
+        self.metrics = node.metrics
+
+    def mount(self, spec: type[Spec], id: StateId) -> Awaitable[Mounted]:
+        return self._node._mount(spec, id)
+
+    def ended(self, replica: Replica) -> object:
+        return self._node._let_go(replica)
+
+    def release(self, replica: Replica) -> Awaitable[None]:
+        return self._node._release_if_unused(replica)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        return self._node._spawn(coroutine)
+
+    def write(self, id: StateId, op: Op) -> Awaitable[object]:
+        return self._node._apply(id, op)
 
 
 _current: ContextVar[Node | None] = ContextVar("livestate._node", default=None)

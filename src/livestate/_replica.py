@@ -14,18 +14,17 @@ import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._acl import ACL, READ
-from ._backends.base import Backend, Message, MountFunction, Snapshot
+from ._backends.base import Backend, Message, Mounted, Snapshot
 from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
 from ._log import NodeLog
-from ._presence import Roster, leave_op, node_of
+from ._presence import Roster, Tracker, leave_op, node_of
 from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
-    from ._client import Inbox
     from ._declare import Spec
     from ._metrics import Metrics
 
@@ -35,17 +34,55 @@ HOLD = 1.0
 RESYNC_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0)
 """Seconds between attempts to resync while the backend is unavailable."""
 
-Spawn = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+
+class Host(Protocol):
+    """What a replica needs from the node that keeps it (the node's own `Keeper`)."""
+
+    node: str
+    """The node's id, which its holds and its clients' presences are under."""
+    backend: Backend
+    log: NodeLog
+    metrics: Metrics | None
+
+    def mount(self, spec: type[Spec], id: StateId) -> Awaitable[Mounted]:
+        """Run the spec's on_mount for the live state, checked and frozen."""
+
+    def ended(self, replica: Replica) -> object:
+        """The live state itself detached every client (stopped, or read revoked): let go."""
+
+    def release(self, replica: Replica) -> Awaitable[None]:
+        """A client detached: let go of the replica if it was the last."""
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run `coroutine` in a task the node keeps (and cancels when it closes)."""
+
+    def write(self, id: StateId, op: Op) -> Awaitable[object]:
+        """Write `op` as a client of the live state would."""
+
+
+class Receiver(Protocol):
+    """What a replica needs of each client it delivers to (an Inbox, _client.py)."""
+
+    tracker: Tracker | None
+    """The client's presence, once it tracks one."""
+
+    @property
+    def receive(self) -> Callable[[Change], object]:
+        """What to call with each change."""
+
+    def end(self, change: Change | None) -> None:
+        """The client is detached, with `change` (a `stopped`) delivered last if given."""
+
+    def returned(self, result: object) -> None:
+        """Its on_change returned `result` (an awaitable makes it async from now on)."""
 
 
 class Replica:
     """One node's copy of one live state, shared by the node's clients of it.
 
-    `on_end(replica)` is called when the replica's clients were all detached by
-    the live state itself (it stopped, or the ACL no longer lets the group read),
-    so the node lets go of it; a client that detaches awaits `release(replica)`,
-    with which the node lets go of it after its last client. `log` names the node;
-    `metrics` is the node's, or None.
+    Its `host` (the node) runs on_mount, spawns its tasks, writes for it, and lets
+    go of it when the live state detaches every client itself (it stopped, or the
+    ACL no longer lets the group read) or when its last client detaches.
     """
 
     __slots__ = (
@@ -57,6 +94,7 @@ class Replica:
         "declared",
         "epoch",
         "held",
+        "host",
         "id",
         "inboxes",
         "leaving",
@@ -64,16 +102,12 @@ class Replica:
         "metrics",
         "miscounted",
         "missing",
-        "mount",
         "node",
         "on_applied",
-        "on_end",
         "past",
         "ready",
         "receivers",
-        "release",
         "roster",
-        "spawn",
         "spec",
         "state",
         "syncing",
@@ -82,38 +116,17 @@ class Replica:
         "view",
         "waiters",
         "waiting",
-        "write",
     )
 
-    def __init__(
-        self,
-        backend: Backend,
-        spec: type[Spec],
-        id: StateId,
-        node: str,
-        mount: MountFunction,
-        on_end: Callable[[Replica], object],
-        release: Callable[[Replica], Awaitable[None]],
-        spawn: Spawn,
-        write: Callable[[Op], Awaitable[object]],
-        log: NodeLog,
-        metrics: Metrics | None,
-    ) -> None:
-        self.backend = backend
-        self.log = log
-        self.metrics = metrics
+    def __init__(self, host: Host, spec: type[Spec], id: StateId) -> None:
+        self.host = host
+        # The host's, kept at hand: they are read on every change.
+        self.backend = host.backend
+        self.log = host.log
+        self.metrics = host.metrics
+        self.node = host.node
         self.spec = spec
         self.id = id
-        self.node = node
-        self.mount = mount
-        self.on_end = on_end
-        self.release = release
-        self.spawn = spawn
-        # A write through the node, as a client of this live state: fenced to the lifetime
-        # this replica shows, as its clients' writes are.
-        self.write: Callable[[Op], Awaitable[object]] = lambda op: write(
-            op._replace(epoch=self.epoch or None)
-        )
         self.state: dict[str, JSON] = {}
         self.roster = Roster()
         self.view = MappingProxyType(self.state)
@@ -121,7 +134,7 @@ class Replica:
         self.epoch = ""
         self.acl = ACL()
         self.declared = ""  # what the spec that started this lifetime declared
-        self.inboxes: dict[Inbox, None] = {}
+        self.inboxes: dict[Receiver, None] = {}
         # What fan_out calls, one per client: built on first use after clients change.
         self.receivers: tuple[Callable[[Change], object], ...] | None = None
         # Messages wait here while a snapshot loads; None when live.
@@ -151,7 +164,7 @@ class Replica:
     async def open(self) -> None:
         """Subscribe, then start or load the live state, so that no message falls in between."""
         await self.backend.subscribe(self.id, self)
-        snapshot = await self.backend.open(self.id, self.mount, self.node, hold=True)
+        snapshot = await self.backend.open(self.id, self._mount, self.node, hold=True)
         self._load(snapshot)
         self._drain()
 
@@ -161,6 +174,18 @@ class Replica:
         self._cancel_timer()
         self.held.clear()
         self._resolve(None)
+
+    def write(self, op: Op) -> Awaitable[object]:
+        """Write `op` through the node as a client of this live state: fenced to the
+        lifetime this replica shows, as its clients' writes are."""
+        return self.host.write(self.id, op._replace(epoch=self.epoch or None))
+
+    async def release(self) -> None:
+        """A client detached: the node lets go of the replica if it was the last."""
+        await self.host.release(self)
+
+    def _mount(self) -> Awaitable[Mounted]:
+        return self.host.mount(self.spec, self.id)
 
     # The backend's Listener side.
 
@@ -215,7 +240,7 @@ class Replica:
         self.held.clear()
         # Diverged: what was applied here is wrong, so even a snapshot at the same version
         # replaces it.
-        self.syncing = self.spawn(self._sync(force=cause == "diverged"))
+        self.syncing = self.host.spawn(self._sync(force=cause == "diverged"))
 
     def notice(self, kind: str, value: JSON) -> None:
         """A notice from any node (a `persist_failed`): a change at the current version."""
@@ -260,12 +285,12 @@ class Replica:
             future = self.waiters[version] = asyncio.get_running_loop().create_future()
         await asyncio.shield(future)
 
-    def add(self, inbox: Inbox) -> None:
+    def add(self, inbox: Receiver) -> None:
         """Deliver changes to `inbox` from now on."""
         self.inboxes[inbox] = None
         self.receivers = None
 
-    def discard(self, inbox: Inbox) -> None:
+    def discard(self, inbox: Receiver) -> None:
         """Stop delivering changes to `inbox`."""
         self.inboxes.pop(inbox, None)
         self.receivers = None
@@ -370,7 +395,7 @@ class Replica:
                 snapshot = await self.backend.read(self.id)
                 if snapshot is None:
                     self.log.warning("%s was lost under attached clients; starting anew", self.id)
-                    snapshot = await self.backend.open(self.id, self.mount, self.node, hold=True)
+                    snapshot = await self.backend.open(self.id, self._mount, self.node, hold=True)
             except Exception as error:
                 delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
                 self.log.warning("%s: resync failed (%s); retrying in %.2fs", self.id, error, delay)
@@ -398,7 +423,7 @@ class Replica:
         for inbox in tuple(self.inboxes):
             self.discard(inbox)
             inbox.end(change)
-        self.on_end(self)
+        self.host.ended(self)
 
     def _reconcile(self) -> None:
         """Make the backend show what this node's clients track: show again what is
@@ -413,11 +438,11 @@ class Replica:
             mine.add(tracker.ref)
             wanted = tracker.wanted
             if wanted is not None and not tracker.busy and not roster.shows(tracker.ref, wanted):
-                self.spawn(self._quietly(tracker.refresh(), "show a presence again"))
+                self.host.spawn(self._quietly(tracker.refresh(), "show a presence again"))
         if self.leaving is None and roster.entries:
             stray = [ref for ref in roster.entries if ref not in mine and node_of(ref) == self.node]
             if stray:
-                self.leaving = self.spawn(self._leave(stray))
+                self.leaving = self.host.spawn(self._leave(stray))
 
     async def _leave(self, refs: list[str]) -> None:
         try:
