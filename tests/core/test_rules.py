@@ -140,7 +140,7 @@ async def test_a_rule_that_read_the_state_is_not_raced_past(make_node: MakeNode)
     assert (await second.get(Raced, "k", "card:1"))["by"] == "ann"
 
 
-class Async(LiveState):
+class AsyncRuled(LiveState):
     async def allow(self, key: str, caller: Caller | None, write: Write) -> bool | str:
         await asyncio.sleep(0)
         return write.value != "forbidden" or "no"
@@ -148,7 +148,7 @@ class Async(LiveState):
 
 async def test_an_async_rule_is_awaited(node: Node) -> None:
     """`allow` may be a coroutine; False-y answers refuse, with the reason when one is given."""
-    client = await node.attach(Async, "k")
+    client = await node.attach(AsyncRuled, "k")
     await client.put("x", "fine")
     with pytest.raises(PermissionDeniedError, match=r"Trusted server code may not write 'x'.*: no"):
         await client.put("x", "forbidden")

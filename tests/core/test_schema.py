@@ -133,7 +133,7 @@ def test_on_mount_must_fit_the_schema() -> None:
     """A state on_mount returns is checked too: a bad one fails the attach with the rule."""
     import asyncio
 
-    class BadMount(LiveState):
+    class BadMountSchema(LiveState):
         schema = {"n": int}
 
         def on_mount(self, key: str) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def test_on_mount_must_fit_the_schema() -> None:
 
     async def attach() -> None:
         async with Node("memory://") as node:
-            await node.attach(BadMount, "k")
+            await node.attach(BadMountSchema, "k")
 
     with pytest.raises(InvalidValueError, match=r"'n'.*Expected `int`, got `str`"):
         asyncio.run(attach())
@@ -166,12 +166,12 @@ def test_specs_without_a_schema_accept_any_json() -> None:
     """A plain spec keeps working unchanged: no schema, no msgspec needed for its writes."""
     import asyncio
 
-    class Plain(LiveState):
+    class Unshaped(LiveState):
         pass
 
     async def write() -> object:
         async with Node("memory://") as node:
-            client = await node.attach(Plain, "k")
+            client = await node.attach(Unshaped, "k")
             await client.put("whatever", {"nested": [1, "two", None]})
             return client.state["whatever"]
 
