@@ -347,6 +347,16 @@ async def test_origin_check() -> None:
     )
 
 
+async def test_origin_star_allows_any_origin_as_the_endpoint_does() -> None:
+    """`"*"` allows every origin, here as in livestate.asgi (it was once compared as a
+    literal origin here), and a malformed entry is refused when the middleware is made."""
+    host = (b"host", b"127.0.0.1:8000")
+    assert await origin_check([host, (b"origin", b"http://evil.example")], allowed=("*",))
+    assert not await origin_check([host, (b"origin", b"http://evil.example")], allowed=())
+    with pytest.raises(InvalidValueError, match="scheme://host"):
+        OriginCheckMiddleware(object(), allowed_origins=["app.example/path"])  # type: ignore[arg-type]
+
+
 class Lobby(LiveState):
     """A second spec, bound beside Room under a name."""
 

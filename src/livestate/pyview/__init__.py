@@ -43,6 +43,7 @@ from .._node import current_node
 from .._rules import Caller
 from .._spec import LiveState
 from .._values import EMPTY, JSON
+from .._web import OriginRule
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -586,14 +587,15 @@ class OriginCheckMiddleware:
     check `Origin`, so a page on another site could drive a user's live views.
     A handshake passes if its `Origin` has the same host and port as its `Host`
     header (the app's own host, also behind a proxy that keeps `Host`), or is
-    listed in `allowed_origins` (such as `"https://example.com"`). A handshake
-    without `Origin` (not from a browser) passes. Others are closed with 403.
-    Raises nothing itself.
+    listed in `allowed_origins` (such as `"https://example.com"`, or `"*"` for
+    any: the same rule as livestate.asgi's endpoint). A handshake without `Origin`
+    (not from a browser) passes. Others are closed with 1008. Raises
+    InvalidValueError for an entry that is neither `"*"` nor `scheme://host[:port]`.
     """
 
     def __init__(self, app: ASGIApp, allowed_origins: Sequence[str] = ()) -> None:
         self.app = app
-        self.allowed_origins = frozenset(origin.rstrip("/").lower() for origin in allowed_origins)
+        self.origins = OriginRule(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and not self.allows(scope):
@@ -605,15 +607,7 @@ class OriginCheckMiddleware:
 
     def allows(self, scope: Scope) -> bool:
         """Whether the handshake in `scope` comes from the app's own host or an allowed origin."""
-        headers = {name.lower(): value for name, value in scope.get("headers", [])}
-        origin = headers.get(b"origin", b"").decode("latin-1").rstrip("/").lower()
-        if not origin:
-            return True
-        if origin in self.allowed_origins:
-            return True
-        host = headers.get(b"host", b"").decode("latin-1").lower()
-        scheme, _, rest = origin.partition("://")
-        return bool(host) and scheme in ("http", "https") and rest == host
+        return self.origins.allows_scope(scope)
 
 
 # Internals.
