@@ -9,7 +9,6 @@ travels between nodes as the item, never as the whole list.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
 from ._acl import ACL, DELETE, READ, RESET, WRITE
@@ -21,8 +20,7 @@ ChangeKind = Literal["new", "updated", "deleted", "reset", "stopped", "presence"
 OpKind = Literal["put", "delete", "reset", "append", "increment", "join", "leave"]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(NamedTuple):
     """One change of a live state, as its attached clients receive it.
 
     `kind` is `new` or `updated` (`prop` and its new `value`), `deleted` (`prop`,
@@ -33,7 +31,8 @@ class Change:
     `persist_failed` (on_persist failed `max_persist_failures` times in a row; the
     state is intact, see docs/persistence.md).
     `version` is the live state's version after the change: each
-    client sees versions in order, each once, or a `reset`.
+    client sees versions in order, each once, or a `reset`. Immutable (a named
+    tuple: made once per change and shared by every client).
     """
 
     key: str
@@ -51,6 +50,32 @@ class StateId(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.spec} {self.key[:200]!r}"
+
+
+def change(key: str, kind: ChangeKind, prop: str | None, value: Any, version: int) -> Change:
+    """A Change, made the fast way (a replica makes one per write, for every client)."""
+    made: Change = _new(Change, (key, kind, prop, value, version))
+    return made
+
+
+def write_op(
+    kind: OpKind,
+    prop: str,
+    value: JSON,
+    encoded: str,
+    size: int,
+    max_len: int | None,
+    bounds: Bounds | None,
+    epoch: str | None,
+    write_id: str | None,
+) -> Op:
+    """An Op for a checked write, made the fast way (one per write)."""
+    made: Op = _new(Op, (kind, prop, value, encoded, size, max_len, None, None, None, bounds,
+                         False, epoch, write_id))  # fmt: skip
+    return made
+
+
+_new: Any = tuple.__new__
 
 
 class Op(NamedTuple):

@@ -25,7 +25,7 @@ from ._acl import ACL, READ, Role, denied
 from ._actions import ActionContext
 from ._backends import Backend, Mounted, Snapshot, from_url
 from ._backends.base import Applied, ConflictError, Message, Survey, not_running
-from ._changes import Op, StateId, describe
+from ._changes import Op, StateId, describe, write_op
 from ._client import Client, Inbox, OnChange
 from ._declare import (
     DEFAULT,
@@ -477,11 +477,18 @@ class Node:
     # Internals.
 
     def _id(self, spec: type[Spec], key: str) -> StateId:
+        """The live state's id, its key checked (a held live state's was when it was opened)."""
         if self._closed:
             raise RuntimeError(
                 f"This livestate node ({self.url}) is closed; create a new Node, or use it "
                 "inside livestate.lifespan."
             )
+        # A StateId is a tuple: the replicas' dict answers a plain (name, key) too.
+        replica: Replica | None = (
+            self._replicas.get((spec.name, key)) if type(key) is str else None  # type: ignore[call-overload]
+        )
+        if replica is not None:
+            return replica.id
         return StateId(spec.name, check_key(key, spec.__qualname__))
 
     def _op(
@@ -531,10 +538,7 @@ class Node:
                 bounds = schema.check_amount(prop, frozen, id)
         else:
             raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
-        return Op(
-            kind, prop, frozen, text, nbytes, max_len,  # type: ignore[arg-type]
-            bounds=bounds, epoch=epoch, write_id=write_id,
-        )  # fmt: skip
+        return write_op(kind, prop, frozen, text, nbytes, max_len, bounds, epoch, write_id)  # type: ignore[arg-type]
 
     def _on_running_loop(self) -> bool:
         if self._started is None:
@@ -563,7 +567,7 @@ class Node:
         self._ready = True
         self._persistence.started()
 
-    async def _write(
+    def _write(
         self,
         spec: type[Spec],
         id: StateId,
@@ -571,16 +575,30 @@ class Node:
         role: Role,
         caller: Caller | None,
         base: Base | None = None,
-    ) -> Applied:
+    ) -> Awaitable[Applied]:
         """Write `op` for `caller` once the spec's `allow` says it may (`base`: the state that
-        an `update` read, which the rule sees). A rule that read the state makes the write
+        an `update` read, which the rule sees); see `_ruled`. Without a rule, the write
+        itself (no coroutine in between: this is every write's path)."""
+        if caller is not None and caller.role != role:
+            self._check_caller(role, caller)
+        rule = rule_of(spec)
+        if rule is None:
+            return self._apply(id, op, role)
+        return self._ruled(rule, id, op, role, caller, base)
+
+    async def _ruled(
+        self,
+        rule: Spec,
+        id: StateId,
+        op: Op,
+        role: Role,
+        caller: Caller | None,
+        base: Base | None,
+    ) -> Applied:
+        """Ask `rule` about `op`, then write it. A rule that read the state makes the write
         conditional on it, and runs again, on the newer state, if another write came first.
         The rule reads this node's replica when it is live, else a snapshot, loaded only if
         the rule looks at the state."""
-        self._check_caller(role, caller)
-        rule = rule_of(spec)
-        if rule is None:
-            return await self._apply(id, op, role)
         value = None if op.kind == "delete" else op.value
         fresh = False
         for attempt in range(UPDATE_ATTEMPTS):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._acl import ACL, READ
 from ._backends.base import Backend, Message, Mounted, Snapshot
-from ._changes import Change, Op, StateId, apply
+from ._changes import Change, Op, StateId, apply, change
 from ._exceptions import LiveStateError
 from ._log import NodeLog
 from ._presence import Roster, Tracker, leave_op, node_of
@@ -347,7 +347,7 @@ class Replica:
         self.version = version
         if op.acl is not None:
             self.acl = op.acl
-        self.fan_out(Change(self.id.key, kind, op.prop, value, version), sent)
+        self.fan_out(change(self.id.key, kind, op.prop, value, version), sent)
         if self.waiters:
             self._resolve(version)
 

@@ -179,10 +179,30 @@ def _freeze(value: object, depth: int) -> JSON:
     )
 
 
-encode = json.JSONEncoder(
+_encode = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":")
 ).encode
-"""Compact JSON text of a frozen value (the form stored and sent between nodes)."""
+_encode_string = json.encoder.encode_basestring  # the C function the encoder uses
+
+
+def encode(value: JSON) -> str:
+    """Compact JSON text of a frozen value (the form stored and sent between nodes).
+
+    Scalars, most writes, skip the encoder's machinery: the same text, in a few
+    hundred nanoseconds less.
+    """
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is float:
+        return float.__repr__(value)  # finite: freeze refused the rest
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return _encode(value)
 
 
 _SURROGATE = (

@@ -178,7 +178,9 @@ class MemoryBackend(Backend):
         if op.write_id is not None and (done := _repeat(entry, op.write_id)) is not None:
             return done
         needed = permission(op)
-        if not entry.acl.allows(role, needed):  # the message is built only when it is needed
+        acl = entry.acl
+        granted = acl.group if role == "group" else acl.public
+        if granted & needed != needed:  # the message is built only when it is needed
             raise denied(role, needed, describe(op), str(id))
         if op.epoch is not None and op.epoch != entry.epoch:
             raise started_anew(id, op)
