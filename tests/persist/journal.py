@@ -4,9 +4,10 @@ A `Recorder` wraps the store the way the tests need it: it notes every save
 (when it began and ended, its version, whether final), counts saves that ran
 at the same time (an overlap: two savers at once), and can fail or slow down
 saves on purpose (JOURNAL_DELAY: seconds, in node processes). With JOURNAL_SAVES set (a
-file), node processes append one
-line per save to it (pid, began, ended, version, final), so a test can see
-which process saved when, and whether two ever overlapped.
+file), node processes append a line to it when a save begins ("began pid began
+version") and when it has stored ("saved pid began ended version final"), so a
+test can see which process saved when, whether two ever overlapped, and time a
+kill against a save under way.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Recorder:
     ) -> None:
         """What Journal.on_persist does: note, maybe fail or wait, then store."""
         began = time.time()
+        if self.log:
+            await asyncio.to_thread(_append, self.log, f"began {os.getpid()} {began} {version}\n")
         self.calls += 1
         self.active += 1
         if self.active > 1:
@@ -68,7 +71,7 @@ class Recorder:
         ended = time.time()
         self.saves.append(Save(key, version, final, len(state.get("items", ())), began, ended))
         if self.log:
-            line = f"{os.getpid()} {began} {ended} {version} {int(final)}\n"
+            line = f"saved {os.getpid()} {began} {ended} {version} {int(final)}\n"
             await asyncio.to_thread(_append, self.log, line)
 
     def saved(self, key: str) -> list[Save]:
@@ -121,6 +124,13 @@ class Diary(Journal):
     lapse and for another node to take the saving up before it ends."""
 
     ttl = 4.0
+
+
+class Relay(Journal):
+    """A journal saved at most once a second: its debounce outlasts a renewal of a 1 s claim
+    lease (a fifth of it), so a hand-over that waited for it would show."""
+
+    persist_interval = 1.0
 
 
 class Plain(LiveState):
