@@ -6,9 +6,13 @@ backend five times per claim lease, like the heartbeat. Only the claim's holder
 saves; a node that dies stops renewing, and another holder claims within the
 lease. The holder saves the replica's own state (no extra read), at most once
 per `persist_interval` after changes, in the persister's task: a write or a
-delivery only sets an event. A failing save is retried with backoff; after
-`max_persist_failures` in a row every client, on every node, gets a
-`persist_failed` change.
+delivery only sets an event. Saves never overlap: a change that lands during a
+save is saved by the next one, which starts when this one ends, or
+`persist_interval` after this one began if that is later. A node that lets go
+of its replica stops waiting out the debounce, and gives the claim up as soon
+as its save under way (if any) ends; another holder takes it at its next
+renewal. A failing save is retried with backoff; after `max_persist_failures`
+in a row every client, on every node, gets a `persist_failed` change.
 
 When the node lets go of its replica and no other node holds the live state
 (its TTL countdown), the persister stays on as a watcher: it reads the live
@@ -21,6 +25,7 @@ graceful shutdown, the last node holding a live state saves it with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -106,7 +111,7 @@ class Persistence:
         for persister in list(self.persisters.values()):
             if persister.replica is None and persister.releasing is None:
                 persister.ending = True  # a watcher: nobody will save it after this node
-                persister.wake.set()
+                persister.hurry()
         tasks = [p.task for p in self.persisters.values() if p.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE)
@@ -136,9 +141,14 @@ class Persistence:
     async def _tick(self) -> None:
         """Renew every claim five times per lease, as the heartbeat renews holds, and take up
         live states whose saver died."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         try:
             while self.persisters or (persisted and not self.closing):
-                await asyncio.sleep(self.backend.save_lease() / 5)
+                # A fixed cadence, not a pause between rounds: a claim given up is taken
+                # within one renewal however long the rounds' round trips take.
+                due = max(due + self.backend.save_lease() / 5, loop.time())
+                await asyncio.sleep(due - loop.time())
                 await asyncio.gather(*(p.renew() for p in list(self.persisters.values())))
                 if persisted and not self.closing:
                     await self._adopt()
@@ -192,6 +202,9 @@ class Persister:
         self.failures = 0  # failed saves in a row
         self.last = float("-inf")  # loop time the last save began
         self.wake = asyncio.Event()
+        # Set when waiting out the debounce must stop: the replica was let go (hand over
+        # now), or the live state ended (save it finally now).
+        self.urgent = asyncio.Event()
         self.ending = False  # the live state ended (or nobody will save it after this node)
         self.done = False
         self.task: asyncio.Task[None] | None = None
@@ -200,6 +213,7 @@ class Persister:
         """Save from `replica` (its every applied change calls `changed`)."""
         self.replica = replica
         self.releasing = None
+        self.urgent.clear()
         self.mark = (replica.epoch, replica.version)
         replica.on_applied = self.changed
         self.wake.set()
@@ -213,7 +227,7 @@ class Persister:
         self.kept = Kept(FrozenDict(replica.state), replica.epoch, replica.version)
         self.replica = None
         self.releasing = release
-        self.wake.set()
+        self.hurry()
 
     def changed(self, change: Change) -> None:
         """The replica applied a change: save it within `persist_interval` if this node saves."""
@@ -224,6 +238,11 @@ class Persister:
             self.mark = (replica.epoch, change.version)
         if self.held:
             self.wake.set()
+
+    def hurry(self) -> None:
+        """Stop waiting out the debounce: the replica was let go, or the live state ended."""
+        self.urgent.set()
+        self.wake.set()
 
     async def run(self) -> None:
         """Claim, then save whenever woken, until the live state ends here."""
@@ -237,11 +256,15 @@ class Persister:
                 if self.releasing is not None:
                     await self._leave()
                     continue
-                # Debounce: changes during the wait are saved together, by the next save.
+                # Debounce: changes during the wait are saved together, by the next save,
+                # which starts `interval` after the last one began, or at once if that has
+                # passed (a change during a save waits for that save's end, no longer).
                 delay = self.last + self.interval - asyncio.get_running_loop().time()
                 if delay > 0:
-                    await asyncio.sleep(delay)
-                if self.ending or self.releasing is not None:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self.urgent.wait()
+                if self.ending or self.releasing is not None or self.done:
                     continue
                 self.wake.clear()
                 if self._may_save():
@@ -270,10 +293,12 @@ class Persister:
             if self.replica is None and self.releasing is None:
                 self.held = held  # the claim for the last save, if this node has it
                 self.ending = True  # the TTL ran out, or it was stopped: the final save
-                self.wake.set()
+                self.hurry()
             return  # with a replica, its `stopped` or its resync tells what happened
         if held and not self.held:
-            self.saved = None  # what the previous holder saved is unknown: save at once
+            # What the previous holder saved, and when, is unknown: save at once.
+            self.saved = None
+            self.last = float("-inf")
         self.held = held
         self.until = began + lease if held else 0.0
         if self.replica is None and self.releasing is None:
@@ -288,18 +313,20 @@ class Persister:
         if not held or holders > 0:
             # A node holds it (its persister takes over), or another node watches it.
             self.done = True
-            self.wake.set()
+            self.hurry()
             if held:
                 await self._release()
             return
         kept = self.kept
         if kept is not None and kept.epoch != epoch:
             self.ending = True  # the lifetime it kept ended and another began
+            self.urgent.set()
         elif kept is None or kept.version != version:
             snapshot = await self.backend.read(self.id)  # a public write moved it
             if snapshot is None:
                 self.ending = kept is not None
                 self.done = kept is None
+                self.urgent.set()
             else:
                 self.kept = Kept(FrozenDict(snapshot.state), snapshot.epoch, snapshot.version)
                 self.mark = (snapshot.epoch, snapshot.version)
@@ -308,6 +335,7 @@ class Persister:
     async def _leave(self) -> None:
         """After the node let go of the replica: hand over, watch, or save for the last time."""
         self.wake.clear()
+        self.urgent.clear()
         release, self.releasing = self.releasing, None
         if release is not None:
             await asyncio.wait([release])  # the node's hold ends first, so holders are right

@@ -258,45 +258,47 @@ async def test_a_slow_store_does_not_slow_writes(saves: Recorder, redis_node: Ma
 
 
 async def test_the_saving_is_handed_over_within_one_renewal(
-    saves: Recorder, redis_node: MakeNode
+    sqlite_saves: Recorder, valkey: ServerProcess
 ) -> None:
     """When the saving node's last client detaches while another node holds the live state,
     the other node begins to save within one renewal (a fifth of the claim lease) of the
     moment the saving node is free: at once if it was waiting out its debounce, else when
     its save under way ends (two nodes never save at once)."""
-    first, second = await redis_node(), await redis_node()
-    renewal = first.backend.save_lease() / 5
-    allowance = renewal / 2  # the release's and the claim's round trips, and scheduling
-    key = fresh()
-    saving = await first.attach(Relay, key)
-    await eventually(lambda: bool(saves.saved(key)))  # `first` holds the claim: it saved
-    other = await second.attach(Relay, key)
-    # Both write; the saving node waits out its debounce (a persist_interval from its save).
-    await saving.append("items", 1)
-    await other.append("items", 2)
-    await eventually(lambda: list(saving.state["items"]) == list(other.state["items"]) == [1, 2])
-    detached = time.time()
-    await saving.detach()
-    await eventually(lambda: any(s.began > detached for s in saves.saved(key)), within=5)
-    handed = next(s for s in saves.saved(key) if s.began > detached)
-    assert handed.items == 2
-    took = handed.began - detached
-    assert Relay.persist_interval > renewal + allowance  # a debounce waited out would show
-    assert took < renewal + allowance, (took, renewal)
+    saves = sqlite_saves
+    async with node_maker(lambda: Node(f"{valkey.url}?lease=2")) as make:
+        first, second = await make(), await make()
+        renewal = first.backend.save_lease() / 5
+        allowance = renewal / 2  # the release's and the claim's round trips, and scheduling
+        assert Relay.persist_interval > renewal + allowance  # a debounce waited out shows
+        key = fresh()
+        saving = await first.attach(Relay, key)
+        await eventually(lambda: bool(saves.saved(key)))  # `first` holds the claim: it saved
+        other = await second.attach(Relay, key)
+        # Both write; the saving node waits out its debounce (persist_interval from its save).
+        await saving.append("items", 1)
+        await other.append("items", 2)
+        both = [1, 2]
+        await eventually(lambda: list(saving.state["items"]) == list(other.state["items"]) == both)
+        detached = time.time()
+        await saving.detach()
+        await eventually(lambda: any(s.began > detached for s in saves.saved(key)), within=5)
+        handed = next(s for s in saves.saved(key) if s.began > detached)
+        assert handed.items == 2
+        assert handed.began - detached < renewal + allowance, (handed, detached, renewal)
 
-    # Back: `second` saves now. With saves of two renewals and a half, it lets go mid-save.
-    again = await first.attach(Relay, key)
-    saves.delay = 2.5 * renewal
-    await other.append("items", 3)
-    await eventually(lambda: saves.active == 1, within=2 * Relay.persist_interval)
-    detached = time.time()
-    await other.detach()
-    await eventually(lambda: any(s.began > detached for s in saves.saved(key)), within=5)
-    under_way = next(s for s in saves.saved(key) if s.began < detached < s.ended)
-    took = next(s for s in saves.saved(key) if s.began > detached).began - under_way.ended
-    assert 0 <= took < renewal + allowance, (took, renewal)
-    assert saves.saved(key)[-1].items == len(again.state["items"]) == 3
-    assert saves.overlaps == 0
+        # `second` saves now; with saves of two renewals and a half, it lets go mid-save.
+        again = await first.attach(Relay, key)
+        saves.delay = 2.5 * renewal
+        await other.append("items", 3)
+        await eventually(lambda: saves.active == 1, within=2 * Relay.persist_interval)
+        detached = time.time()
+        await other.detach()
+        await eventually(lambda: any(s.began > detached for s in saves.saved(key)), within=5)
+        under_way = next(s for s in saves.saved(key) if s.began < detached < s.ended)
+        handed = next(s for s in saves.saved(key) if s.began > detached)
+        assert 0 <= handed.began - under_way.ended < renewal + allowance, (handed, under_way)
+        assert handed.items == len(again.state["items"]) == 3
+        assert saves.overlaps == 0
 
 
 @pytest.mark.parametrize(
