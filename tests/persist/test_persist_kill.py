@@ -1,5 +1,6 @@
 """Loss bounds with real processes: a node killed alone loses nothing; every node and Redis
-killed at once lose at most the last persist_interval (and one save) of acknowledged writes.
+killed at once lose at most the acknowledged writes of the last max(persist_interval, D) + D
+seconds, for saves of up to D seconds (docs/persistence.md).
 
 Nodes run in their own processes (tests/persist/node.py) on a Valkey server of
 the test's own; each is SIGKILLed by its PID. Their saves go to SQLite or to the
@@ -163,8 +164,8 @@ async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
 ) -> None:
     """A writer process and a holder process run with Valkey; all three are SIGKILLed at
     once. Restarted empty, the journal comes back from the store (on_mount) with every
-    write acknowledged more than persist_interval (plus the longest save) before the kill,
-    in order, and nothing that was not acknowledged."""
+    write acknowledged longer than the loss bound before the kill, in order, and nothing
+    that was not acknowledged."""
     server, log, spawn = cluster
     key = uuid.uuid4().hex[:12]
     writer = await spawn(key, "write")
