@@ -9,8 +9,8 @@ import sys
 from typing import Any
 
 import pytest
-
 import redis
+
 from livestate import LiveState, MemoryBackend, Node
 from livestate.testing import ServerProcess
 

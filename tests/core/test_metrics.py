@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis
 from prometheus_client import REGISTRY
 
 import livestate
-import redis
 from livestate import Change, LiveState, Node
 from livestate.testing import ServerProcess
 

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
 
 import livestate
-import redis
 from livestate import (
     Change,
     InvalidValueError,

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import redis
+
 from livestate import Node
 from livestate.testing import ServerProcess
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
+from pyview import PyView  # type: ignore[import-untyped]
 from pyview.ws_handler import LiveSocketMetrics  # type: ignore[import-untyped]
 
 from livestate.pyview import PrometheusInstrumentation
-from pyview import PyView  # type: ignore[import-untyped]
 
 
 def test_pyview_records_into_prometheus() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
 from livestate import Change, LiveState, Node
 from livestate.testing import ServerProcess
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import redis
+
 from livestate import BackendError, BackendUnavailableError, InvalidValueError, LiveState, Node
 from livestate._backends.redis.resp import Endpoint, parse_url
 from livestate.testing import ServerProcess

@@ -6,10 +6,10 @@ import asyncio
 import uuid
 from typing import Any
 
+import redis as sync_redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import redis as sync_redis
 from livestate import Limits, LiveState, LiveStateError, MemoryBackend, Node
 from livestate._acl import Role
 from livestate._changes import StateId

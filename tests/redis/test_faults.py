@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import pytest
-
 import redis
+
 from livestate import BackendUnavailableError, Change, LiveState, Node
 from livestate.testing import ServerProcess
 

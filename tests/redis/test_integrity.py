@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import pytest
-
 import redis
+
 from livestate import (
     ActionContext,
     BackendError,

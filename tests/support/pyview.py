@@ -8,13 +8,12 @@ import json
 from typing import Any, ClassVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
+from pyview import LiveView  # type: ignore[import-untyped]
 from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.instrumentation import NoOpInstrumentation  # type: ignore[import-untyped]
 from pyview.live_socket import ConnectedLiveViewSocket  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, LiveTemplate  # type: ignore[import-untyped]
-
-from pyview import LiveView  # type: ignore[import-untyped]
 
 
 class RecordingView(LiveView[dict[str, Any]]):  # type: ignore[misc]

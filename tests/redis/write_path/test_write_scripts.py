@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 import redis
+
 from livestate import Change, LiveState, Node, NotFoundError
 from livestate.testing import ServerProcess
 
