@@ -5,19 +5,23 @@
         --port 8001                                                # another node, same boards
 
 Open http://127.0.0.1:8000/boards/team. Each card is its own property (`card:<id>`)
-and its votes another (`votes:<id>`), so people editing different cards never
-overwrite each other, and votes are atomic increments. `POST /api/boards/{key}/cards`
-adds a card from plain synchronous code through `livestate.sync`, as a webhook or a
-Celery task would (`python -m fastapi_board.worker` is such a task).
+and its voters another (`votes:<id>`), so people editing different cards never
+overwrite each other. Pages only read; they change the board through the spec's
+actions (state.py), which run here as the visitor the cookie names.
+`POST /api/boards/{key}/cards` adds a card from plain synchronous code through
+`livestate.sync`, as a webhook or a Celery task would (`python -m
+fastapi_board.worker` is such a task): trusted server code, calling the same action.
 
-Who is looking at the board is presence: the page serves each browser a visitor
-cookie, the endpoint's `identify` makes it the socket's identity (the page never
-sends one), and the page tracks its display name as its meta.
+Who a browser is: the page serves each browser a random visitor cookie (HttpOnly,
+a secret), and the endpoint's `identify` makes a digest of it the socket's
+identity: cards, votes and presence show the digest, which cannot be turned back
+into a cookie, and the page never sends an identity of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -32,26 +36,33 @@ import livestate
 from livestate import sync
 from livestate.asgi import Connection, LiveStateEndpoint
 
-from .state import Board, new_card
+from .state import Board
 
 PAGE = Path(__file__).with_name("board.html")
 KEY = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 VISITOR = "board-visitor"
-VISITOR_ID = re.compile(r"[0-9a-f]{16}")
+VISITOR_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def authorize(connection: Connection, spec: type[livestate.LiveState], key: str) -> str | None:
-    """Any visitor may edit any board whose name is a short slug; other keys are refused."""
+    """Any visitor may open any board whose name is a short slug; other keys are refused.
+
+    As a group member it may read and call the board's actions: the ACL grants no more.
+    """
     return "group" if KEY.fullmatch(key) else None
 
 
 def identify(connection: Connection) -> str | None:
-    """Who a socket is in presence: the visitor cookie the board page set (no cookie: nobody).
+    """Who a socket is, for actions and presence: the visitor cookie's digest (none: nobody).
 
-    A real app would use its signed session's user id here.
+    The digest, not the cookie: identities are shown to every page (a card's `by`,
+    the presence), and a cookie shown would let anyone put it in their browser and
+    act as its owner. A real app would use its signed session's user id here.
     """
     visitor = connection.cookies.get(VISITOR, "")
-    return visitor if VISITOR_ID.fullmatch(visitor) else None
+    if not VISITOR_ID.fullmatch(visitor):
+        return None
+    return hashlib.sha256(visitor.encode()).hexdigest()[:16]
 
 
 @asynccontextmanager
@@ -94,19 +105,23 @@ async def board(key: str, request: Request) -> FileResponse:
         raise HTTPException(404, "A board's name is lower-case letters, digits and dashes.")
     response = FileResponse(PAGE, media_type="text/html")
     if not VISITOR_ID.fullmatch(request.cookies.get(VISITOR, "")):
-        response.set_cookie(VISITOR, secrets.token_hex(8), httponly=True, samesite="lax")
+        response.set_cookie(VISITOR, secrets.token_hex(16), httponly=True, samesite="lax")
     return response
 
 
 @app.post("/api/boards/{key}/cards", status_code=201)
 def add_card(key: str, card: NewCard) -> dict[str, str]:
-    """Add a card from synchronous code (FastAPI runs this in a worker thread)."""
+    """Add a card from synchronous code (FastAPI runs this in a worker thread).
+
+    Trusted server code: it calls the board's action with no caller, so the card's
+    author is the server (a real API would authenticate its callers first).
+    """
     if not KEY.fullmatch(key):
         raise HTTPException(404, "No such board.")
-    card_id = secrets.token_hex(4)
+    args = {"text": card.text, "column": card.column, "name": "the API"}
     try:
         sync.start(Board, key)
-        sync.put(Board, key, f"card:{card_id}", new_card(card.text, card.column, "the API"))
+        card_id = sync.call(Board, key, "add_card", args)
     except livestate.LiveStateError as error:
         raise HTTPException(409, str(error)) from error
-    return {"id": card_id}
+    return {"id": str(card_id)}

@@ -1,10 +1,11 @@
 """Fixtures for the browser tests of livestate.asgi: the examples in real server processes.
 
 The FastAPI board runs on two uvicorn processes sharing the session's Valkey, and
-on one memory:// process; the React counter (built by `make js`) on one memory://
-process and on two over Valkey. Servers listen on free 127.0.0.1 ports and are
-stopped by their PID. Pages are driven by Debian's headless Chromium; a failing
-test leaves a screenshot of each page in test-artifacts/.
+on one memory:// process (`board_cluster` runs a test on each); the React counter
+(built by `make js`) on one memory:// process and on two over Valkey. Servers
+listen on free 127.0.0.1 ports and are stopped by their PID. Pages are driven by
+Debian's headless Chromium; a failing test leaves a screenshot of each page in
+test-artifacts/.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ def board_memory() -> Iterator[AppProcess]:
     node = AppProcess("fastapi_board.app:app", "memory://").start()
     yield node
     node.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def board_cluster(request: pytest.FixtureRequest) -> list[AppProcess]:
+    """The FastAPI board on one memory:// process, then on two processes over Valkey."""
+    if request.param == "memory":
+        return [request.getfixturevalue("board_memory")]
+    nodes: list[AppProcess] = request.getfixturevalue("board_nodes")
+    return nodes
 
 
 @pytest.fixture(scope="package", params=["memory", "redis"])

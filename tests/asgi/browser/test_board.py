@@ -60,13 +60,14 @@ def test_two_pages_on_two_nodes_edit_one_board(
     add_card(ann, "Write the docs")
     expect(card(bob, "Write the docs")).to_be_visible(timeout=CONVERGE)
     card(bob, "Write the docs").locator(".vote").click()
-    card(bob, "Write the docs").locator(".vote").click()
-    expect(card(ann, "Write the docs").locator(".vote")).to_have_text("▲ 2", timeout=CONVERGE)
-    card(ann, "Write the docs").locator(".move-right").click()
-    expect(bob.locator("#column-doing")).to_contain_text("Write the docs", timeout=CONVERGE)
-    expect(bob.locator("#count-todo")).to_have_text("1")  # the welcome card stays
-    card(bob, "Write the docs").locator(".delete").click()
-    expect(card(ann, "Write the docs")).to_have_count(0, timeout=CONVERGE)
+    expect(card(ann, "Write the docs").locator(".vote")).to_have_text("▲ 1", timeout=CONVERGE)
+    card(ann, "Write the docs").locator(".vote").click()
+    expect(card(bob, "Write the docs").locator(".vote")).to_have_text("▲ 2", timeout=CONVERGE)
+    card(bob, "Write the docs").locator(".move-right").click()
+    expect(ann.locator("#column-doing")).to_contain_text("Write the docs", timeout=CONVERGE)
+    expect(ann.locator("#count-todo")).to_have_text("1")  # the welcome card stays
+    card(ann, "Write the docs").locator(".delete").click()
+    expect(card(bob, "Write the docs")).to_have_count(0, timeout=CONVERGE)
     # Ann saw the last write, so her version is the final one: Bob's page reaches it too.
     expect(bob.locator("#version")).to_have_text(ann.locator("#version").inner_text())
     expect(ann.locator("#error")).to_be_hidden()
