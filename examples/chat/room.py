@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +13,18 @@ from pyview.events import InfoEvent  # type: ignore[import-untyped]
 from pyview.meta import PyViewMeta  # type: ignore[import-untyped]
 from pyview.template import LiveRender, template_file  # type: ignore[import-untyped]
 
-from livestate import Change
+from livestate import Change, LiveStateError
 from livestate.pyview import (
     LIVE_STATE_EVENT,
-    live_append,
+    live_call,
     live_client,
-    live_reset,
     live_state,
     live_track,
-    live_update,
 )
 
 from .node import PAGES, served_by
 from .state import (
     LOBBY,
-    MAX_MESSAGES,
     MAX_TEXT,
     TYPING_SECONDS,
     ChatRoom,
@@ -49,6 +44,9 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
     both: the room (`live_assigns.room.messages`; `live_presence.room` is who is
     online, nick -> {"typing": bool} per page) and the lobby (tracked as the
     room, so that the lobby counts this page).
+
+    It changes the room only through ChatRoom's actions (`live_call`), as the
+    nickname this view holds: `live_state`'s identity, which no event can set.
     """
 
     def __init__(self) -> None:
@@ -75,8 +73,10 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
         context["room"] = room = room_name(room)
         context["nick"] = nick_name(nick)
         # The room comes from the URL only: every write of this view goes to the
-        # room it joined here, whatever a browser puts into its events.
-        await live_state(socket, ChatRoom, room, as_="room")
+        # room it joined here, whatever a browser puts into its events. The nickname
+        # is the view's identity in the room: its actions (a post) act as it, and a
+        # new nickname binds the room anew.
+        await live_state(socket, ChatRoom, room, as_="room", identity=context["nick"] or None)
         await live_state(socket, Lobby, LOBBY, as_="lobby")
         client = live_client(socket, as_="room")
         context["version"] = client.version if client else 0
@@ -105,26 +105,16 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
                 await socket.push_patch(f"/rooms/{context['room']}", {"nick": nick})
         elif event == "send":
             text = _field(payload, "text").strip()[:MAX_TEXT]
-            if not context["nick"]:
-                context["error"] = "Choose a nickname before you post."
-            elif text:
+            if text:
                 cid = _field(payload, "cid")
-                message = {
-                    "id": cid if CLIENT_ID.fullmatch(cid) else uuid.uuid4().hex[:12],
-                    "nick": context["nick"],
-                    "text": text,
-                    "at": time.time(),
-                }
-                if cid == message["id"]:
-                    # A kept post from the page's outbox: it may come again after a
-                    # disconnect cut its first send short, so add it only once.
-                    await live_update(
-                        socket, "messages", _add_once(message), default=[], as_="room"
-                    )
+                args = {"text": text, "cid": cid if CLIENT_ID.fullmatch(cid) else None}
+                try:
+                    # The action stamps this view's nickname, whatever else the payload holds.
+                    await live_call(socket, "post", args, as_="room")
+                except LiveStateError as error:
+                    context["error"] = str(error)
                 else:
-                    # Atomic: concurrent posts from any node all land, in one order.
-                    await live_append(socket, "messages", message, max_len=MAX_MESSAGES, as_="room")
-                await self._stop_typing(socket)
+                    await self._stop_typing(socket)
         elif event == "typing":
             if context["nick"] and _field(payload, "text"):
                 await self._typing(socket)
@@ -134,14 +124,14 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
             context["confirm_clear"] = False
         elif event == "clear":
             context["confirm_clear"] = False
-            await live_reset(socket, as_="room")
+            await live_call(socket, "clear", as_="room")
         self._note_version(socket)
 
     async def handle_info(self, event: InfoEvent, socket: Any) -> None:
         if event.name == LIVE_STATE_EVENT:
             changes: tuple[Change, ...] = event.payload
             room = socket.context["room"]
-            if any(c.kind == "reset" and c.key == room for c in changes):
+            if any(_cleared(change, room) for change in changes):
                 socket.context["notice"] = "Someone cleared the room."
         self._note_version(socket)
 
@@ -192,15 +182,9 @@ class RoomView(LiveView[dict[str, Any]]):  # type: ignore[misc]
         task.add_done_callback(self._tasks.discard)
 
 
-def _add_once(message: Mapping[str, Any]) -> Callable[[Sequence[Any]], list[Any]]:
-    """An update that appends `message` unless a message with its id is already there."""
-
-    def add(messages: Sequence[Any]) -> list[Any]:
-        if any(m.get("id") == message["id"] for m in messages):
-            return list(messages)
-        return [*messages, message][-MAX_MESSAGES:]
-
-    return add
+def _cleared(change: Change, room: str) -> bool:
+    """Whether `change` is the room's `clear` action: its messages set to none."""
+    return change.key == room and change.prop == "messages" and change.value == []
 
 
 def _field(payload: Mapping[str, Any], name: str) -> str:

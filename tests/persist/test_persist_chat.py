@@ -38,7 +38,7 @@ async def test_a_room_comes_back_with_its_history_and_clearing_it_clears_it(
     store_url: str,
 ) -> None:
     """Messages posted, then the only node shut down (a final save): in a new process (a
-    cold start) the room's history is back, from the store. "Clear the room" (a reset)
+    cold start) the room's history is back, from the store. "Clear the room" (an action)
     empties it, and the empty room is what is saved."""
     room = uuid.uuid4().hex[:8]
     store = open_store(store_url)

@@ -72,7 +72,8 @@ def start_demo(nodes: int, redis_url: str | None, name: str) -> Cluster:
             break
         output.append(line)
         if line.startswith("Press Ctrl-C"):
-            urls = re.findall(r"(http://127\.0\.0\.1:\d+)/", "".join(output))
+            # The nodes' lines only: the status page's and the "Open ..." line name URLs too.
+            urls = re.findall(r"node \d+: (http://127\.0\.0\.1:\d+)/", "".join(output))
             return Cluster(urls, process, name)
     stop_process(process)
     raise RuntimeError(f"livestate demo did not start:\n{''.join(output)}")

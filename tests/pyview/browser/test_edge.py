@@ -1,9 +1,11 @@
-"""Security at the edge of the demo: Origin checks, a shared secret, writes only where joined."""
+"""Security at the edge of the demo: Origin checks, a shared secret, writes only where joined,
+posts only as the view's own nickname."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -72,3 +74,31 @@ async def test_events_write_only_to_the_joined_room(one_node: Cluster) -> None:
     assert status == 200 and [m["text"] for m in body["messages"]] == ["hi"]
     status, _ = get_json(f"{one_node.first}/api/rooms/{other}/messages")
     assert status == 404
+
+
+@in_thread
+async def test_posts_carry_the_nickname_the_view_holds(two_nodes: Cluster) -> None:
+    """A crafted "send" naming another nickname (or an id, a time) still posts as the view's
+    own nickname, the identity it bound the room with; a page without one cannot post at
+    all, whatever nickname its payload claims. Every node serves the same messages."""
+    room = uuid.uuid4().hex[:8]
+    eve = LiveViewClient(f"{two_nodes.first}/rooms/{room}?nick=eve")
+    nobody = LiveViewClient(f"{two_nodes.last}/rooms/{room}")
+    try:
+        assert await eve.connect(two_nodes.first)
+        assert (await eve.join())["status"] == "ok"
+        forged = "text=hi&nick=alice&id=000000000000&at=0&cid=not-an-id"
+        assert (await eve.event("send", forged))["status"] == "ok"
+        assert await nobody.connect(two_nodes.last)
+        assert (await nobody.join())["status"] == "ok"
+        reply = await nobody.event("send", "text=it+was+alice&nick=alice")
+        assert "Choose a nickname before you post." in json.dumps(reply)
+    finally:
+        await eve.close()
+        await nobody.close()
+    for node in two_nodes.urls:
+        status, body = get_json(f"{node}/api/rooms/{room}/messages")
+        assert status == 200
+        [message] = body["messages"]
+        assert (message["nick"], message["text"]) == ("eve", "hi")
+        assert message["id"] != "000000000000" and message["at"] > 0
