@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from ._exceptions import InvalidValueError
 
@@ -215,7 +216,19 @@ def _list_item(kind: object) -> object | None:
 
 
 def _type_name(kind: object) -> str:
-    name = getattr(kind, "__name__", None)
-    if name and get_origin(kind) is None:
-        return str(name)
-    return repr(kind).replace("typing.", "")
+    """A declared type as an error names it: its shape without the Meta annotations
+    (`list[str]`, `Card`, `int | None`), which the decoder's own message states where
+    they matter."""
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    origin, args = get_origin(kind), get_args(kind)
+    if origin is Union or origin is UnionType:
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is Literal:
+        return repr(kind).replace("typing.", "")
+    if origin is not None and args:
+        name = str(getattr(origin, "__name__", None) or repr(origin))
+        return f"{name}[{', '.join(map(_type_name, args))}]"
+    if kind is type(None):
+        return "None"
+    return str(getattr(kind, "__name__", None) or repr(kind).replace("typing.", ""))
