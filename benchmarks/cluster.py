@@ -299,26 +299,26 @@ async def migration_run(cluster: ClusterProcess, key: str, declare_all: bool) ->
     """4 writers increment live state `key` while its slot moves to another primary, two
     keys at a time with 20 ms between moves, as tests/deploy does. With `declare_all`, the
     increment script declares every key of the live state, as before this round."""
-    from livestate._backends import redis as backend  # the benchmark's one look inside
+    from livestate._backends.redis import scripts  # the benchmark's one look inside
 
-    saved = dict(backend._DECLARES)
+    saved = dict(scripts.DECLARES)
     if declare_all:
-        del backend._DECLARES["increment"]
+        del scripts.DECLARES["increment"]
     try:
         async with livestate.Node(cluster.url, metrics=False) as node:
             await node.start(Bench, key)
             for _ in range(20):
                 await node.increment(Bench, key, "n")
     finally:
-        backend._DECLARES.clear()
-        backend._DECLARES.update(saved)
+        scripts.DECLARES.clear()
+        scripts.DECLARES.update(saved)
     slot = key_slot(f"ls:{{Bench:{key}}}:m")
     source = cluster.owner(slot)
     target = next(port for port in cluster.primaries() if port != source)
     for port in cluster.primaries():
         command(port, "CONFIG", "RESETSTAT")
     if declare_all:
-        del backend._DECLARES["increment"]
+        del scripts.DECLARES["increment"]
     try:
         async with livestate.Node(cluster.url, metrics=False) as node:
             await node.increment(Bench, key, "n")  # scripts loaded, map read
@@ -340,8 +340,8 @@ async def migration_run(cluster: ClusterProcess, key: str, declare_all: bool) ->
             stop.set()
             await asyncio.gather(*writers)
     finally:
-        backend._DECLARES.clear()
-        backend._DECLARES.update(saved)
+        scripts.DECLARES.clear()
+        scripts.DECLARES.update(saved)
     overlapping = [end - start for start, end in spans if start < ended and end > began]
     return {
         "migration_ms": round((ended - began) * 1000, 1),

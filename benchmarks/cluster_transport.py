@@ -38,9 +38,10 @@ from typing import Any
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from livestate._backends.redis.resp import Pipe, parse_url
-from livestate._backends.redis.slots import key_slot, parse_cluster_url
+from livestate._backends.redis.resp import Pipe
+from livestate._backends.redis.slots import key_slot
 from livestate._backends.redis.topology import Router
+from livestate._backends.redis.urls import parse_cluster_url, parse_url
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 WRITE = """

@@ -119,9 +119,10 @@ async def receiver_side(url: str, n: int) -> float:
             f"{epoch}\n{int(version) + number}\n{head}\n0\n{encode(payload(2, number))}"
             for number in range(1, MESSAGES + 1)
         ]
+        received = backend._channels.received  # the benchmark's one look inside
         started = time.perf_counter()
         for text in texts:
-            backend._received(f"{prefix}:c", text)
+            received(f"{prefix}:c", text)
         elapsed = time.perf_counter() - started
         if delivered != MESSAGES * n:
             raise RuntimeError(f"{delivered:,} deliveries, expected {MESSAGES * n:,}")

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from livestate import BackendError, BackendUnavailableError, InvalidValueError, LiveState, Node
-from livestate._backends.redis.resp import Endpoint, parse_url
+from livestate._backends.redis.resp import Endpoint
+from livestate._backends.redis.urls import parse_url
 from livestate.testing import ServerProcess
 
 SETTINGS = {"timeout": 2.0, "lease": 5.0}

@@ -11,7 +11,8 @@ import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
 from livestate._backends.redis.resp import Endpoint, ReplyError
-from livestate._backends.redis.sentinel import PrimaryPipe, Sentinels, fixed, parse_sentinel_url
+from livestate._backends.redis.sentinel import PrimaryPipe, Sentinels, fixed
+from livestate._backends.redis.urls import parse_sentinel_url
 from livestate.testing import SentinelProcess, ServerProcess, command
 
 from ...support import eventually

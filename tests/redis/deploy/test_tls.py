@@ -9,8 +9,9 @@ import pytest
 
 import livestate
 from livestate import BackendUnavailableError, LiveState, Node
-from livestate._backends.redis.resp import Pipe, parse_url
-from livestate._backends.redis.sentinel import PrimaryPipe, Sentinels, fixed, parse_sentinel_url
+from livestate._backends.redis.resp import Pipe
+from livestate._backends.redis.sentinel import PrimaryPipe, Sentinels, fixed
+from livestate._backends.redis.urls import parse_sentinel_url, parse_url
 from livestate.testing import (
     Certificates,
     SentinelProcess,

@@ -15,8 +15,9 @@ import pytest
 
 from livestate import BackendUnavailableError, LiveStateError
 from livestate._backends.redis.resp import Endpoint, ReplyError, connect
-from livestate._backends.redis.slots import SlotMap, key_slot, parse_cluster_url
+from livestate._backends.redis.slots import SlotMap, key_slot
 from livestate._backends.redis.topology import Router, cluster_enabled
+from livestate._backends.redis.urls import parse_cluster_url
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 from ...support import eventually

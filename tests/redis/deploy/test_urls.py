@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from livestate import InvalidValueError, LiveStateError
-from livestate._backends.redis.sentinel import parse_sentinel_url
-from livestate._backends.redis.slots import crc16, key_slot, parse_cluster_url
+from livestate._backends.redis.slots import crc16, key_slot
+from livestate._backends.redis.urls import parse_cluster_url, parse_sentinel_url
 
 SETTINGS = {"timeout": 5.0}
 

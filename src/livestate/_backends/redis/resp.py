@@ -15,24 +15,26 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
-import hiredis
+try:
+    import hiredis
+except ImportError as error:  # pragma: no cover - exercised by a subprocess test
+    raise ImportError(
+        "The Redis backend of livestate needs the hiredis package; "
+        "install it with pip install 'livestate[redis]'."
+    ) from error
 
-from ..._exceptions import BackendUnavailableError, InvalidValueError
-from .errors import code, translate
+from ..._exceptions import BackendUnavailableError
+from ..._retry import Backoff, delay
+from .errors import RECONNECT, code, translate
 
 logger = logging.getLogger("livestate")
 
-BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-"""Seconds between attempts to reconnect."""
-
-_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
-_TLS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
-_PARAMETERS = ("db", "username", "password", "client_name", *_TLS)
+RECONNECTING = Backoff((0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
+"""How long to wait before each new attempt to connect, after attempts that failed."""
 
 
 class ReplyError(Exception):
@@ -54,72 +56,6 @@ class Endpoint:
 
     def __str__(self) -> str:
         return self.path or f"{self.host}:{self.port}"
-
-
-def parse_url(url: str, settings: Mapping[str, float]) -> tuple[Endpoint, dict[str, float]]:
-    """The endpoint a Redis URL names, and the values of livestate's own `settings` in it.
-
-    Accepts redis://, rediss:// (TLS), unix:// and their valkey spellings, with
-    `[[username]:password@]`, a `/db` path (`?db=` for unix://) and the query
-    parameters db, username, password, client_name, ssl_ca_certs, ssl_certfile,
-    ssl_keyfile, ssl_cert_reqs (none, optional, required) and ssl_check_hostname,
-    plus the names in `settings` (numbers, whose defaults `settings` gives).
-    Raises InvalidValueError for anything else.
-    """
-    parts = urlsplit(url)
-    scheme = {"valkey": "redis", "valkeys": "rediss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("redis", "rediss", "unix"):
-        raise InvalidValueError(f"LIVESTATE_URL {url!r}: use redis://, rediss:// or unix://.")
-    values = dict(settings)
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query):
-        if name in values:
-            try:
-                values[name] = float(value)
-            except ValueError:
-                raise InvalidValueError(
-                    f"The {name} in LIVESTATE_URL must be a number of seconds, not {value!r}."
-                ) from None
-        elif name in _PARAMETERS:
-            query[name] = value
-        else:
-            known = ", ".join([*settings, *_PARAMETERS])
-            raise InvalidValueError(
-                f"LIVESTATE_URL has the parameter {name!r}, which livestate does not know; "
-                f"use one of {known}."
-            )
-    db_text = query.get("db") or (parts.path.strip("/") if scheme != "unix" else "") or "0"
-    if not db_text.isdigit():
-        raise InvalidValueError(f"The database in LIVESTATE_URL must be a number, not {db_text!r}.")
-    username = query.get("username") or (unquote(parts.username) if parts.username else None)
-    password = query.get("password") or (unquote(parts.password) if parts.password else None)
-    endpoint = Endpoint(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or 6379,
-        path=unquote(parts.path) if scheme == "unix" else None,
-        tls=_tls(query) if scheme == "rediss" else None,
-        username=username,
-        password=password,
-        db=int(db_text),
-        client_name=query.get("client_name"),
-    )
-    return endpoint, values
-
-
-def _tls(query: dict[str, str]) -> ssl.SSLContext:
-    reqs = query.get("ssl_cert_reqs", "required")
-    if reqs not in _CERT_REQS:
-        raise InvalidValueError(
-            f"ssl_cert_reqs in LIVESTATE_URL must be none, optional or required, not {reqs!r}."
-        )
-    context = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
-    context.check_hostname = reqs != "none" and query.get("ssl_check_hostname", "true") in (
-        "true", "1", "yes",
-    )  # fmt: skip
-    context.verify_mode = _CERT_REQS[reqs]
-    if "ssl_certfile" in query:
-        context.load_cert_chain(query["ssl_certfile"], query.get("ssl_keyfile"))
-    return context
 
 
 class Connection(asyncio.Protocol):
@@ -250,7 +186,10 @@ class Pipe:
     Calls made in one event loop turn leave in one send, and replies are matched
     to callers in order. A call that gets no reply within `timeout` raises
     BackendUnavailableError and drops the connection (its replies could no
-    longer be trusted to arrive); the next call reconnects.
+    longer be trusted to arrive); the next call reconnects. So does a reply that
+    says the server is no longer a usable primary (READONLY and the others of
+    `errors.RECONNECT`): a managed service's endpoint whose name moved to another
+    node on failover is looked up again.
     """
 
     def __init__(self, endpoint: Endpoint, timeout: float) -> None:
@@ -275,6 +214,10 @@ class Pipe:
             return await connection.send(args)
         except ConnectionError as error:
             raise self._unavailable(str(error)) from None
+        except ReplyError as error:
+            if (kind := code(error)) in RECONNECT and self._connection is connection:
+                self.drop(f"answered {kind}")
+            raise
 
     def drop(self, why: str) -> None:
         """Drop the connection (calls waiting on it fail); the next call opens a new one."""
@@ -330,7 +273,7 @@ class Pipe:
                 connection = await connect(self._endpoint)
         except BaseException:
             self._failures += 1
-            self._retry_at = loop.time() + BACKOFF[min(self._failures, len(BACKOFF)) - 1]
+            self._retry_at = loop.time() + delay(RECONNECTING, self._failures)
             raise
         finally:
             self._connecting = None

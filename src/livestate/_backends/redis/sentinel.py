@@ -2,7 +2,7 @@
 
 The seam the Redis backend uses:
 
-    service, settings = parse_sentinel_url(url, settings)   # redis+sentinel://…/SERVICE
+    service, settings = urls.parse_sentinel_url(url, settings)  # redis+sentinel://…/SERVICE
     pipe = PrimaryPipe(Sentinels(service, timeout).primary, timeout)
     await pipe.call(*args)        # one command at the primary
     endpoint = await pipe.resolve()  # where the primary is now (for a pub/sub connection)
@@ -32,102 +32,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from ..._exceptions import BackendUnavailableError, InvalidValueError
+from ..._exceptions import BackendUnavailableError
+from ..._retry import Backoff, delay
+from .errors import RECONNECT
 from .link import Link
-from .resp import Connection, Endpoint, ReplyError, connect, parse_url
+from .resp import Connection, Endpoint, ReplyError, connect
+from .urls import SentinelService
 
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5)
-"""Seconds to wait before each new attempt to reach the primary."""
+RETRYING = Backoff((0.05, 0.1, 0.2, 0.5))
+"""How long to wait before each new attempt to reach the primary (or a Sentinel)."""
 
-_SCHEMES = {
-    "redis+sentinel": "redis",
-    "valkey+sentinel": "redis",
-    "rediss+sentinel": "rediss",
-    "valkeys+sentinel": "rediss",
-}
-_SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
-_TLS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
 NOT_PRIMARY = ("READONLY", "LOADING", "MASTERDOWN")
 """Error codes that mean the node cannot take writes now, and the command did not run."""
 
 Resolve = Callable[[], Awaitable[Endpoint]]
 """Finds where the primary is now; raises BackendUnavailableError if it cannot."""
-
-
-@dataclasses.dataclass(frozen=True)
-class SentinelService:
-    """A service that Sentinels watch: where they are, its name, and how to log in to its
-    data nodes (`primary` has their login, database and TLS; its host and port are
-    placeholders)."""
-
-    sentinels: tuple[Endpoint, ...]
-    name: str
-    primary: Endpoint
-
-
-def parse_sentinel_url(
-    url: str, settings: Mapping[str, float]
-) -> tuple[SentinelService, dict[str, float]]:
-    """The service a `redis+sentinel://` URL names, and livestate's `settings` in it.
-
-    The form is
-    `redis+sentinel://[[user]:password@]host[:port][,host[:port]…]/SERVICE[/db][?query]`
-    (`rediss+sentinel://` for TLS to Sentinels and data nodes alike; the valkey
-    spellings too). The login in front is for the data nodes; the query
-    parameters `sentinel_username` and `sentinel_password` are for the
-    Sentinels; the other query parameters are a redis:// URL's. A Sentinel's
-    port defaults to 26379. Raises InvalidValueError, naming the part, for
-    anything else.
-    """
-    parts = urlsplit(url)
-    scheme = _SCHEMES.get(parts.scheme)
-    if scheme is None:
-        raise InvalidValueError(
-            f"LIVESTATE_URL {url!r} is not a Sentinel URL: use "
-            "redis+sentinel://host:port,…/SERVICE, or rediss+sentinel:// for TLS."
-        )
-    login, _, hosts = parts.netloc.rpartition("@")
-    path = [part for part in parts.path.split("/") if part]
-    if not path or len(path) > 2:
-        raise InvalidValueError(
-            f"LIVESTATE_URL {url!r} must name the Sentinel service after the addresses, "
-            "as redis+sentinel://host:port/SERVICE (optionally /SERVICE/db)."
-        )
-    name, db = path[0], path[1] if len(path) > 1 else "0"
-    query = parse_qsl(parts.query)
-    sentinel_login = {k: v for k, v in query if k in _SENTINEL_LOGIN}
-    rest = [(k, v) for k, v in query if k not in _SENTINEL_LOGIN]
-    primary, values = parse_url(f"{scheme}://{login + '@' if login else ''}primary/{db}?"
-                                f"{urlencode(rest)}", settings)  # fmt: skip
-    sentinel_query = urlencode([(k, v) for k, v in rest if k in _TLS])
-    user = quote(sentinel_login.get("sentinel_username", ""), safe="")
-    password = sentinel_login.get("sentinel_password")
-    sentinel_userinfo = f"{user}:{quote(password, safe='')}@" if password is not None else ""
-    sentinels = []
-    for host in (h.strip() for h in hosts.split(",")):
-        if not host:
-            raise InvalidValueError(
-                f"LIVESTATE_URL {url!r} has an empty Sentinel address: list host:port pairs "
-                "separated by commas."
-            )
-        address = host if host.rpartition("]")[2].count(":") else f"{host}:26379"
-        _check_port(url, address)
-        endpoint, _ = parse_url(f"{scheme}://{sentinel_userinfo}{address}?{sentinel_query}", {})
-        sentinels.append(endpoint)
-    return SentinelService(tuple(sentinels), name, primary), values
-
-
-def _check_port(url: str, address: str) -> None:
-    text = address.rpartition(":")[2]
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise InvalidValueError(
-            f"The Sentinel address {address!r} in LIVESTATE_URL {url!r} has the port {text!r}; "
-            "a port is a number from 1 to 65535."
-        )
 
 
 class Sentinels:
@@ -200,7 +122,7 @@ class Sentinels:
                 finally:
                     connection.abort("closed the connection")
             attempt += 1
-            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+            await asyncio.sleep(delay(RETRYING, attempt))
 
 
 def fixed(endpoint: Endpoint) -> Resolve:
@@ -297,6 +219,8 @@ class PrimaryPipe:
             if error is not None:
                 code = str(error).partition(" ")[0]
                 if code not in NOT_PRIMARY:
+                    if code in RECONNECT:  # UNBLOCKED: not retried, but the next call reconnects
+                        self.drop(f"answered {code}")
                     raise error
                 self.answers[code] += 1
                 self.drop(f"is not the primary now ({code})")
@@ -351,11 +275,11 @@ class PrimaryPipe:
         )
 
     async def _pause(self, loop: Any, deadline: float, attempt: int, why: str) -> None:
-        delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
-        if loop.time() + delay > deadline:
+        pause = delay(RETRYING, attempt)
+        if loop.time() + pause > deadline:
             where = self._link.endpoint if self._link is not None else "(unknown)"
             raise BackendUnavailableError(
                 f"No Redis primary took the command within {self.timeout}s: the last one "
                 f"tried, {where}, {why}. Check that a primary is up, then retry."
             )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(pause)

@@ -1,30 +1,19 @@
-"""Redis Cluster's key space: the slot of a key, who owns each slot, and cluster URLs.
+"""Redis Cluster's key space: the slot of a key, and who owns each slot.
 
-Pure functions and data, no I/O: `key_slot` (CRC16 of the key's hash tag),
-`SlotMap` (read from CLUSTER SHARDS or CLUSTER SLOTS) and `parse_cluster_url`.
-`topology.Router` routes by them.
+Pure functions and data, no I/O: `key_slot` (CRC16 of the key's hash tag) and
+`SlotMap` (read from CLUSTER SHARDS or CLUSTER SLOTS). `topology.Router` routes
+by them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
-
-from ..._exceptions import InvalidValueError
-from .resp import Endpoint, parse_url
 
 SLOTS = 16384
 """How many hash slots a cluster has."""
-
-_SCHEMES = {
-    "redis+cluster": "redis",
-    "valkey+cluster": "redis",
-    "rediss+cluster": "rediss",
-    "valkeys+cluster": "rediss",
-}
 
 
 def _crc16_table() -> list[int]:
@@ -58,57 +47,6 @@ def key_slot(key: str | bytes) -> int:
         if end > start + 1:
             data = data[start + 1 : end]
     return crc16(data) % SLOTS
-
-
-def parse_cluster_url(
-    url: str, settings: Mapping[str, float]
-) -> tuple[list[Endpoint], dict[str, float]]:
-    """The seed endpoints a `redis+cluster://` URL names, and livestate's `settings` in it.
-
-    The form is `redis+cluster://[[user]:password@]host[:port][,host[:port]…][?query]`
-    (`rediss+cluster://` for TLS; the valkey spellings too), with the query
-    parameters of a redis:// URL. A cluster has only database 0. Raises
-    InvalidValueError, naming the part, for anything else.
-    """
-    parts = urlsplit(url)
-    scheme = _SCHEMES.get(parts.scheme)
-    if scheme is None:
-        raise InvalidValueError(
-            f"LIVESTATE_URL {url!r} is not a cluster URL: use redis+cluster://host:port,… "
-            "or rediss+cluster:// for TLS."
-        )
-    login, _, hosts = parts.netloc.rpartition("@")
-    path = parts.path.strip("/")
-    if path not in ("", "0"):
-        raise InvalidValueError(
-            f"LIVESTATE_URL {url!r} names database {path!r}, but a cluster has only database 0: "
-            "leave the path out."
-        )
-    query = f"?{parts.query}" if parts.query else ""
-    seeds: list[Endpoint] = []
-    values: dict[str, float] = dict(settings)
-    for host in (h.strip() for h in hosts.split(",")):
-        if not host:
-            raise InvalidValueError(
-                f"LIVESTATE_URL {url!r} has an empty seed address: list host:port pairs "
-                "separated by commas."
-            )
-        _check_port(url, host)
-        seed_url = f"{scheme}://{login + '@' if login else ''}{host}{query}"
-        endpoint, values = parse_url(seed_url, settings)
-        seeds.append(endpoint)
-    return seeds, values
-
-
-def _check_port(url: str, host: str) -> None:
-    port = host.rpartition("]")[2] if host.startswith("[") else host
-    if ":" in port:
-        text = port.rpartition(":")[2]
-        if not text.isdigit() or not 0 < int(text) < 65536:
-            raise InvalidValueError(
-                f"The seed address {host!r} in LIVESTATE_URL {url!r} has the port {text!r}; "
-                "a port is a number from 1 to 65535."
-            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,55 +8,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..base import Listener
-from .resp import BACKOFF, Connection, Endpoint, ReplyError, connect
-
-
-@dataclass(slots=True, eq=False)
-class Subscription:
-    """The local listeners of one live state's channel, and where its subscription is."""
-
-    name: str
-    listeners: list[Listener] = field(default_factory=list)
-    confirmed: asyncio.Future[None] | None = None
-    resubscribed: bool = False  # the next confirmation follows a reconnect: resync then
+from ..._retry import delay
+from .resp import RECONNECTING, Connection, Endpoint, ReplyError, connect
+from .transport import Events
 
 
 class Subscriber:
     """A node's one pub/sub connection: subscribes, reconnects, resubscribes, pings.
 
-    `where()` says which server to connect to now; `subscriptions()` lists what
-    to subscribe after a (re)connect; `on_message(channel, data)` and
-    `on_confirmed(channel)` get what arrives; `on_reconnect()` is called when a
-    lost connection is opened again. Messages and confirmations are handled in
-    `data_received`, with no task in between.
+    `where()` says which server to connect to now; what arrives goes to `events`
+    (see `transport.Events`): a channel subscribed again after a reconnect is told
+    by `resync`, so that its state is read after the server confirmed it. Messages
+    and confirmations are handled in `data_received`, with no task in between.
     """
 
     def __init__(
         self,
         where: Callable[[], Awaitable[Endpoint]],
-        subscriptions: Callable[[], Iterable[Subscription]],
-        on_message: Callable[[str, Any], None],
-        on_confirmed: Callable[[str], None],
-        on_reconnect: Callable[[], None],
+        events: Events,
         heartbeat: float,
         timeout: float,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger],
         server: object,
     ) -> None:
         self._where = where
-        self._subscriptions = subscriptions
-        self._on_message = on_message
-        self._on_confirmed = on_confirmed
-        self._on_reconnect = on_reconnect
+        self._events = events
         self._heartbeat = heartbeat
         self._timeout = timeout
         self._log = log
         self._server = server
+        # Each wanted channel, and whether the server confirmed it on this connection.
+        self._channels: dict[str, bool] = {}
+        self._missed: set[str] = set()  # lost with a connection: resync once confirmed again
         self._connection: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
@@ -82,17 +68,22 @@ class Subscriber:
         if self._connection is not None:
             self._connection.abort(why)
 
-    def add(self, subscription: Subscription) -> None:
+    def add(self, channel: str) -> None:
         """Subscribe now if connected (a confirmation will come), else at the reconnect."""
+        self._channels[channel] = False
         if self._connection is not None:
-            subscription.confirmed = self._loop.create_future()
-            self._connection.write(("SSUBSCRIBE", subscription.name))
-        # Not connected: the reconnect subscribes it; nobody waits for a confirmation now.
+            self._connection.write(("SSUBSCRIBE", channel))
 
-    def remove(self, subscription: Subscription) -> None:
+    def remove(self, channel: str) -> None:
         """Unsubscribe, if connected (a reconnect subscribes only what is still wanted)."""
+        self._channels.pop(channel, None)
+        self._missed.discard(channel)
         if self._connection is not None:
-            self._connection.write(("SUNSUBSCRIBE", subscription.name))
+            self._connection.write(("SUNSUBSCRIBE", channel))
+
+    def subscribed(self, channel: str) -> bool:
+        """Whether the server confirmed `channel` on the connection open now."""
+        return self._channels.get(channel, False)
 
     async def _run(self) -> None:
         failures = 0
@@ -113,13 +104,10 @@ class Subscriber:
                     return
                 self._connection = connection
                 if not first:
-                    self._on_reconnect()
-                for subscription in self._subscriptions():
-                    if not first:
-                        subscription.resubscribed = True
-                    if subscription.confirmed is None or subscription.confirmed.done():
-                        subscription.confirmed = self._loop.create_future()
-                    connection.write(("SSUBSCRIBE", subscription.name))
+                    self._events.reconnected()
+                    self._missed.update(self._channels)
+                for channel in self._channels:
+                    connection.write(("SSUBSCRIBE", channel))
                 failures = 0
                 self._last = self._loop.time()
                 pinger = self._loop.create_task(self._ping(connection))
@@ -128,6 +116,7 @@ class Subscriber:
                 finally:
                     pinger.cancel()
                     self._connection = None
+                    self._channels = dict.fromkeys(self._channels, False)
                 why = connection.why  # how it ended, before abort() below rewrites it
                 connection.abort("closed the connection")
                 if self._closed:
@@ -138,10 +127,9 @@ class Subscriber:
                     why,
                 )
             first = False
-            for subscription in self._subscriptions():
-                subscription.resubscribed = True
-            await asyncio.sleep(BACKOFF[min(failures, len(BACKOFF) - 1)])
+            self._missed.update(self._channels)
             failures += 1
+            await asyncio.sleep(delay(RECONNECTING, failures))
 
     def _push(self, reply: Any) -> None:
         """Take one message, confirmation or error from the pub/sub connection; never raise."""
@@ -153,9 +141,17 @@ class Subscriber:
             return
         kind = reply[0]
         if kind == "smessage" and len(reply) == 3:
-            self._on_message(reply[1], reply[2])
+            self._events.message(reply[1], reply[2])
         elif kind == "ssubscribe" and len(reply) == 3:
-            self._on_confirmed(reply[1])
+            channel = reply[1]
+            if channel not in self._channels:
+                return  # unsubscribed meanwhile
+            self._channels[channel] = True
+            if channel in self._missed:
+                self._missed.discard(channel)
+                self._events.resync(channel)
+            else:
+                self._events.confirmed(channel)
 
     async def _ping(self, connection: Connection) -> None:
         """Ping, and drop a connection that stays silent: it may be half-open."""

@@ -7,6 +7,7 @@ The seam the Redis backend uses (nothing else here is meant for it):
     await router.call(key, *args)            # one command at the primary of key's slot
     sha = await router.load_script(source)   # on every primary; reloaded where NOSCRIPT
     await router.subscribe(channel)          # SSUBSCRIBE at the owner of channel's slot
+    router.subscribed(channel)               # whether it is confirmed there now
     await router.unsubscribe(channel)
     on_message(channel, data)                # a message on a subscribed channel
     on_resync(channel)                       # the channel was re-subscribed elsewhere, or its
@@ -14,7 +15,7 @@ The seam the Redis backend uses (nothing else here is meant for it):
                                              # read that state again
     await router.aclose()
 
-`slots.parse_cluster_url` reads `redis+cluster://h1:p1,h2:p2` (and
+`urls.parse_cluster_url` reads `redis+cluster://h1:p1,h2:p2` (and
 `rediss+cluster://` for TLS) into the seeds; `cluster_enabled(endpoint,
 timeout)` tells whether a plain redis:// endpoint is a cluster node. The slot
 of a key and the map of owners are in `slots.py`.
@@ -47,30 +48,26 @@ import asyncio
 import collections
 import dataclasses
 import hashlib
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..._exceptions import BackendUnavailableError, InvalidValueError
+from ..._retry import Backoff, delay
 from .link import Link, retrieve
 from .resp import Connection, Endpoint, ReplyError, connect
 from .slots import SLOTS, SlotMap, key_slot
 
-RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5)
-"""Seconds to wait before each retry of a call the cluster could not take yet."""
+RETRYING = Backoff((0.05, 0.1, 0.2, 0.5))
+"""How long to wait before each retry of a call the cluster could not take yet."""
 
 _NOT_PRIMARY = ("READONLY", "LOADING", "MASTERDOWN")
 
 
-class MessageHandler(Protocol):
-    """Receives each message on a subscribed channel."""
+MessageHandler = Callable[[str, str], None]
+"""Receives each message on a subscribed channel: (channel, data)."""
 
-    def __call__(self, channel: str, data: str) -> None: ...
-
-
-class ResyncHandler(Protocol):
-    """Told that a channel's messages may have been missed: read its state again."""
-
-    def __call__(self, channel: str) -> None: ...
+ResyncHandler = Callable[[str], None]
+"""Told that a channel's messages may have been missed: read its state again."""
 
 
 # One bound for the connect and the reply, as Pipe's: hence the timeout parameter.
@@ -325,6 +322,12 @@ class Router:
         self._channels[channel] = ""
         await self._place(channel)
 
+    def subscribed(self, channel: str) -> bool:
+        """Whether `channel` is subscribed now: its owner confirmed, and kept it since."""
+        address = self._channels.get(channel)
+        subscriber = self._subscribers.get(address) if address else None
+        return subscriber is not None and channel in subscriber.channels
+
     async def unsubscribe(self, channel: str) -> None:
         """Stop receiving `channel`'s messages."""
         address = self._channels.pop(channel, None)
@@ -470,14 +473,14 @@ class Router:
         )
 
     async def _pause(self, loop: Any, deadline: float, attempt: int, why: str) -> None:
-        delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1]
-        if loop.time() + delay > deadline:
+        pause = delay(RETRYING, attempt)
+        if loop.time() + pause > deadline:
             raise BackendUnavailableError(
                 f"The Redis Cluster {why}, and did not take the command within "
                 f"{self.timeout}s. Check that the cluster is up (CLUSTER INFO says "
                 "cluster_state:ok), then retry."
             )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(pause)
 
     # -- the slot map
 
@@ -611,7 +614,7 @@ class Router:
                 await self._place(channel)
             except BackendUnavailableError:
                 attempt += 1
-                await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+                await asyncio.sleep(delay(RETRYING, attempt))
                 continue
             if self._on_resync is not None:
                 self._on_resync(channel)

@@ -1,0 +1,443 @@
+"""The Redis/Valkey backend: live states shared by any number of nodes through one server.
+
+Layout: every key of one live state shares the hash tag `{<spec>:<key>}`, both
+percent-escaped, so a script touches one slot and Redis Cluster works:
+
+    ls:{Chat:lobby}:m        meta hash: epoch, version, ACL, TTL, limits, total bytes, count
+    ls:{Chat:lobby}:s        state hash: property -> JSON (or a marker for a list)
+    ls:{Chat:lobby}:z        sizes hash: property -> bytes it counts, for the limits
+    ls:{Chat:lobby}:h        holders: node id -> lease end, a sorted set
+    ls:{Chat:lobby}:L        the set of list keys
+    ls:{Chat:lobby}:l:<prop> a list property's items, one JSON text each
+    ls:{Chat:lobby}:k        the order of the properties: property -> place, a sorted set
+    ls:{Chat:lobby}:o        the start lock, while one node runs on_mount
+    ls:{Chat:lobby}:w, :v    recent write ids -> their replies (so a retry applies once)
+    ls:{Chat:lobby}:p        presence: client ref -> [identity, meta]; :pn refs per node
+    ls:{Chat:lobby}:save     which node saves it (on_persist); `ls:saving` lists the claims
+    ls:{Chat:lobby}:c        the pub/sub channel
+
+Each write is one Lua script (lua/*.lua, catalogued in scripts.py): ACL check,
+size checks, apply, raise the version, publish `(epoch, version, op)`, all or
+nothing: every check and read comes before the first write. JSON is written by
+Python; Lua only ever parses numbers, for increment. Ordering what arrives is the
+replicas' job (_replica.py): this backend only hands each message to the
+listeners of its live state (channels.py), and tells them to resync when
+messages may have been missed.
+
+What reaches the server goes through a `transport.Transport` (a server, a
+Sentinel service or a cluster; connect.py picks one) by way of dispatch.py,
+which retries and translates errors. survey.py and claims.py hold what
+`livestate inspect` and persistence ask of the deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import secrets
+from collections.abc import Mapping, Sequence
+
+from ..._acl import DELETE, Role, denied
+from ..._changes import Op, StateId
+from ..._exceptions import LiveStateError
+from ..._retry import Backoff, delay
+from ..._values import JSON, FrozenList, encode
+from ..base import (
+    Applied,
+    Backend,
+    Census,
+    Listener,
+    Message,
+    MountFunction,
+    Snapshot,
+    Survey,
+    not_running,
+)
+from . import claims, survey
+from .batch import plan
+from .channels import Channels
+from .checks import EvictionPolicy, check_layout
+from .codec import encode_state, key_prefix, ttl_args
+from .connect import open_transport
+from .dispatch import Dispatcher
+from .replies import fail, layout_error, number, snapshot
+from .scripts import (
+    CACHED_KEYS,
+    ROLE_FIELD,
+    Keys,
+    declared,
+    declared_cached,
+    declared_now,
+    fence,
+    load_sources,
+    write_arguments,
+)
+from .urls import form, parse
+
+TIMEOUT = 2.0
+"""Seconds any one call may take, retries of transient failures included, before it
+raises BackendUnavailableError."""
+
+LEASE = 5.0
+"""Seconds a node's hold on a live state lasts unless its heartbeat renews it."""
+
+LOCK = 3.0
+"""Seconds the start lock lasts; renewed every third of that while on_mount runs."""
+
+POLICY_BEATS = 10
+"""Heartbeats between two looks at the server's maxmemory-policy."""
+
+STARTING = Backoff.exponential(0.002, 0.05)
+"""How long `open` waits before each new look at a live state another node is starting."""
+
+
+class RedisBackend(Backend):
+    """Live states on a Redis 7+ or Valkey 8+ server, shared by every node that uses it.
+
+    `url` is `redis://[[user]:password@]host:port/db` (also `rediss://`,
+    `unix://`, `valkey://`), `redis+cluster://h1:p1[,h2:p2…]` or
+    `redis+sentinel://h1:p1[,h2:p2…]/SERVICE[/db]` (see urls.py), optionally
+    with livestate's settings as query parameters: `timeout` (seconds per call,
+    retries included, default 2), `lease` (seconds a node's hold lasts without a
+    heartbeat, default 5; the heartbeat runs five times per lease), `replicas`
+    (how many replicas must confirm each write before it is acknowledged, with
+    WAIT: 1 on Sentinel, else 0), and the login and TLS parameters of
+    `urls.parse_url`. Raises InvalidValueError for a URL it cannot use, and
+    ImportError, saying what to install, if the hiredis package is missing.
+    """
+
+    def __init__(self, url: str) -> None:
+        # Sentinel exists to fail over, and a failover loses what its primary had not
+        # replicated yet: there each write waits for one replica unless the URL says not.
+        defaults = {
+            "timeout": TIMEOUT,
+            "lease": LEASE,
+            "replicas": 1 if form(url) == "sentinel" else 0,
+        }
+        self._target, settings = parse(url, defaults)
+        self.url = url
+        self.timeout = settings["timeout"]
+        self.lease = settings["lease"]
+        self.replicas = int(settings["replicas"])
+        self.heartbeat = self.lease / 5
+        self._sources = load_sources()
+        self._dispatcher: Dispatcher | None = None
+        self._channels = Channels(self)
+        self._held: dict[StateId, set[str]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._policy = EvictionPolicy()
+        self._censuses: dict[str, Census] = {}
+        # Write ids: this backend's tag and a counter, unique across nodes and restarts.
+        self._tag = secrets.token_hex(6)
+        self._writes = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {self.endpoint}>"
+
+    @property
+    def endpoint(self) -> str:
+        """The deployment, as messages name it: a server's address, or a description."""
+        if self._dispatcher is not None:
+            return self._dispatcher.transport.server
+        return str(self._target)
+
+    @property
+    def _dispatch(self) -> Dispatcher:
+        """Where every command goes, once `start()` connected."""
+        if self._dispatcher is None:
+            raise RuntimeError("The Redis backend was used before start(); use it through a Node.")
+        return self._dispatcher
+
+    async def start(self) -> None:
+        """Connect, load the scripts and start the heartbeat.
+
+        Raises BackendUnavailableError if the server does not answer in time, and
+        BackendError if it refuses the login or the scripts. Safe to call again
+        after it failed.
+        """
+        events = self._channels.events()
+        transport = await open_transport(
+            self._target, self.timeout, self.heartbeat, events, self.log
+        )
+        dispatcher = Dispatcher(transport, self._sources, self.timeout, self.replicas, self._failed)
+        try:
+            await dispatcher.load()
+            await check_layout(dispatcher)
+            await self._policy.check(dispatcher, self.log)
+            transport.listen()
+        except BaseException:
+            await transport.aclose()
+            raise
+        self._dispatcher = dispatcher
+        self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat, close every connection; the backend is unusable afterwards."""
+        for task in self._tasks:
+            task.cancel()
+        self._channels.clear()
+        if self._dispatcher is not None:
+            await self._dispatcher.transport.aclose()
+
+    def _failed(self, kind: str) -> None:
+        if self.metrics is not None:
+            self.metrics.failed(kind)
+
+    # The Backend contract.
+
+    def register(self, node: str, census: Census) -> None:
+        self._censuses[node] = census
+
+    def unregister(self, node: str) -> None:
+        self._censuses.pop(node, None)
+
+    async def survey(self, id: StateId | None = None) -> Survey:
+        return await survey.survey(self._dispatch, id)
+
+    async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
+        keys = self._keys(id, script="open")
+        hold_flag = "1" if hold else "0"
+        token = secrets.token_hex(8)
+        lease = int(self.lease * 1000)
+        waits = 0
+        while True:
+            reply = await self._dispatch.run(
+                "open", id, keys, node, hold_flag, lease, token, int(LOCK * 1000)
+            )
+            status = reply[0]
+            if status == "ok":
+                opened = snapshot(reply)
+                break
+            if status == "layout":
+                raise layout_error(id, reply[1], self.endpoint)
+            if status == "wait":
+                # Another node runs on_mount: wait for its state rather than run it twice.
+                waits += 1
+                await asyncio.sleep(delay(STARTING, waits))
+                continue
+            started = await self._mount(id, keys, mount, node, hold_flag, token)
+            if started is not None:
+                opened = started
+                break
+        if hold:
+            self._held.setdefault(id, set()).add(node)
+        subscription = self._channels.get(id)
+        if subscription is not None and not self._dispatch.transport.subscribed(subscription.name):
+            # The subscription may have begun after this snapshot was read: check once more.
+            subscription.recheck = True
+        return opened
+
+    async def release(self, id: StateId, node: str) -> None:
+        holders = self._held.get(id)
+        if holders is not None:
+            holders.discard(node)
+            if not holders:
+                del self._held[id]
+        await self._dispatch.run("lease", id, self._keys(id, script="lease"), "release", node, 0)
+
+    async def read(
+        self, id: StateId, prop: str | None = None, *, presence_only: bool = False
+    ) -> Snapshot | None:
+        what = "" if prop is None else prop
+        keys = self._keys(id, script="read")
+        reply = await self._dispatch.run("read", id, keys, what, "p" if presence_only else "")
+        if reply[0] == "layout":
+            raise layout_error(id, reply[1], self.endpoint)
+        if reply[0] != "ok":
+            return None
+        return snapshot(reply)
+
+    async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
+        prop = op.prop or ""
+        kind = op.kind
+        script = "presence" if kind == "join" or kind == "leave" else kind
+        # put and delete declare L and LK only if the property turns out to be a list.
+        lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
+        prefix = key_prefix(id)
+        # A presence's ref names no list: its keys are the same for every client, so the
+        # caches below hold one entry per live state, not one per client.
+        listed = "" if script == "presence" else prop
+        # (Inline, not through declared(): this is every write's path, and a call costs.)
+        if len(prefix) + len(listed) <= CACHED_KEYS:
+            keys = declared_cached(prefix, script, listed, lists)
+        else:
+            keys = declared_now(prefix, script, listed, lists)
+        args = write_arguments(id, op, role, self._write_id(op), int(self.lease * 1000))
+        run = self._dispatch.run
+        reply = await run(script, id, keys, *args, op=op, write=True)
+        if type(reply) is not str and reply[0] == "lists":
+            # Not applied: the property is a list. Again, with the list keys declared.
+            keys = self._keys(id, prop, script)
+            reply = await run(script, id, keys, *args, op=op, write=True)
+        if type(reply) is not str:
+            fail(id, op, role, reply, self.endpoint)
+        # Applied now, or (a retry of a write whose reply was lost) once before.
+        repeated = reply.startswith("!")
+        version, epoch, result = reply[repeated:].split("\n", 2)
+        return Applied(
+            epoch, int(version), number(result) if kind == "increment" else None, repeated
+        )
+
+    async def apply_many(
+        self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
+    ) -> Applied:
+        keys = self._keys(id, script="batch")
+        lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
+        write = self._write_id(ops[0])
+        reply = await self._dispatch.run(
+            "batch", id, (*keys, *lists), "g", 0, fence(expect, ops[0].epoch), "", write,
+            *args, op=ops[0], write=True,
+        )  # fmt: skip
+        if type(reply) is not str:
+            if reply[0] in ("value_size", "state_size"):
+                prop = reply[3]
+                op = next(op for op in ops if op.prop == prop)
+                fail(id, op, "group", reply[:3], self.endpoint)
+            fail(id, ops[0], "group", reply, self.endpoint)
+        repeated = reply.startswith("!")
+        version, epoch, _ = reply[repeated:].split("\n", 2)
+        return Applied(epoch, int(version), None, repeated)
+
+    def _write_id(self, op: Op) -> str:
+        """ARGV[7]: the caller's id for the write, looked up at once ('+'), or one of ours."""
+        if op.write_id is not None:
+            return f"+u:{op.write_id}"
+        return f"{self._tag}{next(self._writes):x}"
+
+    async def stop(self, id: StateId, role: Role) -> None:
+        keys = self._keys(id, script="stop")
+        reply = await self._dispatch.run("stop", id, keys, ROLE_FIELD[role], DELETE)
+        status = reply[0]
+        if status == "missing":
+            raise not_running(id)
+        if status == "denied":
+            raise denied(role, DELETE, "stop", str(id))
+        self._held.pop(id, None)
+        # The published copy may come later: tell the local listeners now.
+        if subscription := self._channels.get(id):
+            self._channels.deliver(subscription, Message(reply[1], 0, "stopped"))
+
+    async def announce(self, id: StateId, kind: str, value: JSON) -> None:
+        channel = f"{key_prefix(id)}:c"
+        text = f"\n0\nnotice\n{kind}\n{encode(value)}"
+        await self._dispatch.call(
+            channel, "SPUBLISH", channel, text, doing=f"tell the clients of {id}"
+        )
+
+    async def subscribe(self, id: StateId, listener: Listener) -> None:
+        transport = self._dispatch.transport
+        subscription = self._channels.add(id, listener)
+        if subscription is not None:
+            transport.subscribe(subscription.name)
+        # No wait for the server's confirmation (attach stays within one timeout): `open`
+        # checks whether it came, and a late one makes the listeners resync.
+
+    async def unsubscribe(self, id: StateId, listener: Listener) -> None:
+        subscription = self._channels.remove(id, listener)
+        if subscription is not None and self._dispatcher is not None:
+            await self._dispatcher.transport.unsubscribe(subscription.name)
+
+    # Persistence: the claim is the key `ls:{<spec>:<key>}:save` (claims.py).
+
+    async def claim_save(
+        self, id: StateId, node: str, lease: float
+    ) -> tuple[bool, str | None, int, int]:
+        return await claims.claim(self._dispatch, id, node, lease)
+
+    async def release_save(self, id: StateId, node: str) -> None:
+        await claims.release(self._dispatch, id, node)
+
+    async def orphans(self, limit: int) -> list[StateId]:
+        return await claims.orphans(self._dispatch, limit)
+
+    def save_lease(self) -> float:
+        return float(self.lease)
+
+    # Internals.
+
+    def _keys(self, id: StateId, prop: str = "", script: str = "", lists: bool = True) -> Keys:
+        """The keys `script` declares for live state `id` (see scripts.declared)."""
+        return declared(key_prefix(id), script, prop, lists)
+
+    async def _mount(
+        self,
+        id: StateId,
+        keys: Keys,
+        mount: MountFunction,
+        node: str,
+        hold: str,
+        token: str,
+    ) -> Snapshot | None:
+        """Run on_mount while holding the start lock and store it; None if another won."""
+        run = self._dispatch.run
+        renew = asyncio.get_running_loop().create_task(self._renew_lock(id, token))
+        try:
+            mounted = await mount()
+        except BaseException:
+            renew.cancel()
+            try:
+                await run("lock", id, self._keys(id, script="lock"), "unlock", token, 0)
+            except Exception:
+                pass  # the lock expires on its own within LOCK seconds
+            raise
+        renew.cancel()
+        epoch = secrets.token_hex(8)
+        total, state = encode_state(mounted.state, key_prefix(id))
+        limits = mounted.limits
+        reply = await run(
+            "init", id, keys, node, hold, int(self.lease * 1000), token, epoch,
+            mounted.acl.group, mounted.acl.public, *ttl_args(mounted.ttl),
+            limits.max_value_bytes, limits.max_state_bytes, total, mounted.declared, *state,
+        )  # fmt: skip
+        if reply[0] != "ok":
+            return None  # our lock ran out and another node started it: use theirs
+        return Snapshot(
+            dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl, mounted.declared
+        )
+
+    async def _renew_lock(self, id: StateId, token: str) -> None:
+        keys = self._keys(id, script="lock")
+        while True:
+            await asyncio.sleep(LOCK / 3)
+            try:
+                await self._dispatch.run("lock", id, keys, "extend", token, int(LOCK * 1000))
+            except LiveStateError as error:
+                self.log.debug("%s: could not renew its start lock (%s)", id, error)
+
+    async def _beat(self) -> None:
+        """Renew this node's leases, show each replica where the server is, and every
+        `POLICY_BEATS` beats look at the eviction policy again."""
+        dispatcher = self._dispatch
+        for beat in itertools.count(1):
+            await asyncio.sleep(self.heartbeat)
+            if beat % POLICY_BEATS == 0:
+                with contextlib.suppress(LiveStateError):
+                    await self._policy.check(dispatcher, self.log)
+            with contextlib.suppress(LiveStateError):
+                await survey.announce(dispatcher, self._censuses, self.lease)
+            held = [(id, node) for id, nodes in self._held.items() for node in nodes]
+            lease = int(self.lease * 1000)
+            results = await asyncio.gather(
+                *(
+                    dispatcher.run("lease", id, self._keys(id, script="lease"), "hold", node, lease)
+                    for id, node in held
+                ),
+                return_exceptions=True,
+            )
+            if self.metrics is not None:
+                self.metrics.renewed(sum(type(reply) is list for reply in results))
+            seen: set[StateId] = set()
+            for (id, _), reply in zip(held, results, strict=True):
+                subscription = self._channels.get(id)
+                if subscription is None or id in seen or isinstance(reply, BaseException):
+                    continue  # unavailable: the pub/sub reconnect resyncs when it is back
+                seen.add(id)
+                ok = reply[0] == "ok"
+                epoch, version = (reply[1], int(reply[2])) if ok else (None, 0)
+                present = int(reply[3]) if ok else None
+                for listener in tuple(subscription.listeners):
+                    try:
+                        listener.observe(epoch, version, present)
+                    except Exception:
+                        self.log.exception("%s: a replica's heartbeat check failed", id)
