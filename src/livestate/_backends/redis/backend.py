@@ -41,7 +41,6 @@ from collections.abc import Mapping, Sequence
 from ..._acl import DELETE, Role, denied
 from ..._changes import Op, StateId
 from ..._exceptions import LiveStateError
-from ..._retry import Backoff, delay
 from ..._values import JSON, FrozenList, encode
 from ..base import (
     Applied,
@@ -54,11 +53,11 @@ from ..base import (
     Survey,
     not_running,
 )
-from . import claims, survey
+from . import claims, starting, survey
 from .batch import plan
 from .channels import Channels
 from .checks import EvictionPolicy, check_layout
-from .codec import encode_state, key_prefix, ttl_args
+from .codec import key_prefix
 from .connect import open_transport
 from .dispatch import Dispatcher
 from .replies import fail, layout_error, number, snapshot
@@ -82,14 +81,8 @@ raises BackendUnavailableError."""
 LEASE = 5.0
 """Seconds a node's hold on a live state lasts unless its heartbeat renews it."""
 
-LOCK = 3.0
-"""Seconds the start lock lasts; renewed every third of that while on_mount runs."""
-
 POLICY_BEATS = 10
 """Heartbeats between two looks at the server's maxmemory-policy."""
-
-STARTING = Backoff.exponential(0.002, 0.05)
-"""How long `open` waits before each new look at a live state another node is starting."""
 
 
 class RedisBackend(Backend):
@@ -125,7 +118,7 @@ class RedisBackend(Backend):
         self._dispatcher: Dispatcher | None = None
         self._channels = Channels(self)
         self._held: dict[StateId, set[str]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._beating: asyncio.Task[None] | None = None
         self._policy = EvictionPolicy()
         self._censuses: dict[str, Census] = {}
         # Write ids: this backend's tag and a counter, unique across nodes and restarts.
@@ -170,12 +163,12 @@ class RedisBackend(Backend):
             await transport.aclose()
             raise
         self._dispatcher = dispatcher
-        self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
+        self._beating = asyncio.get_running_loop().create_task(self._beat())
 
     async def aclose(self) -> None:
         """Stop the heartbeat, close every connection; the backend is unusable afterwards."""
-        for task in self._tasks:
-            task.cancel()
+        if self._beating is not None:
+            self._beating.cancel()
         self._channels.clear()
         if self._dispatcher is not None:
             await self._dispatcher.transport.aclose()
@@ -196,34 +189,12 @@ class RedisBackend(Backend):
         return await survey.survey(self._dispatch, id)
 
     async def open(self, id: StateId, mount: MountFunction, node: str, *, hold: bool) -> Snapshot:
-        keys = self._keys(id, script="open")
-        hold_flag = "1" if hold else "0"
-        token = secrets.token_hex(8)
-        lease = int(self.lease * 1000)
-        waits = 0
-        while True:
-            reply = await self._dispatch.run(
-                "open", id, keys, node, hold_flag, lease, token, int(LOCK * 1000)
-            )
-            status = reply[0]
-            if status == "ok":
-                opened = snapshot(reply)
-                break
-            if status == "layout":
-                raise layout_error(id, reply[1], self.endpoint)
-            if status == "wait":
-                # Another node runs on_mount: wait for its state rather than run it twice.
-                waits += 1
-                await asyncio.sleep(delay(STARTING, waits))
-                continue
-            started = await self._mount(id, keys, mount, node, hold_flag, token)
-            if started is not None:
-                opened = started
-                break
+        dispatcher = self._dispatch
+        opened = await starting.open_state(dispatcher, id, mount, node, hold, self.lease, self.log)
         if hold:
             self._held.setdefault(id, set()).add(node)
         subscription = self._channels.get(id)
-        if subscription is not None and not self._dispatch.transport.subscribed(subscription.name):
+        if subscription is not None and not dispatcher.transport.subscribed(subscription.name):
             # The subscription may have begun after this snapshot was read: check once more.
             subscription.recheck = True
         return opened
@@ -359,51 +330,6 @@ class RedisBackend(Backend):
     def _keys(self, id: StateId, prop: str = "", script: str = "", lists: bool = True) -> Keys:
         """The keys `script` declares for live state `id` (see scripts.declared)."""
         return declared(key_prefix(id), script, prop, lists)
-
-    async def _mount(
-        self,
-        id: StateId,
-        keys: Keys,
-        mount: MountFunction,
-        node: str,
-        hold: str,
-        token: str,
-    ) -> Snapshot | None:
-        """Run on_mount while holding the start lock and store it; None if another won."""
-        run = self._dispatch.run
-        renew = asyncio.get_running_loop().create_task(self._renew_lock(id, token))
-        try:
-            mounted = await mount()
-        except BaseException:
-            renew.cancel()
-            try:
-                await run("lock", id, self._keys(id, script="lock"), "unlock", token, 0)
-            except Exception:
-                pass  # the lock expires on its own within LOCK seconds
-            raise
-        renew.cancel()
-        epoch = secrets.token_hex(8)
-        total, state = encode_state(mounted.state, key_prefix(id))
-        limits = mounted.limits
-        reply = await run(
-            "init", id, keys, node, hold, int(self.lease * 1000), token, epoch,
-            mounted.acl.group, mounted.acl.public, *ttl_args(mounted.ttl),
-            limits.max_value_bytes, limits.max_state_bytes, total, mounted.declared, *state,
-        )  # fmt: skip
-        if reply[0] != "ok":
-            return None  # our lock ran out and another node started it: use theirs
-        return Snapshot(
-            dict(mounted.state), int(reply[1]), epoch, mounted.acl, mounted.ttl, mounted.declared
-        )
-
-    async def _renew_lock(self, id: StateId, token: str) -> None:
-        keys = self._keys(id, script="lock")
-        while True:
-            await asyncio.sleep(LOCK / 3)
-            try:
-                await self._dispatch.run("lock", id, keys, "extend", token, int(LOCK * 1000))
-            except LiveStateError as error:
-                self.log.debug("%s: could not renew its start lock (%s)", id, error)
 
     async def _beat(self) -> None:
         """Renew this node's leases, show each replica where the server is, and every

@@ -4,12 +4,11 @@ is in this release's layout, and that the server will not evict live state keys.
 
 from __future__ import annotations
 
-import logging
-
 from .dispatch import Dispatcher
 from .replies import layout_error
 from .resp import ReplyError
 from .scripts import LAYOUT
+from .transport import Log
 
 
 async def check_layout(dispatcher: Dispatcher) -> None:
@@ -34,7 +33,7 @@ class EvictionPolicy:
     async def check(
         self,
         dispatcher: Dispatcher,
-        log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        log: Log,
     ) -> None:
         """Read the policy again; warn when it changed to one that may evict.
 

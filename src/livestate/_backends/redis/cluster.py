@@ -10,14 +10,13 @@ that could not be subscribed is logged and resynced.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
 from ..._exceptions import LiveStateError
 from .slots import SLOTS
 from .topology import Router
-from .transport import Events, Transport
+from .transport import Events, Log, Transport
 from .urls import ClusterSeeds
 
 
@@ -29,7 +28,7 @@ class ClusterTransport(Transport):
         seeds: ClusterSeeds,
         timeout: float,
         events: Events,
-        log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        log: Log,
     ) -> None:
         self.server = str(seeds)
         self._router = Router(

@@ -8,14 +8,12 @@ as the only address, and routing by slot starts from there.
 
 from __future__ import annotations
 
-import logging
-
 from ..._exceptions import BackendUnavailableError, InvalidValueError
 from .cluster import ClusterTransport
 from .resp import Endpoint, ReplyError
 from .standalone import SentinelTransport, StandaloneTransport
 from .topology import cluster_enabled
-from .transport import Events, Transport
+from .transport import Events, Log, Transport
 from .urls import ClusterSeeds, Target
 
 
@@ -24,7 +22,7 @@ async def open_transport(
     timeout: float,  # noqa: ASYNC109 - the bound of each call the transport makes, kept
     heartbeat: float,
     events: Events,
-    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    log: Log,
 ) -> Transport:
     """The transport to what `target` names, started (ready for calls; not listening yet).
 

@@ -11,17 +11,14 @@ reconnected between the two) counts as not confirmed.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable
 from typing import Any
 
 from .resp import Endpoint, Pipe
 from .sentinel import PrimaryPipe, Resolve, Sentinels, fixed
 from .subscriber import Subscriber
-from .transport import Events, Transport
+from .transport import Events, Log, Transport
 from .urls import SentinelService
-
-Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 class PrimaryTransport(Transport):

@@ -7,13 +7,12 @@ On a cluster the Router (topology.py) keeps one such connection per shard instea
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..._retry import delay
 from .resp import RECONNECTING, Connection, Endpoint, ReplyError, connect
-from .transport import Events
+from .transport import Events, Log
 
 
 class Subscriber:
@@ -31,7 +30,7 @@ class Subscriber:
         events: Events,
         heartbeat: float,
         timeout: float,
-        log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        log: Log,
         server: object,
     ) -> None:
         self._where = where

@@ -20,10 +20,14 @@ CLUSTER MYID is a cluster). What arrives on the pub/sub side is told to the
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+"""Where a transport logs: the backend's log (a node's adapter names the node)."""
 
 
 @dataclass(frozen=True)
