@@ -19,9 +19,8 @@ from typing import Any
 import pytest
 
 from livestate._cli import find_examples, main
-from livestate.testing import ServerProcess
+from livestate.testing import ServerProcess, listening
 
-from ..support import listening
 from ..support.demo_process import Demo, start_demo, stop
 from ..support.phoenix import LiveViewClient
 

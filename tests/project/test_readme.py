@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import free_ports, listening
+from livestate.testing import free_ports, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def test_readme_command_serves_its_pages(command: str) -> None:
     """The command, run as written from the checkout, serves what the README says; Ctrl-C
     stops it and everything it started."""
     count, expected = SERVERS[command]
-    base = free_ports(count)
+    base = free_ports(count, consecutive=True)[0]
     env = dict(os.environ, LIVESTATE_DEMO_PORT=str(base), UVICORN_PORT=str(base))
     process = subprocess.Popen(
         ["bash", "-c", command],

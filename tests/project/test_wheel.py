@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import free_ports, listening
+from livestate.testing import free_ports, listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_wheel_with_demo_extra_runs_two_nodes(tmp_path: Path) -> None:
     )
     run([str(bin_dir / "pip"), "install", "-q", "-c", str(pins), f"{wheel}[demo]"],
         cwd=tmp_path, timeout=400)  # fmt: skip
-    base = free_ports(3)
+    base = free_ports(3, consecutive=True)[0]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LIVESTATE_EXAMPLES")}
     process = subprocess.Popen(
         [str(bin_dir / "livestate"), "demo", "--nodes", "2", "--port", str(base)],

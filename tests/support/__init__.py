@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -63,29 +61,6 @@ async def running(node: Node, spec: type[LiveState], key: str) -> bool:
     return True
 
 
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports on 127.0.0.1 that are free right now.
-
-    Taken below Linux's ephemeral range (32768+), where the local ends of
-    outgoing connections (to Valkey, from browsers) could take one meanwhile.
-    """
-    for _ in range(200):
-        base = random.randrange(10000, 32000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"Found no {count} consecutive free ports on 127.0.0.1.")
-
-
 class Writers:
     """Tasks that repeat one write until stopped, counting what was acknowledged and what
     failed (a failed write may or may not have happened, but never twice)."""
@@ -110,12 +85,3 @@ class Writers:
                 self.unsure += 1
             else:
                 self.acknowledged += 1
-
-
-def listening(port: int) -> bool:
-    """Whether something accepts connections on 127.0.0.1:`port`."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False

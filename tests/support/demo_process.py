@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from . import free_ports
+from livestate.testing import free_ports
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Demo:
 
 def start_demo(*extra: str, nodes: int = 2) -> Demo:
     """Run `python -m livestate demo` and wait until it prints "Press Ctrl-C"."""
-    base = free_ports(nodes + 1)
+    base = free_ports(nodes + 1, consecutive=True)[0]
     command = [sys.executable, "-m", "livestate", "demo", "--port", str(base)]
     command += ["--nodes", str(nodes), *extra]
     process = subprocess.Popen(

@@ -31,13 +31,14 @@ import threading
 import time
 import urllib.request
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from ..testing import free_port, server_binary
+from .._retry import Backoff, delay
+from ..testing import free_port, listening, server_binary
 
 __all__ = ["DemoNode", "Supervisor", "ValkeyProcess"]
 
@@ -50,16 +51,9 @@ STOP_TIMEOUT = 5.0
 QUICK_DEATH = 2.0
 """A node that dies within this many seconds of its start is restarted after a back-off."""
 
-MAX_BACKOFF = 5.0
-"""The longest wait before restarting a node that keeps dying at start."""
-
-
-def _listening(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+RESTARTING = Backoff.exponential(1.0, 5.0)
+"""How long to wait before restarting a node that died at start, for each such death in a
+row: 1 s, doubling up to 5 s."""
 
 
 class ValkeyProcess:
@@ -138,7 +132,7 @@ class DemoNode:
     restarts: int = 0
     ready: bool = False
     restart_at: float | None = None  # when a dead node is due to be started again
-    backoff: float = field(default=0.5)
+    quick_deaths: int = 0  # deaths within QUICK_DEATH of the start, in a row
 
     @property
     def pid(self) -> int | None:
@@ -207,7 +201,7 @@ class Supervisor:
             self._spawn(node)
         deadline = time.monotonic() + READY_TIMEOUT
         for node in self.nodes:
-            while not _listening(self.host, node.port):
+            while not listening(node.port, self.host):
                 process = node.process
                 if process is not None and process.poll() is not None:
                     raise RuntimeError(
@@ -249,7 +243,7 @@ class Supervisor:
                     node.restart_at = None
                     node.restarts += 1
                     self._spawn(node)
-                elif process is not None and not node.ready and _listening(self.host, node.port):
+                elif process is not None and not node.ready and listening(node.port, self.host):
                     node.ready = True
                     _say(f"node {node.number} is back on port {node.port} (pid {process.pid}).")
 
@@ -324,18 +318,19 @@ class Supervisor:
     def _died(self, node: DemoNode, code: int, now: float) -> None:
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if now - node.started < QUICK_DEATH:
-            node.backoff = min(node.backoff * 2, MAX_BACKOFF)
+            node.quick_deaths += 1
+            wait = delay(RESTARTING, node.quick_deaths)
         else:
-            node.backoff = 0.5
-        delay = node.backoff if now - node.started < QUICK_DEATH else 0.0
-        delay = max(delay, self.restart_delay)
+            node.quick_deaths = 0
+            wait = 0.0
+        wait = max(wait, self.restart_delay)
         _say(
             f"node {node.number} on port {node.port} died ({how}); restarting it"
-            + (f" in {delay:.1f}s." if delay else ".")
+            + (f" in {wait:.1f}s." if wait else ".")
         )
         node.process = None
         node.ready = False
-        node.restart_at = now + delay
+        node.restart_at = now + wait
 
 
 def _without_password(url: str) -> str:

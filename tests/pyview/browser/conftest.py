@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page
 
-from livestate.testing import ServerProcess, free_port
+from livestate.testing import ServerProcess, free_port, free_ports
 
-from ...support import free_ports
 from ...support.chromium import browser, playwright  # noqa: F401 - fixtures of these tests
 
 ROOM_TTL = 1.5
@@ -54,7 +53,7 @@ class Cluster:
 
 def start_demo(nodes: int, redis_url: str | None, name: str) -> Cluster:
     """Run `livestate demo` with short TTLs, and wait until it prints its URLs."""
-    base = free_ports(nodes)
+    base = free_ports(nodes, consecutive=True)[0]
     command = [
         sys.executable, "-m", "livestate", "demo", "--port", str(base),
         "--nodes", str(nodes), "--room-ttl", str(ROOM_TTL),

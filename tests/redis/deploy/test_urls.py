@@ -1,12 +1,20 @@
-"""Cluster and Sentinel URLs: what they name, and a clear error for each bad part."""
+"""LIVESTATE_URL's Redis forms: what each names, and a clear error for each bad part, worded
+alike in every form."""
 
 from __future__ import annotations
 
 import pytest
 
 from livestate import InvalidValueError, LiveStateError
+from livestate._backends.redis.resp import Endpoint
 from livestate._backends.redis.slots import crc16, key_slot
-from livestate._backends.redis.urls import parse_cluster_url, parse_sentinel_url
+from livestate._backends.redis.urls import (
+    ClusterSeeds,
+    SentinelService,
+    parse,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 SETTINGS = {"timeout": 5.0}
 
@@ -88,6 +96,54 @@ def test_bad_sentinel_url_says_which_part(url: str, names: str) -> None:
     """Each bad part of a Sentinel URL raises InvalidValueError naming that part."""
     with pytest.raises(InvalidValueError, match=names):
         parse_sentinel_url(url, SETTINGS)
+
+
+def test_one_parser_reads_every_form() -> None:
+    """parse() tells the three forms apart and names each in the words messages use."""
+    server, _ = parse("valkey://h:7000/2", SETTINGS)
+    cluster, _ = parse("redis+cluster://h1:1,h2:2", SETTINGS)
+    sentinel, _ = parse("redis+sentinel://s1:1,s2:2/orders", SETTINGS)
+    assert isinstance(server, Endpoint) and str(server) == "h:7000"
+    assert isinstance(cluster, ClusterSeeds) and str(cluster) == "the cluster of h1:1, h2:2"
+    assert isinstance(sentinel, SentinelService)
+    assert str(sentinel) == "the primary of 'orders' (Sentinels s1:1, s2:2)"
+
+
+@pytest.mark.parametrize(
+    ("url", "role"),
+    [
+        ("redis://h:x/0", "server"),
+        ("redis+cluster://h1:1,h:x", "seed"),
+        ("redis+sentinel://s1:1,h:x/svc", "Sentinel"),
+    ],
+)
+def test_every_form_words_a_bad_port_alike(url: str, role: str) -> None:
+    """A port that is not 1 to 65535 is refused in the same words whichever form it is in."""
+    with pytest.raises(InvalidValueError) as raised:
+        parse(url, SETTINGS)
+    assert str(raised.value) == (
+        f"The {role} address 'h:x' in LIVESTATE_URL {url!r} has the port 'x'; a port is a "
+        "number from 1 to 65535."
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://h?color=red", "redis+cluster://h?color=red", "redis+sentinel://h/s?color=red"]
+)
+def test_every_form_words_an_unknown_parameter_alike(url: str) -> None:
+    """An unknown query parameter is refused in the same words in every form."""
+    with pytest.raises(InvalidValueError, match="has the parameter 'color', which livestate"):
+        parse(url, SETTINGS)
+
+
+def test_the_nodes_of_a_tls_url_share_one_context() -> None:
+    """Every node a TLS URL names (seeds; Sentinels and data nodes) uses one TLS context."""
+    seeds, _ = parse_cluster_url("rediss+cluster://h1:1,h2:2?ssl_cert_reqs=none", SETTINGS)
+    assert seeds[0].tls is not None and seeds[0].tls is seeds[1].tls
+    service, _ = parse_sentinel_url("rediss+sentinel://s1:1,s2:2/svc?ssl_cert_reqs=none", {})
+    assert {id(node.tls) for node in (*service.sentinels, service.primary)} == {
+        id(service.primary.tls)
+    }
 
 
 def test_hash_tag_decides_the_slot() -> None:
