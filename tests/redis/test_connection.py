@@ -82,6 +82,39 @@ def test_a_url_livestate_cannot_use_is_refused_by_name(url: str, names: str) -> 
         Node(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1", "redis+sentinel://127.0.0.1:1/s"],
+)
+async def test_a_backend_used_before_start_says_so(url: str) -> None:
+    """Whatever is asked of a RedisBackend before start(), the same RuntimeError says how
+    to use it, and nothing is sent anywhere."""
+    from livestate._backends.redis import RedisBackend
+    from livestate._changes import Op, StateId
+
+    backend = RedisBackend(url)
+    id = StateId("Tally", "early")
+
+    async def mount() -> Any:
+        raise AssertionError("on_mount ran before start()")
+
+    calls = [
+        backend.open(id, mount, "n1", hold=True),
+        backend.read(id),
+        backend.apply(id, Op("put", "n", 1), "group"),
+        backend.announce(id, "typing", True),
+        backend.subscribe(id, Tally),  # type: ignore[arg-type]  # never reached
+        backend.survey(),
+        backend.claim_save(id, "n1", 5.0),
+        backend.orphans(10),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError, match=r"used before start\(\); use it through a Node"):
+            await call
+    await backend.unsubscribe(id, Tally)  # type: ignore[arg-type]  # nothing to undo: no error
+    await backend.aclose()
+
+
 async def test_a_user_logs_in_and_writes_to_its_database(redis_server: ServerProcess) -> None:
     """With user, password and /db in the URL, writes land in that database under that login."""
     with redis.Redis.from_url(redis_server.url) as admin:
