@@ -7,16 +7,19 @@ transport.py   the Transport interface the backend talks to, and its Events
 standalone.py  transports to one primary: a server, or the one the Sentinels name
 cluster.py     the transport to a cluster
 dispatch.py    every command sent: scripts by SHA, retries, WAIT, error translation
-scripts.py     the Lua scripts (lua/): sources, keys each declares, command heads
+scripts.py     the Lua scripts (lua/): sources, the keys each declares, arguments
+batch.py       an action's ops as one call of lua/batch.lua
 replies.py     script replies read back into snapshots and errors
+starting.py    opening a live state: the start lock, on_mount run once
 channels.py    each live state's channel: messages to its listeners, resyncs
+checks.py      the server's data layout and eviction policy
 survey.py      what `livestate inspect` sees: live states and nodes
 claims.py      which node saves each live state (on_persist)
 codec.py       key names and the message format
 errors.py      the server's error replies as livestate errors
-resp.py, link.py, subscriber.py, sentinel.py, topology.py, slots.py
-               connections: RESP over asyncio, a primary that follows Sentinel,
-               routing by slot over a cluster
+resp.py, link.py, subscriber.py   connections: RESP over asyncio, pub/sub
+sentinel.py    a primary that follows Sentinel (or a managed endpoint's name)
+topology.py, shards.py, slots.py  routing by slot over a cluster, sharded pub/sub
 """
 
 from __future__ import annotations

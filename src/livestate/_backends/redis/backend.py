@@ -36,12 +36,14 @@ import asyncio
 import contextlib
 import itertools
 import secrets
+import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..._acl import DELETE, Role, denied
-from ..._changes import Op, StateId
+from ..._acl import ACL, DELETE, Role, denied
+from ..._changes import Op, StateId, permission
 from ..._exceptions import LiveStateError
-from ..._values import JSON, FrozenList, encode
+from ..._values import JSON, FrozenList, encode, size
 from ..base import (
     Applied,
     Backend,
@@ -57,7 +59,7 @@ from . import claims, starting, survey
 from .batch import plan
 from .channels import Channels
 from .checks import EvictionPolicy, check_layout
-from .codec import key_prefix
+from .codec import acl_and_ttl, encode_state, key_prefix, message_head, ttl_args
 from .connect import open_transport
 from .dispatch import Dispatcher
 from .replies import fail, layout_error, number, snapshot
@@ -70,7 +72,6 @@ from .scripts import (
     declared_now,
     fence,
     load_sources,
-    write_arguments,
 )
 from .urls import form, parse
 
@@ -234,8 +235,45 @@ class RedisBackend(Backend):
             keys = declared_cached(prefix, script, listed, lists)
         else:
             keys = declared_now(prefix, script, listed, lists)
-        args = write_arguments(id, op, role, self._write_id(op), int(self.lease * 1000))
-        run = self._dispatch.run
+        head = (
+            encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
+            if kind == "reset"
+            else message_head(kind, op.prop, op.max_len)
+        )
+        # The writer's clock (µs) travels along, for the cross-node latency metric.
+        value = encode(op.value) if kind == "reset" else op.encoded
+        body = f"{head}\n{time.time_ns() // 1000}\n{value}"
+        expect = fence(op.expect, op.epoch)
+        # ARGV 3 to 7 are what every write shares (lua/write.lua), the rest each script's.
+        args: list[Any] = [ROLE_FIELD[role], permission(op), expect, body, self._write_id(op)]
+        if kind == "join":
+            args += ["join", prop, op.encoded, int(self.lease * 1000)]
+        elif kind == "leave":
+            args += ["leave", *op.value]
+        elif kind == "reset":
+            acl = op.acl or ACL()
+            total, state = encode_state(op.value, prefix)
+            args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
+        else:
+            weight = size(prop)  # a property's name counts, in bytes, as on MemoryBackend
+            args += [prop, weight]
+            if kind == "put":
+                args.append(op.size)
+                if type(op.value) is FrozenList:
+                    args += ["l", *(encode(item) for item in op.value)]
+                else:
+                    args += ["v", op.encoded]
+            elif kind == "append":
+                args += [op.size, "" if op.max_len is None else op.max_len, op.encoded]
+            elif kind == "increment":
+                args += [op.encoded, "1" if type(op.value) is float else "0"]
+                if op.bounds is not None:
+                    low, low_strict, high, high_strict = op.bounds
+                    args += ["" if low is None else repr(low), "1" if low_strict else "0"]
+                    args += ["" if high is None else repr(high), "1" if high_strict else "0"]
+            else:
+                del args[-1]  # delete names the property only
+        run = (self._dispatcher or self._dispatch).run  # the property raises before start()
         reply = await run(script, id, keys, *args, op=op, write=True)
         if type(reply) is not str and reply[0] == "lists":
             # Not applied: the property is a list. Again, with the list keys declared.

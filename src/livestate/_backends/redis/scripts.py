@@ -10,14 +10,10 @@ write; see `CACHED_KEYS` for what is not.
 from __future__ import annotations
 
 import functools
-import time
 from importlib import resources
 from typing import Any
 
-from ..._acl import ACL, Role
-from ..._changes import Op, StateId, permission
-from ..._values import FrozenList, encode, size
-from .codec import acl_and_ttl, encode_state, escape, key_prefix, message_head, ttl_args
+from .codec import escape
 
 LAYOUT = 2
 """The data layout and message format of this release's Redis backend; the scripts'
@@ -135,49 +131,3 @@ def fence(expect: int | None, epoch: str | None) -> str:
     if epoch is None:
         return "" if expect is None else str(expect)
     return f"{'' if expect is None else expect}@{epoch}"
-
-
-def write_arguments(id: StateId, op: Op, role: Role, write: str, lease: int) -> list[Any]:
-    """The arguments of the script that applies `op` to live state `id` for `role`, after
-    the two `command_now` adds: ARGV 3 to 7 are what every write shares (lua/write.lua;
-    `write` is its id), the rest its own (see each script). A join's presence lasts
-    `lease` milliseconds unless renewed."""
-    kind = op.kind
-    prop = op.prop or ""
-    head = (
-        encode([kind, op.prop, op.max_len, *acl_and_ttl(op)])
-        if kind == "reset"
-        else message_head(kind, op.prop, op.max_len)
-    )
-    # The writer's clock (µs) travels along, for the cross-node latency metric.
-    value = encode(op.value) if kind == "reset" else op.encoded
-    body = f"{head}\n{time.time_ns() // 1000}\n{value}"
-    args: list[Any] = [ROLE_FIELD[role], permission(op), fence(op.expect, op.epoch), body, write]
-    if kind == "join":
-        args += ["join", prop, op.encoded, lease]
-    elif kind == "leave":
-        args += ["leave", *op.value]
-    elif kind == "reset":
-        acl = op.acl or ACL()
-        total, state = encode_state(op.value, key_prefix(id))
-        args += [acl.group, acl.public, *ttl_args(op.ttl), total, *state]
-    else:
-        weight = size(prop)  # a property's name counts, in bytes, as on MemoryBackend
-        args += [prop, weight]
-        if kind == "put":
-            args.append(op.size)
-            if type(op.value) is FrozenList:
-                args += ["l", *(encode(item) for item in op.value)]
-            else:
-                args += ["v", op.encoded]
-        elif kind == "append":
-            args += [op.size, "" if op.max_len is None else op.max_len, op.encoded]
-        elif kind == "increment":
-            args += [op.encoded, "1" if type(op.value) is float else "0"]
-            if op.bounds is not None:
-                low, low_strict, high, high_strict = op.bounds
-                args += ["" if low is None else repr(low), "1" if low_strict else "0"]
-                args += ["" if high is None else repr(high), "1" if high_strict else "0"]
-        else:
-            del args[-1]  # delete names the property only
-    return args

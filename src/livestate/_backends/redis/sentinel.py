@@ -1,6 +1,6 @@
 """A connection that follows the primary: through Sentinel, or a managed endpoint's name.
 
-The seam the Redis backend uses:
+The seam `standalone.SentinelTransport` uses:
 
     service, settings = urls.parse_sentinel_url(url, settings)  # redis+sentinel://…/SERVICE
     pipe = PrimaryPipe(Sentinels(service, timeout).primary, timeout)

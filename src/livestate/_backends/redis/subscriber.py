@@ -1,7 +1,7 @@
 """The pub/sub connection of one node to one server (standalone, or the primary the
 Sentinels name): subscribe, resubscribe after a reconnect, ping, notice silence.
 
-On a cluster the Router (topology.py) keeps one such connection per shard instead.
+On a cluster the Router keeps one such connection per shard instead (shards.py).
 """
 
 from __future__ import annotations

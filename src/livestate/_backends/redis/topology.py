@@ -1,6 +1,6 @@
 """Redis/Valkey Cluster: routing by slot, and sharded pub/sub per shard.
 
-The seam the Redis backend uses (nothing else here is meant for it):
+The seam `cluster.ClusterTransport` uses (nothing else here is meant for it):
 
     router = Router(seeds, timeout, on_message=..., on_resync=...)
     await router.start()                     # reads the slot map
