@@ -16,18 +16,13 @@ percent-escaped, so a script touches one slot and Redis Cluster works:
     ls:{Chat:lobby}:save     which node saves it (on_persist); `ls:saving` lists the claims
     ls:{Chat:lobby}:c        the pub/sub channel
 
-Each write is one Lua script (lua/*.lua, catalogued in scripts.py): ACL check,
-size checks, apply, raise the version, publish `(epoch, version, op)`, all or
-nothing: every check and read comes before the first write. JSON is written by
-Python; Lua only ever parses numbers, for increment. Ordering what arrives is the
-replicas' job (_replica.py): this backend only hands each message to the
-listeners of its live state (channels.py), and tells them to resync when
-messages may have been missed.
-
-What reaches the server goes through a `transport.Transport` (a server, a
-Sentinel service or a cluster; connect.py picks one) by way of dispatch.py,
-which retries and translates errors. survey.py and claims.py hold what
-`livestate inspect` and persistence ask of the deployment.
+Each write is one Lua script (lua/*.lua, catalogued in scripts.py): ACL check, size
+checks, apply, raise the version, publish `(epoch, version, op)`, all or nothing: every
+check and read comes before the first write. JSON is written by Python; Lua only parses
+numbers, for increment. Ordering what arrives is the replicas' job (_replica.py): this
+backend hands each message to its live state's listeners (channels.py), and has them
+resync when messages may have been missed. Commands reach the deployment through a
+`transport.Transport` (connect.py picks one), by way of dispatch.py.
 """
 
 from __future__ import annotations
@@ -228,9 +223,8 @@ class RedisBackend(Backend):
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
         prefix = key_prefix(id)
         # A presence's ref names no list: its keys are the same for every client, so the
-        # caches below hold one entry per live state, not one per client.
+        # caches hold one entry per live state. (Inline, not declared(): every write's path.)
         listed = "" if script == "presence" else prop
-        # (Inline, not through declared(): this is every write's path, and a call costs.)
         if len(prefix) + len(listed) <= CACHED_KEYS:
             keys = declared_cached(prefix, script, listed, lists)
         else:
@@ -293,10 +287,9 @@ class RedisBackend(Backend):
     ) -> Applied:
         keys = self._keys(id, script="batch")
         lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
-        write = self._write_id(ops[0])
         reply = await self._dispatch.run(
-            "batch", id, (*keys, *lists), "g", 0, fence(expect, ops[0].epoch), "", write,
-            *args, op=ops[0], write=True,
+            "batch", id, (*keys, *lists), "g", 0, fence(expect, ops[0].epoch), "",
+            self._write_id(ops[0]), *args, op=ops[0], write=True,
         )  # fmt: skip
         if type(reply) is not str:
             if reply[0] in ("value_size", "state_size"):
