@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from livestate import Change, LiveState, LiveStateError, Node, NotFoundError
+from livestate import LiveState, LiveStateError, Node, NotFoundError
+from livestate.testing import eventually, in_order
+
+__all__ = ["MakeNode", "Writers", "eventually", "in_order", "node_maker", "running"]
 
 MakeNode = Callable[[], Awaitable[Node]]
 """What the node-making fixtures give a test: call it for one more started node."""
@@ -29,27 +30,6 @@ async def node_maker(new: Callable[[], Node]) -> AsyncIterator[MakeNode]:
     finally:
         for node in nodes:
             await node.aclose()
-
-
-async def eventually(condition: Callable[[], bool], within: float = 3.0) -> None:
-    """Wait until `condition()` is true; fail the test if it is not within `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s: {condition}")
-        await asyncio.sleep(0.005)
-
-
-def in_order(changes: Sequence[Change]) -> bool:
-    """Whether versions strictly increase, by exactly one but where a change is a reset."""
-    return all(
-        change.version == before.version + 1
-        or (
-            (change.kind in ("reset", "stopped") and change.version >= before.version)
-            and (change.kind == "stopped" or change.version > before.version)
-        )
-        for before, change in itertools.pairwise(changes)
-    )
 
 
 async def running(node: Node, spec: type[LiveState], key: str) -> bool:

@@ -1,42 +1,12 @@
-"""livestate.testing's surface: a sorted, complete __all__ and documented names; its port
-helpers."""
+"""livestate.testing's port helpers (its surface is checked with every public module's, in
+tests/core/test_public_api.py)."""
 
 from __future__ import annotations
 
-import inspect
 import socket
 from pathlib import Path
 
-import livestate.testing
 from livestate.testing import free_port, free_ports, listening
-
-
-def test_all_is_sorted_and_complete() -> None:
-    """__all__ is sorted and names every public object the package exports."""
-    names = livestate.testing.__all__
-    assert names == sorted(names)
-    public = {
-        name
-        for name, value in vars(livestate.testing).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
-    }
-    assert set(names) == public
-
-
-def test_every_exported_name_is_documented() -> None:
-    """Each name in __all__, and each public method of an exported class, has a docstring."""
-    missing = []
-    for name in livestate.testing.__all__:
-        value = getattr(livestate.testing, name)
-        if not inspect.getdoc(value):
-            missing.append(name)
-        if inspect.isclass(value):
-            for attribute, member in vars(value).items():
-                if attribute.startswith("_") or not callable(member):
-                    continue
-                if not inspect.getdoc(getattr(value, attribute)):
-                    missing.append(f"{name}.{attribute}")
-    assert missing == []
 
 
 def first_ephemeral_port() -> int:
