@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ._changes import Change, StateId
 from ._declare import Spec, persisted, persists
 from ._exceptions import LiveStateError
+from ._retry import Backoff, delay
 from ._values import FrozenDict
 
 if TYPE_CHECKING:
@@ -190,6 +191,8 @@ class Persister:
         self.spec = spec
         self.id = id
         self.interval = float(spec.persist_interval)
+        # A failing save waits the interval, then twice that, and so on up to MAX_BACKOFF.
+        self.backoff = Backoff.exponential(self.interval, MAX_BACKOFF)
         self.replica: Replica | None = None
         self.kept: Kept | None = None  # the state to save when there is no replica
         self.releasing: asyncio.Task[None] | None = None  # set when the replica was let go
@@ -434,14 +437,14 @@ class Persister:
                     await result
             except Exception as error:
                 self.failures += 1
-                delay = min(self.interval * 2 ** (self.failures - 1), MAX_BACKOFF)
+                wait = delay(self.backoff, self.failures)
                 self.log.warning(
                     "%s: on_persist failed at version %d (%d in a row: %s: %s); retrying in %.2fs",
-                    self.id, source.version, self.failures, type(error).__name__, error, delay,
+                    self.id, source.version, self.failures, type(error).__name__, error, wait,
                 )  # fmt: skip
                 if self.failures == self.spec.max_persist_failures:
                     await self._tell(error)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(wait)
                 continue
             if self.failures:
                 self.log.info(
