@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve()
 SRC = HERE.parent.parent / "src"
 SYSTEMS = ("livestate", "floor")
 PAD = "x" * 120  # with n and t, a value of ~170 bytes and a change frame of ~240
+CPUS = os.cpu_count() or 1
 LIMIT = 1 << 24  # the longest line on the pipes between the processes
 SETTLE = 1.5  # seconds to let a node's memory settle before reading its RSS
 DRAIN = 60.0  # seconds the sockets get, after the writes end, to receive the last ones
@@ -168,8 +169,10 @@ class Floor:
                     continue
                 event = {"type": "websocket.send", "text": message["data"].decode()}
                 for send in list(room.values()):
-                    with contextlib.suppress(Exception):  # a socket that is going away
+                    try:
                         await send(event)
+                    except Exception:  # a socket that is going away
+                        pass
         finally:
             await pubsub.aclose()
             await client.aclose()
@@ -192,8 +195,14 @@ class Floor:
                     key = frame["key"]
                     self.rooms.setdefault(key, {})[me] = send
                     joined.append(key)
-                    reply = {"type": "attached", "ref": frame.get("ref"), "id": 1, "spec": "Feed",
-                             "key": key, "state": {"v": None}, "version": 0, "presence": {}}  # fmt: skip
+                    reply = {
+                        "type": "attached",
+                        "ref": frame.get("ref"),
+                        "id": 1,
+                        "key": key,
+                        "state": {"v": None},
+                        "version": 0,
+                    }
                 else:
                     reply = {"type": "pong", "ref": frame.get("ref")}
                 await send({"type": "websocket.send", "text": json.dumps(reply)})
@@ -215,9 +224,14 @@ def serve(system: str, port: int, url: str, deadline: float) -> None:
     else:
         app = Floor(url)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio",
-        lifespan="on", backlog=4096,
-    )  # fmt: skip
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws="websockets-sansio",
+        lifespan="on",
+        backlog=4096,
+    )
     server = uvicorn.Server(config)
 
     async def run() -> None:
@@ -407,15 +421,20 @@ class ClientRun:
         ]
         self.per_node = [0] * len(self.ports)
         self.total = 0
+        self.goal = -1  # `reached` is set when `total` gets there
+        self.reached = asyncio.Event()
         self.histogram: dict[int, int] = {}
         self.window = (0, 0)  # writes sent in [t1, t2) (µs) count in the histogram
         self.lag = 0  # the longest delivery lag (µs) since the last status line
         self.last = 0  # when the latest delivery arrived (µs)
+        self.lags: list[tuple[float, float]] = []  # (wall time, longest lag ms) per second
         self.pings = 0
 
     def delivered(self, node: int, now: int, sent: int) -> None:
         self.per_node[node] += 1
         self.total += 1
+        if self.total == self.goal:
+            self.reached.set()
         self.last = now
         lag = now - sent
         if lag > self.lag:
@@ -464,18 +483,30 @@ class ClientRun:
         while True:
             await asyncio.sleep(1)
             emit({"status": {"received": self.total, "lag_ms": self.lag / 1000}})
+            if self.window[0]:
+                self.lags.append((round(time.time(), 2), self.lag / 1000))
             self.lag = 0
 
     async def expect(self, writes: list[int], seconds: float) -> dict[str, Any]:
         """Wait until each socket has its key's writes (or `seconds` pass); the tally."""
-        deadline = time.monotonic() + seconds
         expected = sum(writes[socket.key] for socket in self.sockets)
-        while self.total < expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        self.goal = expected
+        if self.total < expected:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.reached.wait(), seconds)
         done = self.last if self.total >= expected else None
-        tally = {"sockets": len(self.sockets), "expected": expected, "received": 0, "lost": 0,
-                 "extra": 0, "gaps": 0, "disorder": 0, "sequence_errors": 0, "resets": 0,
-                 "closed": 0}  # fmt: skip
+        tally = {
+            "sockets": len(self.sockets),
+            "expected": expected,
+            "received": 0,
+            "lost": 0,
+            "extra": 0,
+            "gaps": 0,
+            "disorder": 0,
+            "sequence_errors": 0,
+            "resets": 0,
+            "closed": 0,
+        }
         errors: dict[str, int] = {}
         for socket in self.sockets:
             gap = writes[socket.key] - socket.received
@@ -489,8 +520,14 @@ class ClientRun:
             tally["closed"] += socket.closed
             if socket.error:
                 errors[socket.error] = errors.get(socket.error, 0) + 1
-        return {"tally": tally, "errors": errors, "done_us": done, "pings": self.pings,
-                "histogram": self.histogram}  # fmt: skip
+        return {
+            "tally": tally,
+            "errors": errors,
+            "done_us": done,
+            "pings": self.pings,
+            "histogram": self.histogram,
+            "lags": self.lags,
+        }
 
     async def handle(self, message: dict[str, Any]) -> dict[str, Any]:
         command = message["cmd"]
@@ -622,9 +659,16 @@ async def writer_main() -> None:
         await node.aclose()
     else:
         await bare.aclose()
-    emit({"writes": [counts[key] for key in keys], "in_window": in_window,
-          "window_s": max(1e-9, ended - plan["t1"] / 1e9), "behind_s": behind,
-          "errors": errors, "ended_ns": int(ended * 1e9)})  # fmt: skip
+    emit(
+        {
+            "writes": [counts[key] for key in keys],
+            "in_window": in_window,
+            "window_s": max(1e-9, ended - plan["t1"] / 1e9),
+            "behind_s": behind,
+            "errors": errors,
+            "ended_ns": int(ended * 1e9),
+        }
+    )
 
 
 # The benchmark process.
@@ -653,18 +697,16 @@ class Layout:
 
     def assignment(self) -> list[tuple[int, int, int]]:
         """(node, key index, phase) per socket. A key's sockets go round the nodes, so each
-        node holds every key once there are enough sockets; the first socket of each
-        (node, key) is in phase 1 (it starts that node's replica), the others in phase 2."""
-        pairs: list[tuple[int, int]] = []
-        hot_sockets = self.hot_sockets
-        for j in range(hot_sockets):
-            pairs.append(((j // self.hot) % self.nodes, j % self.hot))
-        for j in range(self.sockets - hot_sockets):
-            pairs.append(((j // self.cold) % self.nodes, self.hot + j % self.cold))
+        node holds every key once there are enough sockets. Phase 1: the hot keys' sockets
+        (they also warm the nodes' heaps up); phase 2: the first socket of each (node, cold
+        key), which starts that node's replica; phase 3: the other sockets."""
+        result: list[tuple[int, int, int]] = []
+        for j in range(self.hot_sockets):
+            result.append(((j // self.hot) % self.nodes, j % self.hot, 1))
         seen: set[tuple[int, int]] = set()
-        result = []
-        for pair in pairs:
-            result.append((*pair, 1 if pair not in seen else 2))
+        for j in range(self.sockets - self.hot_sockets):
+            pair = ((j // self.cold) % self.nodes, self.hot + j % self.cold)
+            result.append((*pair, 3 if pair in seen else 2))
             seen.add(pair)
         return result
 
@@ -685,9 +727,15 @@ class Child:
     @classmethod
     async def start(cls, role: str, plan: dict[str, Any]) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, str(HERE), role, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            limit=LIMIT, preexec_fn=die_with_parent, env=child_environment(),
-        )  # fmt: skip
+            sys.executable,
+            str(HERE),
+            role,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            limit=LIMIT,
+            preexec_fn=die_with_parent,
+            env=child_environment(),
+        )
         child = cls(process)
         child.send(plan)
         return child
@@ -706,15 +754,15 @@ class Child:
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(message).encode() + b"\n")
 
-    async def reply(self, timeout: float) -> dict[str, Any]:
-        message = await asyncio.wait_for(self.replies.get(), timeout)
+    async def reply(self, seconds: float) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.replies.get(), seconds)
         if "eof" in message:
             raise RuntimeError(f"A child process ended early (exit {self.process.returncode}).")
         return message
 
-    async def ask(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def ask(self, message: dict[str, Any], seconds: float) -> dict[str, Any]:
         self.send(message)
-        return await self.reply(timeout)
+        return await self.reply(seconds)
 
     @property
     def pid(self) -> int:
@@ -778,12 +826,13 @@ class Deployment:
     def __init__(self, system: str, cluster: bool, nodes: int, deadline: float) -> None:
         self.system = system
         self.backend: ServerProcess | ClusterProcess = (
-            ClusterProcess(primaries=3, replicas=0) if cluster and system == "livestate"
+            ClusterProcess(primaries=3, replicas=0)
+            if cluster and system == "livestate"
             else ServerProcess()
-        )  # fmt: skip
+        )
         self.ports = free_ports(nodes)
         self.deadline = deadline
-        self.nodes: list[subprocess.Popen[bytes]] = []
+        self.nodes: list[asyncio.subprocess.Process] = []
 
     @property
     def url(self) -> str:
@@ -804,17 +853,29 @@ class Deployment:
     async def start(self) -> None:
         self.backend.start()
         for port in self.ports:
+            arguments = [
+                "--serve",
+                self.system,
+                "--port",
+                port,
+                "--url",
+                self.url,
+                "--deadline",
+                self.deadline,
+            ]
             self.nodes.append(
-                subprocess.Popen(
-                    [sys.executable, str(HERE), "--serve", self.system, "--port", str(port),
-                     "--url", self.url, "--deadline", str(self.deadline)],
-                    preexec_fn=die_with_parent, env=child_environment(),
-                )  # fmt: skip
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    HERE,
+                    *map(str, arguments),
+                    preexec_fn=die_with_parent,
+                    env=child_environment(),
+                )
             )
         for port, node in zip(self.ports, self.nodes, strict=True):
             limit = time.monotonic() + 30
             while True:
-                if node.poll() is not None:
+                if node.returncode is not None:
                     raise RuntimeError(f"The node on port {port} exited ({node.returncode}).")
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -829,17 +890,53 @@ class Deployment:
     def used_memory(self) -> int:
         return sum(int(info(port, "memory")["used_memory"]) for port in self.primaries)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         for node in self.nodes:
-            if node.poll() is None:
+            if node.returncode is None:
                 node.terminate()
         for node in self.nodes:
             try:
-                node.wait(10)
-            except subprocess.TimeoutExpired:
+                await asyncio.wait_for(node.wait(), 10)
+            except TimeoutError:
                 node.kill()
-                node.wait()
+                await node.wait()
         self.backend.stop()
+
+
+@dataclass
+class Sample:
+    """CPU seconds of each group of processes, and the machine's, at one moment."""
+
+    at: float
+    cpu: dict[str, list[float]]
+    busy: tuple[float, float]
+
+    @classmethod
+    def take(cls, pids: dict[str, list[int]]) -> Sample:
+        cpu = {name: [cpu_seconds(pid) for pid in group] for name, group in pids.items()}
+        return cls(time.monotonic(), cpu, machine_busy())
+
+    def since(self, earlier: Sample) -> tuple[float, dict[str, list[float]], float]:
+        """Seconds between the two, CPU seconds used per process, share of the machine busy."""
+        used = {
+            name: [b - a for a, b in zip(earlier.cpu[name], times, strict=True)]
+            for name, times in self.cpu.items()
+            if name in earlier.cpu
+        }
+        busy = (self.busy[0] - earlier.busy[0]) / max(1e-9, self.busy[1] - earlier.busy[1])
+        return self.at - earlier.at, used, busy
+
+
+async def quiesce(pids: list[int], limit: float = 30.0) -> None:
+    """Wait (at most `limit` s) until these processes use under 5 % of a core each: closing
+    thousands of sockets keeps a node busy, and a node stopped meanwhile warns of it."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(0.5)
+        after = [cpu_seconds(pid) for pid in pids]
+        if all(b - a < 0.025 for a, b in zip(before, after, strict=True)):
+            return
 
 
 async def run_system(system: str, options: argparse.Namespace, layout: Layout) -> dict[str, Any]:
@@ -849,18 +946,19 @@ async def run_system(system: str, options: argparse.Namespace, layout: Layout) -
     deployment = Deployment(system, options.cluster, layout.nodes, deadline)
     clients: list[Child] = []
     writer: Child | None = None
+    assignment = layout.assignment()
     try:
         await deployment.start()
         node_pids = [node.pid for node in deployment.nodes]
         await asyncio.sleep(SETTLE)
         rss0 = [rss(pid) for pid in node_pids]
-        memory0 = deployment.used_memory()
-
-        assignment = layout.assignment()
         for p in range(layout.processes):
-            mine = assignment[p :: layout.processes]
-            plan = {"ports": deployment.ports, "keys": layout.keys, "sockets": mine,
-                    "deadline": deadline}  # fmt: skip
+            plan = {
+                "ports": deployment.ports,
+                "keys": layout.keys,
+                "deadline": deadline,
+                "sockets": assignment[p :: layout.processes],
+            }
             clients.append(await Child.start("--client", plan))
 
         async def connect(phase: int) -> int:
@@ -872,47 +970,67 @@ async def run_system(system: str, options: argparse.Namespace, layout: Layout) -
                 raise RuntimeError(f"Sockets failed to connect (phase {phase}): {failures[:5]}")
             return sum(reply["connected"] for reply in replies)
 
-        connect_started = time.monotonic()
-        states = await connect(1)
-        await asyncio.sleep(SETTLE)
-        rss1 = [rss(pid) for pid in node_pids]
-        memory1 = deployment.used_memory()
-        others = await connect(2)
-        connect_seconds = time.monotonic() - connect_started
-        await asyncio.sleep(SETTLE)
-        rss2 = [rss(pid) for pid in node_pids]
-
-        writer = await Child.start(
-            "--writer",
-            {"system": system, "url": deployment.url, "keys": layout.keys, "hot": layout.hot,
-             "rate": options.rate, "cold_rate": options.cold_rate},
-        )  # fmt: skip
-        await writer.reply(60)  # connected
-        # The writes: warm-up from t0, measured from t1 to t2 (or an early stop).
-        t0 = time.time() + 0.5
-        t1 = t0 + options.warmup
-        t2 = t1 + options.seconds
-        ns = {"start": int(t0 * 1e9), "t1": int(t1 * 1e9), "stop": int(t2 * 1e9)}
-        writer.send(ns)
-        await asyncio.gather(
-            *(c.ask({"cmd": "window", "t1": ns["t1"], "t2": ns["stop"]}, 30) for c in clients)
-        )
         pids = {
             "nodes": node_pids,
             "clients": [c.pid for c in clients],
-            "writer": [writer.pid],
             "valkey": deployment.server_pids,
         }
 
-        async def mark() -> tuple[float, dict[str, list[float]], list[int], tuple[float, float]]:
-            cpu = {name: [cpu_seconds(pid) for pid in group] for name, group in pids.items()}
-            busy = machine_busy()
+        async def idle() -> tuple[float, dict[str, list[float]], float]:
+            """CPU with every socket attached and pinging, leases renewed, nothing written."""
+            quiet = Sample.take(pids)
+            await asyncio.sleep(options.idle)
+            return Sample.take(pids).since(quiet)
+
+        # The hot keys' sockets; the cold live states (one socket per node and key); the
+        # other sockets: memory after each, idle CPU after the last two, so that what a
+        # socket costs and what a live state costs come apart.
+        connect_started = time.monotonic()
+        warm = await connect(1)
+        await asyncio.sleep(SETTLE)
+        rss1 = [rss(pid) for pid in node_pids]
+        memory1 = deployment.used_memory()
+        cold_states = await connect(2)
+        await asyncio.sleep(SETTLE)
+        rss2 = [rss(pid) for pid in node_pids]
+        memory2 = deployment.used_memory()
+        idle2 = await idle()
+        others = await connect(3)
+        connect_seconds = time.monotonic() - connect_started - 2 * SETTLE - options.idle
+        await asyncio.sleep(SETTLE)
+        rss3 = [rss(pid) for pid in node_pids]
+        idle3 = await idle()
+        idle_seconds, idle_cpu, idle_busy = idle3
+
+        # The writes: warm-up from t0, measured from t1 to t2 (or an early stop).
+        writer = await Child.start(
+            "--writer",
+            {
+                "system": system,
+                "url": deployment.url,
+                "keys": layout.keys,
+                "hot": layout.hot,
+                "rate": options.rate,
+                "cold_rate": options.cold_rate,
+            },
+        )
+        await writer.reply(60)  # connected
+        pids["writer"] = [writer.pid]
+        t0 = time.time() + 0.5
+        t1 = t0 + options.warmup
+        t2 = t1 + options.seconds
+        clock = {"start": int(t0 * 1e9), "t1": int(t1 * 1e9), "stop": int(t2 * 1e9)}
+        writer.send(clock)
+        window = {"cmd": "window", "t1": clock["t1"], "t2": clock["stop"]}
+        await asyncio.gather(*(c.ask(window, 30) for c in clients))
+
+        async def mark() -> tuple[Sample, list[int]]:
+            sample = Sample.take(pids)
             marks = await asyncio.gather(*(c.ask({"cmd": "mark"}, 60) for c in clients))
-            per_node = [sum(m["per_node"][i] for m in marks) for i in range(layout.nodes)]
-            return time.monotonic(), cpu, per_node, busy
+            return sample, [sum(m["per_node"][i] for m in marks) for i in range(layout.nodes)]
 
         await asyncio.sleep(max(0.0, t1 - time.time()))
-        first = await mark()
+        first, counted0 = await mark()
         early_stop = None
         while time.time() < t2:
             await asyncio.sleep(min(0.5, max(0.0, t2 - time.time())))
@@ -921,34 +1039,28 @@ async def run_system(system: str, options: argparse.Namespace, layout: Layout) -
                 early_stop = round(time.time() - t1, 1)
                 writer.send({"stop": True})
                 break
-        second = await mark()
+        second, counted1 = await mark()
         written = await writer.reply(60)
-        expected_total = sum(
-            written["writes"][key] for _, key, _ in assignment
-        )  # every socket should get every write of its key
-        drained = await asyncio.gather(
-            *(c.ask({"cmd": "expect", "writes": written["writes"], "seconds": DRAIN},
-                    DRAIN + 60) for c in clients)
-        )  # fmt: skip
-        memory2 = deployment.used_memory()
+        expect = {"cmd": "expect", "writes": written["writes"], "seconds": DRAIN}
+        drained = await asyncio.gather(*(c.ask(expect, DRAIN + 60) for c in clients))
+        memory_end = deployment.used_memory()
         valkey_info = {port: info(port, "memory") for port in deployment.primaries}
     finally:
         for child in clients:
             with contextlib.suppress(Exception):
                 child.send({"cmd": "close"})
-        await asyncio.sleep(0.5)
         for child in [*clients, *([writer] if writer else [])]:
             await child.stop()
-        deployment.stop()
+        with contextlib.suppress(Exception):
+            await quiesce([node.pid for node in deployment.nodes])
+        await deployment.stop()
 
-    window = second[0] - first[0]
-    cpu = {name: [b - a for a, b in zip(first[1][name], second[1][name], strict=True)]
-           for name in pids}  # fmt: skip
-    deliveries = [b - a for a, b in zip(first[2], second[2], strict=True)]
-    busy = (second[3][0] - first[3][0]) / max(1e-9, second[3][1] - first[3][1])
+    seconds, cpu, busy = second.since(first)
+    deliveries = [b - a for a, b in zip(counted0, counted1, strict=True)]
     histogram: dict[int, int] = {}
     tally: dict[str, int] = {}
     errors: dict[str, int] = {}
+    lags: dict[int, float] = {}
     for reply in drained:
         for key, count in reply["histogram"].items():
             histogram[int(key)] = histogram.get(int(key), 0) + count
@@ -956,70 +1068,121 @@ async def run_system(system: str, options: argparse.Namespace, layout: Layout) -
             tally[name] = tally.get(name, 0) + count
         for name, count in reply["errors"].items():
             errors[name] = errors.get(name, 0) + count
+        for at, lag in reply["lags"]:
+            second_ = round(at - t1)
+            lags[second_] = max(lags.get(second_, 0.0), lag)
     done = [reply["done_us"] for reply in drained]
-    drain_s = max(0.0, max(done) / 1e6 - written["ended_ns"] / 1e9) if all(done) else None
-    sockets = states + others
-    per_socket = sum(rss2) - sum(rss1)
-    per_state = sum(rss1) - sum(rss0)
-    target_writes = layout.hot * options.rate + layout.cold * options.cold_rate
-    target_deliveries = layout.hot_sockets * options.rate + (
-        (layout.sockets - layout.hot_sockets) * options.cold_rate
-    )
-    write_rate = written["in_window"] / written["window_s"]
-    total_deliveries = sum(deliveries)
-    node_cpu = sum(cpu["nodes"])
-    valkey_cpu = sum(cpu["valkey"])
-    window_writes = max(1, written["in_window"])
-    p99 = percentile(histogram, 0.99)
+    drain = max(0.0, max(done) / 1e6 - written["ended_ns"] / 1e9) if all(done) else None
+    total = sum(deliveries)
+    writes = max(1, written["in_window"])
+
+    def cores(name: str, used: dict[str, list[float]], span: float) -> float:
+        return sum(used[name]) / span
+
+    def marginal(name: str, count: int) -> float:
+        """µs of CPU per event above the idle baseline (none below 0)."""
+        extra = sum(cpu[name]) - cores(name, idle_cpu, idle_seconds) * seconds
+        return max(0.0, extra) / max(1, count) * 1e6
+
+    states = len({(node, key) for node, key, _ in assignment})  # live states held, per node
+    cold_keys = len({key for _, key, phase in assignment if phase == 2})
+    per_socket = (sum(rss3) - sum(rss2)) / max(1, others)
+    # Idle CPU = a * live states held + b * sockets: with every live state held, before the
+    # phase-3 sockets and after them.
+    idle_per_socket = {
+        name: (cores(name, idle3[1], idle3[0]) - cores(name, idle2[1], idle2[0])) / max(1, others)
+        for name in ("nodes", "valkey")
+    }
+    idle_per_state = {
+        name: (cores(name, idle2[1], idle2[0]) - idle_per_socket[name] * (warm + cold_states))
+        / states
+        for name in ("nodes", "valkey")
+    }
     result: dict[str, Any] = {
-        "sockets": sockets,
+        "sockets": warm + cold_states + others,
+        "states_held": states,
         "connect_s": round(connect_seconds, 1),
-        "window_s": round(window, 2),
+        "window_s": round(seconds, 2),
         "early_stop_s": early_stop,
-        "writes_per_s": round(write_rate, 1),
-        "writes_per_s_target": target_writes,
+        "writes_per_s": round(written["in_window"] / written["window_s"], 1),
+        "writes_per_s_target": layout.hot * options.rate + layout.cold * options.cold_rate,
         "writer_behind_s": round(written["behind_s"], 3),
         "writer_errors": written["errors"],
-        "deliveries_per_s": round(total_deliveries / window),
-        "deliveries_per_s_target": round(target_deliveries),
-        "p50_ms": round(percentile(histogram, 0.50), 3),
-        "p99_ms": round(p99, 3),
-        "p999_ms": round(percentile(histogram, 0.999), 3),
-        "latency_samples": sum(histogram.values()),
-        "drain_s": None if drain_s is None else round(drain_s, 2),
-        "expected": expected_total,
-        **{name: tally.get(name, 0) for name in
-           ("received", "lost", "extra", "gaps", "disorder", "sequence_errors", "resets",
-            "closed")},
-        "socket_errors": errors,
-        "node_cpu_us_per_delivery": [
-            round(c / d * 1e6, 2) if d else None for c, d in zip(cpu["nodes"], deliveries,
-                                                                strict=True)
-        ],
-        "node_cpu_us_per_delivery_all": round(node_cpu / max(1, total_deliveries) * 1e6, 2),
-        "node_cores": round(node_cpu / window, 3),
-        "client_cpu_us_per_delivery": round(
-            sum(cpu["clients"]) / max(1, total_deliveries) * 1e6, 2
+        "deliveries_per_s": round(total / seconds),
+        "deliveries_per_s_target": round(
+            layout.hot_sockets * options.rate
+            + (layout.sockets - layout.hot_sockets) * options.cold_rate
         ),
-        "client_cores": round(sum(cpu["clients"]) / window, 3),
-        "writer_cores": round(sum(cpu["writer"]) / window, 3),
-        "writer_cpu_us_per_write": round(sum(cpu["writer"]) / window_writes * 1e6, 1),
-        "valkey_cores": round(valkey_cpu / window, 3),
-        "valkey_cpu_us_per_write": round(valkey_cpu / window_writes * 1e6, 2),
+        "p50_ms": round(percentile(histogram, 0.50), 3),
+        "p99_ms": round(percentile(histogram, 0.99), 3),
+        "p999_ms": round(percentile(histogram, 0.999), 3),
+        "max_ms": round(max(histogram, default=0) / 1000, 3),
+        "latency_samples": sum(histogram.values()),
+        "lag_timeline_ms": [round(lags[k], 1) for k in sorted(lags)],
+        "drain_s": None if drain is None else round(drain, 2),
+        "expected": sum(written["writes"][key] for _, key, _ in assignment),
+        **{
+            name: tally.get(name, 0)
+            for name in (
+                "received",
+                "lost",
+                "extra",
+                "gaps",
+                "disorder",
+                "sequence_errors",
+                "resets",
+                "closed",
+            )
+        },
+        "socket_errors": errors,
+        "idle_node_cores": round(cores("nodes", idle_cpu, idle_seconds), 3),
+        "idle_node_us_per_socket_s": round(idle_per_socket["nodes"] * 1e6, 2),
+        "idle_node_us_per_state_s": round(idle_per_state["nodes"] * 1e6, 2),
+        "idle_valkey_us_per_state_s": round(idle_per_state["valkey"] * 1e6, 2),
+        "idle_valkey_cores": round(cores("valkey", idle_cpu, idle_seconds), 3),
+        "idle_client_cores": round(cores("clients", idle_cpu, idle_seconds), 3),
+        "idle_machine_busy": round(idle_busy, 3),
+        "node_cores": round(cores("nodes", cpu, seconds), 3),
+        "node_cpu_us_per_delivery": [
+            round(c / d * 1e6, 2) if d else None
+            for c, d in zip(cpu["nodes"], deliveries, strict=True)
+        ],
+        "node_cpu_us_per_delivery_all": round(sum(cpu["nodes"]) / max(1, total) * 1e6, 2),
+        "node_cpu_us_per_delivery_marginal": round(marginal("nodes", total), 2),
+        "client_cores": round(cores("clients", cpu, seconds), 3),
+        "client_cpu_us_per_delivery": round(sum(cpu["clients"]) / max(1, total) * 1e6, 2),
+        "writer_cores": round(cores("writer", cpu, seconds), 3),
+        "writer_cpu_us_per_write": round(sum(cpu["writer"]) / writes * 1e6, 1),
+        "valkey_cores": round(cores("valkey", cpu, seconds), 3),
+        "valkey_cpu_us_per_write": round(sum(cpu["valkey"]) / writes * 1e6, 2),
+        "valkey_cpu_us_per_write_marginal": round(marginal("valkey", writes), 2),
         "machine_busy": round(busy, 3),
-        "rss_per_socket_bytes": round(per_socket / max(1, others)),
-        "rss_per_state_bytes": round((per_state - states * per_socket / max(1, others))
-                                     / max(1, states)),  # fmt: skip
-        "states_held": states,
-        "node_rss_mb": [round(r / 2**20, 1) for r in rss2],
-        "valkey_bytes_per_state": round((memory1 - memory0) / max(1, layout.hot + layout.cold)),
-        "valkey_used_memory_mb": round(memory2 / 2**20, 1),
+        # What other processes on the machine used meanwhile (other agents, the kernel's
+        # softirq work is in ours): a run disturbed by them says so here.
+        "other_cores_idle": round(
+            idle_busy * CPUS - sum(cores(name, idle_cpu, idle_seconds) for name in idle_cpu), 2
+        ),
+        "other_cores": round(busy * CPUS - sum(cores(name, cpu, seconds) for name in cpu), 2),
+        "rss_per_socket_bytes": round(per_socket),
+        "rss_per_state_bytes": round((sum(rss2) - sum(rss1)) / max(1, cold_states) - per_socket)
+        if cold_states
+        else None,
+        "node_rss_mb": [round(r / 2**20, 1) for r in rss3],
+        "node_rss_at_start_mb": [round(r / 2**20, 1) for r in rss0],
+        "valkey_bytes_per_state": round((memory2 - memory1) / cold_keys) if cold_keys else None,
+        "valkey_used_memory_mb": round(memory_end / 2**20, 1),
         "valkey_info_memory": {
-            str(port): {name: section.get(name) for name in
-                        ("used_memory_human", "used_memory_rss_human", "used_memory_peak_human",
-                         "mem_fragmentation_ratio")}
+            str(port): {
+                name: section.get(name)
+                for name in (
+                    "used_memory_human",
+                    "used_memory_rss_human",
+                    "used_memory_peak_human",
+                    "mem_fragmentation_ratio",
+                )
+            }
             for port, section in valkey_info.items()
-        },  # fmt: skip
+        },
         "pings": sum(reply["pings"] for reply in drained),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -1056,56 +1219,84 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]
     """Rows: figure, livestate, floor, livestate / floor."""
     ours, floor = results["livestate"], results["floor"]
 
-    def ratio(name: str) -> str:
-        a, b = ours[name], floor[name]
-        return f"{a / b:.2f}x" if isinstance(a, int | float) and b else ""
-
-    def row(label: str, name: str, form: str = "{:,}", compare: bool = True) -> tuple[
-        str, str, str, str
-    ]:
+    def row(label: str, name: str, form: str = "{:,}", compare: bool = True) -> tuple[str, ...]:
         def show(value: Any) -> str:
             return "-" if value is None else form.format(value)
 
-        return label, show(ours[name]), show(floor[name]), ratio(name) if compare else ""
+        a, b = ours[name], floor[name]
+        ratio = f"{a / b:.2f}x" if compare and isinstance(b, int | float) and b else ""
+        return label, show(a), show(b), ratio
 
-    return [
+    def joined(label: str, names: tuple[str, ...], form: str = "{:,}") -> tuple[str, ...]:
+        def show(figures: dict[str, Any]) -> str:
+            return " / ".join("-" if figures[n] is None else form.format(figures[n]) for n in names)
+
+        return label, show(ours), show(floor), ""
+
+    def per_node(figures: dict[str, Any]) -> str:
+        return " / ".join(f"{v:.1f}" for v in figures["node_cpu_us_per_delivery"] if v)
+
+    rows = [
         row("sockets", "sockets", compare=False),
-        row("writes/s achieved", "writes_per_s", "{:,.0f}", compare=False),
-        row("deliveries/s reached", "deliveries_per_s", compare=False),
-        row("deliveries/s target", "deliveries_per_s_target", compare=False),
-        row("delivery p50 ms (writer -> socket)", "p50_ms", "{:.2f}"),
+        row("live states held (node, key pairs)", "states_held", compare=False),
+        joined("writes/s achieved / target", ("writes_per_s", "writes_per_s_target"), "{:,.0f}"),
+        joined("deliveries/s reached / target", ("deliveries_per_s", "deliveries_per_s_target")),
+        row("delivery p50 ms (writer -> socket parsed it)", "p50_ms", "{:.2f}"),
         row("delivery p99 ms", "p99_ms", "{:.2f}"),
         row("delivery p99.9 ms", "p999_ms", "{:.2f}"),
-        row("node CPU µs per delivery (all nodes)", "node_cpu_us_per_delivery_all", "{:.2f}"),
-        ("node CPU µs per delivery, per node",
-         " / ".join(f"{v:.1f}" for v in ours["node_cpu_us_per_delivery"] if v),
-         " / ".join(f"{v:.1f}" for v in floor["node_cpu_us_per_delivery"] if v), ""),
-        row("node cores busy (sum)", "node_cores", "{:.2f}"),
+        row("idle: node cores (all attached, no writes)", "idle_node_cores", "{:.3f}"),
+        row("idle: node CPU µs/s per socket", "idle_node_us_per_socket_s", "{:.2f}"),
+        row("idle: node CPU µs/s per live state held", "idle_node_us_per_state_s", "{:.2f}"),
+        row("idle: Valkey cores", "idle_valkey_cores", "{:.3f}"),
+        row("idle: Valkey CPU µs/s per live state held", "idle_valkey_us_per_state_s", "{:.2f}"),
+        row("node cores busy (sum), writing", "node_cores", "{:.2f}"),
+        row("node CPU µs per delivery, all in", "node_cpu_us_per_delivery_all", "{:.2f}"),
+        row("node CPU µs per delivery, above idle", "node_cpu_us_per_delivery_marginal", "{:.2f}"),
+        ("node CPU µs per delivery, each node", per_node(ours), per_node(floor), ""),
         row("client CPU µs per delivery", "client_cpu_us_per_delivery", "{:.2f}"),
-        row("Valkey CPU µs per write", "valkey_cpu_us_per_write", "{:.1f}"),
-        row("Valkey cores busy", "valkey_cores", "{:.3f}"),
+        row("Valkey cores busy, writing", "valkey_cores", "{:.3f}"),
+        row("Valkey CPU µs per write, all in", "valkey_cpu_us_per_write", "{:.1f}"),
+        row("Valkey CPU µs per write, above idle", "valkey_cpu_us_per_write_marginal", "{:.1f}"),
         row("writer CPU µs per write", "writer_cpu_us_per_write", "{:.1f}"),
-        row("machine busy (both cores)", "machine_busy", "{:.0%}", compare=False),
+        joined("machine busy, idle / writing", ("idle_machine_busy", "machine_busy"), "{:.0%}"),
+        joined("other processes' cores, idle / writing", ("other_cores_idle", "other_cores")),
         row("node RSS per socket, bytes", "rss_per_socket_bytes"),
-        row("node RSS per live state (per node), bytes", "rss_per_state_bytes"),
+        row("node RSS per live state per node, bytes", "rss_per_state_bytes"),
         row("Valkey bytes per live state", "valkey_bytes_per_state"),
         row("Valkey used_memory at the end, MB", "valkey_used_memory_mb", "{:.1f}"),
-        row("lost / extra deliveries", "lost", compare=False),
-        row("gaps / out of order / resets", "gaps", compare=False),
-        row("drain after last write, s", "drain_s", "{:.2f}", compare=False),
-        row("connect + attach all, s", "connect_s", "{:.1f}", compare=False),
-    ]  # fmt: skip
+        joined("lost / extra / gaps / out of order", ("lost", "extra", "gaps", "disorder")),
+        joined("resets / sockets closed by a node", ("resets", "closed")),
+        row("drain after the last write, s", "drain_s", "{:.2f}", compare=False),
+        row("connect and attach every socket, s", "connect_s", "{:.1f}", compare=False),
+    ]
+    return [(a, b, c, d) for a, b, c, d in rows]
+
+
+RATIOS = (
+    "node_cpu_us_per_delivery_all",
+    "node_cpu_us_per_delivery_marginal",
+    "client_cpu_us_per_delivery",
+    "p50_ms",
+    "p99_ms",
+    "rss_per_socket_bytes",
+    "idle_node_cores",
+)
+"""The figures compared with the floor's in the JSON line's `ratios`."""
 
 
 def sizing(ours: dict[str, Any], primaries: int) -> dict[str, Any]:
-    """The figures docs/operations.md's sizing table is derived from."""
-    per_socket_rate = ours["deliveries_per_s"] / max(1, ours["sockets"])
-    cores = max(1e-9, ours["node_cores"])
+    """The figures docs/operations.md's sizing table is derived from (livestate's)."""
+    marginal = ours["node_cpu_us_per_delivery_marginal"] or ours["node_cpu_us_per_delivery_all"]
+    valkey_write = ours["valkey_cpu_us_per_write_marginal"] or ours["valkey_cpu_us_per_write"]
     return {
-        "deliveries_per_node_core_s": round(1e6 / ours["node_cpu_us_per_delivery_all"]),
-        "sockets_per_node_core": round(ours["sockets"] / cores),
-        "at_deliveries_per_socket_s": round(per_socket_rate, 2),
-        "writes_per_valkey_primary_core_s": round(1e6 / ours["valkey_cpu_us_per_write"]),
+        "deliveries_per_node_core_s": round(1e6 / marginal),
+        "sockets_per_node_core": round(ours["sockets"] / max(1e-9, ours["node_cores"])),
+        "at_deliveries_per_socket_s": round(ours["deliveries_per_s"] / ours["sockets"], 2),
+        "idle_sockets_per_node_core": round(1e6 / max(1e-9, ours["idle_node_us_per_socket_s"])),
+        "writes_per_valkey_primary_core_s": round(1e6 / max(1e-9, valkey_write)),
+        "held_states_per_valkey_primary_core": round(
+            1e6 / max(1e-9, ours["idle_valkey_us_per_state_s"])
+        ),
         "primaries": primaries,
         "kb_per_socket": round(ours["rss_per_socket_bytes"] / 1024, 1),
         "kb_per_live_state_per_node": round(ours["rss_per_state_bytes"] / 1024, 1),
@@ -1113,23 +1304,48 @@ def sizing(ours: dict[str, Any], primaries: int) -> dict[str, Any]:
     }
 
 
-async def main(options: argparse.Namespace) -> None:
-    layout = Layout(options.sockets, options.hot, options.cold, options.hot_share,
-                    options.nodes, options.per_process)  # fmt: skip
-    nofile = raise_nofile(options.sockets + 1024)
-    hot_sockets = layout.hot_sockets
-    cold_sockets = layout.sockets - hot_sockets
-    mode = "3-primary Valkey Cluster" if options.cluster else "one Valkey"
-    print(
+def header(options: argparse.Namespace, layout: Layout, nofile: int) -> str:
+    """What the run does, in one paragraph."""
+    hot, cold = layout.hot_sockets, layout.sockets - layout.hot_sockets
+    mode = "a 3-primary Valkey Cluster" if options.cluster else "one Valkey"
+    return (
         f"scale: {layout.nodes} nodes on {mode}; {layout.sockets:,} sockets in "
-        f"{layout.processes} client processes; {hot_sockets:,} sockets on {layout.hot} hot "
-        f"keys ({hot_sockets // max(1, layout.hot):,} each, {options.rate:g} writes/s each), "
-        f"{cold_sockets:,} on {layout.cold:,} cold keys (~{cold_sockets / max(1, layout.cold):.0f}"
-        f" each, {options.cold_rate:g} writes/s each); warm-up {options.warmup:g} s, "
-        f"measured {options.seconds:g} s; RLIMIT_NOFILE {nofile:,} here and raised to fit in "
-        f"each child; floor: bare uvicorn + redis-py pub/sub broadcast",
-        flush=True,
+        f"{layout.processes} client processes; {hot:,} sockets on {layout.hot} hot keys "
+        f"({hot // layout.hot:,} each, {options.rate:g} writes/s each), {cold:,} on "
+        f"{layout.cold:,} cold keys (~{cold / max(1, layout.cold):.0f} each, "
+        f"{options.cold_rate:g} writes/s each); idle {options.idle:g} s, warm-up "
+        f"{options.warmup:g} s, measured {options.seconds:g} s; RLIMIT_NOFILE {nofile:,} here "
+        "(each child raises its own to fit); floor: uvicorn + redis-py pub/sub, a bare broadcast"
     )
+
+
+def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Loss and saturation, in words."""
+    ours = results["livestate"]
+    wrong = sum(ours[name] for name in ("lost", "extra", "gaps", "disorder", "sequence_errors"))
+    lines = [
+        f"lost or out of order (must be 0): {wrong}; resets: {ours['resets']}; sockets closed "
+        f"by a node: {ours['closed']} {ours['socket_errors'] or ''}"
+    ]
+    for system, figures in results.items():
+        if figures.get("saturation"):
+            lines.append(f"{system} saturated: " + "; ".join(figures["saturation"]))
+        elif figures.get("saturation") is not None:
+            lines.append(f"{system} kept up: every write delivered at the pace it was made")
+    return lines
+
+
+async def main(options: argparse.Namespace) -> None:
+    layout = Layout(
+        options.sockets,
+        options.hot,
+        options.cold,
+        options.hot_share,
+        options.nodes,
+        options.per_process,
+    )
+    nofile = raise_nofile(options.sockets + 1024)
+    print(header(options, layout, nofile), flush=True)
     results: dict[str, dict[str, Any]] = {}
     for system in options.systems:
         results[system] = await run_system(system, options, layout)
@@ -1138,56 +1354,46 @@ async def main(options: argparse.Namespace) -> None:
         results["floor"] = dict.fromkeys(results["livestate"])
         results["floor"]["node_cpu_us_per_delivery"] = []
     rows = table(results)
-    width = max(len(r[0]) for r in rows)
+    width = max(len(row[0]) for row in rows)
     print(f"{'':<{width}}  {'livestate':>16}  {'floor':>16}  {'ls/floor':>8}")
-    for label, ours, floor, ratio in rows:
-        print(f"{label:<{width}}  {ours:>16}  {floor:>16}  {ratio:>8}")
-    ours = results["livestate"]
-    lost = ours["lost"] + ours["extra"] + ours["gaps"] + ours["disorder"] + ours["sequence_errors"]
-    print(f"lost or out of order (must be 0): {lost}; resets: {ours['resets']}; sockets "
-          f"closed by a node: {ours['closed']} {ours['socket_errors'] or ''}")  # fmt: skip
-    for system, figures in results.items():
-        if figures.get("saturation"):
-            print(f"{system} saturated: " + "; ".join(figures["saturation"]))
-        elif figures.get("saturation") is not None:
-            print(f"{system} kept up: every write delivered within the run's pace")
-    primaries = 3 if options.cluster else 1
-    size = sizing(ours, primaries)
-    print(
-        f"sizing (livestate): {size['deliveries_per_node_core_s']:,} deliveries/s per node "
-        f"core; {size['sockets_per_node_core']:,} sockets per node core at "
-        f"{size['at_deliveries_per_socket_s']} deliveries/s per socket; "
-        f"{size['writes_per_valkey_primary_core_s']:,} writes/s per Valkey primary core; "
-        f"{size['kb_per_socket']} KB per socket, {size['kb_per_live_state_per_node']} KB per "
-        f"live state per node, {size['valkey_bytes_per_live_state']:,} Valkey bytes per live "
-        "state"
-    )
-    floor = results["floor"]
+    for label, mine, bare, ratio in rows:
+        print(f"{label:<{width}}  {mine:>16}  {bare:>16}  {ratio:>8}")
+    for line in verdicts(results):
+        print(line)
+    ours, floor = results["livestate"], results["floor"]
+    size = sizing(ours, 3 if options.cluster else 1)
+    print("sizing (livestate): " + "; ".join(f"{name} {value}" for name, value in size.items()))
     ratios = {
         name: round(ours[name] / floor[name], 3)
-        for name in ("node_cpu_us_per_delivery_all", "p50_ms", "p99_ms", "rss_per_socket_bytes",
-                     "valkey_cpu_us_per_write", "client_cpu_us_per_delivery")
+        for name in RATIOS
         if isinstance(floor.get(name), int | float) and floor[name]
-    }  # fmt: skip
+    }
+    layout_json = {
+        "nodes": layout.nodes,
+        "sockets": layout.sockets,
+        "hot": layout.hot,
+        "cold": layout.cold,
+        "hot_sockets": layout.hot_sockets,
+        "rate": options.rate,
+        "cold_rate": options.cold_rate,
+        "seconds": options.seconds,
+        "client_processes": layout.processes,
+    }
+    wrong = sum(ours[name] for name in ("lost", "extra", "gaps", "disorder", "sequence_errors"))
     print(
         json.dumps(
             {
                 "benchmark": "scale",
                 "mode": "cluster" if options.cluster else "standalone",
-                "layout": {
-                    "nodes": layout.nodes, "sockets": layout.sockets, "hot": layout.hot,
-                    "cold": layout.cold, "hot_sockets": hot_sockets, "rate": options.rate,
-                    "cold_rate": options.cold_rate, "seconds": options.seconds,
-                    "client_processes": layout.processes,
-                },
+                "layout": layout_json,
                 "results": results,
                 "ratios": ratios,
                 "sizing": size,
-                "lost": lost,
-                "cpus": os.cpu_count(),
+                "lost": wrong,
+                "cpus": CPUS,
             }
         )
-    )  # fmt: skip
+    )
 
 
 def arguments() -> argparse.Namespace:
@@ -1196,24 +1402,46 @@ def arguments() -> argparse.Namespace:
     add("--sockets", type=int, default=20_000, help="WebSocket clients (default 20,000)")
     add("--hot", type=int, default=10, help="hot keys (default 10)")
     add("--cold", type=int, default=1_000, help="cold keys (default 1,000)")
-    add("--hot-share", type=float, default=0.05,
-        help="share of the sockets on hot keys (default 0.05)")  # fmt: skip
+    add(
+        "--hot-share",
+        type=float,
+        default=0.05,
+        help="share of the sockets on hot keys (default 0.05)",
+    )
     add("--rate", type=float, default=100.0, help="writes/s per hot key (default 100)")
-    add("--cold-rate", type=float, default=0.05,
-        help="writes/s per cold key (default 0.05: one each 20 s)")  # fmt: skip
+    add(
+        "--cold-rate",
+        type=float,
+        default=0.05,
+        help="writes/s per cold key (default 0.05: one each 20 s)",
+    )
     add("--nodes", type=int, default=4, help="node processes (default 4)")
     add("--seconds", type=float, default=30.0, help="measured window (default 30 s)")
     add("--warmup", type=float, default=5.0, help="writes before the window (default 5 s)")
+    add(
+        "--idle",
+        type=float,
+        default=5.0,
+        help="seconds measured connected but without writes, first (default 5)",
+    )
     add("--cluster", action="store_true", help="a 3-primary Valkey Cluster, no replicas")
     add("--per-process", type=int, default=2_500, help="sockets per client process")
-    add("--max-lag", type=float, default=10.0,
-        help="stop writing when a socket is this many seconds behind (default 10)")  # fmt: skip
+    add(
+        "--max-lag",
+        type=float,
+        default=10.0,
+        help="stop writing when a socket is this many seconds behind (default 10)",
+    )
     add("--systems", default="livestate,floor", help="livestate,floor (default both)")
-    add("--quick", action="store_true",
-        help="2,000 sockets, 10 hot and 100 cold keys, 10 s measured: about a minute")  # fmt: skip
+    add(
+        "--quick",
+        action="store_true",
+        help="2,000 sockets, 10 hot and 100 cold keys, 10 s measured: about a minute",
+    )
     options = parser.parse_args()
     if options.quick:
         options.sockets, options.cold, options.seconds, options.warmup = 2_000, 100, 10.0, 3.0
+        options.idle = 3.0
         options.per_process = 1_000
     options.systems = [s for s in options.systems.split(",") if s]
     if not set(options.systems) <= set(SYSTEMS) or "livestate" not in options.systems:
