@@ -1236,6 +1236,12 @@ def saturation(result: dict[str, Any], options: argparse.Namespace) -> list[str]
     return said
 
 
+def divide(a: Any, b: Any) -> float | None:
+    """a / b when both are numbers and b is not 0."""
+    numbers = isinstance(a, int | float) and isinstance(b, int | float)
+    return a / b if numbers and b else None
+
+
 def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """Rows: figure, livestate, floor, livestate / floor."""
     ours, floor = results["livestate"], results["floor"]
@@ -1245,8 +1251,8 @@ def table(results: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]
             return "-" if value is None else form.format(value)
 
         a, b = ours[name], floor[name]
-        ratio = f"{a / b:.2f}x" if compare and isinstance(b, int | float) and b else ""
-        return label, show(a), show(b), ratio
+        quotient = divide(a, b) if compare else None
+        return label, show(a), show(b), "" if quotient is None else f"{quotient:.2f}x"
 
     def joined(label: str, names: tuple[str, ...], form: str = "{:,}") -> tuple[str, ...]:
         def show(figures: dict[str, Any]) -> str:
@@ -1323,7 +1329,7 @@ def sizing(ours: dict[str, Any], primaries: int) -> dict[str, Any]:
         "held_states_per_valkey_primary_core": per_core(ours["idle_valkey_us_per_state_s"]),
         "primaries": primaries,
         "kb_per_socket": round(ours["rss_per_socket_bytes"] / 1024, 1),
-        "kb_per_live_state_per_node": round(ours["rss_per_state_bytes"] / 1024, 1),
+        "kb_per_live_state_per_node": round((ours["rss_per_state_bytes"] or 0) / 1024, 1),
         "valkey_bytes_per_live_state": ours["valkey_bytes_per_state"],
     }
 
@@ -1377,47 +1383,44 @@ async def main(options: argparse.Namespace) -> None:
     if "floor" not in results:
         results["floor"] = dict.fromkeys(results["livestate"])
         results["floor"]["node_cpu_us_per_delivery"] = []
-    rows = table(results)
-    width = max(len(row[0]) for row in rows)
-    print(f"{'':<{width}}  {'livestate':>16}  {'floor':>16}  {'ls/floor':>8}")
-    for label, mine, bare, ratio in rows:
-        print(f"{label:<{width}}  {mine:>16}  {bare:>16}  {ratio:>8}")
-    for line in verdicts(results):
-        print(line)
     ours, floor = results["livestate"], results["floor"]
-    size = sizing(ours, 3 if options.cluster else 1)
-    print("sizing (livestate): " + "; ".join(f"{name} {value}" for name, value in size.items()))
-    ratios = {
-        name: round(ours[name] / floor[name], 3)
-        for name in RATIOS
-        if isinstance(floor.get(name), int | float) and floor[name]
+    report: dict[str, Any] = {
+        "benchmark": "scale",
+        "mode": "cluster" if options.cluster else "standalone",
+        "layout": {
+            "nodes": layout.nodes,
+            "sockets": layout.sockets,
+            "hot": layout.hot,
+            "cold": layout.cold,
+            "hot_sockets": layout.hot_sockets,
+            "rate": options.rate,
+            "cold_rate": options.cold_rate,
+            "seconds": options.seconds,
+            "client_processes": layout.processes,
+        },
+        "results": results,
+        "cpus": CPUS,
     }
-    layout_json = {
-        "nodes": layout.nodes,
-        "sockets": layout.sockets,
-        "hot": layout.hot,
-        "cold": layout.cold,
-        "hot_sockets": layout.hot_sockets,
-        "rate": options.rate,
-        "cold_rate": options.cold_rate,
-        "seconds": options.seconds,
-        "client_processes": layout.processes,
-    }
-    wrong = sum(ours[name] for name in ("lost", "extra", "gaps", "disorder", "sequence_errors"))
-    print(
-        json.dumps(
-            {
-                "benchmark": "scale",
-                "mode": "cluster" if options.cluster else "standalone",
-                "layout": layout_json,
-                "results": results,
-                "ratios": ratios,
-                "sizing": size,
-                "lost": wrong,
-                "cpus": CPUS,
-            }
+    try:  # the JSON line comes out whatever goes wrong in the table: the run is not lost
+        rows = table(results)
+        width = max(len(row[0]) for row in rows)
+        print(f"{'':<{width}}  {'livestate':>16}  {'floor':>16}  {'ls/floor':>8}")
+        for label, mine, bare, ratio in rows:
+            print(f"{label:<{width}}  {mine:>16}  {bare:>16}  {ratio:>8}")
+        for line in verdicts(results):
+            print(line)
+        report["ratios"] = {
+            name: round(quotient, 3)
+            for name in RATIOS
+            if (quotient := divide(ours[name], floor[name])) is not None
+        }
+        report["lost"] = sum(
+            ours[name] for name in ("lost", "extra", "gaps", "disorder", "sequence_errors")
         )
-    )
+        report["sizing"] = sizing(ours, 3 if options.cluster else 1)
+        print("sizing (livestate): " + ", ".join(f"{k} {v}" for k, v in report["sizing"].items()))
+    finally:
+        print(json.dumps(report))
 
 
 def arguments() -> argparse.Namespace:
