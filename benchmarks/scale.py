@@ -1366,6 +1366,11 @@ def verdicts(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 async def main(options: argparse.Namespace) -> None:
+    # SIGTERM ends the run as Ctrl-C does, through every `finally`: the Valkey servers,
+    # unlike the other children, do not stop by themselves when this process dies.
+    run = asyncio.current_task()
+    assert run is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, run.cancel)
     layout = Layout(
         options.sockets,
         options.hot,
@@ -1491,4 +1496,7 @@ if __name__ == "__main__":
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(client_main() if sys.argv[1] == "--client" else writer_main())
     else:
-        asyncio.run(main(arguments()))
+        try:
+            asyncio.run(main(arguments()))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            sys.exit("scale.py: interrupted; the processes it started are stopped.")
