@@ -3,37 +3,45 @@
     .venv/bin/python benchmarks/scale.py              # the issue's numbers: 4 nodes, 20,000 sockets
     .venv/bin/python benchmarks/scale.py --cluster    # the same on a 3-primary Valkey Cluster
     .venv/bin/python benchmarks/scale.py --quick      # 2,000 sockets, 100 cold keys: ~1 minute
+    .venv/bin/python benchmarks/scale.py --rate 20    # 20,000 sockets, 20 writes/s per hot key
 
 One Valkey (`livestate.testing.ServerProcess`) or a 3-primary cluster
 (`ClusterProcess`, no replicas); `--nodes` node processes, each uvicorn
 (websockets-sansio) serving `LiveStateEndpoint([Feed])` on its own port; client
 processes (`--per-process` sockets each) that speak docs/protocol.md over a raw
-asyncio WebSocket client, each socket attached to one key and pinging every
-`heartbeat`; and one writer process, a livestate Node putting `{"n", "t", "pad"}`
-(~200 bytes of JSON: a sequence number per key and the send time, wall clock ns)
-at `--rate` writes/s to each hot key and `--cold-rate` to each cold one.
+asyncio WebSocket client, each socket attached to one key and pinging every 25 s;
+and one writer process, a livestate Node putting `{"n", "t", "pad"}` (a sequence
+number per key, the send time in µs, padding: ~170 bytes of JSON) at `--rate`
+writes/s to each hot key and `--cold-rate` to each cold one, on a fixed schedule.
+`--hot-share` of the sockets go to the hot keys; a key's sockets go round the nodes.
 
-Every socket checks that versions come one by one (no gap, nothing out of order)
-and that it got each of its key's writes once: the writer's count per key is the
-truth, so "lost" is writes made that a socket never got. Latency runs from the
-writer's clock before its `put` to the socket having parsed the frame (both on
-this machine's clock). CPU: each process's user + system time (psutil) over the
-measured window, per delivery counted by the clients in the same window. Memory:
-each node's RSS before any socket, after one socket per (node, key) (that is, the
-live states), and after the rest of the sockets.
+Every socket checks that versions come one by one and each value's `n` is the
+next; at the end its count is compared with the writes the writer made to its key.
+"Lost" is a write a socket neither got as a change nor inside a `reset`'s state
+(the protocol's resync) and that is not still on its way: it must be 0. Latency
+runs from the writer's clock before its `put` to the socket having parsed the
+frame (one machine, one clock). CPU: each process's user + system time (psutil)
+over the measured window, per delivery counted by the clients in the same window;
+and idle, with every socket attached and nothing written, measured before and
+after the last sockets connect, which splits it into a cost per socket and per
+live state held. Memory: each node's RSS after the hot keys' sockets (which warm
+its heap), after one socket per (node, cold key) (the live states), and after the
+other sockets; Valkey's `used_memory` as the live states start.
 
 The floor, in the same run and with the same clients, sockets, keys and writes:
 uvicorn serving a bare ASGI app that PSUBSCRIBEs to Redis pub/sub (redis-py) and
-sends each published frame, as is, to the sockets of its key, one `send` after
-another: no state, no versions, no ordering, no limits. What livestate costs over
-it is the price of the state and its guarantees. `--cluster` runs the floor on a
+sends each published frame, as is, to the sockets of its key, one `await send`
+after another: no state, no versions, no ordering, no limits, no leases. What
+livestate costs over it is the price of the state and its guarantees; its ratios
+to the floor hold when the machine's speed moves. `--cluster` runs the floor on a
 standalone Valkey: it has no state to shard.
 
 If the machine cannot keep up, the run says so: the writer's achieved rate, the
-deliveries/s reached against the target, how long the sockets took to drain, and
-an early stop (writes end) when a socket falls `--max-lag` seconds behind.
-Prints a table and one JSON line. Every process it starts it stops by PID, also on
-Ctrl-C or an error; each child also stops when this process dies, and by a deadline.
+deliveries/s reached against the target, how long the sockets took to drain, how
+much CPU other processes took meanwhile, and an early stop (the writes end) when a
+socket falls `--max-lag` seconds behind. Prints a table and one JSON line. Every
+process it starts it stops by PID, also on Ctrl-C, SIGTERM or an error; the nodes,
+clients and writer also stop when this process dies, and at a deadline.
 """
 
 from __future__ import annotations
