@@ -9,7 +9,7 @@ travels between nodes as the item, never as the whole list.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
 
 from ._acl import ACL, DELETE, READ, RESET, WRITE
 from ._exceptions import InvalidValueError, PropertyNotFoundError
@@ -142,12 +142,11 @@ def evaluate(state: Mapping[str, JSON], op: Op, subject: object) -> tuple[Change
     PropertyNotFoundError or InvalidValueError, naming `subject`, if `op` does not apply.
     """
     kind = op.kind
-    prop = op.prop
+    prop: str = op.prop  # type: ignore[assignment]  # every kind but reset names one
     if kind == "put":
         return ("updated" if prop in state else "new"), op.value
     if kind == "reset":
         return "reset", op.value
-    prop = cast(str, prop)  # every other kind names a property
     old = state.get(prop, _MISSING)
     if kind == "delete":
         if old is _MISSING:
@@ -204,6 +203,11 @@ def commit(state: dict[str, JSON], op: Op, kind: ChangeKind, value: JSON) -> Non
 
 def apply(state: dict[str, JSON], op: Op, subject: object) -> tuple[ChangeKind, JSON]:
     """Evaluate `op` on `state` and commit it; return the change's kind and value."""
+    if op.kind == "put":  # most writes, in one step
+        prop: str = op.prop  # type: ignore[assignment]
+        kind: ChangeKind = "updated" if prop in state else "new"
+        state[prop] = op.value
+        return kind, op.value
     kind, value = evaluate(state, op, subject)
     commit(state, op, kind, value)
     return kind, value

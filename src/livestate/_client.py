@@ -289,14 +289,19 @@ class Client:
 
     async def put(self, prop: str, value: Any, *, write_id: str | None = None) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        await self._live().put(
-            self.spec, self.key, prop, value, role="group", caller=self.caller, write_id=write_id
-        )
+        inbox = self._attached()
+        replica = inbox.replica
+        await inbox.node.put(
+            replica.spec, replica.id.key, prop, value,
+            role="group", caller=inbox.caller, write_id=write_id,
+        )  # fmt: skip
 
     async def delete(self, prop: str, *, write_id: str | None = None) -> None:
         """Remove `prop`; see LiveState.delete."""
-        await self._live().delete(
-            self.spec, self.key, prop, role="group", caller=self.caller, write_id=write_id
+        inbox = self._attached()
+        replica = inbox.replica
+        await inbox.node.delete(
+            replica.spec, replica.id.key, prop, role="group", caller=inbox.caller, write_id=write_id
         )
 
     async def reset(self, *, write_id: str | None = None) -> None:
@@ -309,24 +314,23 @@ class Client:
         self, prop: str, item: Any, *, max_len: int | None = None, write_id: str | None = None
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        await self._live().append(
-            self.spec,
-            self.key,
-            prop,
-            item,
-            max_len=max_len,
-            role="group",
-            caller=self.caller,
-            write_id=write_id,
-        )
+        inbox = self._attached()
+        replica = inbox.replica
+        await inbox.node.append(
+            replica.spec, replica.id.key, prop, item,
+            max_len=max_len, role="group", caller=inbox.caller, write_id=write_id,
+        )  # fmt: skip
 
     async def increment(
         self, prop: str, by: int | float = 1, *, write_id: str | None = None
     ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        return await self._live().increment(
-            self.spec, self.key, prop, by, role="group", caller=self.caller, write_id=write_id
-        )
+        inbox = self._attached()
+        replica = inbox.replica
+        return await inbox.node.increment(
+            replica.spec, replica.id.key, prop, by,
+            role="group", caller=inbox.caller, write_id=write_id,
+        )  # fmt: skip
 
     async def update(
         self,
@@ -432,10 +436,14 @@ class Client:
         await self.detach()
 
     def _live(self) -> Node:
+        return self._attached().node
+
+    def _attached(self) -> Inbox:
+        """The inbox, if the client is still attached (its writes read it directly)."""
         inbox = self._inbox
         if inbox.closed:
             raise RuntimeError(
                 f"This client of {inbox.replica.id} is detached; attach a new one with "
                 f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
             )
-        return inbox.node
+        return inbox

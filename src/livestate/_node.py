@@ -61,8 +61,8 @@ from ._values import (
     check_key,
     check_property,
     check_size,
-    encode,
     freeze,
+    prepare,
     size,
 )
 
@@ -261,8 +261,8 @@ class Node:
         write_id: str | None = None,
     ) -> None:
         """Set a property; see LiveState.put."""
-        id = self._id(spec, key)
-        op = self._op("put", spec, id, prop, value, None, self._fence(id, role), write_id)
+        id, epoch = self._aim(spec, key, role)
+        op = self._op("put", spec, id, prop, value, None, epoch, write_id)
         await self._write(spec, id, op, role, caller)
 
     async def delete(
@@ -276,8 +276,8 @@ class Node:
         write_id: str | None = None,
     ) -> None:
         """Remove a property; see LiveState.delete."""
-        id = self._id(spec, key)
-        op = self._op("delete", spec, id, prop, None, None, self._fence(id, role), write_id)
+        id, epoch = self._aim(spec, key, role)
+        op = self._op("delete", spec, id, prop, None, None, epoch, write_id)
         await self._write(spec, id, op, role, caller)
 
     async def reset(
@@ -312,8 +312,8 @@ class Node:
         write_id: str | None = None,
     ) -> None:
         """Append to a list atomically; see LiveState.append."""
-        id = self._id(spec, key)
-        op = self._op("append", spec, id, prop, item, max_len, self._fence(id, role), write_id)
+        id, epoch = self._aim(spec, key, role)
+        op = self._op("append", spec, id, prop, item, max_len, epoch, write_id)
         await self._write(spec, id, op, role, caller)
 
     async def increment(
@@ -328,8 +328,8 @@ class Node:
         write_id: str | None = None,
     ) -> JSON:
         """Add to a number atomically and return the result; see LiveState.increment."""
-        id = self._id(spec, key)
-        op = self._op("increment", spec, id, prop, by, None, self._fence(id, role), write_id)
+        id, epoch = self._aim(spec, key, role)
+        op = self._op("increment", spec, id, prop, by, None, epoch, write_id)
         return (await self._write(spec, id, op, role, caller)).value
 
     async def update(
@@ -491,6 +491,16 @@ class Node:
             return replica.id
         return StateId(spec.name, check_key(key, spec.__qualname__))
 
+    def _aim(self, spec: type[Spec], key: str, role: Role) -> tuple[StateId, str | None]:
+        """A write's live state, as `_id` gives it, and the lifetime that fences it (see
+        `_fence`), with one look at the replicas."""
+        if self._closed or type(key) is not str:
+            return self._id(spec, key), None
+        replica: Replica | None = self._replicas.get((spec.name, key))  # type: ignore[call-overload]
+        if replica is None:
+            return self._id(spec, key), None
+        return replica.id, replica.epoch or None if role == "group" else None
+
     def _op(
         self,
         kind: str,
@@ -510,10 +520,7 @@ class Node:
             check_write_id(write_id, id)
         if kind == "delete":
             return Op("delete", prop, epoch=epoch, write_id=write_id)
-        frozen = freeze(value, spec.limits.max_depth, id, prop)
-        text = encode(frozen)
-        nbytes = size(text)
-        check_size(nbytes, spec.limits.max_value_bytes, id, prop)
+        frozen, text, nbytes = prepare(value, spec.limits, id, prop)
         schema = schema_of(spec)
         bounds = None
         if kind == "put":
@@ -764,10 +771,7 @@ class Node:
         total = 0
         for prop, value in result.items():
             check_property(prop, id)
-            state[prop] = frozen = freeze(value, limits.max_depth, id, prop)
-            text = encode(frozen)
-            nbytes = size(text)
-            check_size(nbytes, limits.max_value_bytes, id, prop)
+            state[prop], text, nbytes = prepare(value, limits, id, prop)
             if schema is not None:
                 schema.check(prop, text, id)
             total += size(prop) + nbytes

@@ -222,7 +222,7 @@ class Replica:
             if early is None:
                 return
             self._apply(early.version, early.op, early.sent)  # type: ignore[arg-type]
-        if not held:
+        if not held and self.timer is not None:
             self._cancel_timer()
 
     def resync(self, cause: str = "reconnect") -> None:
@@ -322,8 +322,9 @@ class Replica:
     # Internals.
 
     def _apply(self, version: int, op: Op, sent: float) -> None:
-        if op.kind == "join" or op.kind == "leave":
-            lost = self.roster.removes(op) if op.kind == "leave" else ()
+        kind = op.kind
+        if kind == "join" or kind == "leave":
+            lost = self.roster.removes(op) if kind == "leave" else ()
             self.version = version
             diff = self.roster.apply(op, version)
             self.fan_out(Change(self.id.key, "presence", None, diff, version), sent)
@@ -332,22 +333,23 @@ class Replica:
             if lost and any(node_of(ref) == self.node for ref in lost):
                 self._reconcile()
             return
-        if op.acl is not None and not op.acl.allows("group", READ):
+        acl = op.acl
+        if acl is not None and not acl.allows("group", READ):
             # Revoked: the clients must not see the new state, not even in `client.state` as
             # their last `stopped` arrives, only that they are out.
-            self.acl = op.acl
+            self.acl = acl
             self._end("its ACL no longer lets the group read")
             return
         try:
-            kind, value = apply(self.state, op, self.id)
+            effect, value = apply(self.state, op, self.id)
         except LiveStateError:
             self.log.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
             self.resync("diverged")
             return
         self.version = version
-        if op.acl is not None:
-            self.acl = op.acl
-        self.fan_out(change(self.id.key, kind, op.prop, value, version), sent)
+        if acl is not None:
+            self.acl = acl
+        self.fan_out(change(self.id.key, effect, op.prop, value, version), sent)
         if self.waiters:
             self._resolve(version)
 

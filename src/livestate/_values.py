@@ -110,6 +110,29 @@ def freeze(value: object, max_depth: int, subject: object, prop: str | None) -> 
         ) from None
 
 
+def prepare(value: object, limits: Limits, subject: object, prop: str) -> tuple[JSON, str, int]:
+    """A property's value checked (JSON, depth, size), frozen and encoded once: the value,
+    its JSON text and the text's UTF-8 size. Raises as `freeze` and `check_size` do.
+
+    A short ASCII string or a safe integer, most writes, takes the shortest way there.
+    """
+    kind = type(value)
+    if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
+        text = int.__repr__(value)
+        return value, text, len(text)
+    if kind is str and value.isascii():  # type: ignore[attr-defined]
+        text = _encode_string(value)  # type: ignore[arg-type]
+        nbytes = len(text)
+        if nbytes > limits.max_value_bytes:
+            check_size(nbytes, limits.max_value_bytes, subject, prop)
+        return value, text, nbytes
+    frozen = freeze(value, limits.max_depth, subject, prop)
+    text = encode(frozen)
+    nbytes = size(text)
+    check_size(nbytes, limits.max_value_bytes, subject, prop)
+    return frozen, text, nbytes
+
+
 def _what(subject: object, prop: str | None) -> str:
     return f"{subject}" if prop is None else f"{prop[:200]!r} of {subject}"
 
@@ -259,6 +282,8 @@ def check_key(key: object, spec: str) -> str:
 
 def check_property(prop: object, subject: object) -> str:
     """Return `prop` if it is a valid property name, else raise InvalidValueError."""
+    if type(prop) is str and prop.isascii() and 0 < len(prop) <= MAX_PROPERTY_BYTES:
+        return prop  # the common case, in one line
     if type(prop) is not str:
         raise InvalidValueError(
             f"Property names of {subject} are str, not {type(prop).__name__} {prop!r}; "

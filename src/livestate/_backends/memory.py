@@ -25,8 +25,10 @@ from .base import (
     Snapshot,
     StateReport,
     Survey,
+    applied,
     first_version,
     not_running,
+    published,
     started_anew,
 )
 
@@ -60,7 +62,9 @@ class MemoryBackend(Backend):
     def __init__(self) -> None:
         self._entries: dict[StateId, _Entry] = {}
         self._starting: dict[StateId, asyncio.Future[None]] = {}
-        self._listeners: dict[StateId, list[Listener]] = {}
+        # Tuples, replaced on (un)subscribe: a publish loops over one without copying it, and
+        # a listener may unsubscribe (a client detaching on `stopped`) while it does.
+        self._listeners: dict[StateId, tuple[Listener, ...]] = {}
         self._censuses: dict[str, Census] = {}
 
     async def aclose(self) -> None:
@@ -193,8 +197,11 @@ class MemoryBackend(Backend):
             return Applied(entry.epoch, entry.version, None)
         value = self._write(id, entry, op)
         # No `sent` time: in one process there is no hop between nodes to measure.
-        self._publish(id, Message(entry.epoch, entry.version, op))
-        return _remember(entry, op, Applied(entry.epoch, entry.version, value))
+        message = published(entry.epoch, entry.version, op)
+        for listener in self._listeners.get(id, ()):
+            listener.receive(message)
+        done = applied(entry.epoch, entry.version, value)
+        return done if op.write_id is None else _remember(entry, op, done)
 
     async def apply_many(
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
@@ -222,13 +229,26 @@ class MemoryBackend(Backend):
 
     def _write(self, id: StateId, entry: _Entry, op: Op) -> JSON:
         """Apply a state op to `entry` at the next version, checking its sizes first."""
-        kind, value = evaluate(entry.state, op, id)
         sizes = entry.sizes
+        limits = entry.limits
+        if op.kind == "put":  # most writes: the value's size is the op's
+            prop: str = op.prop  # type: ignore[assignment]
+            new = size(prop) + op.size
+            total = entry.total - sizes.get(prop, 0) + new
+            if op.size > limits.max_value_bytes or total > limits.max_state_bytes:
+                check_size(op.size, limits.max_value_bytes, id, prop)
+                check_size(total, limits.max_state_bytes, id, prop, whole=True)
+            entry.state[prop] = op.value
+            sizes[prop] = new
+            entry.total = total
+            entry.version += 1
+            return op.value
+        kind, value = evaluate(entry.state, op, id)
         if kind == "reset":
             new_sizes = {prop: size(prop) + size(encode(v)) for prop, v in value.items()}
             total = sum(new_sizes.values())
         else:
-            prop: str = op.prop  # type: ignore[assignment]
+            prop = op.prop  # type: ignore[assignment]
             old = sizes.get(prop, 0)
             weight = size(prop)
             new = 0 if kind == "deleted" else weight + _value_size(entry, op, value, old)
@@ -256,17 +276,19 @@ class MemoryBackend(Backend):
         self._end(id, entry)
 
     async def announce(self, id: StateId, kind: str, value: JSON) -> None:
-        for listener in tuple(self._listeners.get(id, ())):
+        for listener in self._listeners.get(id, ()):
             listener.notice(kind, value)
 
     async def subscribe(self, id: StateId, listener: Listener) -> None:
-        self._listeners.setdefault(id, []).append(listener)
+        self._listeners[id] = (*self._listeners.get(id, ()), listener)
 
     async def unsubscribe(self, id: StateId, listener: Listener) -> None:
-        listeners = self._listeners.get(id, [])
+        listeners = list(self._listeners.get(id, ()))
         if listener in listeners:
             listeners.remove(listener)
-        if not listeners:
+        if listeners:
+            self._listeners[id] = tuple(listeners)
+        else:
             self._listeners.pop(id, None)
 
     def _change(self, id: StateId, entry: _Entry, op: Op) -> None:
@@ -278,8 +300,7 @@ class MemoryBackend(Backend):
         self._publish(id, Message(entry.epoch, entry.version, op))
 
     def _publish(self, id: StateId, message: Message) -> None:
-        # A copy: a listener may unsubscribe (a client detaching on `stopped`) while we loop.
-        for listener in tuple(self._listeners.get(id, ())):
+        for listener in self._listeners.get(id, ()):
             listener.receive(message)
 
     def _count_down(self, id: StateId, entry: _Entry) -> None:
