@@ -1,8 +1,9 @@
-"""`WebSocketLimitsMiddleware`: WebSockets must join a LiveView soon, and few per address.
+"""ASGI middleware for PyView's WebSocket: `OriginCheckMiddleware` refuses other sites'
+pages; `WebSocketLimitsMiddleware` makes WebSockets join a LiveView soon, and few per address.
 
 PyView accepts any WebSocket on its `/live/websocket` route and keeps it open,
 joined or not (issue 11 reported 2,000 idle sockets from one address open for
-30 s, costing the server 120 MB). This ASGI middleware closes a WebSocket that has sent
+30 s, costing the server 120 MB). `WebSocketLimitsMiddleware` closes a WebSocket that has sent
 no `phx_join` within `join_timeout` seconds of its handshake, and refuses the
 handshake of a client address that already holds `max_per_client` sockets.
 """
@@ -12,14 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidValueError
+from .._web import OriginRule
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["WebSocketLimitsMiddleware"]
+__all__ = ["OriginCheckMiddleware", "WebSocketLimitsMiddleware"]
 
 CLOSE_POLICY = 1008
 """The WebSocket close code for both refusals: a policy violation."""
@@ -140,3 +143,33 @@ def _is_join(message: Message) -> bool:
         and isinstance(decoded[2], str)
         and decoded[2].startswith("lv:")
     )
+
+
+class OriginCheckMiddleware:
+    """ASGI middleware that refuses WebSocket handshakes from pages of other sites.
+
+    Browsers send cookies with a cross-site WebSocket handshake and PyView does not
+    check `Origin`, so a page on another site could drive a user's live views.
+    A handshake passes if its `Origin` has the same host and port as its `Host`
+    header (the app's own host, also behind a proxy that keeps `Host`), or is
+    listed in `allowed_origins` (such as `"https://example.com"`, or `"*"` for
+    any: the same rule as livestate.asgi's endpoint). A handshake without `Origin`
+    (not from a browser) passes. Others are closed with 1008. Raises
+    InvalidValueError for an entry that is neither `"*"` nor `scheme://host[:port]`.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_origins: Sequence[str] = ()) -> None:
+        self.app = app
+        self.origins = OriginRule(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self.allows(scope):
+            message = await receive()  # websocket.connect must come before the refusal
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close", "code": 1008, "reason": "Bad origin"})
+            return
+        await self.app(scope, receive, send)
+
+    def allows(self, scope: Scope) -> bool:
+        """Whether the handshake in `scope` comes from the app's own host or an allowed origin."""
+        return self.origins.allows_scope(scope)
