@@ -28,6 +28,7 @@ from .._values import EMPTY, JSON
 from . import _compat as compat
 from ._assigns import ASSIGN_NAME, LiveAssigns, expose
 from ._presence import Presence
+from ._renders import schedule
 
 __all__ = [
     "JOIN_WAIT",
@@ -88,7 +89,7 @@ class Binding:
         "key",
         "pending",
         "render_lock",
-        "render_task",
+        "rendering",
         "snapshot",
         "snapshot_presence",
         "socket",
@@ -116,7 +117,7 @@ class Binding:
         self.snapshot: Mapping[str, JSON] = EMPTY  # the state while not attached
         self.snapshot_presence: Presence = EMPTY  # the presence while not attached
         self.pending: list[Change] = []
-        self.render_task: asyncio.Task[None] | None = None
+        self.rendering = False  # a render is due or under way: it will cover new changes
         self.closed = False
         self.watch: compat.Watch | None = None
 
@@ -148,12 +149,11 @@ class Binding:
             self.snapshot = dict(self.client.state)
             self.snapshot_presence = EMPTY  # its clients, this one too, are gone
         self.pending.append(change)
-        if self.render_task is None:
-            self.render_task = asyncio.get_running_loop().create_task(self._render())
-            _tasks.add(self.render_task)
-            self.render_task.add_done_callback(_tasks.discard)
+        if not self.rendering:
+            self.rendering = True
+            schedule(self)
 
-    async def _render(self) -> None:
+    async def render(self) -> None:
         """Re-render the socket through PyView until no change is left unrendered.
 
         One render runs at a time per socket (whatever its bindings), and it covers
@@ -189,7 +189,7 @@ class Binding:
                         logger.exception("Rendering %s after a livestate change raised", socket)
                 del socket
         finally:
-            self.render_task = None
+            self.rendering = False
 
     async def close(self) -> None:
         """Detach the client and drop pending renders.
@@ -222,13 +222,7 @@ class SocketBindings:
 
 
 # Socket -> its bindings. Weak keys: the registry never keeps a socket alive.
-
-
 _registry: weakref.WeakKeyDictionary[LiveSocket, SocketBindings] = weakref.WeakKeyDictionary()
-# Render tasks, referenced so that they are not collected mid-way.
-
-
-_tasks: set[asyncio.Task[Any]] = set()
 
 
 async def live_state(
