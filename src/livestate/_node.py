@@ -25,7 +25,7 @@ from ._acl import ACL, READ, Role, denied
 from ._actions import ActionContext
 from ._backends import Backend, Mounted, Snapshot, from_url
 from ._backends.base import Applied, ConflictError, Message, Survey, not_running
-from ._changes import Op, StateId, describe, write_op
+from ._changes import PERMISSION, Op, StateId, describe, write_op
 from ._client import Client, Inbox, OnChange
 from ._declare import (
     DEFAULT,
@@ -45,6 +45,7 @@ from ._exceptions import (
     PropertyNotFoundError,
     QuotaExceededError,
     StartedAnewError,
+    StateTooLargeError,
 )
 from ._log import NodeLog
 from ._metrics import Metrics
@@ -262,7 +263,7 @@ class Node:
     ) -> None:
         """Set a property; see LiveState.put."""
         id, epoch = self._aim(spec, key, role)
-        op = self._op("put", spec, id, prop, value, None, epoch, write_id)
+        op = self._op("put", spec, id, prop, value, None, epoch, write_id, role)
         await self._write(spec, id, op, role, caller)
 
     async def delete(
@@ -277,7 +278,7 @@ class Node:
     ) -> None:
         """Remove a property; see LiveState.delete."""
         id, epoch = self._aim(spec, key, role)
-        op = self._op("delete", spec, id, prop, None, None, epoch, write_id)
+        op = self._op("delete", spec, id, prop, None, None, epoch, write_id, role)
         await self._write(spec, id, op, role, caller)
 
     async def reset(
@@ -313,7 +314,7 @@ class Node:
     ) -> None:
         """Append to a list atomically; see LiveState.append."""
         id, epoch = self._aim(spec, key, role)
-        op = self._op("append", spec, id, prop, item, max_len, epoch, write_id)
+        op = self._op("append", spec, id, prop, item, max_len, epoch, write_id, role)
         await self._write(spec, id, op, role, caller)
 
     async def increment(
@@ -329,7 +330,7 @@ class Node:
     ) -> JSON:
         """Add to a number atomically and return the result; see LiveState.increment."""
         id, epoch = self._aim(spec, key, role)
-        op = self._op("increment", spec, id, prop, by, None, epoch, write_id)
+        op = self._op("increment", spec, id, prop, by, None, epoch, write_id, role)
         return (await self._write(spec, id, op, role, caller)).value
 
     async def update(
@@ -366,7 +367,7 @@ class Node:
             if inspect.isawaitable(result):
                 result = await result
             epoch = snapshot.epoch if role == "group" else None
-            op = self._op("put", spec, id, prop, result, None, epoch, write_id)
+            op = self._op("put", spec, id, prop, result, None, epoch, write_id, role)
             op = op._replace(expect=snapshot.version)
             try:
                 base = Base(snapshot.state, snapshot.version, snapshot.acl, snapshot.epoch)
@@ -511,41 +512,59 @@ class Node:
         max_len: int | None = None,
         epoch: str | None = None,
         write_id: str | None = None,
+        role: Role | None = None,
     ) -> Op:
         """Check, freeze and encode a write once, for the backend and every replica: its
         value (JSON, sizes), its arguments, and the spec's schema. `epoch` fences it to the
-        lifetime its client attached under (see `_fence`); `write_id` is the caller's."""
-        check_property(prop, id)
-        if write_id is not None:
-            check_write_id(write_id, id)
-        if kind == "delete":
-            return Op("delete", prop, epoch=epoch, write_id=write_id)
-        frozen, text, nbytes = prepare(value, spec.limits, id, prop)
-        schema = schema_of(spec)
-        bounds = None
-        if kind == "put":
-            if schema is not None:
-                schema.check(prop, text, id)
-        elif kind == "append":
-            if max_len is not None and (type(max_len) is not int or max_len < 1):
-                raise InvalidValueError(
-                    f"Cannot append to {prop!r} of {id}: max_len must be an int ≥ 1 or None, "
-                    f"not {max_len!r}."
-                )
-            if schema is not None:
-                cap = schema.check_item(prop, text, id)
-                if cap is not None and (max_len is None or max_len > cap):
-                    max_len = cap  # the schema's max_length keeps the newest items
-        elif kind == "increment":
-            if type(frozen) is not int and type(frozen) is not float:
-                raise InvalidValueError(
-                    f"Cannot increment {prop!r} of {id} by {value!r}: the amount must be a number."
-                )
-            if schema is not None:
-                bounds = schema.check_amount(prop, frozen, id)
-        else:
-            raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
-        return write_op(kind, prop, frozen, text, nbytes, max_len, bounds, epoch, write_id)  # type: ignore[arg-type]
+        lifetime its client attached under (see `_fence`); `write_id` is the caller's.
+        A bad write by a `role` that may not write at all is refused as that first (None:
+        an action's own write, which its caller's permission does not govern)."""
+        try:
+            check_property(prop, id)
+            if write_id is not None:
+                check_write_id(write_id, id)
+            if kind == "delete":
+                return Op("delete", prop, epoch=epoch, write_id=write_id)
+            frozen, text, nbytes = prepare(value, spec.limits, id, prop)
+            schema = schema_of(spec)
+            bounds = None
+            if kind == "put":
+                if schema is not None:
+                    schema.check(prop, text, id)
+            elif kind == "append":
+                if max_len is not None and (type(max_len) is not int or max_len < 1):
+                    raise InvalidValueError(
+                        f"Cannot append to {prop!r} of {id}: max_len must be an int ≥ 1 or None, "
+                        f"not {max_len!r}."
+                    )
+                if schema is not None:
+                    cap = schema.check_item(prop, text, id)
+                    if cap is not None and (max_len is None or max_len > cap):
+                        max_len = cap  # the schema's max_length keeps the newest items
+            elif kind == "increment":
+                if type(frozen) is not int and type(frozen) is not float:
+                    raise InvalidValueError(
+                        f"Cannot increment {prop!r} of {id} by {value!r}: the amount must be a "
+                        "number."
+                    )
+                if schema is not None:
+                    bounds = schema.check_amount(prop, frozen, id)
+            else:
+                raise InvalidValueError(f"Unknown write {kind!r} to {id}.")  # pragma: no cover
+            return write_op(kind, prop, frozen, text, nbytes, max_len, bounds, epoch, write_id)  # type: ignore[arg-type]
+        except (InvalidValueError, StateTooLargeError):
+            if role is not None:
+                self._refused_first(id, role, kind, prop)
+            raise
+
+    def _refused_first(self, id: StateId, role: Role, kind: str, prop: str) -> None:
+        """Raise PermissionDeniedError if this node's replica of `id` says `role` may not
+        make a write of `kind` at all: a caller who may not write learns that, not what was
+        wrong with the value. (Without a live replica, the backend's check says it later.)"""
+        replica = self._replicas.get(id)
+        if replica is not None and replica.live:
+            needed = PERMISSION.get(kind, 0)
+            replica.acl.check(role, needed, describe(Op(kind, prop)), str(id))  # type: ignore[arg-type]
 
     def _on_running_loop(self) -> bool:
         if self._started is None:

@@ -13,6 +13,7 @@ from livestate import (
     InvalidValueError,
     LiveState,
     Node,
+    PermissionDeniedError,
     action,
 )
 from tests.support import MakeNode, eventually
@@ -176,3 +177,31 @@ def test_specs_without_a_schema_accept_any_json() -> None:
             return client.state["whatever"]
 
     assert asyncio.run(write()) == {"nested": [1, "two", None]}
+
+
+class ReadOnlyShaped(LiveState):
+    """The same schema, and a group that may only read."""
+
+    acl = {"group": ["read"], "public": "all"}
+    schema = {"title": Annotated[str, msgspec.Meta(max_length=10)]}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"title": "board"}
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [("put", ("title", 1)), ("append", ("title", "x" * 11)), ("increment", ("title", "x"))],
+)
+async def test_a_caller_who_may_not_write_is_told_so_whatever_the_value(
+    make_node: MakeNode, method: str, args: tuple[Any, ...]
+) -> None:
+    """A read-only group member's bad write is refused for its permission, not its value:
+    it may not write at all, and the rule it broke would only mislead it."""
+    node = await make_node()
+    client = await node.attach(ReadOnlyShaped, "k")
+    with pytest.raises(PermissionDeniedError, match="'write'"):
+        await getattr(client, method)(*args)
+    with pytest.raises(InvalidValueError, match="length <= 10"):
+        await ReadOnlyShaped.put("k", "title", "x" * 11)  # public may write: its value is wrong
+    assert client.state == {"title": "board"}
