@@ -289,7 +289,9 @@ class Client:
 
     async def put(self, prop: str, value: Any, *, write_id: str | None = None) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        inbox = self._attached()
+        inbox = self._inbox
+        if inbox.closed:
+            raise self._detached()
         replica = inbox.replica
         await inbox.node.put(
             replica.spec, replica.id.key, prop, value,
@@ -298,7 +300,9 @@ class Client:
 
     async def delete(self, prop: str, *, write_id: str | None = None) -> None:
         """Remove `prop`; see LiveState.delete."""
-        inbox = self._attached()
+        inbox = self._inbox
+        if inbox.closed:
+            raise self._detached()
         replica = inbox.replica
         await inbox.node.delete(
             replica.spec, replica.id.key, prop, role="group", caller=inbox.caller, write_id=write_id
@@ -314,7 +318,9 @@ class Client:
         self, prop: str, item: Any, *, max_len: int | None = None, write_id: str | None = None
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        inbox = self._attached()
+        inbox = self._inbox
+        if inbox.closed:
+            raise self._detached()
         replica = inbox.replica
         await inbox.node.append(
             replica.spec, replica.id.key, prop, item,
@@ -325,7 +331,9 @@ class Client:
         self, prop: str, by: int | float = 1, *, write_id: str | None = None
     ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        inbox = self._attached()
+        inbox = self._inbox
+        if inbox.closed:
+            raise self._detached()
         replica = inbox.replica
         return await inbox.node.increment(
             replica.spec, replica.id.key, prop, by,
@@ -436,14 +444,13 @@ class Client:
         await self.detach()
 
     def _live(self) -> Node:
-        return self._attached().node
+        if self._inbox.closed:
+            raise self._detached()
+        return self._inbox.node
 
-    def _attached(self) -> Inbox:
-        """The inbox, if the client is still attached (its writes read it directly)."""
-        inbox = self._inbox
-        if inbox.closed:
-            raise RuntimeError(
-                f"This client of {inbox.replica.id} is detached; attach a new one with "
-                f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
-            )
-        return inbox
+    def _detached(self) -> RuntimeError:
+        """The error for a call on a client that is no longer attached."""
+        return RuntimeError(
+            f"This client of {self._inbox.replica.id} is detached; attach a new one with "
+            f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
+        )

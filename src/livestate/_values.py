@@ -118,7 +118,7 @@ def prepare(value: object, limits: Limits, subject: object, prop: str) -> tuple[
     """
     kind = type(value)
     if kind is int and -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:  # type: ignore[operator]
-        text = int.__repr__(value)
+        text = str(value)  # an int, not a subclass: its digits
         return value, text, len(text)
     if kind is str and value.isascii():  # type: ignore[attr-defined]
         text = _encode_string(value)  # type: ignore[arg-type]
