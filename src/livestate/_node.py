@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
@@ -54,6 +53,7 @@ from ._persist import Persistence
 from ._presence import Roster
 from ._quota import MAX_LIVE_STATES, Quotas, check_limit, lapse
 from ._replica import Replica
+from ._retry import Backoff, delay
 from ._rules import UNLOADED, Caller, NeedState, Write, refused
 from ._values import (
     JSON,
@@ -874,10 +874,14 @@ class Node:
         return task
 
 
+CONTENDED = Backoff.exponential(0.002, 0.1, jitter=True)
+"""The wait before each retry of a contended write (jittered, so that the writers do not
+collide in lockstep)."""
+
+
 async def _contended(attempt: int) -> None:
-    """Back off before a retry of a contended write (jittered, so the writers do not collide
-    in lockstep)."""
-    await asyncio.sleep(random.uniform(0, min(0.1, 0.001 * 2**attempt)))
+    """Back off before retry number `attempt` of a contended write."""
+    await asyncio.sleep(delay(CONTENDED, attempt))
 
 
 MAX_WRITE_ID = 128

@@ -22,6 +22,7 @@ from ._changes import Change, Op, StateId, apply, change
 from ._exceptions import LiveStateError
 from ._log import NodeLog
 from ._presence import Roster, Tracker, leave_op, node_of
+from ._retry import Backoff, delay
 from ._values import JSON, FrozenDict
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 HOLD = 1.0
 """Seconds a message that came ahead of its predecessor waits for it before a resync."""
 
-RESYNC_BACKOFF = (0.05, 0.1, 0.25, 0.5, 1.0)
+RESYNC_BACKOFF = Backoff((0.05, 0.1, 0.25, 0.5, 1.0))
 """Seconds between attempts to resync while the backend is unavailable."""
 
 
@@ -399,10 +400,12 @@ class Replica:
                     self.log.warning("%s was lost under attached clients; starting anew", self.id)
                     snapshot = await self.backend.open(self.id, self._mount, self.node, hold=True)
             except Exception as error:
-                delay = RESYNC_BACKOFF[min(attempt, len(RESYNC_BACKOFF) - 1)]
-                self.log.warning("%s: resync failed (%s); retrying in %.2fs", self.id, error, delay)
                 attempt += 1
-                await asyncio.sleep(delay)
+                seconds = delay(RESYNC_BACKOFF, attempt)
+                self.log.warning(
+                    "%s: resync failed (%s); retrying in %.2fs", self.id, error, seconds
+                )
+                await asyncio.sleep(seconds)
                 continue
             if self.closed:
                 return  # the node let go meanwhile; its release ends any hold taken above
