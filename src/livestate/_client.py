@@ -289,56 +289,36 @@ class Client:
 
     async def put(self, prop: str, value: Any, *, write_id: str | None = None) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        inbox = self._inbox
-        if inbox.closed:
-            raise self._detached()
-        replica = inbox.replica
-        await inbox.node.put(
-            replica.spec, replica.id.key, prop, value,
-            role="group", caller=inbox.caller, write_id=write_id,
-        )  # fmt: skip
+        node, spec, key, caller = self._aim()
+        await node.put(spec, key, prop, value, role="group", caller=caller, write_id=write_id)
 
     async def delete(self, prop: str, *, write_id: str | None = None) -> None:
         """Remove `prop`; see LiveState.delete."""
-        inbox = self._inbox
-        if inbox.closed:
-            raise self._detached()
-        replica = inbox.replica
-        await inbox.node.delete(
-            replica.spec, replica.id.key, prop, role="group", caller=inbox.caller, write_id=write_id
-        )
+        node, spec, key, caller = self._aim()
+        await node.delete(spec, key, prop, role="group", caller=caller, write_id=write_id)
 
     async def reset(self, *, write_id: str | None = None) -> None:
         """Run on_mount again and replace the whole state; see LiveState.reset."""
-        await self._live().reset(
-            self.spec, self.key, role="group", caller=self.caller, write_id=write_id
-        )
+        node, spec, key, caller = self._aim()
+        await node.reset(spec, key, role="group", caller=caller, write_id=write_id)
 
     async def append(
         self, prop: str, item: Any, *, max_len: int | None = None, write_id: str | None = None
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        inbox = self._inbox
-        if inbox.closed:
-            raise self._detached()
-        replica = inbox.replica
-        await inbox.node.append(
-            replica.spec, replica.id.key, prop, item,
-            max_len=max_len, role="group", caller=inbox.caller, write_id=write_id,
-        )  # fmt: skip
+        node, spec, key, caller = self._aim()
+        await node.append(
+            spec, key, prop, item, max_len=max_len, role="group", caller=caller, write_id=write_id
+        )
 
     async def increment(
         self, prop: str, by: int | float = 1, *, write_id: str | None = None
     ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        inbox = self._inbox
-        if inbox.closed:
-            raise self._detached()
-        replica = inbox.replica
-        return await inbox.node.increment(
-            replica.spec, replica.id.key, prop, by,
-            role="group", caller=inbox.caller, write_id=write_id,
-        )  # fmt: skip
+        node, spec, key, caller = self._aim()
+        return await node.increment(
+            spec, key, prop, by, role="group", caller=caller, write_id=write_id
+        )
 
     async def update(
         self,
@@ -349,23 +329,18 @@ class Client:
         write_id: str | None = None,
     ) -> JSON:
         """Replace `prop` with `fn(value)` atomically; see LiveState.update."""
-        return await self._live().update(
-            self.spec,
-            self.key,
-            prop,
-            fn,
-            default=default,
-            role="group",
-            caller=self.caller,
-            write_id=write_id,
+        node, spec, key, caller = self._aim()
+        return await node.update(
+            spec, key, prop, fn, default=default, role="group", caller=caller, write_id=write_id
         )
 
     async def call(
         self, action: str, args: Mapping[str, Any] | None = None, *, write_id: str | None = None
     ) -> JSON:
         """Run one of the spec's actions as this client (a group member); see LiveState.call."""
-        return await self._live().call(
-            self.spec, self.key, action, args, role="group", caller=self.caller, write_id=write_id
+        node, spec, key, caller = self._aim()
+        return await node.call(
+            spec, key, action, args, role="group", caller=caller, write_id=write_id
         )
 
     async def track(self, identity: str, meta: Any = None) -> None:
@@ -383,7 +358,7 @@ class Client:
         inbox = self._inbox
         replica = inbox.replica
         entry = check_entry(identity, meta, replica.id)
-        self._live()
+        self._aim()
         if inbox.tracker is None:
             inbox.tracker = Tracker(replica.node, replica.write)
         await inbox.tracker.show(entry)
@@ -395,7 +370,7 @@ class Client:
         """
         tracker = self._inbox.tracker
         if tracker is not None:
-            self._live()
+            self._aim()
             await tracker.show(None)
 
     async def changes(self) -> AsyncIterator[Change]:
@@ -443,14 +418,14 @@ class Client:
     ) -> None:
         await self.detach()
 
-    def _live(self) -> Node:
-        if self._inbox.closed:
-            raise self._detached()
-        return self._inbox.node
-
-    def _detached(self) -> RuntimeError:
-        """The error for a call on a client that is no longer attached."""
-        return RuntimeError(
-            f"This client of {self._inbox.replica.id} is detached; attach a new one with "
-            f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
-        )
+    def _aim(self) -> tuple[Node, type[Spec], str, Caller | None]:
+        """What a write through this client names: its node, spec, key and caller. Raises
+        RuntimeError if the client is detached."""
+        inbox = self._inbox
+        if inbox.closed:
+            raise RuntimeError(
+                f"This client of {inbox.replica.id} is detached; attach a new one with "
+                f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
+            )
+        replica = inbox.replica
+        return inbox.node, replica.spec, replica.id.key, inbox.caller

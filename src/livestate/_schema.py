@@ -23,6 +23,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from ._exceptions import InvalidValueError
+from ._extras import require
 
 Bounds = tuple[float | None, bool, float | None, bool]
 """Numeric bounds of an increment's result: (low, low is strict, high, high is strict)."""
@@ -35,14 +36,7 @@ MATCHED = 4096
 
 def load_msgspec() -> Any:
     """Import msgspec, or raise an ImportError that says how to install it."""
-    try:
-        import msgspec
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "A state spec's schema needs msgspec, which is not installed; install it with "
-            "pip install 'livestate[schema]'."
-        ) from error
-    return msgspec
+    return require("msgspec", "A state spec's schema", "schema")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

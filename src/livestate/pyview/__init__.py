@@ -32,24 +32,11 @@ The package: `_bindings` (sockets bound to live states, renders), `_assigns`
 
 from __future__ import annotations
 
-from typing import Any
+from .._extras import require
 
+require("pyview", "livestate.pyview", "pyview")
 
-def _import_pyview() -> Any:
-    """Import pyview, or raise an ImportError that says how to install it."""
-    try:
-        import pyview  # type: ignore[import-untyped]
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "livestate.pyview needs PyView, which is not installed; install it with "
-            "pip install 'livestate[pyview]'."
-        ) from error
-    return pyview
-
-
-_import_pyview()
-
-# The modules below import pyview: after the check above, which says how to install it.
+# The modules below import pyview: after the line above, which says how to install it.
 from ._assigns import LiveAssigns  # noqa: E402
 from ._bindings import LIVE_STATE_EVENT, LiveSocket, live_client, live_state  # noqa: E402
 from ._metrics import PrometheusInstrumentation  # noqa: E402

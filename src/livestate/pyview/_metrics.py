@@ -27,6 +27,8 @@ from pyview.instrumentation.interfaces import (  # type: ignore[import-untyped]
     UpDownCounter,
 )
 
+from .._extras import require
+
 
 class _Instrument:
     """One PyView instrument over one prometheus-client metric, made at its first record."""
@@ -88,14 +90,7 @@ class PrometheusInstrumentation(InstrumentationProvider):  # type: ignore[misc]
     """
 
     def __init__(self) -> None:
-        try:
-            import prometheus_client
-        except ImportError as error:
-            raise ImportError(
-                "PrometheusInstrumentation needs prometheus-client; "
-                "pip install 'livestate[metrics]'."
-            ) from error
-        self._client = prometheus_client
+        self._client = require("prometheus_client", "PrometheusInstrumentation", "metrics")
         self._instruments: dict[tuple[str, str], _Instrument] = {}
         self._lock = threading.Lock()
 
