@@ -197,9 +197,7 @@ class MemoryBackend(Backend):
             return Applied(entry.epoch, entry.version, None)
         value = self._write(id, entry, op)
         # No `sent` time: in one process there is no hop between nodes to measure.
-        message = published(entry.epoch, entry.version, op)
-        for listener in self._listeners.get(id, ()):
-            listener.receive(message)
+        self._publish(id, published(entry.epoch, entry.version, op))
         done = applied(entry.epoch, entry.version, value)
         return done if op.write_id is None else _remember(entry, op, done)
 
