@@ -40,6 +40,7 @@ from ._declare import (
 from ._exceptions import (
     BackendUnavailableError,
     InvalidValueError,
+    LiveStateError,
     NotFoundError,
     PropertyNotFoundError,
     QuotaExceededError,
@@ -585,10 +586,12 @@ class Node:
             self._started = asyncio.ensure_future(self.backend.start())
         try:
             await asyncio.shield(self._started)
-        except BaseException:
-            if self._started.done():
+        except BaseException as error:
+            if self._started is not None and self._started.done():
                 # A failed start is not kept: the next call tries again (the server may be up).
                 self._started = None
+                if isinstance(error, LiveStateError):
+                    self.log.error("could not start: %s", error)  # one line, no traceback
             raise
         self._ready = True
         self._persistence.started()

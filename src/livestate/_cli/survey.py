@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -62,6 +63,10 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             file=sys.stderr,
         )
         return 2
+    # What goes wrong is printed below, once: the node's own log lines would repeat it.
+    logger, quiet = logging.getLogger("livestate"), logging.NullHandler()
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(quiet)
     try:
         return asyncio.run(_inspect(url, spec, key, args.watch, out))
     except KeyboardInterrupt:
@@ -69,6 +74,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except LiveStateError as error:
         print(f"livestate inspect: {error}", file=sys.stderr)
         return 1
+    finally:
+        logger.removeHandler(quiet)
+        logger.propagate = propagate
 
 
 async def _inspect(url: str, spec: str | None, key: str | None, watch: bool, out: TextIO) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from ..._exceptions import BackendUnavailableError, InvalidValueError
 from .cluster import ClusterTransport
-from .resp import Endpoint, ReplyError
+from .errors import reason
+from .resp import Endpoint, NotRedisError, ReplyError
 from .standalone import SentinelTransport, StandaloneTransport
 from .topology import cluster_enabled
 from .transport import Events, Log, Transport
@@ -52,10 +53,17 @@ async def _is_cluster_node(endpoint: Endpoint, timeout: float) -> bool:  # noqa:
     """Whether the server a redis:// URL names is a cluster node (then its /db must be 0)."""
     try:
         clustered = await cluster_enabled(endpoint, timeout)
-    except (OSError, TimeoutError) as error:
+    except NotRedisError as error:
+        raise BackendUnavailableError(f"The server at {endpoint} {error}.") from None
+    except TimeoutError:
         raise BackendUnavailableError(
-            f"The Redis server at {endpoint} could not be reached ({error}); check that it "
-            "runs and is reachable, then retry."
+            f"The Redis server at {endpoint} did not answer within {timeout:g} s; check that "
+            "it runs and is reachable at that address, then retry."
+        ) from None
+    except OSError as error:
+        raise BackendUnavailableError(
+            f"The Redis server at {endpoint} could not be reached ({reason(error)}); check "
+            "that it runs and is reachable, then retry."
         ) from None
     except ReplyError:
         return False  # CLUSTER refused (ACL, a managed service): not a cluster to us

@@ -22,6 +22,14 @@ RECONNECT = frozenset(("READONLY", "MASTERDOWN", "LOADING", "UNBLOCKED"))
 _AUTH = ("NOAUTH", "WRONGPASS")
 
 
+def reason(error: BaseException) -> str:
+    """What went wrong, for a message: the error's own text, or what it means when it has
+    none (a timeout's is empty)."""
+    if isinstance(error, TimeoutError) and not str(error):
+        return "no answer in time"
+    return str(error) or type(error).__name__
+
+
 def code(error: Exception) -> str:
     """The error code an error reply starts with (BUSY, OOM, …), or '' if none."""
     head = str(error).split(" ", 1)[0]

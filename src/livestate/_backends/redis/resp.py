@@ -29,7 +29,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 
 from ..._exceptions import BackendUnavailableError
 from ..._retry import Backoff, delay
-from .errors import RECONNECT, code, translate
+from .errors import RECONNECT, code, reason, translate
 
 logger = logging.getLogger("livestate")
 
@@ -39,6 +39,10 @@ RECONNECTING = Backoff((0.05, 0.1, 0.2, 0.5, 1.0, 2.0))
 
 class ReplyError(Exception):
     """An error reply from the server; its text starts with the error code (NOSCRIPT, …)."""
+
+
+class NotRedisError(ConnectionError):
+    """The peer answered with bytes that are not RESP: it is not a Redis server."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +76,14 @@ class Connection(asyncio.Protocol):
         self._sent: deque[float] = deque()  # when each waiting call went out
         self._outgoing: list[bytes] = []
         self.why = "closed the connection"  # how it ended, for messages: "<server> <why>"
+        self.failure: type[ConnectionError] = ConnectionError  # what waiting calls get
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply, or ReplyError, or ConnectionError."""
         loop = self._loop
         future = loop.create_future()
         if self._transport is None:
-            future.set_exception(ConnectionError(self.why))
+            future.set_exception(self.failure(self.why))
             return future
         self.write(args)
         self._waiting.append(future)
@@ -120,14 +125,24 @@ class Connection(asyncio.Protocol):
         waiting, self._waiting = self._waiting, deque()
         for future in waiting:
             if not future.done():
-                future.set_exception(ConnectionError(self.why))
+                future.set_exception(self.failure(self.why))
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
         reader.feed(data)
-        while (reply := reader.gets()) is not False:
+        while True:
+            try:
+                reply = reader.gets()
+            except hiredis.ProtocolError:
+                # Not a Redis server (an HTTP port, say): say so, once, and hang up; the
+                # waiting calls fail with this, and nothing is logged as a crash.
+                self.failure = NotRedisError
+                self.abort(not_redis(data))
+                return
+            if reply is False:
+                return
             if self._waiting:
                 self._sent.popleft()
                 future = self._waiting.popleft()
@@ -148,6 +163,16 @@ class Connection(asyncio.Protocol):
         outgoing, self._outgoing = self._outgoing, []
         if self._transport is not None:
             self._transport.write(b"".join(outgoing))
+
+
+def not_redis(data: bytes) -> str:
+    """Why a connection that sent `data`, which is not RESP, is no use (after "<server> ")."""
+    head = data[:40].split(b"\r\n", 1)[0].decode("ascii", "replace")
+    shown = "".join(c if c.isprintable() else "?" for c in head)
+    return (
+        f"does not speak the Redis protocol (it sent {shown!r}); check the host and port "
+        "of LIVESTATE_URL"
+    )
 
 
 async def connect(endpoint: Endpoint, on_push: Callable[[Any], None] | None = None) -> Connection:
@@ -263,8 +288,10 @@ class Pipe:
             if code(error) in ("LOADING", "BUSY"):
                 raise self._unavailable(f"refused the connection ({error})") from None
             raise translate(error, self._endpoint, "log in") from None
+        except NotRedisError as error:
+            raise self._unavailable(str(error)) from None
         except OSError as error:
-            raise self._unavailable(f"refused the connection ({error})") from None
+            raise self._unavailable(f"refused the connection ({reason(error)})") from None
 
     async def _open(self) -> Connection:
         loop = asyncio.get_running_loop()

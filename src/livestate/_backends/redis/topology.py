@@ -53,6 +53,7 @@ from typing import Any
 
 from ..._exceptions import BackendUnavailableError, InvalidValueError
 from ..._retry import Backoff, delay
+from .errors import reason
 from .link import Link, retrieve
 from .resp import Connection, Endpoint, ReplyError, connect
 from .shards import ShardSubscriber
@@ -293,7 +294,9 @@ class Router:
             except (OSError, TimeoutError, ReplyError, BackendUnavailableError) as failure:
                 attempt += 1
                 await self._refresh_now(loop, deadline)
-                await self._pause(loop, deadline, attempt, f"could not be reached ({failure})")
+                await self._pause(
+                    loop, deadline, attempt, f"could not be reached ({reason(failure)})"
+                )
                 ask = None
                 continue
             if ask is not None:
