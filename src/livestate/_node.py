@@ -834,7 +834,9 @@ class Node:
             await asyncio.shield(task)
 
     def _count(self) -> None:
-        """Tell the metrics how many live states and clients this node has."""
+        """Tell the metrics how many live states and clients this node has, and the backend
+        that they changed (`livestate inspect` shows it)."""
+        self.backend.recount(self.id)
         if self.metrics is not None:
             clients = sum(len(replica.inboxes) for replica in self._replicas.values())
             self.metrics.population(len(self._replicas), clients)

@@ -55,7 +55,7 @@ async def test_inspect_prints_two_nodes_and_three_keys(empty: ServerProcess) -> 
             await one[0].put("n", n)
         await three[0].put("x", "y" * 100)
 
-        # Nodes announce themselves with each heartbeat (lease / 5).
+        # Nodes announce themselves on attach and detach, and with each heartbeat.
         deadline = asyncio.get_running_loop().time() + 3
         while len((await a.survey()).nodes) < 2:
             assert asyncio.get_running_loop().time() < deadline, "the nodes never announced"
@@ -100,3 +100,33 @@ async def test_a_survey_on_memory_counts_clients_per_node() -> None:
     assert set(state.holders) == {a.id, b.id} and state.expires_in is None
     assert state.present == 1
     assert {(n.id, n.states, n.clients) for n in survey.nodes} == {(a.id, 1, 1), (b.id, 1, 2)}
+
+
+async def test_a_survey_shows_an_attach_and_a_detach_well_before_the_next_heartbeat(
+    empty: ServerProcess,
+) -> None:
+    """A node announces within a moment of a client attaching or detaching, not only on its
+    heartbeat (here every 6 s, past the 2 s this test waits): no holder shows 0 clients."""
+    url = f"{empty.url}?lease=30"
+    async with Node(url) as node, Node(url) as watcher:
+
+        async def clients() -> int | None:
+            nodes = {report.id: report for report in (await watcher.survey()).nodes}
+            return nodes[node.id].clients if node.id in nodes else None
+
+        first = await node.attach(Seen, "prompt")
+        await eventually_async(clients, 1)
+        second = await node.attach(Seen, "prompt")
+        await eventually_async(clients, 2)
+        await first.detach()
+        await eventually_async(clients, 1)
+        await second.detach()
+        await eventually_async(clients, None)  # holds nothing: unlisted again
+
+
+async def eventually_async(read: Any, expected: object, within: float = 2.0) -> None:
+    """Wait until `await read()` gives `expected`, for at most `within` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (seen := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {seen}, not {expected}"
+        await asyncio.sleep(0.02)

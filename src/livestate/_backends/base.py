@@ -205,6 +205,10 @@ class Backend(ABC):
     def unregister(self, node: str) -> None:  # noqa: B027 - optional
         """`node` is gone."""
 
+    def recount(self, node: str) -> None:  # noqa: B027 - optional
+        """A client of `node` attached or detached: its census changed (a backend that
+        announces it, for `survey`, should do so soon)."""
+
     async def survey(self, id: StateId | None = None) -> Survey:
         """Every live state (or only `id`) and every node, for `livestate inspect`.
 

@@ -117,6 +117,7 @@ class RedisBackend(Backend):
         self._beating: asyncio.Task[None] | None = None
         self._policy = EvictionPolicy()
         self._censuses: dict[str, Census] = {}
+        self._announcer = survey.Announcer(self._censuses, self.lease)
         # Write ids: this backend's tag and a counter, unique across nodes and restarts.
         self._tag = secrets.token_hex(6)
         self._writes = itertools.count(1)
@@ -165,6 +166,7 @@ class RedisBackend(Backend):
         """Stop the heartbeat, close every connection; the backend is unusable afterwards."""
         if self._beating is not None:
             self._beating.cancel()
+        self._announcer.cancel()
         self._channels.clear()
         if self._dispatcher is not None:
             await self._dispatcher.transport.aclose()
@@ -180,6 +182,10 @@ class RedisBackend(Backend):
 
     def unregister(self, node: str) -> None:
         self._censuses.pop(node, None)
+
+    def recount(self, node: str) -> None:
+        if self._dispatcher is not None:
+            self._announcer.soon(self._dispatcher, self.log)
 
     async def survey(self, id: StateId | None = None) -> Survey:
         return await survey.survey(self._dispatch, id)
@@ -372,7 +378,7 @@ class RedisBackend(Backend):
                 with contextlib.suppress(LiveStateError):
                     await self._policy.check(dispatcher, self.log)
             with contextlib.suppress(LiveStateError):
-                await survey.announce(dispatcher, self._censuses, self.lease)
+                await self._announcer.announce(dispatcher)
             held = [(id, node) for id, nodes in self._held.items() for node in nodes]
             lease = int(self.lease * 1000)
             results = await asyncio.gather(

@@ -1,9 +1,11 @@
 """What `livestate inspect` sees of a Redis deployment: every live state and every node.
 
-Each node's backend announces, on its heartbeat, how many clients it holds of
-each live state (`ls:node:<id>`, a JSON object that lapses with the node's
-lease); a survey scans for those and for the live states' meta hashes, reads
-them all in one round of commands and puts the two together.
+Each node's backend announces how many clients it holds of each live state
+(`ls:node:<id>`, a JSON object that lapses with the node's lease): on its
+heartbeat, and within `ANNOUNCE_WAIT` of a client attaching or detaching (one
+announce for all that changed meanwhile). A survey scans for those and for the
+live states' meta hashes, reads them all in one round of commands and puts the
+two together.
 """
 
 from __future__ import annotations
@@ -14,26 +16,72 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ..._changes import StateId
+from ..._exceptions import LiveStateError
 from ..base import Census, NodeReport, StateReport, Survey
 from .codec import key_prefix, parse_prefix
 from .dispatch import Dispatcher
+from .transport import Log
+
+ANNOUNCE_WAIT = 0.1
+"""Seconds from a client attaching or detaching to the announce that shows it: the
+changes of that moment go in one announce."""
 
 
-async def announce(dispatcher: Dispatcher, censuses: Mapping[str, Census], lease: float) -> None:
-    """Tell the deployment what each node here holds, for `lease` seconds.
+class Announcer:
+    """Announces what each node on one backend holds: on the heartbeat, and soon after
+    its clients change."""
 
-    Raises BackendUnavailableError or BackendError if the server does not take it.
-    """
-    milliseconds = int(lease * 1000)
-    for node, census in list(censuses.items()):
-        counts = [[id.spec, id.key, n] for id, n in census().items()]
-        if not counts:
-            continue  # a node that holds nothing (say, `livestate inspect`) stays unlisted
-        info = json.dumps({"clients": counts}, separators=(",", ":"))
-        key = f"ls:node:{node}"
-        await dispatcher.call(
-            key, "SET", key, info, "PX", milliseconds, doing="announce what its node holds"
-        )
+    def __init__(self, censuses: Mapping[str, Census], lease: float) -> None:
+        self.censuses = censuses
+        self.lease = lease
+        self.shown: set[str] = set()  # the nodes whose key is up: one that empties drops it
+        self.pending: asyncio.TimerHandle | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def announce(self, dispatcher: Dispatcher) -> None:
+        """Tell the deployment what each node here holds, for the lease.
+
+        Raises BackendUnavailableError or BackendError if the server does not take it.
+        """
+        milliseconds = int(self.lease * 1000)
+        doing = "announce what its node holds"
+        for node, census in list(self.censuses.items()):
+            counts = [[id.spec, id.key, n] for id, n in census().items()]
+            key = f"ls:node:{node}"
+            if counts:
+                info = json.dumps({"clients": counts}, separators=(",", ":"))
+                await dispatcher.call(key, "SET", key, info, "PX", milliseconds, doing=doing)
+                self.shown.add(node)
+            elif node in self.shown:
+                await dispatcher.call(key, "DEL", key, doing=doing)
+                self.shown.discard(node)
+            # (A node that never held anything, say `livestate inspect`'s, stays unlisted.)
+
+    def soon(self, dispatcher: Dispatcher, log: Log) -> None:
+        """A node's clients changed: announce within ANNOUNCE_WAIT (once for all changes
+        until then), not only at the next heartbeat; a failure goes to `log`."""
+        if self.pending is None:
+            loop = asyncio.get_running_loop()
+            self.pending = loop.call_later(ANNOUNCE_WAIT, self._now, dispatcher, log)
+
+    def cancel(self) -> None:
+        """Announce nothing more (the backend closes)."""
+        if self.pending is not None:
+            self.pending.cancel()
+        for task in self.tasks:
+            task.cancel()
+
+    def _now(self, dispatcher: Dispatcher, log: Log) -> None:
+        self.pending = None
+        task = asyncio.get_running_loop().create_task(self._announce_quietly(dispatcher, log))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _announce_quietly(self, dispatcher: Dispatcher, log: Log) -> None:
+        try:
+            await self.announce(dispatcher)
+        except LiveStateError as error:  # the heartbeat announces again
+            log.warning("could not announce this node's clients (%s)", error)
 
 
 async def survey(dispatcher: Dispatcher, id: StateId | None = None) -> Survey:
