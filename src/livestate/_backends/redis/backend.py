@@ -54,7 +54,7 @@ from . import claims, starting, survey
 from .batch import plan
 from .channels import Channels
 from .checks import EvictionPolicy, check_layout
-from .codec import acl_and_ttl, encode_state, key_prefix, message_head, ttl_args
+from .codec import acl_and_ttl, encode_state, message_head, ttl_args
 from .connect import open_transport
 from .dispatch import Dispatcher
 from .replies import fail, layout_error, number, snapshot
@@ -68,7 +68,7 @@ from .scripts import (
     fence,
     load_sources,
 )
-from .urls import form, parse
+from .urls import form, names, parse
 
 TIMEOUT = 2.0
 """Seconds any one call may take, retries of transient failures included, before it
@@ -105,6 +105,7 @@ class RedisBackend(Backend):
             "replicas": 1 if form(url) == "sentinel" else 0,
         }
         self._target, settings = parse(url, defaults)
+        self.names = names(url, self._target)  # where its keys and channels are
         self.url = url
         self.timeout = settings["timeout"]
         self.lease = settings["lease"]
@@ -112,7 +113,7 @@ class RedisBackend(Backend):
         self.heartbeat = self.lease / 5
         self._sources = load_sources()
         self._dispatcher: Dispatcher | None = None
-        self._channels = Channels(self)
+        self._channels = Channels(self, self.names)
         self._held: dict[StateId, set[str]] = {}
         self._beating: asyncio.Task[None] | None = None
         self._policy = EvictionPolicy()
@@ -150,7 +151,9 @@ class RedisBackend(Backend):
         transport = await open_transport(
             self._target, self.timeout, self.heartbeat, events, self.log
         )
-        dispatcher = Dispatcher(transport, self._sources, self.timeout, self.replicas, self._failed)
+        dispatcher = Dispatcher(
+            transport, self._sources, self.timeout, self.replicas, self._failed, self.names
+        )
         try:
             await dispatcher.load()
             await check_layout(dispatcher)
@@ -227,7 +230,7 @@ class RedisBackend(Backend):
         script = "presence" if kind == "join" or kind == "leave" else kind
         # put and delete declare L and LK only if the property turns out to be a list.
         lists = kind != "delete" and (kind != "put" or type(op.value) is FrozenList)
-        prefix = key_prefix(id)
+        prefix = self.names.state(id)
         # A presence's ref names no list: its keys are the same for every client, so the
         # caches hold one entry per live state. (Inline, not declared(): every write's path.)
         listed = "" if script == "presence" else prop
@@ -292,7 +295,7 @@ class RedisBackend(Backend):
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
     ) -> Applied:
         keys = self._keys(id, script="batch")
-        lists, args = plan(id, key_prefix(id), ops, state, len(keys) + 1)
+        lists, args = plan(id, self.names.state(id), ops, state, len(keys) + 1)
         reply = await self._dispatch.run(
             "batch", id, (*keys, *lists), "g", 0, fence(expect, ops[0].epoch), "",
             self._write_id(ops[0]), *args, op=ops[0], write=True,
@@ -327,7 +330,7 @@ class RedisBackend(Backend):
             self._channels.deliver(subscription, Message(reply[1], 0, "stopped"))
 
     async def announce(self, id: StateId, kind: str, value: JSON) -> None:
-        channel = f"{key_prefix(id)}:c"
+        channel = self.names.channel(self.names.state(id))
         text = f"\n0\nnotice\n{kind}\n{encode(value)}"
         await self._dispatch.call(
             channel, "SPUBLISH", channel, text, doing=f"tell the clients of {id}"
@@ -366,7 +369,7 @@ class RedisBackend(Backend):
 
     def _keys(self, id: StateId, prop: str = "", script: str = "", lists: bool = True) -> Keys:
         """The keys `script` declares for live state `id` (see scripts.declared)."""
-        return declared(key_prefix(id), script, prop, lists)
+        return declared(self.names.state(id), script, prop, lists)
 
     async def _beat(self) -> None:
         """Renew this node's leases, show each replica where the server is, and every

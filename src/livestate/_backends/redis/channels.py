@@ -15,7 +15,7 @@ from typing import Any
 from ..._changes import StateId
 from ..._values import JSON
 from ..base import Backend, Listener, Message
-from .codec import decode, decode_op, key_prefix
+from .codec import Names, decode, decode_op
 from .transport import Events
 
 
@@ -32,8 +32,9 @@ class Channels:
     """The subscriptions of one backend, by live state and by channel name; logs and
     counts through `backend`'s log and metrics."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, names: Names) -> None:
         self._backend = backend
+        self._names = names
         self._by_id: dict[StateId, Subscription] = {}
         self._by_name: dict[str, Subscription] = {}
 
@@ -50,7 +51,7 @@ class Channels:
         subscription = self._by_id.get(id)
         created = subscription is None
         if subscription is None:
-            name = f"{key_prefix(id)}:c"
+            name = self._names.channel(self._names.state(id))
             subscription = self._by_id[id] = self._by_name[name] = Subscription(name)
         subscription.listeners.append(listener)
         return subscription if created else None

@@ -18,8 +18,9 @@ async def check_layout(dispatcher: Dispatcher) -> None:
     BackendUnavailableError if it does not answer in time.
     """
     doing = "check its data layout"
-    await dispatcher.call("ls:layout", "SET", "ls:layout", LAYOUT, "NX", doing=doing)
-    found = await dispatcher.call("ls:layout", "GET", "ls:layout", doing=doing)
+    layout = dispatcher.names.key("layout")
+    await dispatcher.call(layout, "SET", layout, LAYOUT, "NX", doing=doing)
+    found = await dispatcher.call(layout, "GET", layout, doing=doing)
     if found != str(LAYOUT):
         raise layout_error(None, found, dispatcher.transport.server)
 
@@ -45,7 +46,7 @@ class EvictionPolicy:
         try:
             # Sent as it is: a refusal is an answer here, not an error.
             reply = await dispatcher.transport.call(
-                "ls:layout", "CONFIG", "GET", "maxmemory-policy"
+                dispatcher.names.key("layout"), "CONFIG", "GET", "maxmemory-policy"
             )
         except ReplyError:
             self.policy = "unreadable"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 
 from ..._changes import StateId
-from .codec import key_prefix, parse_prefix
 from .dispatch import Dispatcher
 from .scripts import declared
 
@@ -27,19 +26,18 @@ async def claim(
 
     Raises BackendUnavailableError or BackendError if the server does not take it.
     """
-    prefix = key_prefix(id)
+    prefix = dispatcher.names.state(id)
+    saving = dispatcher.names.key("saving")
     keys = (*declared(prefix, ""), f"{prefix}:save")
     reply = await dispatcher.run("save", id, keys, "claim", node, max(1, int(lease * 1000)))
     if reply[0] != "ok":
-        await dispatcher.call(
-            "ls:saving", "ZREM", "ls:saving", prefix, doing=f"forget the claim on {id}"
-        )
+        await dispatcher.call(saving, "ZREM", saving, prefix, doing=f"forget the claim on {id}")
         return reply[1] == 1, None, 0, 0
     held = reply[1] == 1
     if held:
         lapses = int((time.time() + lease) * 1000)
         await dispatcher.call(
-            "ls:saving", "ZADD", "ls:saving", lapses, prefix, doing=f"list the claim on {id}"
+            saving, "ZADD", saving, lapses, prefix, doing=f"list the claim on {id}"
         )
     return held, reply[2], int(reply[3]), int(reply[4])
 
@@ -49,7 +47,7 @@ async def release(dispatcher: Dispatcher, id: StateId, node: str) -> None:
 
     Raises BackendUnavailableError or BackendError if the server does not take it.
     """
-    prefix = key_prefix(id)
+    prefix = dispatcher.names.state(id)
     keys = (*declared(prefix, ""), f"{prefix}:save")
     # Its entry in `ls:saving` stays: if no node claims the live state within a lease,
     # one takes it up as an orphan; one that finds it ended removes the entry.
@@ -62,8 +60,9 @@ async def orphans(dispatcher: Dispatcher, limit: int) -> list[StateId]:
     Raises BackendUnavailableError or BackendError if the server does not answer.
     """
     now = int(time.time() * 1000)
+    saving = dispatcher.names.key("saving")
     found = await dispatcher.call(
-        "ls:saving", "ZRANGE", "ls:saving", "-inf", now, "BYSCORE", "LIMIT", 0, limit,
+        saving, "ZRANGE", saving, "-inf", now, "BYSCORE", "LIMIT", 0, limit,
         doing="list the live states nobody saves",
     )  # fmt: skip
-    return [StateId(*parse_prefix(prefix)) for prefix in found]
+    return [StateId(*dispatcher.names.parse(prefix)) for prefix in found]

@@ -2,7 +2,9 @@
 
 Key names: every key of one live state starts with `ls:{<spec>:<key>}`, both
 percent-escaped, so it shares one hash tag (one cluster slot) and nothing in a
-key can reach another live state or act as a pattern. Messages: `head \n sent
+key can reach another live state or act as a pattern. `ls` is the deployment's
+namespace (`?prefix=`), and a channel names the database too, since pub/sub
+spans a server's databases (`Names`). Messages: `head \n sent
 \n value` after the script's `epoch \n version`, the head a small JSON array
 (kind, property, max_len; a reset adds its ACL and TTL), the value JSON that
 Python wrote, decoded here into frozen values.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
@@ -25,16 +28,39 @@ _CACHED = 256
 16 KB) are computed each time, so hostile keys cannot grow the caches' memory."""
 
 
-def key_prefix(id: StateId) -> str:
-    """The start of every key name of a live state: `ls:{<spec>:<key>}`."""
-    if len(id.key) <= _CACHED:
-        return _cached_prefix(id)
-    return f"ls:{{{escape(id.spec)}:{escape(id.key)}}}"
+@dataclass(frozen=True)
+class Names:
+    """Where one deployment's keys and channels are on a server: under its namespace
+    (`?prefix=`, default `ls`), and, for channels, on its database (pub/sub reaches every
+    database of a server, so two deployments on /0 and /1 would hear each other)."""
+
+    prefix: str = "ls"
+    db: int = 0
+
+    def state(self, id: StateId) -> str:
+        """The start of every key name of a live state: `<prefix>:{<spec>:<key>}`."""
+        if len(id.key) <= _CACHED:
+            return _cached_prefix(self.prefix, id)
+        return f"{self.prefix}:{{{escape(id.spec)}:{escape(id.key)}}}"
+
+    def channel(self, state: str) -> str:
+        """The channel of the live state whose keys start with `state`."""
+        return f"{state}:c" if not self.db else f"{state}:c@{self.db}"
+
+    def key(self, name: str) -> str:
+        """A key of the deployment, not of one live state (`layout`, `saving`, `node:<id>`)."""
+        return f"{self.prefix}:{name}"
+
+    def parse(self, state: str) -> tuple[str, str]:
+        """The spec and key of a live state from the start of its key names."""
+        inner = state[len(self.prefix) + 2 : -1]
+        spec, _, key = inner.partition(":")
+        return unquote(spec, errors="surrogatepass"), unquote(key, errors="surrogatepass")
 
 
 @functools.lru_cache(maxsize=1024)  # the same live states are written again and again
-def _cached_prefix(id: StateId) -> str:
-    return f"ls:{{{escape(id.spec)}:{escape(id.key)}}}"
+def _cached_prefix(prefix: str, id: StateId) -> str:
+    return f"{prefix}:{{{escape(id.spec)}:{escape(id.key)}}}"
 
 
 def escape(text: str) -> str:
@@ -47,13 +73,6 @@ def escape(text: str) -> str:
 @functools.lru_cache(maxsize=4096)  # the same property names come back write after write
 def _cached_escape(text: str) -> str:
     return quote(text, safe="", errors="surrogatepass")
-
-
-def parse_prefix(prefix: str) -> tuple[str, str]:
-    """The spec and key of a live state from its key prefix `ls:{<spec>:<key>}`."""
-    inner = prefix[len("ls:{") : -1]
-    spec, _, key = inner.partition(":")
-    return unquote(spec, errors="surrogatepass"), unquote(key, errors="surrogatepass")
 
 
 def ttl_args(ttl: float | None) -> tuple[int, str]:

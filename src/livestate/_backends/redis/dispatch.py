@@ -18,6 +18,7 @@ from typing import Any
 from ..._changes import Op, StateId, describe
 from ..._exceptions import BackendUnavailableError, LiveStateError
 from ..._retry import Backoff, delay
+from .codec import Names
 from .errors import TRANSIENT, code, translate
 from .resp import ReplyError
 from .scripts import CACHED_KEYS, SCRIPTS, Keys, command_cached, command_now
@@ -38,7 +39,8 @@ class Dispatcher:
 
     `sources` are the scripts by name (`scripts.load_sources`); `timeout` bounds each
     call, retries included; a write is acknowledged once `replicas` replicas have it;
-    `failed(kind)` is told of each failure (an error code, or 'unavailable').
+    `failed(kind)` is told of each failure (an error code, or 'unavailable'); `names`
+    says where the deployment's keys and channels are.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class Dispatcher:
         timeout: float,
         replicas: int,
         failed: Callable[[str], None],
+        names: Names,
     ) -> None:
         self.transport = transport
+        self.names = names  # the deployment's keys and channels on the server
         self._sources = sources
         self._timeout = timeout
         self._replicas = replicas
@@ -110,9 +114,9 @@ class Dispatcher:
             try:
                 sha = self._shas[script]
                 if len(keys[0]) + len(keys[-1]) <= 2 * CACHED_KEYS:  # LK, if any, is last
-                    command = command_cached(sha, keys) + args
+                    command = command_cached(sha, keys, self.names) + args
                 else:
-                    command = command_now(sha, keys) + args
+                    command = command_now(sha, keys, self.names) + args
                 if not write or not replicas:
                     return await transport.call(keys[0], *command)
                 # Acknowledge only what a replica has too, so a failover cannot lose it.

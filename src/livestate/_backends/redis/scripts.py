@@ -13,7 +13,7 @@ import functools
 from importlib import resources
 from typing import Any
 
-from .codec import escape
+from .codec import Names, escape
 
 LAYOUT = 2
 """The data layout and message format of this release's Redis backend; the scripts'
@@ -117,10 +117,10 @@ def declared_now(prefix: str, script: str, prop: str, lists: bool) -> Keys:
 declared_cached = functools.lru_cache(maxsize=4096)(declared_now)
 
 
-def command_now(sha: str, keys: Keys) -> tuple[Any, ...]:
+def command_now(sha: str, keys: Keys, names: Names) -> tuple[Any, ...]:
     """EVALSHA of script `sha` on `keys`, up to ARGV 1 and 2: the channel and SPUBLISH."""
     prefix = keys[0].rpartition(":")[0]  # every key is the live state's prefix, ':' and more
-    return ("EVALSHA", sha, len(keys), *keys, f"{prefix}:c", "SPUBLISH")
+    return ("EVALSHA", sha, len(keys), *keys, names.channel(prefix), "SPUBLISH")
 
 
 command_cached = functools.lru_cache(maxsize=4096)(command_now)

@@ -16,7 +16,7 @@ from ..._changes import StateId
 from ..._exceptions import LiveStateError
 from ..._retry import Backoff, delay
 from ..base import MountFunction, Snapshot
-from .codec import encode_state, key_prefix, ttl_args
+from .codec import encode_state, ttl_args
 from .dispatch import Dispatcher
 from .replies import layout_error, snapshot
 from .scripts import Keys, declared
@@ -44,7 +44,7 @@ async def open_state(
     Raises what `mount` raises, BackendError for data of another release's layout,
     and BackendUnavailableError if the server does not answer in time.
     """
-    keys = declared(key_prefix(id), "open")
+    keys = declared(dispatcher.names.state(id), "open")
     hold_flag = "1" if hold else "0"
     token = secrets.token_hex(8)
     waits = 0
@@ -86,13 +86,13 @@ async def _mount(
     except BaseException:
         renew.cancel()
         try:
-            await run("lock", id, declared(key_prefix(id), "lock"), "unlock", token, 0)
+            await run("lock", id, declared(dispatcher.names.state(id), "lock"), "unlock", token, 0)
         except Exception:
             pass  # the lock expires on its own within LOCK seconds
         raise
     renew.cancel()
     epoch = secrets.token_hex(8)
-    total, state = encode_state(mounted.state, key_prefix(id))
+    total, state = encode_state(mounted.state, dispatcher.names.state(id))
     limits = mounted.limits
     reply = await run(
         "init", id, keys, node, hold, int(lease * 1000), token, epoch,
@@ -112,7 +112,7 @@ async def _renew_lock(
     token: str,
     log: Log,
 ) -> None:
-    keys = declared(key_prefix(id), "lock")
+    keys = declared(dispatcher.names.state(id), "lock")
     while True:
         await asyncio.sleep(LOCK / 3)
         try:

@@ -18,7 +18,6 @@ from typing import Any
 from ..._changes import StateId
 from ..._exceptions import LiveStateError
 from ..base import Census, NodeReport, StateReport, Survey
-from .codec import key_prefix, parse_prefix
 from .dispatch import Dispatcher
 from .transport import Log
 
@@ -47,7 +46,7 @@ class Announcer:
         doing = "announce what its node holds"
         for node, census in list(self.censuses.items()):
             counts = [[id.spec, id.key, n] for id, n in census().items()]
-            key = f"ls:node:{node}"
+            key = dispatcher.names.key(f"node:{node}")
             if counts:
                 info = json.dumps({"clients": counts}, separators=(",", ":"))
                 await dispatcher.call(key, "SET", key, info, "PX", milliseconds, doing=doing)
@@ -94,8 +93,11 @@ async def survey(dispatcher: Dispatcher, id: StateId | None = None) -> Survey:
     def call(key: str, *command: str | int) -> Awaitable[Any]:
         return dispatcher.call(key, *command, doing=doing)
 
-    metas = [f"{key_prefix(id)}:m"] if id is not None else await scan(dispatcher, "ls:{*}:m")
-    node_keys = await scan(dispatcher, "ls:node:*")
+    names = dispatcher.names
+    metas = (
+        [f"{names.state(id)}:m"] if id is not None else await scan(dispatcher, names.key("{*}:m"))
+    )
+    node_keys = await scan(dispatcher, names.key("node:*"))
     replies = await asyncio.gather(
         *(call(meta, "HMGET", meta, "e", "v", "n", "T") for meta in metas),
         *(call(meta, "PTTL", meta) for meta in metas),
@@ -103,7 +105,7 @@ async def survey(dispatcher: Dispatcher, id: StateId | None = None) -> Survey:
         *(call(meta, "HLEN", meta[:-1] + "p") for meta in metas),
         *(call(key, "GET", key) for key in node_keys),
         *(call(key, "PTTL", key) for key in node_keys),
-        call("ls:layout", "TIME"),
+        call(names.key("layout"), "TIME"),
     )
     count = len(metas)
     fields, ttls, holders, present = (
@@ -122,7 +124,7 @@ async def survey(dispatcher: Dispatcher, id: StateId | None = None) -> Survey:
     for key, info, lease in zip(node_keys, infos, leases, strict=True):
         if info is None:
             continue  # its lease ran out between the scan and now
-        node = key[len("ls:node:") :]
+        node = key[len(names.key("node:")) :]
         counts = json.loads(info)["clients"]
         for spec, state_key, n in counts:
             clients.setdefault((spec, state_key), {})[node] = n
@@ -135,7 +137,7 @@ async def survey(dispatcher: Dispatcher, id: StateId | None = None) -> Survey:
     ):
         if epoch is None:
             continue  # ended between the scan and now
-        spec, key = parse_prefix(meta[: -len(":m")])
+        spec, key = names.parse(meta[: -len(":m")])
         leases_left: dict[str, float | None] = {
             held[i]: max(0.0, (float(held[i + 1]) - now) / 1000) for i in range(0, len(held), 2)
         }

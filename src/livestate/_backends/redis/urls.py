@@ -8,13 +8,15 @@
         the primary the Sentinels name for SERVICE; a Sentinel's port defaults to 26379
 
 (rediss+cluster:// and rediss+sentinel:// for TLS, and the valkey spellings of
-each.) `parse` reads any of them; `parse_url`, `parse_cluster_url` and
-`parse_sentinel_url` read one each. What the forms share is read by one piece
-of code: the login in front (percent-decoded; the query's username and password
-win over it), the query (livestate's own settings, numbers, and the connection
-parameters), each address and its port, the TLS context of a TLS scheme (one per
-URL, shared by every node it names), and the wording of every error, an
-InvalidValueError that names the part.
+each.) Any of them takes `?prefix=name`, the namespace of the deployment's keys
+and channels (`names` gives it with the database). `parse` reads any of them;
+`parse_url`, `parse_cluster_url` and `parse_sentinel_url` read one each. What
+the forms share is read by one piece of code: the login in front (percent-
+decoded; the query's username and password win over it), the query (livestate's
+own settings, numbers, and the connection parameters), each address and its
+port, the TLS context of a TLS scheme (one per URL, shared by every node it
+names), and the wording of every error, an InvalidValueError that names the
+part.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..._exceptions import InvalidValueError
+from .codec import Names
 from .resp import Endpoint
 
 _FORMS = {
@@ -44,7 +47,7 @@ _USE = {
 }
 _CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 _TLS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname")
-_PARAMETERS = ("db", "username", "password", "client_name", *_TLS)
+_PARAMETERS = ("db", "username", "password", "client_name", "prefix", *_TLS)
 _SENTINEL_LOGIN = ("sentinel_username", "sentinel_password")
 
 
@@ -74,6 +77,33 @@ class SentinelService:
 
 Target = Endpoint | ClusterSeeds | SentinelService
 """What a URL names: one server, a cluster, or a service the Sentinels watch."""
+
+
+PREFIX_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+"""What a `?prefix=` may hold: nothing that a hash tag, a key's `:` or a SCAN pattern reads."""
+
+
+def names(url: str, target: Target) -> Names:
+    """Where the deployment of `url` (which `parse` took, naming `target`) keeps its keys
+    and channels: `?prefix=` (default `ls`) and the database.
+
+    Raises InvalidValueError for a prefix that is not 1 to 64 of [A-Za-z0-9_.-].
+    """
+    query = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    given = [value for name, value in query if name == "prefix"]
+    prefix = given[-1] if given else "ls"
+    if not 0 < len(prefix) <= 64 or not set(prefix) <= PREFIX_CHARACTERS:
+        raise InvalidValueError(
+            f"The prefix in LIVESTATE_URL must be 1 to 64 letters, digits, '_', '.' or '-' "
+            f"(it names the deployment's keys, as prefix:{{spec:key}}:...), not {prefix!r}."
+        )
+    if isinstance(target, Endpoint):
+        db = target.db
+    elif isinstance(target, SentinelService):
+        db = target.primary.db
+    else:
+        db = 0  # a cluster has only database 0
+    return Names(prefix, db)
 
 
 def form(url: str) -> str:
