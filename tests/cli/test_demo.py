@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -36,7 +37,12 @@ def demo() -> Iterator[Demo]:
 def ctrl_c(demo: Demo) -> int:
     """Press Ctrl-C as a terminal does (SIGINT to the whole process group); the exit status."""
     os.killpg(demo.process.pid, signal.SIGINT)
-    return demo.process.wait(20)
+    try:
+        return demo.process.wait(20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(
+            f"livestate demo did not stop within 20 s of Ctrl-C; it printed:\n{demo.printed()}"
+        ) from None
 
 
 async def ctrl_c_with_pages_joined(demo: Demo) -> int:

@@ -9,9 +9,10 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from livestate.testing import free_ports
@@ -26,6 +27,8 @@ class Demo:
     node_ports: list[int]
     status_url: str
     valkey_port: int | None
+    rest: list[str] = field(default_factory=list)  # lines printed after start-up
+    reader: threading.Thread | None = None
 
     @property
     def node_urls(self) -> list[str]:
@@ -39,10 +42,24 @@ class Demo:
             return body
 
     def read_rest(self) -> str:
-        """Everything it printed after start-up, once it has exited."""
-        assert self.process.stdout is not None
-        self.output += self.process.stdout.read().decode()
-        return self.output
+        """Everything it printed, start-up included, once it has exited."""
+        if self.reader is not None:
+            self.reader.join(5)
+        return self.output + "".join(self.rest)
+
+    def printed(self) -> str:
+        """What it has printed so far (it may still run): for a failure's message."""
+        return self.output + "".join(self.rest)
+
+    def drain(self) -> None:
+        """Read what it prints from now on in a thread, so that it never waits on a full
+        pipe, whatever it logs."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        self.reader = threading.Thread(
+            target=lambda: self.rest.extend(line.decode() for line in stdout), daemon=True
+        )
+        self.reader.start()
 
 
 def start_demo(*extra: str, nodes: int = 2) -> Demo:
@@ -67,7 +84,9 @@ def start_demo(*extra: str, nodes: int = 2) -> Demo:
     if not status or len(node_ports) != nodes:
         stop(process)
         raise AssertionError(f"livestate demo did not start:\n{output}")
-    return Demo(process, output, node_ports, status[0], int(valkey[0]) if valkey else None)
+    demo = Demo(process, output, node_ports, status[0], int(valkey[0]) if valkey else None)
+    demo.drain()
+    return demo
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
