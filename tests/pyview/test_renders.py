@@ -22,7 +22,7 @@ TEMPLATE = LiveTemplate(
 )
 
 
-class Feed(LiveState):
+class RenderedFeed(LiveState):
     """A list of messages."""
 
     ttl = 0.05
@@ -56,7 +56,7 @@ async def view_of(key: str, websocket: RecordingWebSocket, view: FeedView | None
     """Mount a view of `key` on a connected socket and render it as PyView's join does.
     The socket is returned: the test must hold it (livestate holds sockets weakly)."""
     socket = connected_socket(view or FeedView(), websocket)
-    await live_state(socket, Feed, key)
+    await live_state(socket, RenderedFeed, key)
     socket.prev_rendered = await socket.render_with_components()
     return socket
 
@@ -73,10 +73,10 @@ async def test_a_view_whose_browser_stops_reading_holds_up_no_other(memory_node:
     before = [RecordingWebSocket() for _ in range(3)]
     after = [RecordingWebSocket() for _ in range(3)]
     sockets = [await view_of("f", websocket) for websocket in (*before, stuck, *after)]
-    await Feed.append("f", "messages", "first")
+    await RenderedFeed.append("f", "messages", "first")
     await eventually(lambda: all(shows(ws, "first") for ws in (*before, *after)))
     assert stuck.waiting and not stuck.diffs()
-    await Feed.append("f", "messages", "second")
+    await RenderedFeed.append("f", "messages", "second")
     await eventually(lambda: all(shows(ws, "second") for ws in (*before, *after)))
     stuck.release.set()
     await eventually(lambda: shows(stuck, "second"))
@@ -95,7 +95,7 @@ async def test_changes_of_one_loop_turn_make_one_render_per_view(memory_node: No
     websockets = [RecordingWebSocket() for _ in range(4)]
     sockets = [await view_of("g", websocket) for websocket in websockets]
     for n in range(3):
-        await Feed.append("g", "messages", f"m{n}")
+        await RenderedFeed.append("g", "messages", f"m{n}")
     await eventually(lambda: all(len(websocket.diffs()) == 1 for websocket in websockets))
     for socket in sockets:
         [event] = socket.liveview.infos
@@ -112,6 +112,6 @@ async def test_a_render_that_raises_leaves_the_others_rendering(memory_node: Nod
     broken = await view_of("h", RecordingWebSocket(), Broken())
     healthy = RecordingWebSocket()
     kept = await view_of("h", healthy)
-    await Feed.append("h", "messages", "still here")
+    await RenderedFeed.append("h", "messages", "still here")
     await eventually(lambda: shows(healthy, "still here"))
     assert broken.liveview is not kept.liveview
