@@ -100,6 +100,8 @@ async ({ card, author }) => {
 }
 """
 
+# The board's ACL gives pages read only: a raw write is refused for its permission,
+# whatever its value; the values are checked in the actions' arguments and writes.
 REFUSED = {
     "put another's card, forging by": "permission_denied",
     "put a new card, forging by": "permission_denied",
@@ -107,13 +109,13 @@ REFUSED = {
     "edit another's card": "permission_denied",
     "delete another's card": "permission_denied",
     "delete another's card, raw": "permission_denied",
-    "a card of the wrong shape": "invalid_value",
-    "votes of the wrong type": "invalid_value",
-    "increment the voters": "invalid_value",
+    "a card of the wrong shape": "permission_denied",
+    "votes of the wrong type": "permission_denied",
+    "increment the voters": "permission_denied",
     "vote with a number": "invalid_value",
     "move to no column": "invalid_value",
     "a text too long": "invalid_value",
-    "an undeclared property": "invalid_value",
+    "an undeclared property": "permission_denied",
     "reset the board": "permission_denied",
     "an unknown action": "unknown_action",
     "delete as a public caller": "permission_denied",

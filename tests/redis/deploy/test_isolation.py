@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis
 
 from livestate import Change, InvalidValueError, LiveState, Node
 from livestate.testing import ClusterProcess, ServerProcess
@@ -61,8 +62,13 @@ async def run_side_by_side(first: str, second: str) -> dict[str, list[Change]]:
 
 
 def server_of(process: ServerProcess) -> str:
-    """The server's URL without its database."""
-    return process.url.rsplit("/", 1)[0]
+    """The server's URL without its database; the databases this module uses, emptied (the
+    session's server holds other tests' live states on database 0)."""
+    server = process.url.rsplit("/", 1)[0]
+    for db in (2, 3, 4):
+        with redis.Redis.from_url(f"{server}/{db}") as admin:
+            admin.flushdb()
+    return server
 
 
 def assert_only_own_changes(changes: list[Change], offset: int) -> None:
@@ -75,8 +81,8 @@ async def test_two_databases_of_one_server_do_not_hear_each_other(
     redis_server: ServerProcess,
 ) -> None:
     """Pub/sub reaches every database of a server; the channels name their database, so a
-    deployment on /1 gets the changes of its writes, not a reset for each of /0's."""
-    first, second = f"{server_of(redis_server)}/0", f"{server_of(redis_server)}/1"
+    deployment on /4 gets the changes of its writes, not a reset for each of /3's."""
+    first, second = f"{server_of(redis_server)}/3", f"{server_of(redis_server)}/4"
     seen = await run_side_by_side(first, second)
     assert_only_own_changes(seen[first], 1000)
     assert_only_own_changes(seen[second], 2000)
