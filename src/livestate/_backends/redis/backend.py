@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ..._acl import ACL, DELETE, Role, denied
-from ..._changes import Op, StateId, permission
+from ..._changes import Op, StateId, describe, permission
 from ..._exceptions import LiveStateError
 from ..._values import JSON, FrozenList, encode, size
 from ..base import (
@@ -54,13 +55,18 @@ from . import claims, starting, survey
 from .batch import plan
 from .channels import Channels
 from .checks import EvictionPolicy, check_layout
+from .coalesce import Coalescer
 from .codec import acl_and_ttl, encode_state, message_head, ttl_args
 from .connect import open_transport
 from .dispatch import Dispatcher
+from .errors import translate
 from .replies import fail, layout_error, number, snapshot
+from .resp import ReplyError
 from .scripts import (
     CACHED_KEYS,
     ROLE_FIELD,
+    SHARED,
+    WITHOUT_LISTS,
     Keys,
     declared,
     declared_cached,
@@ -76,6 +82,10 @@ raises BackendUnavailableError."""
 
 LEASE = 5.0
 """Seconds a node's hold on a live state lasts unless its heartbeat renews it."""
+
+Queued = tuple[Op, Role] | Callable[[], Awaitable[Applied]]
+"""A write waiting its turn for a live state (coalesce.py): an op and the role writing it,
+or an action's ops, ready to send."""
 
 POLICY_BEATS = 10
 """Heartbeats between two looks at the server's maxmemory-policy."""
@@ -122,6 +132,9 @@ class RedisBackend(Backend):
         # Write ids: this backend's tag and a counter, unique across nodes and restarts.
         self._tag = secrets.token_hex(6)
         self._writes = itertools.count(1)
+        self._coalescer: Coalescer[Queued, Applied] = Coalescer(
+            self._apply_alone, self._apply_together
+        )
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.endpoint}>"
@@ -225,6 +238,81 @@ class RedisBackend(Backend):
         return snapshot(reply)
 
     async def apply(self, id: StateId, op: Op, role: Role) -> Applied:
+        if self.replicas:
+            # Each write waits (WAIT) for its replicas on the connection it ran on: alone.
+            return await self._apply_alone(id, (op, role))
+        kind = op.kind
+        shared = kind in SHARED and (kind != "put" or type(op.value) is not FrozenList)
+        return await self._coalescer.write(id, (op, role), shared)
+
+    async def apply_many(
+        self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
+    ) -> Applied:
+        action = functools.partial(self._apply_action, id, ops, expect, state)
+        if self.replicas:
+            return await action()
+        return await self._coalescer.write(id, action, shared=False)  # in its place in order
+
+    async def _apply_alone(self, id: StateId, write: Queued) -> Applied:
+        """Send one queued write by itself: an op, or an action's batch."""
+        if callable(write):
+            return await write()
+        op, role = write
+        script, keys, args = self._command(id, op, role)
+        run = (self._dispatcher or self._dispatch).run  # the property raises before start()
+        reply = await run(script, id, keys, *args, op=op, write=True)
+        if type(reply) is not str and reply[0] == "lists":
+            # Not applied: the property is a list. Again, with the list keys declared.
+            keys = self._keys(id, op.prop or "", script)
+            reply = await run(script, id, keys, *args, op=op, write=True)
+        return self._applied(id, op, role, reply)
+
+    async def _apply_together(
+        self, id: StateId, writes: Sequence[Queued]
+    ) -> list[Applied | BaseException]:
+        """Send several ops (each of SHARED) in one call of lua/many.lua; each op's result
+        or error, in order."""
+        prefix = self.names.state(id)
+        keys = list(declared(prefix, "increment"))  # the keys every one of them declares
+        args: list[Any] = [len(writes)]
+        ids: list[int] = []
+        ops: list[tuple[Op, Role]] = []
+        for write in writes:
+            if callable(write):
+                raise RuntimeError("An action's batch was coalesced with other writes: a bug.")
+            op, role = write
+            script, op_keys, op_args = self._command(id, op, role)
+            index = 0
+            if len(op_keys) > WITHOUT_LISTS:  # L and the list key (an append)
+                if len(keys) == WITHOUT_LISTS:
+                    keys.append(op_keys[WITHOUT_LISTS])
+                if op_keys[-1] not in keys:
+                    keys.append(op_keys[-1])
+                index = keys.index(op_keys[-1]) + 1
+            ids.append(len(args) + 3 + 4)  # the op's ARGV[7], among what follows ARGV 2
+            args += [script, index, len(op_args), *op_args]
+            ops.append(write)
+        run = self._dispatch.run
+        replies = await run(
+            "many", id, tuple(keys), *args, op=ops[0][0], write=True, ids=tuple(ids)
+        )
+        results: list[Applied | BaseException] = []
+        for (op, role), reply in zip(ops, replies, strict=True):
+            try:
+                if type(reply) is not str and reply[0] == "lists":
+                    # Not applied: a list, whose keys it did not declare. Alone, after the rest.
+                    results.append(await self._apply_alone(id, (op, role)))
+                elif type(reply) is not str and reply[0] == "error":
+                    raise translate(ReplyError(reply[1]), self.endpoint, f"{describe(op)} {id}")
+                else:
+                    results.append(self._applied(id, op, role, reply))
+            except Exception as error:
+                results.append(error)
+        return results
+
+    def _command(self, id: StateId, op: Op, role: Role) -> tuple[str, Keys, list[Any]]:
+        """The script that writes `op`, its keys (put and delete first without the list
+        keys, see scripts.DECLARES) and its arguments from ARGV 3 on."""
         prop = op.prop or ""
         kind = op.kind
         script = "presence" if kind == "join" or kind == "leave" else kind
@@ -276,24 +364,23 @@ class RedisBackend(Backend):
                     args += ["" if high is None else repr(high), "1" if high_strict else "0"]
             else:
                 del args[-1]  # delete names the property only
-        run = (self._dispatcher or self._dispatch).run  # the property raises before start()
-        reply = await run(script, id, keys, *args, op=op, write=True)
-        if type(reply) is not str and reply[0] == "lists":
-            # Not applied: the property is a list. Again, with the list keys declared.
-            keys = self._keys(id, prop, script)
-            reply = await run(script, id, keys, *args, op=op, write=True)
+        return script, keys, args
+
+    def _applied(self, id: StateId, op: Op, role: Role, reply: Any) -> Applied:
+        """What a write script's `reply` says was done; raises the error of a refusal."""
         if type(reply) is not str:
             fail(id, op, role, reply, self.endpoint)
         # Applied now, or (a retry of a write whose reply was lost) once before.
         repeated = reply.startswith("!")
         version, epoch, result = reply[repeated:].split("\n", 2)
         return Applied(
-            epoch, int(version), number(result) if kind == "increment" else None, repeated
+            epoch, int(version), number(result) if op.kind == "increment" else None, repeated
         )
 
-    async def apply_many(
+    async def _apply_action(
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
     ) -> Applied:
+        """An action's ops, all or none (lua/batch.lua)."""
         keys = self._keys(id, script="batch")
         lists, args = plan(id, self.names.state(id), ops, state, len(keys) + 1)
         reply = await self._dispatch.run(

@@ -94,12 +94,14 @@ class Dispatcher:
         *args: Any,
         op: Op | None = None,
         write: bool = False,
+        ids: tuple[int, ...] = (4,),
     ) -> Any:
         """Run one script by its SHA on `keys` (every one in the slot of the first).
 
         Failures that pass are retried until `timeout` is spent. For a `write`,
-        args[4] is its id (ARGV[7]); a retry marks it with '+', and the script
-        answers a retry of a write it already applied with the reply it gave then.
+        args[4] is its id (ARGV[7]), or `ids` are where the ids of several writes
+        are (lua/many.lua); a retry marks each with '+', and the script answers a
+        retry of a write it already applied with the reply it gave then.
         Raises BackendUnavailableError when the time is spent, and the
         LiveStateError of any other error reply at once.
         """
@@ -148,9 +150,13 @@ class Dispatcher:
             pause = delay(RETRYING, attempt)
             if loop.time() + pause > deadline:
                 raise failure from None
-            if write and attempt == 1 and not args[4].startswith("+"):
+            if write and attempt == 1:
                 # From now on, a retry (a caller's id is looked up from the start).
-                args = (*args[:4], f"+{args[4]}", *args[5:])
+                marked = list(args)
+                for at in ids:
+                    if not marked[at].startswith("+"):
+                        marked[at] = f"+{marked[at]}"
+                args = tuple(marked)
             await asyncio.sleep(pause)
 
 

@@ -21,7 +21,7 @@ LAYOUT = 2
 `ls:layout` names another one."""
 
 SCRIPTS = ("open", "init", "lock", "read", "lease", "put", "delete", "append", "increment",
-           "reset", "stop", "presence", "save", "batch")  # fmt: skip
+           "reset", "stop", "presence", "save", "batch", "many")  # fmt: skip
 
 KEYS = {"M": "m", "S": "s", "Z": "z", "H": "h", "L": "L", "O": "o", "LK": "l:", "K": "k",
         "W": "w", "V": "v", "P": "p", "PN": "pn"}  # fmt: skip
@@ -60,6 +60,10 @@ defines every function of its parts on each call, so each gets only what it uses
 ROLE_FIELD = {"group": "g", "public": "p"}
 """The meta hash field of each role's permissions (ARGV 3 of a write, 1 of stop)."""
 
+SHARED = ("put", "delete", "append", "increment")
+"""The writes that may share a call (lua/many.lua): a put of a whole list goes alone, as
+its items are many arguments."""
+
 CACHED_KEYS = 256
 """Key lists and commands are cached for a live state's key prefix and property name of
 up to this many characters together; longer ones (keys and property names can be
@@ -80,8 +84,8 @@ def load_sources() -> dict[str, str]:
     }
     if f"local LAYOUT = '{LAYOUT}'" not in parts["common"]:
         raise RuntimeError("lua/common.lua's LAYOUT differs from scripts.py's: a packaging bug.")
-    sources = {}
-    for name in SCRIPTS:
+    sources = {"many": _many(folder, parts)}
+    for name in SCRIPTS[:-1]:
         text = folder.joinpath(f"{name}.lua").read_text()
         shebang = ""
         if text.startswith("#!"):
@@ -94,6 +98,23 @@ def load_sources() -> dict[str, str]:
         values = ", ".join(f"KEYS[{i}]" for i in range(1, len(declared) + 1))
         sources[name] = f"{shebang}local {', '.join(names)} = {values}\n{shared}{text}"
     return sources
+
+
+def _many(folder: Any, parts: dict[str, str]) -> str:
+    """lua/many.lua, after each of `SHARED` as a function (see lua/many.lua), and write.lua
+    once: its functions are made once per call, not once per write."""
+    declared = DECLARES["increment"]  # then L and the list keys, only when one is a list
+    names = [*declared, "L", *(key for key in KEYS if key not in (*declared, "L"))]
+    values = ", ".join(f"KEYS[{i}]" for i in range(1, len(declared) + 2))
+    scripts = "".join(
+        f"local function {name}()\n{folder.joinpath(f'{name}.lua').read_text()}\nend\n"
+        for name in SHARED
+    )
+    text = folder.joinpath("many.lua").read_text()
+    return (
+        f"local {', '.join(names)} = {values}\n{parts['common']}local GIVEN = ARGV\n"
+        f"local ARGV = {{}}\n{parts['write']}{parts['number']}{scripts}{text}"
+    )
 
 
 def declared(prefix: str, script: str, prop: str = "", lists: bool = True) -> Keys:

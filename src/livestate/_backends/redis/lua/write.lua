@@ -10,6 +10,9 @@
 -- '+') is always looked up: the caller may be retrying a write it made before. A write
 -- found applied answers its first reply, marked with '!'.
 local WRITE = ARGV[7] or ''
+-- Whether the live state was found whole already in this call (lua/many.lua runs several
+-- writes in one call: nothing from outside comes between them, and each keeps it whole).
+local WHOLE = false
 
 -- The checks every write makes before its first write command. Returns the meta fields
 -- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
@@ -27,11 +30,14 @@ local function begin()
   local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
   if meta[9] and meta[9] ~= LAYOUT then return nil, {'layout', meta[9]} end
   if not meta[1] or not meta[7] then return nil, {'missing'} end
-  local count = meta[7] + 0
-  local hashes = 0
-  if count > 0 then hashes = 2 end
-  if redis.pcall('ZCARD', K) ~= count or redis.call('EXISTS', S, Z) ~= hashes then
-    return nil, {'missing'}
+  if not WHOLE then
+    local count = meta[7] + 0
+    local hashes = 0
+    if count > 0 then hashes = 2 end
+    if redis.pcall('ZCARD', K) ~= count or redis.call('EXISTS', S, Z) ~= hashes then
+      return nil, {'missing'}
+    end
+    WHOLE = true
   end
   if string.byte(WRITE, 1) == 43 then
     WRITE = string.sub(WRITE, 2)

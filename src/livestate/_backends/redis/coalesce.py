@@ -1,0 +1,134 @@
+"""Writes coalesced per live state: one call in flight for each, and what was queued
+meanwhile goes in the next one.
+
+A write to a live state with no call in flight goes at once, alone, as it always
+did: a writer that is alone never waits for a timer or for anyone. While a call
+is in flight, the writes made to the same live state queue up; when it returns,
+everything queued goes in one call (lua/many.lua runs each write as its own
+script would, checked and applied or refused on its own), so 16 concurrent
+writers cost the server and the node about one call per round trip instead of
+16. The queue keeps submission order, and so does the server: one call at a time
+per live state, each write in its place within its call.
+
+This module does the queueing only; what a call carries, and how its replies
+become results, is the backend's (`Coalescer` takes it as two functions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..._changes import StateId
+
+Write = TypeVar("Write")
+Result = TypeVar("Result")
+
+
+@dataclass(slots=True, eq=False)
+class Pending(Generic[Write, Result]):
+    """A queued write and the future its caller awaits. `shared`: it may go in one call
+    with others; if not, it runs alone (in its place in the order)."""
+
+    write: Write
+    shared: bool
+    future: asyncio.Future[Result]
+
+
+Alone = Callable[[StateId, Write], Awaitable[Result]]
+"""Sends one write by itself; returns its result or raises its error."""
+
+Together = Callable[[StateId, Sequence[Write]], Awaitable[list[Result | BaseException]]]
+"""Sends several writes in one call; returns each one's result or error, in order, or
+raises an error that stands for every one of them (the call itself failed)."""
+
+
+class Coalescer(Generic[Write, Result]):
+    """Sends the writes of each live state one call at a time, coalescing those queued
+    while a call is in flight. `alone` sends one write, `together` several."""
+
+    def __init__(self, alone: Alone[Write, Result], together: Together[Write, Result]) -> None:
+        self._alone = alone
+        self._together = together
+        # Live states with a call in flight -> the writes queued behind it.
+        self._queues: dict[StateId, list[Pending[Write, Result]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def write(self, id: StateId, write: Write, shared: bool = True) -> Result:
+        """Send `write` to live state `id`, now if no call to it is in flight, else in
+        the next call, with whatever else is queued by then (unless not `shared`).
+
+        Raises whatever sending it raises.
+        """
+        queue = self._queues.get(id)
+        if queue is None:
+            self._queues[id] = []
+            try:
+                return await self._alone(id, write)
+            finally:
+                self._next(id)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        queue.append(Pending(write, shared, future))
+        return await future
+
+    def _next(self, id: StateId) -> None:
+        """A call to `id` returned: send what queued behind it, or mark `id` idle."""
+        queue = self._queues.get(id)
+        if not queue:
+            self._queues.pop(id, None)
+            return
+        self._queues[id] = []
+        task = asyncio.get_running_loop().create_task(self._send(id, queue))
+        self._tasks.add(task)  # a reference, so the task is not collected while it runs
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, id: StateId, queue: list[Pending[Write, Result]]) -> None:
+        """Send `queue` in order: runs of shared writes in one call each, others alone."""
+        try:
+            # A caller cancelled while its write waited here does not want it sent.
+            waiting = [pending for pending in queue if not pending.future.done()]
+            start = 0
+            while start < len(waiting):
+                end = start + 1
+                if waiting[start].shared:
+                    while end < len(waiting) and waiting[end].shared:
+                        end += 1
+                group = waiting[start:end]
+                start = end
+                if len(group) == 1:
+                    await self._send_alone(id, group[0])
+                else:
+                    await self._send_together(id, group)
+        finally:
+            self._next(id)
+
+    async def _send_alone(self, id: StateId, pending: Pending[Write, Result]) -> None:
+        try:
+            result = await self._alone(id, pending.write)
+        except Exception as error:
+            _settle(pending.future, error)
+        else:
+            _settle(pending.future, result)
+
+    async def _send_together(self, id: StateId, group: list[Pending[Write, Result]]) -> None:
+        try:
+            results = await self._together(id, [pending.write for pending in group])
+        except Exception as error:
+            for pending in group:
+                _settle(pending.future, copy.copy(error))  # each caller raises its own
+            return
+        for pending, result in zip(group, results, strict=True):
+            _settle(pending.future, result)
+
+
+def _settle(future: asyncio.Future[Result], outcome: object) -> None:
+    """Give `future` its result or error, unless its caller gave up on it."""
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)  # type: ignore[arg-type]

@@ -1,0 +1,31 @@
+-- Many: several writes to one live state in one call, from the writes a node queued while
+-- its previous call to this live state was in flight (coalesce.py). Each is the script it
+-- would be alone (put, delete, append or increment: scripts.py makes each a function, and
+-- sets ARGV, WRITE and LK, which write.lua's functions and the scripts read, to each
+-- write's own before running it; GIVEN is the call's own ARGV), run in turn: each makes its own checks (the live state
+-- whole, its write id, the ACL, the fence, the sizes) before its own first write, and is
+-- applied, at the next version, or refused on its own. A write that fails (a key of the
+-- wrong type) fails before its first write too, so pcall leaves it undone and the others
+-- stand. The reply: one reply per write, in order, each what its script alone replies,
+-- or {'error', message} for one that failed.
+-- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
+-- of writes; then per write: its script, the KEYS index of its list key (0: none), how
+-- many arguments follow, and those (its own ARGV from 3 on).
+local scripts = {put = put, delete = delete, append = append, increment = increment}
+local replies, i = {}, 4
+for n = 1, tonumber(GIVEN[3]) do
+  local script, list, count = scripts[GIVEN[i]], tonumber(GIVEN[i + 1]), tonumber(GIVEN[i + 2])
+  ARGV = {CHANNEL, PUBLISH}
+  for j = 1, count do ARGV[j + 2] = GIVEN[i + 2 + j] end
+  i = i + 3 + count
+  WRITE = ARGV[7] or ''
+  LK = nil
+  if list > 0 then LK = KEYS[list] end
+  local ok, reply = pcall(script)
+  if not ok then
+    if type(reply) == 'table' then reply = reply.err end
+    reply = {'error', tostring(reply)}
+  end
+  replies[n] = reply
+end
+return replies

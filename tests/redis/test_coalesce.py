@@ -1,0 +1,231 @@
+"""Writes coalesced per live state (coalesce.py, lua/many.lua): what one node's concurrent
+writes sent in one call keep true, against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from livestate import (
+    BackendUnavailableError,
+    Change,
+    LiveState,
+    Node,
+    PermissionDeniedError,
+    StartedAnewError,
+    StateTooLargeError,
+)
+from livestate.backends import Applied, Op, StateId
+from livestate.testing import ServerProcess
+
+from ..support import eventually, in_order
+from ..support.proxy import Proxy
+
+
+class Board(LiveState):
+    """The public may read only; a group client may write; values are small."""
+
+    acl = {"group": "all", "public": ["read"]}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"n": 0, "items": [], "text": "a"}
+
+
+def admin(server: ServerProcess) -> redis.Redis:
+    return redis.Redis.from_url(server.url, decode_responses=True)
+
+
+def calls(server: ServerProcess) -> int:
+    """EVALSHA calls since the server's stats were last reset."""
+    stats: dict[str, Any] = admin(server).info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+def put(prop: str, value: Any, **fields: Any) -> Op:
+    text = json.dumps(value)
+    return Op("put", prop, value, text, len(text), **fields)
+
+
+def increment(prop: str, by: int = 1, **fields: Any) -> Op:
+    return Op("increment", prop, by, str(by), len(str(by)), **fields)
+
+
+def append(prop: str, item: str, **fields: Any) -> Op:
+    text = json.dumps(item)
+    return Op("append", prop, item, text, len(text), **fields)
+
+
+@pytest.fixture
+def subscriber(server: ServerProcess) -> Iterator[Any]:
+    """A bare subscriber of live state Board 'b''s channel on the server."""
+    with admin(server) as connection:
+        pubsub = connection.pubsub()
+        pubsub.ssubscribe("ls:{Board:b}:c")
+        pubsub.get_sharded_message(timeout=1.0)  # the confirmation
+        yield pubsub
+        pubsub.close()
+
+
+def published(pubsub: Any) -> list[tuple[int, str]]:
+    """(version, head) of each write's message published so far, as received."""
+    seen = []
+    while (message := pubsub.get_sharded_message(timeout=0.2)) is not None:
+        if message["type"] == "smessage":
+            _, version, rest = message["data"].split("\n", 2)
+            if rest.startswith("["):  # a write (not the live state's start)
+                seen.append((int(version), rest.split("\n", 1)[0]))
+    return seen
+
+
+async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
+    server: ServerProcess, subscriber: Any
+) -> None:
+    """Writes queued behind one in flight go in one call: the one the ACL denies, the one
+    too large and the one fenced to another lifetime are refused, each with its own error,
+    and the others are applied, each at its own version, in the order they were made."""
+    async with Node(server.url) as node:
+        await node.start(Board, "b")
+        id = StateId("Board", "b")
+        snapshot = await node.backend.read(id)
+        assert snapshot is not None
+        before = snapshot.version
+        admin(server).config_resetstat()
+        writes: list[tuple[Op, Any]] = [
+            (increment("n"), "group"),  # in flight alone; the rest queue behind it
+            (increment("n", 2), "group"),
+            (put("text", "b"), "public"),  # denied: the public may only read
+            (put("big", "x" * 2_000_000), "group"),  # above max_value_bytes
+            (increment("n", 4, epoch="an-ended-lifetime"), "group"),
+            (put("text", "c"), "group"),
+            (append("items", "i"), "group"),
+        ]
+        results = await asyncio.gather(
+            *(node.backend.apply(id, op, role) for op, role in writes), return_exceptions=True
+        )
+        assert calls(server) == 2  # one alone, six in one call
+        assert isinstance(results[2], PermissionDeniedError)
+        assert isinstance(results[3], StateTooLargeError)
+        assert isinstance(results[4], StartedAnewError)
+        applied = [results[i] for i in (0, 1, 5, 6)]
+        assert all(isinstance(result, Applied) for result in applied), results
+        versions = [result.version for result in applied]  # type: ignore[union-attr]
+        assert versions == list(range(before + 1, before + 5))
+        assert [result.value for result in applied[:2]] == [1, 3]  # type: ignore[union-attr]
+        assert await node.get(Board, "b") == {"n": 3, "items": ["i"], "text": "c"}
+        assert published(subscriber) == [
+            (before + 1, '["increment","n",null]'),
+            (before + 2, '["increment","n",null]'),
+            (before + 3, '["put","text",null]'),
+            (before + 4, '["append","items",null]'),
+        ]
+
+
+async def test_a_batch_deleting_a_list_applies_it_after_the_rest(server: ServerProcess) -> None:
+    """A delete queued with others finds its property is a list, whose keys the call did not
+    declare: it is sent again alone, after the rest, and applied once."""
+    async with Node(server.url) as node:
+        client = await node.attach(Board, "b")
+        id = StateId("Board", "b")
+        writes = [increment("n"), increment("n"), Op("delete", "items"), increment("n")]
+        results = await asyncio.gather(*(node.backend.apply(id, op, "group") for op in writes))
+        first = results[0].version
+        assert [result.version - first for result in results] == [0, 1, 3, 2]
+        assert await node.get(Board, "b") == {"n": 3, "text": "a"}
+        await eventually(lambda: client.state == {"n": 3, "text": "a"})
+
+
+async def test_a_reply_lost_mid_batch_is_retried_and_each_write_applied_once(
+    server: ServerProcess, subscriber: Any
+) -> None:
+    """The connection drops after the server ran a batch and before its reply came back:
+    the call is retried with the same write ids, the server answers each from what it
+    kept, and every write is reported applied, once, at the version it got the first time."""
+    async with Proxy(server.port) as proxy:
+        async with Node(f"redis://127.0.0.1:{proxy.port}/0?timeout=3") as node:
+            await node.start(Board, "b")
+            id = StateId("Board", "b")
+            assert published(subscriber) == []
+            proxy.lose_reply_to(b'"item-3"')
+            items = [f"item-{i}" for i in range(6)]
+            results = await asyncio.gather(
+                *(node.backend.apply(id, append("items", item), "group") for item in items)
+            )
+            assert proxy.lost == 1
+            assert [result.repeated for result in results] == [False] + [True] * 5
+            versions = [result.version for result in results]
+            assert versions == list(range(versions[0], versions[0] + 6))
+            with admin(server) as connection:
+                stored = [
+                    json.loads(text) for text in connection.lrange("ls:{Board:b}:l:items", 0, -1)
+                ]
+            assert stored == items
+            assert [version for version, _ in published(subscriber)] == versions
+
+
+async def test_a_batch_cut_off_is_reported_unknown_and_applied_at_most_once(
+    server: ServerProcess,
+) -> None:
+    """The network holds every byte while writes are in flight and queued, past the
+    timeout: each write raises BackendUnavailableError that says it may have happened;
+    once the network is back, whatever reached the server was applied at most once."""
+    async with Proxy(server.port) as proxy:
+        async with Node(f"redis://127.0.0.1:{proxy.port}/0?timeout=0.5") as node:
+            await node.start(Board, "b")
+            id = StateId("Board", "b")
+            proxy.cut()
+            items = [f"item-{i}" for i in range(6)]
+            results = await asyncio.gather(
+                *(node.backend.apply(id, append("items", item), "group") for item in items),
+                return_exceptions=True,
+            )
+            assert all(isinstance(result, BackendUnavailableError) for result in results)
+            assert all("may" in str(result) for result in results), results
+            proxy.mend()
+            await node.increment(Board, "b", "n", role="group")  # the network works again
+            with admin(server) as connection:
+                key = "ls:{Board:b}:l:items"
+
+                def stored() -> list[str]:
+                    return [json.loads(text) for text in connection.lrange(key, 0, -1)]
+
+                # What was held reaches the server now, retries included, and the proxy
+                # closes each dead connection after it: then only the node's two and ours.
+                await eventually(lambda: len(connection.client_list()) == 3)
+                for item in items:
+                    assert stored().count(item) <= 1
+                assert all(item in items for item in stored())
+
+
+async def test_concurrent_writers_keep_their_order_and_another_node_sees_every_change(
+    server: ServerProcess,
+) -> None:
+    """16 writers on one node, each appending its own numbered items one after another:
+    their writes share calls, each writer's items land in the order it made them, and the
+    clients of another node see every change once, in version order."""
+    async with Node(server.url) as writer, Node(server.url) as reader:
+        changes: list[Change] = []
+        watcher = await reader.attach(Board, "b", on_change=changes.append)
+        clients = [await writer.attach(Board, "b") for _ in range(16)]
+        admin(server).config_resetstat()
+
+        async def write(w: int) -> None:
+            for i in range(25):
+                await clients[w].append("items", f"{w}:{i}")
+
+        await asyncio.wait_for(asyncio.gather(*(write(w) for w in range(16))), 20)
+        assert calls(server) < 16 * 25 / 2  # most calls carried several writes
+        items = (await writer.get(Board, "b"))["items"]
+        assert len(items) == 16 * 25
+        for w in range(16):
+            assert [item for item in items if item.startswith(f"{w}:")] == [
+                f"{w}:{i}" for i in range(25)
+            ]
+        await eventually(lambda: len(watcher.state["items"]) == 16 * 25, within=5.0)
+        assert [change.value[-1] for change in changes] == items  # each the whole list
+        assert in_order(changes)
+        assert all(client.state["items"] == items for client in clients)
