@@ -22,6 +22,7 @@ from .._node import current_node
 from .._rules import Caller
 from .._spec import LiveState
 from ._frames import (
+    BATCH_QUERY,
     PRESENCE,
     PROTOCOL,
     TOKENS,
@@ -81,7 +82,8 @@ class Session:
         self.roles: dict[tuple[str, str], Role | None] = {}
         self.identity: str | None = None  # from identify, at the first track
         self.next_id = 1
-        self.outbox = Outbox(send, endpoint.flusher)
+        self.batched = connection.query.get(BATCH_QUERY) == "1"
+        self.outbox = Outbox(send, endpoint.flusher, self.batched)
         self.closed = False
         limits = self.limits
         self.writes = Bucket(limits.writes_per_second, limits.write_burst)
@@ -107,24 +109,23 @@ class Session:
             return
         self.endpoint.sockets += 1
         try:
-            self.push(
-                encode(
-                    {
-                        "type": "welcome",
-                        "protocol": PROTOCOL,
-                        "heartbeat": self.endpoint.heartbeat,
-                        "specs": sorted(self.endpoint.specs),
-                        "limits": {
-                            "max_frame_bytes": self.limits.max_frame_bytes,
-                            "max_states": self.limits.max_states,
-                            "writes_per_second": self.limits.writes_per_second,
-                            "write_burst": self.limits.write_burst,
-                            "attaches_per_second": self.limits.attaches_per_second,
-                            "attach_burst": self.limits.attach_burst,
-                        },
-                    }
-                )
-            )
+            welcome: dict[str, Any] = {
+                "type": "welcome",
+                "protocol": PROTOCOL,
+                "heartbeat": self.endpoint.heartbeat,
+                "specs": sorted(self.endpoint.specs),
+                "limits": {
+                    "max_frame_bytes": self.limits.max_frame_bytes,
+                    "max_states": self.limits.max_states,
+                    "writes_per_second": self.limits.writes_per_second,
+                    "write_burst": self.limits.write_burst,
+                    "attaches_per_second": self.limits.attaches_per_second,
+                    "attach_burst": self.limits.attach_burst,
+                },
+            }
+            if self.batched:
+                welcome["batch"] = True
+            self.push(encode(welcome))
             self._arm_timer()
             await self._serve()
         finally:
@@ -325,6 +326,7 @@ class Session:
     def _receiver(self, attachment: Attachment) -> Any:
         head = attachment.head
         body = self.endpoint.body
+        shared = self.endpoint.frame
         outbox = self.outbox
         frames = outbox.frames
         limit = self.limits.max_queued_frames
@@ -341,10 +343,11 @@ class Session:
                 presence = encode(presence_json(attachment.client.presence))
                 self.push(head + body(change)[:-1] + f',"presence":{presence}}}')
             elif self.closed or len(frames) >= limit or outbox.close_code is not None:
-                self.push(head + body(change))  # drops it, or closes a socket too far behind
+                self.push(shared(change, head))  # drops it, or closes a socket too far behind
             else:
-                frames.append(head + body(change))
-                outbox.wake()
+                frames.append(shared(change, head))
+                if not outbox.queued and outbox.task is None:
+                    outbox.wake()
 
         return receive
 
