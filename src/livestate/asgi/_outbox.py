@@ -67,6 +67,7 @@ class Outbox:
         "flusher",
         "frames",
         "lost",
+        "open",
         "queued",
         "send",
         "stopped",
@@ -84,6 +85,7 @@ class Outbox:
         self.task: asyncio.Task[None] | None = None  # finishing a send that had to wait
         self.lost = False  # a send failed: the peer is gone
         self.stopped = False
+        self.open = True  # neither closing nor stopped: frames may be queued
 
     def push(self, frame: str) -> None:
         """Queue one text frame."""
@@ -106,11 +108,13 @@ class Outbox:
         if last is not None:
             self.frames.append(last)
         self.close_code = code
+        self.open = False
         self.wake()
 
     def stop(self) -> None:
         """Forget everything queued; the socket is over."""
         self.stopped = True
+        self.open = False
         self.frames.clear()
         if self.task is not None:
             self.task.cancel()
@@ -133,10 +137,16 @@ class Outbox:
             else:
                 return
             self._start(send(message))  # type: ignore[arg-type]
+            if not frames and self.close_code is None:
+                return  # the usual end: all sent
 
     def _take(self) -> list[str]:
         """The frames of the next batch: the oldest, then more up to the batch's limits."""
         frames = self.frames
+        if len(frames) <= BATCH_FRAMES and sum(map(len, frames)) <= BATCH_CHARS:
+            taken = list(frames)  # the usual case: everything
+            frames.clear()
+            return taken
         taken = [frames.popleft()]
         size = len(taken[0])
         while frames and size < BATCH_CHARS and len(taken) < BATCH_FRAMES:

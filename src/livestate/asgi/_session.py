@@ -48,6 +48,8 @@ Send = Any  # framework's own aliases for them
 _CLOSE_POLICY: Final = 1008  # RFC 6455: a message that violates policy (foreign origin)
 _CLOSE_IDLE: Final = 4000  # private range: idle or silent too long
 _CLOSE_SLOW: Final = 1013  # RFC 6455: try again later (the socket fell too far behind)
+_OWN_FRAME: Final = frozenset({"stopped", "reset"})
+"""Change kinds whose frame is this socket's own, not the one every socket shares."""
 
 
 class Attachment:
@@ -130,6 +132,7 @@ class Session:
             await self._serve()
         finally:
             self.closed = True
+            self.outbox.stop()  # before the awaits below: nothing more is queued
             self.endpoint.sockets -= 1
             if self.timer:
                 self.timer.cancel()
@@ -332,8 +335,12 @@ class Session:
         limit = self.limits.max_queued_frames
 
         def receive(change: Change) -> None:
-            # Called once per socket for every change: the common case is inlined.
-            if change.kind == "stopped":
+            # Called once per socket for every change: the common case first, inlined.
+            if outbox.open and len(frames) < limit and change.kind not in _OWN_FRAME:
+                frames.append(shared(change, head))
+                if not outbox.queued and outbox.task is None:
+                    outbox.wake()
+            elif change.kind == "stopped":
                 self.push(head + body(change))
                 self.attachments.pop(attachment.id, None)
                 self._arm_timer()
@@ -342,12 +349,8 @@ class Session:
                 # state): the reset carries it, so the page replaces both at once.
                 presence = encode(presence_json(attachment.client.presence))
                 self.push(head + body(change)[:-1] + f',"presence":{presence}}}')
-            elif self.closed or len(frames) >= limit or outbox.close_code is not None:
-                self.push(shared(change, head))  # drops it, or closes a socket too far behind
             else:
-                frames.append(shared(change, head))
-                if not outbox.queued and outbox.task is None:
-                    outbox.wake()
+                self.push(shared(change, head))  # drops it, or closes a socket too far behind
 
         return receive
 
