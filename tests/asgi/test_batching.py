@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-import livestate.asgi._endpoint
 from livestate import Change, LiveState, MemoryBackend, Node
 from livestate.asgi import EndpointLimits, LiveStateEndpoint
-from livestate.asgi._frames import BATCH_FRAMES
+from livestate.asgi._frames import BATCH_FRAMES, change_body
 from tests.support.asgi import RawSocket, serving
 
 
@@ -220,13 +219,12 @@ async def test_a_change_is_encoded_once_per_node_for_every_socket(
     """Three sockets of one live state: one put encodes its change once, and the sockets
     whose attachment has the same id are handed the very same string."""
     encoded: list[Change] = []
-    change_body = livestate.asgi._endpoint.change_body
 
     def counting(change: Change) -> str:
         encoded.append(change)
         return change_body(change)
 
-    monkeypatch.setattr(livestate.asgi._endpoint, "change_body", counting)
+    monkeypatch.setattr("livestate.asgi._endpoint.change_body", counting)
     app = SentTexts(LiveStateEndpoint([Counter], node=node))
     async with serving(app) as base:
         listeners = [await Listener.open(base, query) for query in ("", "?batch=1", "")]
