@@ -557,14 +557,14 @@ export class Connection {
     this.setStatus("connecting");
     let socket: SocketLike;
     try {
-      socket = new this.Socket(this.url);
+      socket = new this.Socket(withBatch(this.url));
     } catch {
       this.retry();
       return;
     }
     this.socket = socket;
     socket.onmessage = (event) => {
-      if (this.socket === socket) this.receive(String(event.data));
+      if (this.socket === socket) this.receive(String(event.data), socket);
     };
     socket.onclose = () => {
       if (this.socket === socket) this.lost();
@@ -572,14 +572,27 @@ export class Connection {
     socket.onerror = () => {};
   }
 
-  private receive(text: string): void {
+  private receive(text: string, socket: SocketLike): void {
     this.lastHeard = Date.now();
-    let frame: Frame;
+    let message: Frame | Frame[];
     try {
-      frame = JSON.parse(text) as Frame;
+      message = JSON.parse(text) as Frame | Frame[];
     } catch {
       return;
     }
+    if (!Array.isArray(message)) {
+      this.handle(message);
+      return;
+    }
+    // A batch (we ask for them with ?batch=1): its frames in order, as if each came alone,
+    // unless one of them ended this socket.
+    for (const frame of message) {
+      if (this.socket !== socket) return;
+      this.handle(frame);
+    }
+  }
+
+  private handle(frame: Frame): void {
     switch (frame.type) {
       case "change": {
         const live = this.byId.get(frame.id as number);
@@ -729,6 +742,15 @@ export class Connection {
 /** Open a connection to a livestate endpoint (`ws://`, `wss://`, or a path on this page's host). */
 export function connect(url: string, options: ConnectOptions = {}): Connection {
   return new Connection(url, options);
+}
+
+/**
+ * The socket's URL: the endpoint's, asking for batched messages (docs/protocol.md, "Batched
+ * messages"): frames queued together arrive as one JSON array. A server that does not know
+ * the parameter ignores it and sends frames one by one, which this client reads too.
+ */
+function withBatch(url: string): string {
+  return `${url}${url.includes("?") ? "&" : "?"}batch=1`;
 }
 
 function resolveUrl(url: string): string {

@@ -33,6 +33,10 @@ export class FakeSocket {
   push(frame) {
     this.onmessage?.({ data: JSON.stringify(frame) });
   }
+  /** Several frames in one message, as a server sends them to a client that asked (?batch=1). */
+  pushBatch(frames) {
+    this.onmessage?.({ data: JSON.stringify(frames) });
+  }
   all(type) {
     return this.sent.filter((frame) => frame.type === type);
   }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from livestate.asgi import (
     LiveStateEndpoint,
 )
 from livestate.testing import ServerProcess, free_port
-from tests.support.asgi import Open, peer_opener, serving
+from tests.support.asgi import Open, RawSocket, peer_opener, serving
 
 
 class Board(LiveState):
@@ -603,51 +602,6 @@ async def test_a_socket_too_slow_to_read_is_closed_not_buffered(node: Node, peer
         finally:
             slow.writer.close()
             await slow.writer.wait_closed()
-
-
-class RawSocket:
-    """A WebSocket client made by hand, which reads only when asked (and buffers little)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, base: str) -> RawSocket:
-        """Connect with a 64 KiB receive buffer, fixed before connecting, and shake hands."""
-        port = int(base.rsplit(":", 1)[1])
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
-        reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
-        writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101"), head
-        return cls(reader, writer)
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        """Send one masked text frame (a zero mask: the bytes go as they are)."""
-        data = json.dumps(frame).encode()
-        assert len(data) < 126
-        self.writer.write(bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data)
-        await self.writer.drain()
-
-    async def frame(self) -> tuple[int, Any, bytes]:
-        """The next frame: its opcode, its JSON (for text) and its raw payload."""
-        first, second = await asyncio.wait_for(self.reader.readexactly(2), 5)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(await self.reader.readexactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await self.reader.readexactly(8), "big")
-        payload = await asyncio.wait_for(self.reader.readexactly(length), 5)
-        opcode = first & 0x0F
-        return opcode, json.loads(payload) if opcode == 1 else None, payload
 
 
 def test_the_default_limits_are_the_documented_ones() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -114,3 +115,48 @@ async def peer_opener() -> AsyncIterator[Open]:
     finally:
         for each in sockets:
             await each.close()
+
+
+class RawSocket:
+    """A WebSocket client made by hand, which reads only when asked (and buffers little)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, base: str, path: str = "/ws") -> RawSocket:
+        """Connect with a 64 KiB receive buffer, fixed before connecting, and shake hands."""
+        port = int(base.rsplit(":", 1)[1])
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
+        writer.write(
+            b"GET " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return cls(reader, writer)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Send one masked text frame (a zero mask: the bytes go as they are)."""
+        data = json.dumps(frame).encode()
+        assert len(data) < 126
+        self.writer.write(bytes([0x81, 0x80 | len(data)]) + b"\0\0\0\0" + data)
+        await self.writer.drain()
+
+    async def frame(self) -> tuple[int, Any, bytes]:
+        """The next frame: its opcode, its JSON (for text) and its raw payload."""
+        first, second = await asyncio.wait_for(self.reader.readexactly(2), 5)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        payload = await asyncio.wait_for(self.reader.readexactly(length), 5)
+        opcode = first & 0x0F
+        return opcode, json.loads(payload) if opcode == 1 else None, payload

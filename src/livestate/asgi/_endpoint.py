@@ -188,9 +188,11 @@ class LiveStateEndpoint:
         self.sockets = 0
         self.flusher = Flusher()
         self._client_js: bytes | None = None
-        # Fan-out hands the same Change to every socket in turn: encode its body once.
+        # Fan-out hands the same Change to every socket in turn (the replica's loop, with
+        # nothing in between): encode it once, and make each attachment id's frame once.
         self._last_change: Change | None = None
         self._last_body = ""
+        self._last_frames: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<LiveStateEndpoint of {', '.join(self.specs) or 'no specs'}>"
@@ -215,11 +217,27 @@ class LiveStateEndpoint:
         return self.origins.allows_headers(headers)
 
     def body(self, change: Change) -> str:
-        """The shared tail of the `change` frame for `change`."""
+        """The shared tail of the `change` frame for `change`, encoded once per change."""
         if change is not self._last_change:
             self._last_body = change_body(change)
+            self._last_frames = {}
             self._last_change = change
         return self._last_body
+
+    def frame(self, change: Change, head: str) -> str:
+        """The `change` frame of `change` for an attachment whose frames begin with `head`.
+
+        One string per change and attachment id, shared by every socket that holds the
+        live state under that id (most pages attach one live state, as id 1): a change
+        costs one encoding per node, and the frames queued for slow sockets share memory.
+        """
+        if change is not self._last_change:
+            self.body(change)
+        frames = self._last_frames
+        frame = frames.get(head)
+        if frame is None:
+            frame = frames[head] = head + self._last_body
+        return frame
 
     async def _http(self, scope: Scope, send: Send) -> None:
         if scope.get("method") in ("GET", "HEAD") and scope.get("path", "").endswith(

@@ -26,6 +26,14 @@ from .._exceptions import (
 PROTOCOL: Final = 1
 """The protocol version this endpoint speaks, sent in the `welcome` frame."""
 
+BATCH_QUERY: Final = "batch"
+"""The query parameter (`?batch=1`) by which a client asks for batched messages: each
+message is then one frame, or a JSON array of the frames queued since the last one."""
+BATCH_FRAMES: Final = 256
+"""At most this many frames in one batched message."""
+BATCH_CHARS: Final = 256 * 1024
+"""A batch takes no more frames once it holds this many characters (a lone frame may be longer)."""
+
 WRITES: Final = frozenset({"put", "delete", "append", "increment", "reset"})
 PRESENCE: Final = frozenset({"track", "untrack"})
 """Requests that change the presence; they take a write's token too."""
@@ -116,6 +124,11 @@ def livestate_error_frame(exception: LiveStateError, ref: object) -> str:
 def presence_json(presence: Mapping[str, Any]) -> dict[str, list[Any]]:
     """A presence (identity -> metas) as JSON can carry it: identity -> list of metas."""
     return {identity: list(metas) for identity, metas in presence.items()}
+
+
+def batch(frames: list[str]) -> str:
+    """One message holding `frames` (encoded frames, in order) as a JSON array."""
+    return "[" + ",".join(frames) + "]"
 
 
 def change_body(change: Change) -> str:

@@ -9,15 +9,22 @@ to its transport and returns), so no task is needed. When one does suspend (its
 transport is full: a slow reader), that send alone is finished in a task, and
 the socket's later frames wait behind it: order is kept, nobody else waits.
 This is what Python 3.12's eager tasks do, done by hand for 3.11.
+
+A socket that asked for batches (`?batch=1`, docs/protocol.md) gets everything
+queued since its last send as one message, a JSON array: one `send` and one
+system call for all the frames a loop turn (or a slow reader's wait) gathered.
+A lone frame still goes out at once, as itself: batching never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from types import CoroutineType
 from typing import Any
+
+from ._frames import BATCH_CHARS, BATCH_FRAMES, batch
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -54,20 +61,23 @@ class Outbox:
     """The frames waiting to go out on one WebSocket, then maybe a close, in order."""
 
     __slots__ = (
+        "batched",
         "close_code",
         "closing",
         "flusher",
         "frames",
         "lost",
+        "open",
         "queued",
         "send",
         "stopped",
         "task",
     )
 
-    def __init__(self, send: Send, flusher: Flusher) -> None:
+    def __init__(self, send: Send, flusher: Flusher, batched: bool = False) -> None:
         self.send = send
         self.flusher = flusher
+        self.batched = batched  # several queued frames go as one JSON array
         self.frames: deque[str] = deque()
         self.close_code: int | None = None
         self.closing = False  # the close message has been handed to the server
@@ -75,6 +85,7 @@ class Outbox:
         self.task: asyncio.Task[None] | None = None  # finishing a send that had to wait
         self.lost = False  # a send failed: the peer is gone
         self.stopped = False
+        self.open = True  # neither closing nor stopped: frames may be queued
 
     def push(self, frame: str) -> None:
         """Queue one text frame."""
@@ -97,11 +108,13 @@ class Outbox:
         if last is not None:
             self.frames.append(last)
         self.close_code = code
+        self.open = False
         self.wake()
 
     def stop(self) -> None:
         """Forget everything queued; the socket is over."""
         self.stopped = True
+        self.open = False
         self.frames.clear()
         if self.task is not None:
             self.task.cancel()
@@ -110,18 +123,40 @@ class Outbox:
         """Hand queued frames to the server until one of its sends has to wait."""
         self.queued = False
         frames = self.frames
+        send = self.send
         while self.task is None and not self.lost and not self.stopped:
             if frames:
-                message: Message = {"type": "websocket.send", "text": frames.popleft()}
+                if len(frames) > 1 and self.batched:
+                    text = batch(self._take())
+                else:
+                    text = frames.popleft()
+                message: Message = {"type": "websocket.send", "text": text}
             elif self.close_code is not None and not self.closing:
                 self.closing = True
                 message = {"type": "websocket.close", "code": self.close_code}
             else:
                 return
-            self._start(self.send(message))  # type: ignore[arg-type]
+            self._start(send(message))  # type: ignore[arg-type]
+            if not frames and self.close_code is None:
+                return  # the usual end: all sent
+
+    def _take(self) -> list[str]:
+        """The frames of the next batch: the oldest, then more up to the batch's limits."""
+        frames = self.frames
+        if len(frames) <= BATCH_FRAMES and sum(map(len, frames)) <= BATCH_CHARS:
+            taken = list(frames)  # the usual case: everything
+            frames.clear()
+            return taken
+        taken = [frames.popleft()]
+        size = len(taken[0])
+        while frames and size < BATCH_CHARS and len(taken) < BATCH_FRAMES:
+            frame = frames.popleft()
+            taken.append(frame)
+            size += len(frame)
+        return taken
 
     def _start(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        if not inspect.iscoroutine(coroutine):  # an awaitable of another kind: await it
+        if type(coroutine) is not CoroutineType:  # an awaitable of another kind: await it
             self.task = asyncio.get_running_loop().create_task(self._await(coroutine))
             return
         try:

@@ -22,6 +22,7 @@ from .._node import current_node
 from .._rules import Caller
 from .._spec import LiveState
 from ._frames import (
+    BATCH_QUERY,
     PRESENCE,
     PROTOCOL,
     TOKENS,
@@ -47,6 +48,8 @@ Send = Any  # framework's own aliases for them
 _CLOSE_POLICY: Final = 1008  # RFC 6455: a message that violates policy (foreign origin)
 _CLOSE_IDLE: Final = 4000  # private range: idle or silent too long
 _CLOSE_SLOW: Final = 1013  # RFC 6455: try again later (the socket fell too far behind)
+_OWN_FRAME: Final = frozenset({"stopped", "reset"})
+"""Change kinds whose frame is this socket's own, not the one every socket shares."""
 
 
 class Attachment:
@@ -81,7 +84,8 @@ class Session:
         self.roles: dict[tuple[str, str], Role | None] = {}
         self.identity: str | None = None  # from identify, at the first track
         self.next_id = 1
-        self.outbox = Outbox(send, endpoint.flusher)
+        self.batched = connection.query.get(BATCH_QUERY) == "1"
+        self.outbox = Outbox(send, endpoint.flusher, self.batched)
         self.closed = False
         limits = self.limits
         self.writes = Bucket(limits.writes_per_second, limits.write_burst)
@@ -107,28 +111,28 @@ class Session:
             return
         self.endpoint.sockets += 1
         try:
-            self.push(
-                encode(
-                    {
-                        "type": "welcome",
-                        "protocol": PROTOCOL,
-                        "heartbeat": self.endpoint.heartbeat,
-                        "specs": sorted(self.endpoint.specs),
-                        "limits": {
-                            "max_frame_bytes": self.limits.max_frame_bytes,
-                            "max_states": self.limits.max_states,
-                            "writes_per_second": self.limits.writes_per_second,
-                            "write_burst": self.limits.write_burst,
-                            "attaches_per_second": self.limits.attaches_per_second,
-                            "attach_burst": self.limits.attach_burst,
-                        },
-                    }
-                )
-            )
+            welcome: dict[str, Any] = {
+                "type": "welcome",
+                "protocol": PROTOCOL,
+                "heartbeat": self.endpoint.heartbeat,
+                "specs": sorted(self.endpoint.specs),
+                "limits": {
+                    "max_frame_bytes": self.limits.max_frame_bytes,
+                    "max_states": self.limits.max_states,
+                    "writes_per_second": self.limits.writes_per_second,
+                    "write_burst": self.limits.write_burst,
+                    "attaches_per_second": self.limits.attaches_per_second,
+                    "attach_burst": self.limits.attach_burst,
+                },
+            }
+            if self.batched:
+                welcome["batch"] = True
+            self.push(encode(welcome))
             self._arm_timer()
             await self._serve()
         finally:
             self.closed = True
+            self.outbox.stop()  # before the awaits below: nothing more is queued
             self.endpoint.sockets -= 1
             if self.timer:
                 self.timer.cancel()
@@ -325,13 +329,18 @@ class Session:
     def _receiver(self, attachment: Attachment) -> Any:
         head = attachment.head
         body = self.endpoint.body
+        shared = self.endpoint.frame
         outbox = self.outbox
         frames = outbox.frames
         limit = self.limits.max_queued_frames
 
         def receive(change: Change) -> None:
-            # Called once per socket for every change: the common case is inlined.
-            if change.kind == "stopped":
+            # Called once per socket for every change: the common case first, inlined.
+            if outbox.open and len(frames) < limit and change.kind not in _OWN_FRAME:
+                frames.append(shared(change, head))
+                if not outbox.queued and outbox.task is None:
+                    outbox.wake()
+            elif change.kind == "stopped":
                 self.push(head + body(change))
                 self.attachments.pop(attachment.id, None)
                 self._arm_timer()
@@ -340,11 +349,8 @@ class Session:
                 # state): the reset carries it, so the page replaces both at once.
                 presence = encode(presence_json(attachment.client.presence))
                 self.push(head + body(change)[:-1] + f',"presence":{presence}}}')
-            elif self.closed or len(frames) >= limit or outbox.close_code is not None:
-                self.push(head + body(change))  # drops it, or closes a socket too far behind
             else:
-                frames.append(head + body(change))
-                outbox.wake()
+                self.push(shared(change, head))  # drops it, or closes a socket too far behind
 
         return receive
 
