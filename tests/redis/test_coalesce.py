@@ -125,16 +125,17 @@ async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
         ]
 
 
-async def test_a_batch_deleting_a_list_applies_it_after_the_rest(server: ServerProcess) -> None:
+async def test_a_batch_deleting_a_list_keeps_the_order(server: ServerProcess) -> None:
     """A delete queued with others finds its property is a list, whose keys the call did not
-    declare: it is sent again alone, after the rest, and applied once."""
+    declare: it and the writes after it are sent again, alone and in order, each applied
+    once, so none overtakes it."""
     async with Node(server.url) as node:
         client = await node.attach(Board, "b")
         id = StateId("Board", "b")
         writes = [increment("n"), increment("n"), Op("delete", "items"), increment("n")]
         results = await asyncio.gather(*(node.backend.apply(id, op, "group") for op in writes))
         first = results[0].version
-        assert [result.version - first for result in results] == [0, 1, 3, 2]
+        assert [result.version - first for result in results] == [0, 1, 2, 3]
         assert await node.get(Board, "b") == {"n": 3, "text": "a"}
         await eventually(lambda: client.state == {"n": 3, "text": "a"})
 

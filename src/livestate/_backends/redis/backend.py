@@ -299,8 +299,9 @@ class RedisBackend(Backend):
         results: list[Applied | BaseException] = []
         for (op, role), reply in zip(ops, replies, strict=True):
             try:
-                if type(reply) is not str and reply[0] == "lists":
-                    # Not applied: a list, whose keys it did not declare. Alone, after the rest.
+                if type(reply) is not str and reply[0] in ("lists", "later"):
+                    # Not applied: a list, whose keys it did not declare, or a write after
+                    # one. Alone, in order (lua/many.lua).
                     results.append(await self._apply_alone(id, (op, role)))
                 elif type(reply) is not str and reply[0] == "error":
                     raise translate(ReplyError(reply[1]), self.endpoint, f"{describe(op)} {id}")

@@ -6,13 +6,15 @@
 -- whole, its write id, the ACL, the fence, the sizes) before its own first write, and is
 -- applied, at the next version, or refused on its own. A write that fails (a key of the
 -- wrong type) fails before its first write too, so pcall leaves it undone and the others
--- stand. The reply: one reply per write, in order, each what its script alone replies,
--- or {'error', message} for one that failed.
+-- stand. A write that replies 'lists' (a list it did not declare the keys of) is not
+-- applied, and neither is any write after it ({'later'}): the node sends them again, one
+-- by one and in order, so none overtakes it. The reply: one reply per write, in order,
+-- each what its script alone replies, or {'error', message} for one that failed.
 -- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
 -- of writes; then per write: its script, the KEYS index of its list key (0: none), how
 -- many arguments follow, and those (its own ARGV from 3 on).
 local scripts = {put = put, delete = delete, append = append, increment = increment}
-local replies, i = {}, 4
+local replies, i, later = {}, 4, false
 for n = 1, tonumber(GIVEN[3]) do
   local script, list, count = scripts[GIVEN[i]], tonumber(GIVEN[i + 1]), tonumber(GIVEN[i + 2])
   ARGV = {CHANNEL, PUBLISH}
@@ -21,11 +23,17 @@ for n = 1, tonumber(GIVEN[3]) do
   WRITE = ARGV[7] or ''
   LK = nil
   if list > 0 then LK = KEYS[list] end
-  local ok, reply = pcall(script)
-  if not ok then
-    if type(reply) == 'table' then reply = reply.err end
-    reply = {'error', tostring(reply)}
+  if later then
+    replies[n] = {'later'}
+  else
+    local ok, reply = pcall(script)
+    if not ok then
+      if type(reply) == 'table' then reply = reply.err end
+      reply = {'error', tostring(reply)}
+    elseif type(reply) == 'table' and reply[1] == 'lists' then
+      later = true
+    end
+    replies[n] = reply
   end
-  replies[n] = reply
 end
 return replies
