@@ -38,10 +38,10 @@ from typing import Any
 import hiredis
 import redis
 import redis.asyncio
+from redis.crc import key_slot
 
 import livestate
 from livestate import Change, LiveState
-from livestate._backends.redis.slots import key_slot
 from livestate.testing import ClusterProcess, ServerProcess, command
 
 RATE = 1000
@@ -252,7 +252,9 @@ def cluster_main() -> None:
                     figures = asyncio.run(spread_throughput(urls[name], writers))
                     runs.setdefault((name, writers), []).append(figures)
         latencies = {name: percentiles(latency(url, "livestate")) for name, url in urls.items()}
-        keys = Counter(cluster.owner(key_slot(f"ls:{{Bench:spread-{n}}}:m")) for n in range(KEYS))
+        keys = Counter(
+            cluster.owner(key_slot(f"ls:{{Bench:spread-{n}}}:m".encode())) for n in range(KEYS)
+        )
         calls = {port: evalsha_calls(port) for port in cluster.primaries()}
 
     def median(name: str, writers: int, index: int) -> float:
@@ -320,7 +322,7 @@ async def migration_run(cluster: ClusterProcess, key: str, declare_all: bool) ->
     finally:
         scripts.DECLARES.clear()
         scripts.DECLARES.update(saved)
-    slot = key_slot(f"ls:{{Bench:{key}}}:m")
+    slot = key_slot(f"ls:{{Bench:{key}}}:m".encode())
     source = cluster.owner(slot)
     target = next(port for port in cluster.primaries() if port != source)
     for port in cluster.primaries():

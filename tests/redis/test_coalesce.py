@@ -85,9 +85,9 @@ def published(pubsub: Any) -> list[tuple[int, str]]:
 async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
     server: ServerProcess, subscriber: Any
 ) -> None:
-    """Writes queued behind one in flight go in one call: the one the ACL denies, the one
-    too large and the one fenced to another lifetime are refused, each with its own error,
-    and the others are applied, each at its own version, in the order they were made."""
+    """Writes made in one loop turn go in one call: the one the ACL denies, the one too
+    large and the one fenced to another lifetime are refused, each with its own error, and
+    the others are applied, each at its own version, in the order they were made."""
     async with Node(server.url) as node:
         await node.start(Board, "b")
         id = StateId("Board", "b")
@@ -96,7 +96,7 @@ async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
         before = snapshot.version
         admin(server).config_resetstat()
         writes: list[tuple[Op, Any]] = [
-            (increment("n"), "group"),  # in flight alone; the rest queue behind it
+            (increment("n"), "group"),
             (increment("n", 2), "group"),
             (put("text", "b"), "public"),  # denied: the public may only read
             (put("big", "x" * 2_000_000), "group"),  # above max_value_bytes
@@ -107,7 +107,7 @@ async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
         results = await asyncio.gather(
             *(node.backend.apply(id, op, role) for op, role in writes), return_exceptions=True
         )
-        assert calls(server) == 2  # one alone, six in one call
+        assert calls(server) == 1  # all seven in one call
         assert isinstance(results[2], PermissionDeniedError)
         assert isinstance(results[3], StateTooLargeError)
         assert isinstance(results[4], StartedAnewError)
@@ -157,7 +157,7 @@ async def test_a_reply_lost_mid_batch_is_retried_and_each_write_applied_once(
                 *(node.backend.apply(id, append("items", item), "group") for item in items)
             )
             assert proxy.lost == 1
-            assert [result.repeated for result in results] == [False] + [True] * 5
+            assert [result.repeated for result in results] == [True] * 6  # all in that call
             versions = [result.version for result in results]
             assert versions == list(range(versions[0], versions[0] + 6))
             with admin(server) as connection:

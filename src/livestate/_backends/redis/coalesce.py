@@ -1,14 +1,17 @@
 """Writes coalesced per live state: one call in flight for each, and what was queued
 meanwhile goes in the next one.
 
-A write to a live state with no call in flight goes at once, alone, as it always
-did: a writer that is alone never waits for a timer or for anyone. While a call
-is in flight, the writes made to the same live state queue up; when it returns,
-everything queued goes in one call (lua/many.lua runs each write as its own
-script would, checked and applied or refused on its own), so 16 concurrent
-writers cost the server and the node about one call per round trip instead of
-16. The queue keeps submission order, and so does the server: one call at a time
-per live state, each write in its place within its call.
+A write to a live state with no call in flight goes at the end of the current
+event loop turn, with the writes made to the same live state in that turn (the
+writers a reply woke up write again in the same turn): a writer that is alone
+never waits for a timer or for anyone, and 16 writers woken together go
+together. While a call is in flight, the writes made to the same live state
+queue up; when it returns, everything queued goes in one call (lua/many.lua
+runs each write as its own script would, checked and applied or refused on its
+own), so 16 concurrent writers cost the server and the node about one call per
+round trip instead of 16. The queue keeps submission order, and so does the
+server: one call at a time per live state, each write in its place within its
+call.
 
 This module does the queueing only; what a call carries, and how its replies
 become results, is the backend's (`Coalescer` takes it as two functions).
@@ -58,24 +61,25 @@ class Coalescer(Generic[Write, Result]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def write(self, id: StateId, write: Write, shared: bool = True) -> Result:
-        """Send `write` to live state `id`, now if no call to it is in flight, else in
-        the next call, with whatever else is queued by then (unless not `shared`).
+        """Send `write` to live state `id`: at the end of this loop turn if no call to it
+        is in flight, else in the next call, with whatever else is queued by then (in
+        one call unless not `shared`).
 
         Raises whatever sending it raises.
         """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         queue = self._queues.get(id)
         if queue is None:
-            self._queues[id] = []
-            try:
-                return await self._alone(id, write)
-            finally:
-                self._next(id)
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        queue.append(Pending(write, shared, future))
+            self._queues[id] = [Pending(write, shared, future)]
+            loop.call_soon(self._next, id)
+        else:
+            queue.append(Pending(write, shared, future))
         return await future
 
     def _next(self, id: StateId) -> None:
-        """A call to `id` returned: send what queued behind it, or mark `id` idle."""
+        """Send what queued for `id` (the writes of a loop turn, or those made while a
+        call was in flight), or mark `id` idle."""
         queue = self._queues.get(id)
         if not queue:
             self._queues.pop(id, None)
