@@ -230,3 +230,24 @@ async def test_concurrent_writers_keep_their_order_and_another_node_sees_every_c
         assert [change.value[-1] for change in changes] == items  # each the whole list
         assert in_order(changes)
         assert all(client.state["items"] == items for client in clients)
+
+
+async def test_a_write_cancelled_before_its_call_leaves_is_not_sent_and_the_others_are(
+    server: ServerProcess,
+) -> None:
+    """The first of three writes made in one loop turn is cancelled while the turn's writes
+    gather: it is never applied, and the two others go, in their order."""
+    async with Node(server.url) as node:
+        await node.start(Board, "b")
+        id = StateId("Board", "b")
+        tasks = [
+            asyncio.create_task(node.backend.apply(id, append("items", item), "group"))
+            for item in ("first", "second", "third")
+        ]
+        await asyncio.sleep(0)  # each task has made its write; the first waits for the others
+        tasks[0].cancel()
+        second, third = await asyncio.gather(*tasks[1:])
+        assert third.version == second.version + 1
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+        assert (await node.get(Board, "b"))["items"] == ["second", "third"]

@@ -1,11 +1,11 @@
 """Writes coalesced per live state: one call in flight for each, and what was queued
 meanwhile goes in the next one.
 
-A write to a live state with no call in flight goes at the end of the current
-event loop turn, with the writes made to the same live state in that turn (the
-writers a reply woke up write again in the same turn): a writer that is alone
-never waits for a timer or for anyone, and 16 writers woken together go
-together. While a call is in flight, the writes made to the same live state
+A write to a live state with no call in flight waits one event loop turn for
+the writes made to the same live state in that turn (the writers a reply woke
+up write again in the same turn): alone, it then goes by itself from its
+caller's own task, as it always did, having waited for no timer and nobody;
+with others, they go together, and 16 writers woken together share one call. While a call is in flight, the writes made to the same live state
 queue up; when it returns, everything queued goes in one call (lua/many.lua
 runs each write as its own script would, checked and applied or refused on its
 own), so 16 concurrent writers cost the server and the node about one call per
@@ -67,15 +67,27 @@ class Coalescer(Generic[Write, Result]):
 
         Raises whatever sending it raises.
         """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Result] = loop.create_future()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        mine = Pending(write, shared, future)
         queue = self._queues.get(id)
-        if queue is None:
-            self._queues[id] = [Pending(write, shared, future)]
-            loop.call_soon(self._next, id)
-        else:
-            queue.append(Pending(write, shared, future))
-        return await future
+        if queue is not None:
+            queue.append(mine)
+            return await future
+        queue = self._queues[id] = [mine]
+        try:
+            await asyncio.sleep(0)  # the writes made in this loop turn join the queue
+        except asyncio.CancelledError:
+            queue.remove(mine)
+            self._next(id)  # the others go without this one
+            raise
+        if len(queue) > 1:
+            self._next(id)  # together, in a task: no caller's fate decides the others'
+            return await future
+        self._queues[id] = []  # in flight: later writes queue
+        try:
+            return await self._alone(id, write)  # alone, from the caller itself
+        finally:
+            self._next(id)
 
     def _next(self, id: StateId) -> None:
         """Send what queued for `id` (the writes of a loop turn, or those made while a
