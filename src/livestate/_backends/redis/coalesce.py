@@ -5,8 +5,9 @@ A write to a live state with no call in flight waits one event loop turn for
 the writes made to the same live state in that turn (the writers a reply woke
 up write again in the same turn): alone, it then goes by itself from its
 caller's own task, as it always did, having waited for no timer and nobody;
-with others, they go together, and 16 writers woken together share one call. While a call is in flight, the writes made to the same live state
-queue up; when it returns, everything queued goes in one call (lua/many.lua
+with others, they go together, and 16 writers woken together share one call.
+While a call is in flight, the writes made to the same live state queue up;
+when it returns, everything queued goes in one call (lua/many.lua
 runs each write as its own script would, checked and applied or refused on its
 own), so 16 concurrent writers cost the server and the node about one call per
 round trip instead of 16. The queue keeps submission order, and so does the
