@@ -78,9 +78,10 @@ class Applied(NamedTuple):
     repeated: bool = False
 
 
-def published(epoch: str, version: int, op: Op) -> Message:
-    """A Message for a write with no clock, made the fast way (one per write)."""
-    made: Message = _new(Message, (epoch, version, op, 0.0))
+def published(epoch: str, version: int, op: Op, sent: float = 0.0) -> Message:
+    """A Message for a write (written at `sent`, if known), made the fast way (one per
+    write)."""
+    made: Message = _new(Message, (epoch, version, op, sent))
     return made
 
 

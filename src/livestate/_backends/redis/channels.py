@@ -14,7 +14,7 @@ from typing import Any
 
 from ..._changes import StateId
 from ..._values import JSON
-from ..base import Backend, Listener, Message
+from ..base import Backend, Listener, Message, published
 from .codec import Names, decode, decode_op
 from .transport import Events
 
@@ -81,27 +81,29 @@ class Channels:
             return
         listeners = subscription.listeners
         try:
-            epoch, version_text, rest = data.split("\n", 2)
-            version = int(version_text)
-            if rest[:1] == "[":  # a write: its head is a JSON array
+            parts = data.split("\n", 4)
+            epoch = parts[0]
+            version = int(parts[1])
+            if len(parts) == 5 and parts[2][:1] == "[":
+                # A write: epoch, version, its head (a JSON array), the writer's clock, value.
                 if len(listeners) == 1:  # the usual case: one replica per live state
                     wanted = listeners[0].wants(epoch, version)
                 else:
                     wanted = any(each.wants(epoch, version) for each in listeners)
                 if not wanted:
                     return  # seen already (this node's own write, applied when it returned)
-                head, sent, value = rest.split("\n", 2)
-                message = Message(epoch, version, decode_op(head, value), int(sent) / 1e6)
-            elif rest.startswith("notice\n"):
-                kind, text = rest[len("notice\n") :].split("\n", 1)
+                op = decode_op(parts[2], parts[4])
+                message = published(epoch, version, op, int(parts[3]) / 1e6)
+            elif parts[2] == "notice":
+                kind, text = parts[3:]
                 self._notice(subscription, kind, decode(text))
                 return
-            elif rest == "stop":
+            elif len(parts) == 3 and parts[2] == "stop":
                 message = Message(epoch, version, "stopped")
-            elif rest == "start":
+            elif len(parts) == 3 and parts[2] == "start":
                 message = Message(epoch, version, "started")
             else:
-                raise ValueError(rest)
+                raise ValueError(parts[2])
         except Exception:
             # From a newer release, or damaged: this live state alone loads a snapshot.
             self._backend.log.warning(

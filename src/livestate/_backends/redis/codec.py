@@ -129,10 +129,18 @@ def _parse_head(text: str) -> list[Any]:
 def decode_op(head_text: str, value_text: str) -> Op:
     head = _parse_head(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
-    value = decode(value_text)
     if kind == "reset":
-        return Op(kind, None, value, acl=ACL(head[3], head[4]), ttl=head[5])
-    return Op(kind, head[1], value, max_len=head[2])
+        return Op(kind, None, decode(value_text), acl=ACL(head[3], head[4]), ttl=head[5])
+    value = _decode_short(value_text) if len(value_text) <= SHORT else decode(value_text)
+    made: Op = _new(Op, (kind, head[1], value, "null", 0, head[2], *_OP_REST))
+    return made
+
+
+_FIRST = Op("put", "p", "v", "e", 1, 2)
+if _FIRST != Op(kind="put", prop="p", value="v", encoded="e", size=1, max_len=2):
+    raise RuntimeError("codec.decode_op builds an Op from its field order: update it.")
+_OP_REST = tuple(_FIRST[6:])  # the defaults of every field after max_len
+_new: Any = tuple.__new__
 
 
 def _frozen_list(items: list[Any]) -> FrozenList:
@@ -157,3 +165,13 @@ def decode(text: str) -> JSON:
     """
     value = _decoder.raw_decode(text)[0]
     return _frozen_list(value) if type(value) is list else value
+
+
+SHORT = 32
+"""Values published as up to this many characters (a count, a flag, a short string) are
+decoded once and the frozen result shared: the same few recur write after write."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_short(text: str) -> JSON:
+    return decode(text)

@@ -77,6 +77,7 @@ class Connection(asyncio.Protocol):
         self._outgoing: list[bytes] = []
         self.why = "closed the connection"  # how it ended, for messages: "<server> <why>"
         self.failure: type[ConnectionError] = ConnectionError  # what waiting calls get
+        self.heard = self._loop.time()  # when bytes last came in (loop time)
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply, or ReplyError, or ConnectionError."""
@@ -130,6 +131,7 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self._loop.time()  # once per read, not per reply
         reader = self._reader
         reader.feed(data)
         while True:

@@ -45,7 +45,6 @@ class Subscriber:
         self._connection: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._loop = asyncio.get_running_loop()
-        self._last = 0.0
         self._closed = False
 
     def start(self) -> None:
@@ -108,7 +107,6 @@ class Subscriber:
                 for channel in self._channels:
                     connection.write(("SSUBSCRIBE", channel))
                 failures = 0
-                self._last = self._loop.time()
                 pinger = self._loop.create_task(self._ping(connection))
                 try:
                     await connection.closed
@@ -132,7 +130,6 @@ class Subscriber:
 
     def _push(self, reply: Any) -> None:
         """Take one message, confirmation or error from the pub/sub connection; never raise."""
-        self._last = self._loop.time()
         if type(reply) is not list or not reply:
             if isinstance(reply, ReplyError):
                 # BUSY, LOADING … in answer to a PING: the server is alive, just not idle.
@@ -157,7 +154,7 @@ class Subscriber:
         heartbeat = self._heartbeat
         while True:
             await asyncio.sleep(heartbeat)
-            if self._loop.time() - self._last > heartbeat + self._timeout:
+            if self._loop.time() - connection.heard > heartbeat + self._timeout:
                 connection.abort("went silent")
                 return
             connection.write(("PING",))
