@@ -51,20 +51,21 @@ raises an error that stands for every one of them (the call itself failed)."""
 
 
 class Coalescer(Generic[Write, Result]):
-    """Sends the writes of each live state one call at a time, coalescing those queued
-    while a call is in flight. `alone` sends one write, `together` several."""
+    """Sends the writes of each live state one call at a time, coalescing those made in
+    one loop turn or while a call is in flight. `alone` sends one write, `together`
+    several."""
 
     def __init__(self, alone: Alone[Write, Result], together: Together[Write, Result]) -> None:
         self._alone = alone
         self._together = together
-        # Live states with a call in flight -> the writes queued behind it.
+        # Live states gathering writes or with a call in flight -> the writes to go next.
         self._queues: dict[StateId, list[Pending[Write, Result]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def write(self, id: StateId, write: Write, shared: bool = True) -> Result:
-        """Send `write` to live state `id`: at the end of this loop turn if no call to it
-        is in flight, else in the next call, with whatever else is queued by then (in
-        one call unless not `shared`).
+        """Send `write` to live state `id`: after this loop turn if no call to it is in
+        flight, else when that call returns, with the other writes made to it by then
+        (in one call unless not `shared`).
 
         Raises whatever sending it raises.
         """
