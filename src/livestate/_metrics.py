@@ -85,6 +85,7 @@ class Metrics:
         self.states = 0
         self.clients = 0
         self.counts: dict[str, Counter[str]] = {name: Counter() for name in _LABELLED}
+        self.deliveries = self.counts["deliveries"]  # counted once per change
         self.reconnects = 0
         self.renewals = 0
         self.write_seconds = _Histogram()
@@ -109,9 +110,16 @@ class Metrics:
     def delivered(self, kind: str, count: int, sent: float) -> None:
         """A change of `kind` went to `count` clients; `sent` is the write's wall clock time."""
         if count:
-            self.counts["deliveries"][kind] += count
+            self.deliveries[kind] += count
         if sent:
-            self.delivery_seconds.observe(max(0.0, time.time() - sent))
+            # _Histogram.observe, inline: once per change, on every node.
+            seconds = time.time() - sent
+            if seconds < 0.0:
+                seconds = 0.0  # another machine's clock runs ahead of ours
+            histogram = self.delivery_seconds
+            histogram.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
+            histogram.count += 1
+            histogram.sum += seconds
 
     def resynced(self, cause: str) -> None:
         """A replica loaded a snapshot because of `cause` (gap, reconnect, heartbeat, ...)."""
