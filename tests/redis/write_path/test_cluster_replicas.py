@@ -13,7 +13,7 @@ import pytest
 
 from livestate import BackendUnavailableError, LiveState, LiveStateError, Node
 from livestate._backends.redis.slots import key_slot
-from livestate.testing import ClusterProcess
+from livestate.testing import ClusterProcess, command
 
 from ...support import Writers, eventually
 
@@ -48,6 +48,29 @@ async def test_a_write_waits_for_the_replica_of_its_shard(cluster: ClusterProces
             cluster.resume(replica)
         assert await node.get(Replicated, key, "n") == 2
         assert await node.increment(Replicated, key, "n") == 3
+
+
+def waits(port: int) -> int:
+    """WAIT commands the server on `port` has run."""
+    stats: str = command(port, "INFO", "commandstats")
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_wait:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_writes_that_wait_for_replicas_are_not_coalesced(cluster: ClusterProcess) -> None:
+    """With ?replicas=1, writes made at once still go one call each, each followed by its own
+    WAIT on the same connection (a WAIT confirms what its connection wrote before it):
+    eight concurrent increments are eight WAITs on their shard's primary, all applied."""
+    key = "apart"
+    async with Node(f"{cluster.url}?replicas=1") as node:
+        await node.start(Replicated, key)
+        primary = cluster.owner(slot_of(key))
+        before = waits(primary)
+        await asyncio.gather(*(node.increment(Replicated, key, "n") for _ in range(8)))
+        assert waits(primary) - before == 8
+        assert await node.get(Replicated, key, "n") == 8
 
 
 async def test_a_killed_primary_loses_no_acknowledged_write(cluster: ClusterProcess) -> None:
