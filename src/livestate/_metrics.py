@@ -112,14 +112,8 @@ class Metrics:
         if count:
             self.deliveries[kind] += count
         if sent:
-            # _Histogram.observe, inline: once per change, on every node.
-            seconds = time.time() - sent
-            if seconds < 0.0:
-                seconds = 0.0  # another machine's clock runs ahead of ours
-            histogram = self.delivery_seconds
-            histogram.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-            histogram.count += 1
-            histogram.sum += seconds
+            seconds = time.time() - sent  # below 0 when the writer's clock runs ahead
+            self.delivery_seconds.observe(seconds if seconds > 0.0 else 0.0)
 
     def resynced(self, cause: str) -> None:
         """A replica loaded a snapshot because of `cause` (gap, reconnect, heartbeat, ...)."""

@@ -84,8 +84,8 @@ class Session:
         self.roles: dict[tuple[str, str], Role | None] = {}
         self.identity: str | None = None  # from identify, at the first track
         self.next_id = 1
-        self.batched = connection.query.get(BATCH_QUERY) == "1"
-        self.outbox = Outbox(send, endpoint.flusher, self.batched)
+        batched = connection.query.get(BATCH_QUERY) == "1"
+        self.outbox = Outbox(send, endpoint.flusher, batched)
         self.closed = False
         limits = self.limits
         self.writes = Bucket(limits.writes_per_second, limits.write_burst)
@@ -125,7 +125,7 @@ class Session:
                     "attach_burst": self.limits.attach_burst,
                 },
             }
-            if self.batched:
+            if self.outbox.batched:
                 welcome["batch"] = True
             self.push(encode(welcome))
             self._arm_timer()
