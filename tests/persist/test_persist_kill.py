@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from livestate import Node
 from livestate.testing import ServerProcess
@@ -60,6 +62,11 @@ class Saves:
         ]
 
 
+STEADY = 3.0
+"""The lease of the node processes in the tests that kill everything at once: no hand-over
+happens there, and a lease of 1 s would lapse (and the live state end under its clients,
+to start anew from the store) if a loaded machine starved a process for 1.5 s."""
+
 SLACK = 0.25
 """Seconds a lost write may lie beyond the bound: its delivery to the saving node, and
 scheduling on a busy machine."""
@@ -87,9 +94,9 @@ async def cluster(
     server = ServerProcess().start()
 
     async def spawn(
-        key: str, mode: str, spec: str = "Journal", delay: float = 0.0
+        key: str, mode: str, spec: str = "Journal", delay: float = 0.0, lease: float = 1.0
     ) -> subprocess.Popen[str]:
-        url = f"{server.url}?lease=1"
+        url = f"{server.url}?lease={lease}"
         command = [sys.executable, "-m", "tests.persist.node", url, key, mode, spec]
         process = await asyncio.to_thread(
             subprocess.Popen, command, cwd=ROOT, env={**env, "JOURNAL_DELAY": str(delay)},
@@ -168,8 +175,8 @@ async def test_every_node_and_redis_killed_at_once_lose_at_most_the_bound(
     that was not acknowledged."""
     server, log, spawn = cluster
     key = uuid.uuid4().hex[:12]
-    writer = await spawn(key, "write")
-    holder = await spawn(key, "hold")
+    writer = await spawn(key, "write", lease=STEADY)
+    holder = await spawn(key, "hold", lease=STEADY)
     await eventually(lambda: len(log.lines()) >= 12, within=15)
     killed = time.time()
     for process in (writer, holder):
@@ -204,8 +211,8 @@ async def test_a_write_made_as_a_save_began_is_lost_only_within_the_bound(
     server, log, spawn = cluster
     key = uuid.uuid4().hex[:12]
     save = 10 * Journal.persist_interval
-    writer = await spawn(key, "write", delay=save)
-    holder = await spawn(key, "hold", delay=save)
+    writer = await spawn(key, "write", delay=save, lease=STEADY)
+    holder = await spawn(key, "hold", delay=save, lease=STEADY)
     # A write lands every 20 ms, so every save has writes that came just after it began,
     # and the next save begins as it ends. Wait for two to store, then for the next to
     # begin, and kill everything a fifth of a save before that one would store.
@@ -262,3 +269,46 @@ async def test_a_node_killed_as_the_only_holder_loses_nothing(
     assert len(items) <= len(acked) + 1  # and at most the one in flight when it died
     assert saves.saved(key)[-1].final
     assert saves.saved(key)[-1].items == len(items)
+
+
+async def test_a_holder_paused_past_its_lease_and_ttl_starts_anew_from_the_store(
+    saves: Recorder, cluster: tuple[ServerProcess, Saves, Spawn]
+) -> None:
+    """The only node holding the journal (its writer) is paused (SIGSTOP) past its lease and
+    the TTL: the live state ends on the server as if the node had died. Resumed, the writer's
+    next write finds it lost, starts it anew from the store, and goes on in the new
+    lifetime: every write saved before the pause is there, in order, then every write made
+    since; the writes lost are those acknowledged within the loss bound before the pause."""
+    server, log, spawn = cluster
+    key = uuid.uuid4().hex[:12]
+    writer = await spawn(key, "write")  # a 1 s lease, and Journal's TTL of 0.5 s
+    assert writer.stdout is not None
+    await eventually(lambda: len(log.lines()) >= 3, within=10)
+    meta = f"ls:{{{Journal.name}:{key}}}:m"
+    with redis.Redis.from_url(server.url) as connection:
+        writer.send_signal(signal.SIGSTOP)
+        paused = time.time()
+        try:
+            await eventually(lambda: not connection.exists(meta), within=5)  # it ended
+        finally:
+            writer.send_signal(signal.SIGCONT)
+    lines: list[str] = []
+    while sum(float(line.split()[2]) > paused for line in lines) < 10:  # ten since resumed
+        lines.append(await asyncio.wait_for(asyncio.to_thread(writer.stdout.readline), 5))
+    writer.kill()
+    writer.wait()
+    lines += writer.stdout.read().splitlines()
+    async with Node(server.url) as node:  # it lives on for its lease and TTL
+        items = list((await node.get(Journal, key))["items"])
+    acked = [(int(n), float(at)) for _, n, at in (line.split() for line in lines)]
+    before = [n for n, at in acked if at < paused]
+    # The write in flight at the pause may have landed in the lifetime that ended.
+    after = [n for n, at in acked if at > paused]
+    after = after[after[0] not in items :]
+    start = items.index(after[0])
+    assert items[:start] == before[:start]  # from the store: a prefix of what came before
+    assert items[start : start + len(after)] == after  # then every later write, in order
+    assert len(items) <= start + len(after) + 1  # and at most the one in flight at the kill
+    bound = loss_bound(Journal.persist_interval, max(e - b for _, b, e, *_ in log.lines()))
+    lost = [at for n, at in acked if at < paused and n not in items]
+    assert all(at > paused - bound - SLACK for at in lost), (lost, paused, bound)
