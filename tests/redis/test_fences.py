@@ -45,10 +45,13 @@ async def test_a_paused_nodes_write_does_not_land_in_the_next_lifetime(lease_url
             client = await node.attach(ProcessRoom, "fenced", on_change=changes.append)
             fresh = client.version
             os.kill(process.pid, signal.SIGCONT)
-            outcome = json.loads(await asyncio.to_thread(process.stdout.readline))
+            # The put's outcome and the client's reset, in either order: the node reads
+            # the new lifetime while the put's refusal comes back.
+            lines = [json.loads(await asyncio.to_thread(process.stdout.readline)) for _ in "ab"]
+            (outcome,) = [line for line in lines if "change" not in line]
             assert outcome["error"] == "StartedAnewError", outcome
             assert "started anew" in outcome["message"]
-            line = json.loads(await asyncio.to_thread(process.stdout.readline))
+            (line,) = [line for line in lines if "change" in line]
             assert line["change"] == "reset" and line["version"] >= fresh, line
             assert await node.get(ProcessRoom, "fenced", "n") == 0
             assert client.state["n"] == 0 and client.version == fresh and changes == []

@@ -51,7 +51,8 @@ async def main(url: str, key: str, writes: list[str]) -> None:
         if paused:
             print("ready", flush=True)
             # The put is a task that has not run a step when the process stops: when it is
-            # continued, the put runs before anything the node hears meanwhile is handled.
+            # continued, the put is made (for the lifetime it knew) before anything the node
+            # heard meanwhile is handled.
             put = asyncio.ensure_future(client.put(writes[1], json.loads(writes[2])))
             os.kill(os.getpid(), signal.SIGSTOP)
             try:
