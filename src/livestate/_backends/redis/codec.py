@@ -127,12 +127,18 @@ def _parse_head(text: str) -> list[Any]:
 
 
 def decode_op(head_text: str, value_text: str) -> Op:
+    """The op of a published write, from its head and value as the message carries them."""
+    if len(value_text) <= SHORT:
+        return _decode_short_op(head_text, value_text)
+    return _decode_op(head_text, value_text)
+
+
+def _decode_op(head_text: str, value_text: str) -> Op:
     head = _parse_head(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
     if kind == "reset":
         return Op(kind, None, decode(value_text), acl=ACL(head[3], head[4]), ttl=head[5])
-    value = _decode_short(value_text) if len(value_text) <= SHORT else decode(value_text)
-    made: Op = _new(Op, (kind, head[1], value, "null", 0, head[2], *_OP_REST))
+    made: Op = _new(Op, (kind, head[1], decode(value_text), "null", 0, head[2], *_OP_REST))
     return made
 
 
@@ -168,10 +174,11 @@ def decode(text: str) -> JSON:
 
 
 SHORT = 32
-"""Values published as up to this many characters (a count, a flag, a short string) are
-decoded once and the frozen result shared: the same few recur write after write."""
+"""Writes whose value is published as up to this many characters (a count, a flag, a short
+string) are decoded once and the op shared, frozen as it is: the same few recur write after
+write (an increment by 1, a flag set)."""
 
 
 @functools.lru_cache(maxsize=4096)
-def _decode_short(text: str) -> JSON:
-    return decode(text)
+def _decode_short_op(head_text: str, value_text: str) -> Op:
+    return _decode_op(head_text, value_text)

@@ -35,6 +35,7 @@ class Subscriber:
     ) -> None:
         self._where = where
         self._events = events
+        self._message = events.message  # per message: one lookup less
         self._heartbeat = heartbeat
         self._timeout = timeout
         self._log = log
@@ -130,15 +131,15 @@ class Subscriber:
 
     def _push(self, reply: Any) -> None:
         """Take one message, confirmation or error from the pub/sub connection; never raise."""
-        if type(reply) is not list or not reply:
+        if type(reply) is not list or len(reply) != 3:
             if isinstance(reply, ReplyError):
                 # BUSY, LOADING … in answer to a PING: the server is alive, just not idle.
                 self._log.debug("livestate's pub/sub connection got %s", reply)
             return
         kind = reply[0]
-        if kind == "smessage" and len(reply) == 3:
-            self._events.message(reply[1], reply[2])
-        elif kind == "ssubscribe" and len(reply) == 3:
+        if kind == "smessage":
+            self._message(reply[1], reply[2])
+        elif kind == "ssubscribe":
             channel = reply[1]
             if channel not in self._channels:
                 return  # unsubscribed meanwhile
