@@ -128,7 +128,7 @@ def _parse_head(text: str) -> list[Any]:
 
 def decode_op(head_text: str, value_text: str) -> Op:
     """The op of a published write, from its head and value as the message carries them."""
-    if len(value_text) <= SHORT:
+    if len(value_text) <= SHORT and len(head_text) <= _CACHED:
         return _decode_short_op(head_text, value_text)
     return _decode_op(head_text, value_text)
 
@@ -176,7 +176,8 @@ def decode(text: str) -> JSON:
 SHORT = 32
 """Writes whose value is published as up to this many characters (a count, a flag, a short
 string) are decoded once and the op shared, frozen as it is: the same few recur write after
-write (an increment by 1, a flag set)."""
+write (an increment by 1, a flag set). Only with a head of up to _CACHED characters, so a
+long property name cannot grow the cache's memory."""
 
 
 @functools.lru_cache(maxsize=4096)
