@@ -251,3 +251,67 @@ async def test_a_write_cancelled_before_its_call_leaves_is_not_sent_and_the_othe
         with pytest.raises(asyncio.CancelledError):
             await tasks[0]
         assert (await node.get(Board, "b"))["items"] == ["second", "third"]
+
+
+class Open(LiveState):
+    """The public may write too."""
+
+    acl = {"group": "all", "public": ["read", "write"]}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"n": 0}
+
+
+async def test_a_batch_shares_the_meta_hash_across_roles_and_leaves_it_exact(
+    server: ServerProcess,
+) -> None:
+    """The writes of one call read the meta hash once per role and write it back at the
+    end: group and public writes interleaved in one call, adding properties, each get the
+    next version, and the meta hash then counts exactly the state's version, bytes and
+    properties, as a read on another node finds it."""
+    async with Node(server.url) as node:
+        await node.start(Open, "o")
+        id = StateId("Open", "o")
+        admin(server).config_resetstat()
+        writes: list[tuple[Op, Any]] = [
+            (increment("n"), "group"),
+            (put("a", "x"), "public"),
+            (increment("n", 5), "public"),
+            (put("a", "longer"), "group"),
+            (put("b", [1, 2]), "group"),
+        ]
+        results = await asyncio.gather(*(node.backend.apply(id, op, role) for op, role in writes))
+        assert calls(server) == 1
+        first = results[0].version
+        assert [result.version for result in results] == list(range(first, first + 5))
+        assert results[2].value == 6
+        with admin(server) as connection:
+            meta = connection.hgetall("ls:{Open:o}:m")
+            sizes = connection.hgetall("ls:{Open:o}:z")
+        assert int(meta["v"]) == first + 4
+        assert int(meta["c"]) == 3 == len(sizes)
+        assert int(meta["n"]) == sum(int(size) for size in sizes.values())
+    async with Node(server.url) as other:
+        assert await other.get(Open, "o") == {"n": 6, "a": "longer", "b": [1, 2]}
+
+
+async def test_one_write_id_twice_in_one_batch_is_applied_once(
+    server: ServerProcess, subscriber: Any
+) -> None:
+    """A caller's write id used by two writes that go in one call: the second is answered
+    with the first one's reply, as a retry is, and applied and published once."""
+    async with Node(server.url) as node:
+        await node.start(Board, "b")
+        id = StateId("Board", "b")
+        admin(server).config_resetstat()
+        ops = [increment("n", 2, write_id="w-1"), increment("n", 2, write_id="w-1")]
+        first, second = await asyncio.gather(*(node.backend.apply(id, op, "group") for op in ops))
+        assert calls(server) == 1
+        assert (first.repeated, second.repeated) == (False, True)
+        assert (second.version, second.value) == (first.version, 2)
+        assert (await node.get(Board, "b"))["n"] == 2
+        assert published(subscriber) == [(first.version, '["increment","n",null]')]
+        with admin(server) as connection:  # the reply is kept for a retry in a later call
+            assert connection.hget("ls:{Board:b}:w", "u:w-1") == f"{first.version}\n" + (
+                connection.hget("ls:{Board:b}:m", "e") + "\n2"
+            )

@@ -104,24 +104,35 @@ class Coalescer(Generic[Write, Result]):
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, id: StateId, queue: list[Pending[Write, Result]]) -> None:
-        """Send `queue` in order: runs of shared writes in one call each, others alone."""
+        """Send `queue`, then what queued meanwhile, until nothing does."""
         try:
-            # A caller cancelled while its write waited here does not want it sent.
-            waiting = [pending for pending in queue if not pending.future.done()]
-            start = 0
-            while start < len(waiting):
-                end = start + 1
-                if waiting[start].shared:
-                    while end < len(waiting) and waiting[end].shared:
-                        end += 1
-                group = waiting[start:end]
-                start = end
-                if len(group) == 1:
-                    await self._send_alone(id, group[0])
-                else:
-                    await self._send_together(id, group)
+            while queue:
+                await self._send_in_order(id, queue)
+                # The writers this call woke up run in the next turn, and most write again
+                # at once: their writes go from here, right after (no turn spent gathering
+                # them, none starting a task).
+                await asyncio.sleep(0)
+                queue = self._queues[id]
+                self._queues[id] = []
         finally:
             self._next(id)
+
+    async def _send_in_order(self, id: StateId, queue: list[Pending[Write, Result]]) -> None:
+        """Send `queue` in order: runs of shared writes in one call each, others alone."""
+        # A caller cancelled while its write waited here does not want it sent.
+        waiting = [pending for pending in queue if not pending.future.done()]
+        start = 0
+        while start < len(waiting):
+            end = start + 1
+            if waiting[start].shared:
+                while end < len(waiting) and waiting[end].shared:
+                    end += 1
+            group = waiting[start:end]
+            start = end
+            if len(group) == 1:
+                await self._send_alone(id, group[0])
+            else:
+                await self._send_together(id, group)
 
     async def _send_alone(self, id: StateId, pending: Pending[Write, Result]) -> None:
         try:

@@ -15,6 +15,7 @@
 -- many arguments follow, and those (its own ARGV from 3 on).
 local scripts = {put = put, delete = delete, append = append, increment = increment}
 local replies, i, later = {}, 4, false
+BATCH = true  -- the writes share the meta hash and write W once (lua/write.lua)
 for n = 1, tonumber(GIVEN[3]) do
   local script, list, count = scripts[GIVEN[i]], tonumber(GIVEN[i + 1]), tonumber(GIVEN[i + 2])
   ARGV = {CHANNEL, PUBLISH}
@@ -36,4 +37,15 @@ for n = 1, tonumber(GIVEN[3]) do
     replies[n] = reply
   end
 end
+-- What the writes left for the end: the meta hash's version, bytes and count, and W.
+if DIRTY then redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7]) end
+for first = 1, #REPLIES, 1000 do  -- in chunks: unpack() has a stack limit
+  local chunk = {unpack(REPLIES, first, math.min(first + 999, #REPLIES))}
+  if type(redis.pcall('HSET', W, unpack(chunk))) == 'table' then
+    redis.call('DEL', W)  -- written over from outside: W is only a cache, start it again
+    redis.call('HSET', W, unpack(chunk))
+    FRESH = true
+  end
+end
+if FRESH then touch(W) end
 return replies

@@ -13,6 +13,12 @@ local WRITE = ARGV[7] or ''
 -- Whether the live state was found whole already in this call (lua/many.lua runs several
 -- writes in one call: nothing from outside comes between them, and each keeps it whole).
 local WHOLE = false
+-- In lua/many.lua (BATCH), the writes of the call share what each would read and write
+-- again: the first one reads the meta hash (for its role: META, ROLE), the next ones take
+-- it from there, each updates it in place (DIRTY), and the call writes it back once at
+-- its end, as it does the replies for W (REPLIES: id, reply, id, reply...; DONE: id ->
+-- reply, found by a retry in the same call; FRESH: W is new, give it the expiry).
+local BATCH, META, ROLE, DIRTY, REPLIES, DONE, FRESH = false, nil, nil, false, {}, {}, false
 
 -- The checks every write makes before its first write command. Returns the meta fields
 -- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
@@ -27,7 +33,15 @@ local WHOLE = false
 -- another type makes it reply 'missing' too. The counts of the two hashes are checked by every read, open and
 -- heartbeat (state.lua's `intact`), which start a live state anew when one is off.
 local function begin()
-  local meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
+  local meta = META
+  if not meta or ROLE ~= ARGV[3] then
+    if DIRTY then  -- another role's write came first: what it wrote goes back before
+      redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7])
+      DIRTY = false
+    end
+    meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
+    if BATCH then META, ROLE = meta, ARGV[3] end
+  end
   if meta[9] and meta[9] ~= LAYOUT then return nil, {'layout', meta[9]} end
   if not meta[1] or not meta[7] then return nil, {'missing'} end
   if not WHOLE then
@@ -42,7 +56,7 @@ local function begin()
   if string.byte(WRITE, 1) == 43 then
     WRITE = string.sub(WRITE, 2)
     -- A W or V written over from outside answers nothing (pcall): the write goes ahead.
-    local done = redis.pcall('HGET', W, WRITE)
+    local done = DONE[WRITE] or redis.pcall('HGET', W, WRITE)
     if type(done) ~= 'string' then done = redis.pcall('HGET', V, WRITE) end
     if type(done) == 'string' then return nil, '!' .. done end  -- '!': applied before
   end
@@ -82,7 +96,10 @@ end
 local function finish(meta, total, count, result, bodies)
   local number = meta[1] + (bodies and #bodies or 1)
   local version = string.format('%d', number)
-  if count then
+  if BATCH then
+    meta[1], meta[4], DIRTY = version, total, true
+    if count then meta[7] = count end
+  elseif count then
     redis.call('HSET', M, 'v', version, 'n', total, 'c', count)
   else
     redis.call('HSET', M, 'v', version, 'n', total)
@@ -96,19 +113,24 @@ local function finish(meta, total, count, result, bodies)
       if not meta[8] or now - tonumber(meta[8]) > 10000 then
         if redis.call('EXISTS', W) == 1 then redis.call('RENAME', W, V) else redis.call('DEL', V) end
         redis.call('HSET', M, 'w', now)
-        fresh = true
+        meta[8], fresh = now, true
       end
     end
-    -- W is only a cache of replies: one written over from outside is started again.
-    if type(redis.pcall('HSET', W, WRITE, reply)) == 'table' then
-      redis.call('DEL', W)
-      redis.call('HSET', W, WRITE, reply)
-      fresh = true
+    if BATCH then
+      REPLIES[#REPLIES + 1], REPLIES[#REPLIES + 2], DONE[WRITE] = WRITE, reply, reply
+      FRESH = FRESH or fresh
+    else
+      -- W is only a cache of replies: one written over from outside is started again.
+      if type(redis.pcall('HSET', W, WRITE, reply)) == 'table' then
+        redis.call('DEL', W)
+        redis.call('HSET', W, WRITE, reply)
+        fresh = true
+      end
+      if fresh then touch(W) end  -- a new W: give it the live state's expiry
     end
-    if fresh then touch(W) end  -- a new W: give it the live state's expiry
   end
   if bodies then
-    local first = meta[1] + 1
+    local first = number - #bodies + 1
     for i, body in ipairs(bodies) do
       redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. string.format('%d', first + i - 1) .. '\n' .. body)
     end
