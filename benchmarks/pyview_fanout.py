@@ -197,8 +197,28 @@ def summary(setup: str, views: int, timings: list[float]) -> Result:
     return Result(setup, views, statistics.median(timings), p95, timings[-1])
 
 
+async def measure_round_trip(url: str, rounds: int) -> Result:
+    """One bare Redis round trip (redis-py, PING) after the same 50 ms pause as each write:
+    what any write over Redis adds to the floor at least, on this machine that day (an
+    idle core wakes slowly in some VMs: a round trip after a pause can take several times
+    one made back to back)."""
+    import redis.asyncio
+
+    connection = redis.asyncio.Redis.from_url(url)
+    timings = []
+    for number in range(rounds + 2):
+        start = time.perf_counter()
+        await connection.ping()
+        if number >= 2:
+            timings.append((time.perf_counter() - start) * 1000)
+        await asyncio.sleep(0.05)
+    await connection.aclose()
+    return summary("Redis round trip", 0, timings)
+
+
 async def run(sizes: list[int], rounds: int) -> list[Result]:
-    """The floor, the one-node half, then the two-node half if the Redis backend is there."""
+    """The floor, the one-node half, then the two-node half if the Redis backend is there
+    (with one bare round trip to its server, measured beside it)."""
     results = []
     for views in sizes:
         results.append(await measure_floor(views, rounds))
@@ -218,6 +238,8 @@ async def run(sizes: list[int], rounds: int) -> list[Result]:
             for views in sizes:
                 results.append(await measure("2 nodes, Redis", [first, second], views, rounds))
                 print_row(results[-1])
+        results.append(await measure_round_trip(server.url, rounds))
+        print_row(results[-1])
     return results
 
 
@@ -241,11 +263,18 @@ def main() -> None:
     print(f"{'setup':<16} {'views':>6} {'median':>11} {'p95':>9} {'max':>9}")
     results = asyncio.run(run(sizes, args.rounds))
     floor = {r.views: r.median_ms for r in results if r.setup == "PyView alone"}
+    trip = next((r.median_ms for r in results if r.setup == "Redis round trip"), None)
+    rows = [r for r in results if r.setup not in ("PyView alone", "Redis round trip")]
     print("\nmedian / the floor's (PyView alone), same run:")
-    for result in results:
-        if result.setup != "PyView alone":
-            ratio = result.median_ms / floor[result.views]
-            print(f"{result.setup:<16} {result.views:>6} {ratio:>10.2f}x")
+    for result in rows:
+        ratio = result.median_ms / floor[result.views]
+        print(f"{result.setup:<16} {result.views:>6} {ratio:>10.2f}x")
+    if trip is not None:
+        print("\ntwo nodes, median / (the floor's + one bare Redis round trip), same run:")
+        for result in rows:
+            if result.setup == "2 nodes, Redis":
+                ratio = result.median_ms / (floor[result.views] + trip)
+                print(f"{result.setup:<16} {result.views:>6} {ratio:>10.2f}x")
     print(
         json.dumps(
             {
@@ -254,9 +283,13 @@ def main() -> None:
                 "rounds": args.rounds,
                 "results": [result.__dict__ for result in results],
                 "ratio_to_floor": {
-                    f"{r.setup}, {r.views}": round(r.median_ms / floor[r.views], 2)
-                    for r in results
-                    if r.setup != "PyView alone"
+                    f"{r.setup}, {r.views}": round(r.median_ms / floor[r.views], 2) for r in rows
+                },
+                "round_trip_ms": trip,
+                "ratio_to_floor_and_round_trip": {
+                    f"{r.setup}, {r.views}": round(r.median_ms / (floor[r.views] + trip), 2)
+                    for r in rows
+                    if trip is not None and r.setup == "2 nodes, Redis"
                 },
             }
         )
