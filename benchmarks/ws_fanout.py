@@ -1,6 +1,6 @@
 """livestate.asgi against python-socketio: one room, N browsers-to-be, over real WebSockets.
 
-    python benchmarks/ws_fanout.py            # N = 100 and 1,000, W = 1 and 10, 3 rounds: ~12 min
+    python benchmarks/ws_fanout.py            # N = 100 and 1,000, W = 1 and 10, 3 rounds: ~18 min
     python benchmarks/ws_fanout.py --quick    # the same, 1 round
 
 Each system runs in its own server process: uvicorn (the same version and the same
@@ -12,7 +12,9 @@ writer clients that together send K updates of ~200 bytes (K = 100,000 / N, at
 least 200), each writer's acknowledged before its next (livestate: `put` by spec
 and key; socket.io: an event with an ack whose handler emits to the room). W = 1
 is one writer at a time; W = 10 is a busy room, ten people writing at once.
-Figures: the server process's CPU time (from /proc/<pid>/stat) per delivered
+The floor runs beside them: a bare ASGI app under the same uvicorn that forwards each
+writer's text to every joined socket, one `send` each, and acknowledges it (no framework,
+no state, no batching). Figures: the server process's CPU time (from /proc/<pid>/stat) per delivered
 change, deliveries/s, and the server's resident memory per idle connection (RSS
 after 1,000 more idle clients, minus before, over 1,000). Every delivery is
 counted: a run where any client misses one fails. Prints a table, the ratios, and
@@ -37,7 +39,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SYSTEMS = ("livestate", "python-socketio")
+SYSTEMS = ("livestate", "python-socketio", "floor")
 PAYLOAD = {"text": "x" * 160, "from": "benchmark", "n": 0}  # ~200 bytes of JSON
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -80,11 +82,44 @@ def socketio_app() -> Any:
     return socketio.ASGIApp(sio)
 
 
+def floor_app() -> Any:
+    """The floor: a bare ASGI app, no framework. A receiver joins by sending 'join'; the
+    text a writer sends goes, as it is, to every joined socket (one `send` each, in turn),
+    then 'ok' back to the writer: what uvicorn alone costs per delivered change."""
+    joined: list[Any] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                if send in joined:
+                    joined.remove(send)
+                return
+            if message.get("text") == "join":
+                joined.append(send)
+                await send({"type": "websocket.send", "text": "joined"})
+                continue
+            frame = {"type": "websocket.send", "text": message.get("text")}
+            for each in tuple(joined):
+                try:
+                    await each(frame)
+                except Exception:  # closed meanwhile: its disconnect removes it
+                    pass
+            await send({"type": "websocket.send", "text": "ok"})
+
+    return app
+
+
 def serve(system: str, port: int) -> None:
     """Run one system's server until killed."""
     import uvicorn
 
-    app = livestate_app() if system == "livestate" else socketio_app()
+    apps = {"livestate": livestate_app, "python-socketio": socketio_app, "floor": floor_app}
+    app = apps[system]()
     uvicorn.run(
         app,
         host="127.0.0.1",
@@ -221,8 +256,16 @@ async def open_socketio(port: int, join: bool = True) -> ClientConnection:
     return socket
 
 
+async def open_floor(port: int, join: bool = True) -> ClientConnection:
+    socket = await connect(f"ws://127.0.0.1:{port}/ws", max_size=1 << 20, compression=None)
+    if join:
+        await socket.send("join")
+        assert await socket.recv() == "joined"
+    return socket
+
+
 async def open_many(system: str, port: int, count: int) -> list[ClientConnection]:
-    opener = open_livestate if system == "livestate" else open_socketio
+    opener = {"livestate": open_livestate, "python-socketio": open_socketio}.get(system, open_floor)
     sockets: list[ClientConnection] = []
     for start in range(0, count, 100):  # in batches, so the listen backlog never overflows
         batch = range(start, min(count, start + 100))
@@ -253,6 +296,10 @@ async def write(system: str, writer: ClientConnection, k: int) -> None:
                     raise RuntimeError(reply)
                 if '{"type":"ok"' in reply:  # alone, or in a batch
                     break
+        elif system == "floor":
+            await writer.send(json.dumps({"type": "change", "value": data}, separators=(",", ":")))
+            while await writer.recv() != "ok":
+                pass
         else:
             await writer.send(f"42{n}" + json.dumps(["update", data]))
             while not (reply := str(await writer.recv())).startswith(f"43{n}"):
@@ -267,6 +314,8 @@ async def write_all(system: str, writers: list[ClientConnection], k: int) -> Non
 
 async def open_writer(system: str, port: int) -> ClientConnection:
     """A writer: a socket that holds no attachment / is in no room, so it receives nothing."""
+    if system == "floor":
+        return await open_floor(port, join=False)
     if system != "livestate":
         return await open_socketio(port, join=False)
     writer = await open_livestate(port)
@@ -288,9 +337,9 @@ async def run_once(system: str, n: int, w: int, k: int, idle: int) -> dict[str, 
         sockets += [r.socket for r in receivers]
         writers = [await open_writer(system, server.port) for _ in range(w)]
         sockets += writers
-        marker = '{"type":"change"' if system == "livestate" else '42["change"'
+        marker = '42["change"' if system == "python-socketio" else '{"type":"change"'
         for receiver in receivers:
-            receiver.start(marker, pong=system != "livestate")
+            receiver.start(marker, pong=system == "python-socketio")
         tally.expect(20 * w * n)
         await write_all(system, writers, 20 * w)  # warm up both paths
         await tally.wait(30)
@@ -367,10 +416,21 @@ async def main(quick: bool, ns: tuple[int, ...], ws: tuple[int, ...]) -> None:
         / results["livestate"][case]["cpu_us_per_delivery"]
         for case in results["livestate"]
     }
+    floor = {case: results["floor"][case]["cpu_us_per_delivery"] for case in results["floor"]}
+    above = {
+        case: results["livestate"][case]["cpu_us_per_delivery"] / floor[case] for case in floor
+    }
+    ceiling = {
+        case: results["python-socketio"][case]["cpu_us_per_delivery"] / floor[case]
+        for case in floor
+    }
     for n, w in cases:
+        case = f"{n}/{w}"
         print(
-            f"N = {n}, W = {w}: python-socketio spends {ratios[f'{n}/{w}']:.1f}x livestate's CPU "
-            f"per delivered change (target ≥ {TARGETS.get(n, 0):g}x)"
+            f"N = {n}, W = {w}: python-socketio spends {ratios[case]:.1f}x livestate's CPU "
+            f"per delivered change (target ≥ {TARGETS.get(n, 0):g}x); livestate spends "
+            f"{above[case]:.2f}x the floor's, python-socketio {ceiling[case]:.1f}x (the most "
+            "any ratio to it can be under this server)"
         )
     print(
         json.dumps(
@@ -381,6 +441,8 @@ async def main(quick: bool, ns: tuple[int, ...], ws: tuple[int, ...]) -> None:
                 "rounds": rounds,
                 "results": results,
                 "cpu_ratio": ratios,
+                "livestate_to_floor": above,
+                "socketio_to_floor": ceiling,
             }
         )
     )
