@@ -9,7 +9,10 @@
 -- stand. A write that replies 'lists' (a list it did not declare the keys of) is not
 -- applied, and neither is any write after it ({'later'}): the node sends them again, one
 -- by one and in order, so none overtakes it. The reply: one reply per write, in order,
--- each what its script alone replies, or {'error', message} for one that failed.
+-- each what its script alone replies, or {'error', message} for one that failed. What the
+-- writes would each read and write again they share (BATCH, lua/write.lua): each checks the
+-- meta hash as the writes before it left it, read once per role, and the call writes it
+-- back once at its end, with every write's reply for W in one HSET.
 -- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
 -- of writes; then per write: its script, the KEYS index of its list key (0: none), how
 -- many arguments follow, and those (its own ARGV from 3 on).
