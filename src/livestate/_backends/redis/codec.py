@@ -134,7 +134,8 @@ def decode_op(head_text: str, value_text: str) -> Op:
 
 
 def _decode_op(head_text: str, value_text: str) -> Op:
-    head = _parse_head(head_text)
+    # Heads naming long properties are parsed each time, so they cannot grow the cache.
+    head = _parse_head(head_text) if len(head_text) <= _CACHED else json.loads(head_text)
     kind: Literal["put", "delete", "reset", "append", "increment"] = head[0]
     if kind == "reset":
         return Op(kind, None, decode(value_text), acl=ACL(head[3], head[4]), ttl=head[5])

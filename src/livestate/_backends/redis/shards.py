@@ -48,6 +48,11 @@ class ShardSubscriber:
         self.link.close()
 
     def on_push(self, reply: Any) -> None:
+        # A message first: nearly every push is one.
+        if type(reply) is list and len(reply) == 3 and reply[0] == "smessage":
+            if reply[1] in self.channels:
+                self.router.on_message(reply[1], reply[2])
+            return
         if isinstance(reply, ReplyError):
             self.on_error(str(reply))
             return
@@ -57,10 +62,7 @@ class ShardSubscriber:
         if not isinstance(reply, list) or len(reply) < 3:
             return
         kind, channel = reply[0], reply[1]
-        if kind == "smessage":
-            if channel in self.channels:
-                self.router.on_message(channel, reply[2])
-        elif kind == "ssubscribe":
+        if kind == "ssubscribe":
             self.channels.add(channel)
             future = self.pending.pop(channel, None)
             if future is not None and not future.done():
