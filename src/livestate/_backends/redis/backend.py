@@ -49,6 +49,7 @@ from ..base import (
     MountFunction,
     Snapshot,
     Survey,
+    applied,
     not_running,
 )
 from . import claims, starting, survey
@@ -372,11 +373,12 @@ class RedisBackend(Backend):
         if type(reply) is not str:
             fail(id, op, role, reply, self.endpoint)
         # Applied now, or (a retry of a write whose reply was lost) once before.
-        repeated = reply.startswith("!")
-        version, epoch, result = reply[repeated:].split("\n", 2)
-        return Applied(
-            epoch, int(version), number(result) if op.kind == "increment" else None, repeated
-        )
+        if reply[0] == "!":
+            version, epoch, result = reply[1:].split("\n", 2)
+            value = number(result) if op.kind == "increment" else None
+            return Applied(epoch, int(version), value, True)
+        version, epoch, result = reply.split("\n", 2)
+        return applied(epoch, int(version), number(result) if op.kind == "increment" else None)
 
     async def _apply_action(
         self, id: StateId, ops: Sequence[Op], expect: int, state: Mapping[str, JSON]
