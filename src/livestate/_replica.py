@@ -208,15 +208,20 @@ class Replica:
             if op == "stopped":
                 self._end("the live state was stopped")
             return
-        if version <= self.version:
-            return  # seen already (this node's own write, applied when it returned)
         if version != self.version + 1:
+            if version <= self.version:
+                return  # seen already (this node's own write, applied when it returned)
             # Another node's earlier write is still on its way: wait for it a moment.
             self.held[version] = message
             if self.timer is None:
                 self.timer = asyncio.get_running_loop().call_later(HOLD, self.resync, "gap")
             return
         self._apply(version, op, sent)  # type: ignore[arg-type]
+        if self.held or self.timer is not None:  # (rarely: most messages come in order)
+            self._apply_held()
+
+    def _apply_held(self) -> None:
+        """Apply what came early and is next now; stop the gap's timer once none is left."""
         held = self.held
         while held and self.buffer is None and not self.closed:
             early = held.pop(self.version + 1, None)
