@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._acl import ACL, READ
 from ._backends.base import Backend, Message, Mounted, Snapshot
-from ._changes import Change, Op, StateId, apply, change
+from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
 from ._log import NodeLog
 from ._presence import Roster, Tracker, leave_op, node_of
@@ -347,7 +347,7 @@ class Replica:
             self._end("its ACL no longer lets the group read")
             return
         try:
-            effect, value = apply(self.state, op, self.id)
+            made = apply(self.state, op, self.id, version)
         except LiveStateError:
             self.log.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
             self.resync("diverged")
@@ -355,7 +355,7 @@ class Replica:
         self.version = version
         if acl is not None:
             self.acl = acl
-        self.fan_out(change(self.id.key, effect, op.prop, value, version), sent)
+        self.fan_out(made, sent)
         if self.waiters:
             self._resolve(version)
 
