@@ -28,7 +28,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._changes import Op, StateId, apply
+from ._changes import Op, StateId, commit, evaluate
 from ._exceptions import InvalidValueError
 from ._rules import Caller
 from ._schema import load_msgspec
@@ -95,7 +95,8 @@ class ActionContext:
     def _record(self, op: Op) -> None:
         if self._state is None:
             self._state = dict(self._base)
-        apply(self._state, op, self.id)  # raises, with nothing recorded, if it cannot apply
+        kind, value = evaluate(self._state, op, self.id)  # raises, with nothing recorded
+        commit(self._state, op, kind, value)
         self.ops.append(op)
 
 

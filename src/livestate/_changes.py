@@ -52,12 +52,6 @@ class StateId(NamedTuple):
         return f"{self.spec} {self.key[:200]!r}"
 
 
-def change(key: str, kind: ChangeKind, prop: str | None, value: Any, version: int) -> Change:
-    """A Change, made the fast way (a replica makes one per write, for every client)."""
-    made: Change = _new(Change, (key, kind, prop, value, version))
-    return made
-
-
 def write_op(
     kind: OpKind,
     prop: str,
@@ -201,16 +195,19 @@ def commit(state: dict[str, JSON], op: Op, kind: ChangeKind, value: JSON) -> Non
         state[op.prop] = value  # type: ignore[index]
 
 
-def apply(state: dict[str, JSON], op: Op, subject: object) -> tuple[ChangeKind, JSON]:
-    """Evaluate `op` on `state` and commit it; return the change's kind and value."""
+def apply(state: dict[str, JSON], op: Op, id: StateId, version: int) -> Change:
+    """Evaluate `op` on `state` (of the live state `id`) and commit it; return the Change
+    that makes it `version`, made the fast way (a replica makes one per write, for every
+    client). Raises as `evaluate` does, and then changes nothing."""
+    prop = op.prop
     if op.kind == "put":  # most writes, in one step
-        prop: str = op.prop  # type: ignore[assignment]
         kind: ChangeKind = "updated" if prop in state else "new"
-        state[prop] = op.value
-        return kind, op.value
-    kind, value = evaluate(state, op, subject)
-    commit(state, op, kind, value)
-    return kind, value
+        value = state[prop] = op.value  # type: ignore[index]
+    else:
+        kind, value = evaluate(state, op, id)
+        commit(state, op, kind, value)
+    made: Change = _new(Change, (id.key, kind, prop, value, version))
+    return made
 
 
 _MISSING: Any = object()

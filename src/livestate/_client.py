@@ -26,6 +26,7 @@ from ._values import JSON, FrozenList
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._backends.base import Applied
     from ._declare import Spec
     from ._node import Node
     from ._replica import Replica
@@ -36,6 +37,22 @@ class OnChange(Protocol):
     """The shape of an `on_change` callback: called with each Change; may be async."""
 
     def __call__(self, change: Change, /) -> Awaitable[None] | None: ...
+
+
+class Writer(Protocol):
+    """How a client's put, delete, append and increment reach its node (one per node, shared
+    by its inboxes): the inbox names the live state, its lifetime and the caller."""
+
+    def __call__(
+        self,
+        inbox: Inbox,
+        kind: str,
+        prop: str,
+        value: Any,
+        max_len: int | None,
+        write_id: str | None,
+        /,
+    ) -> Awaitable[Applied]: ...
 
 
 LIMITS = (1000, 1.0)
@@ -52,7 +69,7 @@ class Inbox:
 
     __slots__ = (
         "backlog", "caller", "client", "closed", "limits",
-        "node", "on_change", "replica", "tracker",
+        "node", "on_change", "replica", "tracker", "write",
     )  # fmt: skip
 
     def __init__(
@@ -62,10 +79,12 @@ class Inbox:
         on_change: OnChange | None,
         max_pending: int,
         max_lag: float,
-        caller: Caller | None = None,
+        caller: Caller | None,
+        write: Writer,
     ) -> None:
         self.node = node
         self.replica = replica
+        self.write = write  # the node's: the client's writes go through it
         self.caller = caller  # who the client's writes are for (None: trusted code)
         self.on_change = on_change
         self.closed = False
@@ -289,13 +308,11 @@ class Client:
 
     async def put(self, prop: str, value: Any, *, write_id: str | None = None) -> None:
         """Set `prop` to `value`; see LiveState.put."""
-        node, spec, key, caller = self._aim()
-        await node.put(spec, key, prop, value, role="group", caller=caller, write_id=write_id)
+        await self._write("put", prop, value, None, write_id)
 
     async def delete(self, prop: str, *, write_id: str | None = None) -> None:
         """Remove `prop`; see LiveState.delete."""
-        node, spec, key, caller = self._aim()
-        await node.delete(spec, key, prop, role="group", caller=caller, write_id=write_id)
+        await self._write("delete", prop, None, None, write_id)
 
     async def reset(self, *, write_id: str | None = None) -> None:
         """Run on_mount again and replace the whole state; see LiveState.reset."""
@@ -306,19 +323,13 @@ class Client:
         self, prop: str, item: Any, *, max_len: int | None = None, write_id: str | None = None
     ) -> None:
         """Append `item` to the list `prop` atomically; see LiveState.append."""
-        node, spec, key, caller = self._aim()
-        await node.append(
-            spec, key, prop, item, max_len=max_len, role="group", caller=caller, write_id=write_id
-        )
+        await self._write("append", prop, item, max_len, write_id)
 
     async def increment(
         self, prop: str, by: int | float = 1, *, write_id: str | None = None
     ) -> JSON:
         """Add `by` to the number `prop` atomically, return the result; see LiveState.increment."""
-        node, spec, key, caller = self._aim()
-        return await node.increment(
-            spec, key, prop, by, role="group", caller=caller, write_id=write_id
-        )
+        return (await self._write("increment", prop, by, None, write_id)).value
 
     async def update(
         self,
@@ -418,14 +429,28 @@ class Client:
     ) -> None:
         await self.detach()
 
+    def _write(
+        self, kind: str, prop: str, value: Any, max_len: int | None, write_id: str | None
+    ) -> Awaitable[Applied]:
+        """A put, delete, append or increment through this client, straight to its node's
+        writer (no coroutine of the node's own in between: this is every client write's
+        path). Raises RuntimeError if the client is detached."""
+        inbox = self._inbox
+        if inbox.closed:
+            raise self._detached()
+        return inbox.write(inbox, kind, prop, value, max_len, write_id)
+
     def _aim(self) -> tuple[Node, type[Spec], str, Caller | None]:
         """What a write through this client names: its node, spec, key and caller. Raises
         RuntimeError if the client is detached."""
         inbox = self._inbox
         if inbox.closed:
-            raise RuntimeError(
-                f"This client of {inbox.replica.id} is detached; attach a new one with "
-                f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
-            )
+            raise self._detached()
         replica = inbox.replica
         return inbox.node, replica.spec, replica.id.key, inbox.caller
+
+    def _detached(self) -> RuntimeError:
+        return RuntimeError(
+            f"This client of {self._inbox.replica.id} is detached; attach a new one with "
+            f"{self.spec.__qualname__}.attach({self.key[:200]!r})."
+        )

@@ -132,6 +132,7 @@ class Node:
         self._persistence = Persistence(self.backend, self.id, self.log)  # on_persist's saves
         self._quotas = Quotas(check_limit(max_live_states, "max_live_states"))
         self._keeper = _Keeper(self)  # what the replicas ask of this node
+        self._writer = self._write_for  # what every client writes through: one bound method
 
     def __repr__(self) -> str:
         return f"<livestate.Node {self.id} on {self.url}>"
@@ -215,7 +216,7 @@ class Node:
         if not replica.acl.allows("group", READ):
             self._let_go_if_unused(replica)
             raise denied("group", READ, "attach to", str(id))
-        inbox = Inbox(self, replica, on_change, max_pending, float(max_lag), caller)
+        inbox = Inbox(self, replica, on_change, max_pending, float(max_lag), caller, self._writer)
         replica.add(inbox)
         self._count()
         return inbox.client
@@ -595,6 +596,25 @@ class Node:
             raise
         self._ready = True
         self._persistence.started()
+
+    def _write_for(
+        self,
+        inbox: Inbox,
+        kind: str,
+        prop: str,
+        value: Any,
+        max_len: int | None,
+        write_id: str | None,
+    ) -> Awaitable[Applied]:
+        """A put, delete, append or increment through an attached client, as `put` and the
+        others make it for the group: the client's replica names the live state and the
+        lifetime that fences the write, which `_aim` would look up."""
+        replica = inbox.replica
+        spec, id = replica.spec, replica.id
+        op = self._op(
+            kind, spec, id, prop, value, max_len, replica.epoch or None, write_id, "group"
+        )
+        return self._write(spec, id, op, "group", inbox.caller)
 
     def _write(
         self,

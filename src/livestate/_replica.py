@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._acl import ACL, READ
 from ._backends.base import Backend, Message, Mounted, Snapshot
-from ._changes import Change, Op, StateId, apply, change
+from ._changes import Change, Op, StateId, apply
 from ._exceptions import LiveStateError
 from ._log import NodeLog
 from ._presence import Roster, Tracker, leave_op, node_of
@@ -208,15 +208,20 @@ class Replica:
             if op == "stopped":
                 self._end("the live state was stopped")
             return
-        if version <= self.version:
-            return  # seen already (this node's own write, applied when it returned)
         if version != self.version + 1:
+            if version <= self.version:
+                return  # seen already (this node's own write, applied when it returned)
             # Another node's earlier write is still on its way: wait for it a moment.
             self.held[version] = message
             if self.timer is None:
                 self.timer = asyncio.get_running_loop().call_later(HOLD, self.resync, "gap")
             return
         self._apply(version, op, sent)  # type: ignore[arg-type]
+        if self.held or self.timer is not None:  # (rarely: most messages come in order)
+            self._apply_held()
+
+    def _apply_held(self) -> None:
+        """Apply what came early and is next now; stop the gap's timer once none is left."""
         held = self.held
         while held and self.buffer is None and not self.closed:
             early = held.pop(self.version + 1, None)
@@ -342,7 +347,7 @@ class Replica:
             self._end("its ACL no longer lets the group read")
             return
         try:
-            effect, value = apply(self.state, op, self.id)
+            made = apply(self.state, op, self.id, version)
         except LiveStateError:
             self.log.warning("%s: the replica diverged at version %d; resyncing", self.id, version)
             self.resync("diverged")
@@ -350,7 +355,7 @@ class Replica:
         self.version = version
         if acl is not None:
             self.acl = acl
-        self.fan_out(change(self.id.key, effect, op.prop, value, version), sent)
+        self.fan_out(made, sent)
         if self.waiters:
             self._resolve(version)
 

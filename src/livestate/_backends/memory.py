@@ -186,19 +186,24 @@ class MemoryBackend(Backend):
         granted = acl.group if role == "group" else acl.public
         if granted & needed != needed:  # the message is built only when it is needed
             raise denied(role, needed, describe(op), str(id))
-        if op.epoch is not None and op.epoch != entry.epoch:
+        epoch = entry.epoch
+        if op.epoch is not None and op.epoch != epoch:
             raise started_anew(id, op)
         if op.expect is not None and op.expect != entry.version:
             raise ConflictError(id)
-        if op.kind == "join" or op.kind == "leave":
-            if op.kind == "leave" and not (entry.roster and entry.roster.removes(op)):
-                return Applied(entry.epoch, entry.version, None)  # gone already: no change
+        kind = op.kind
+        if kind == "join" or kind == "leave":
+            if kind == "leave" and not (entry.roster and entry.roster.removes(op)):
+                return Applied(epoch, entry.version, None)  # gone already: no change
             self._change(id, entry, op)
-            return Applied(entry.epoch, entry.version, None)
+            return Applied(epoch, entry.version, None)
         value = self._write(id, entry, op)
+        version = entry.version
         # No `sent` time: in one process there is no hop between nodes to measure.
-        self._publish(id, published(entry.epoch, entry.version, op))
-        done = applied(entry.epoch, entry.version, value)
+        message = published(epoch, version, op)
+        for listener in self._listeners.get(id, ()):  # _publish's loop, without its call
+            listener.receive(message)
+        done = applied(epoch, version, value)
         return done if op.write_id is None else _remember(entry, op, done)
 
     async def apply_many(
