@@ -1,4 +1,4 @@
-"""livestate.asgi against python-socketio and a floor: one room, N browsers-to-be, over real WebSockets.
+"""livestate.asgi against python-socketio and a floor: one room, N browsers-to-be, real WebSockets.
 
     python benchmarks/ws_fanout.py            # N = 100 and 1,000, W = 1 and 10, 3 rounds: ~5 min
     python benchmarks/ws_fanout.py --quick    # the same, 1 round
