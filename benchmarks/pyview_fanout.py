@@ -8,7 +8,10 @@ the median and p95 over the rounds are reported, for N = 10, 100, 1,000, on
 one node (memory://) and then on two nodes over Redis (half the views on each,
 the write made on the first; skipped with a message if the Redis backend is
 not importable). Its floor, in the same run: PyView alone, the same views
-handed the same list by `send_info` one after another, with no livestate.
+handed the same list by `send_info` one after another, with no livestate. Beside
+the two-node rows, one bare Redis round trip (PING) after the same pause: the
+least that any write over Redis adds; the two-node rows are also given over the
+floor plus it.
 
 Run: python benchmarks/pyview_fanout.py [--rounds 20] [--sizes 10,100,1000]
 """
