@@ -11,8 +11,9 @@
 -- by one and in order, so none overtakes it. The reply: one reply per write, in order,
 -- each what its script alone replies, or {'error', message} for one that failed. What the
 -- writes would each read and write again they share (BATCH, lua/write.lua): each checks the
--- meta hash as the writes before it left it, read once per role, and the call writes it
--- back once at its end, with every write's reply for W in one HSET.
+-- meta hash as the writes before it left it (read once; a write of the other role reads
+-- its permissions), and the call writes it back once at its end, with every write's
+-- reply for W in one HSET.
 -- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
 -- of writes; then per write: its script, the KEYS index of its list key (0: none), how
 -- many arguments follow, and those (its own ARGV from 3 on).
@@ -42,13 +43,5 @@ for n = 1, tonumber(GIVEN[3]) do
 end
 -- What the writes left for the end: the meta hash's version, bytes and count, and W.
 if DIRTY then redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7]) end
-for first = 1, #REPLIES, 1000 do  -- in chunks: unpack() has a stack limit
-  local chunk = {unpack(REPLIES, first, math.min(first + 999, #REPLIES))}
-  if type(redis.pcall('HSET', W, unpack(chunk))) == 'table' then
-    redis.call('DEL', W)  -- written over from outside: W is only a cache, start it again
-    redis.call('HSET', W, unpack(chunk))
-    FRESH = true
-  end
-end
-if FRESH then touch(W) end
+keep()
 return replies

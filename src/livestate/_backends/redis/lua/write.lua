@@ -1,5 +1,5 @@
 -- What the writes share (after common.lua): the checks before the first write and the end
--- of every write. Kept to two functions (each is a closure made on every call); the rare
+-- of every write. Kept to a few functions (each is a closure made on every call); the rare
 -- paths are written inline.
 
 -- Numbers come as text (ARGV, HMGET): `text + 0` reads one with one strtod, where
@@ -14,10 +14,10 @@ local WRITE = ARGV[7] or ''
 -- writes in one call: nothing from outside comes between them, and each keeps it whole).
 local WHOLE = false
 -- In lua/many.lua (BATCH), the writes of the call share what each would read and write
--- again: the first one reads the meta hash (for its role: META, ROLE), the next ones take
--- it from there, each updates it in place (DIRTY), and the call writes it back once at
--- its end, as it does the replies for W (REPLIES: id, reply, id, reply...; DONE: id ->
--- reply, found by a retry in the same call; FRESH: W is new, give it the expiry).
+-- again: the first one reads the meta hash (META; ROLE: whose permissions it holds), the
+-- next ones take it from there, each updates it in place (DIRTY), and the call writes it
+-- back once at its end, as it does the replies for W (`keep`; REPLIES: id, reply, id,
+-- reply...; DONE: id -> reply, found by a retry in the same call; FRESH: W is new).
 local BATCH, META, ROLE, DIRTY, REPLIES, DONE, FRESH = false, nil, nil, false, {}, {}, false
 
 -- The checks every write makes before its first write command. Returns the meta fields
@@ -34,13 +34,11 @@ local BATCH, META, ROLE, DIRTY, REPLIES, DONE, FRESH = false, nil, nil, false, {
 -- heartbeat (state.lua's `intact`), which start a live state anew when one is off.
 local function begin()
   local meta = META
-  if not meta or ROLE ~= ARGV[3] then
-    if DIRTY then  -- another role's write came first: what it wrote goes back before
-      redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7])
-      DIRTY = false
-    end
+  if not meta then
     meta = redis.call('HMGET', M, 'v', ARGV[3], 'e', 'n', 'mv', 'ms', 'c', 'w', 'L')
     if BATCH then META, ROLE = meta, ARGV[3] end
+  elseif ROLE ~= ARGV[3] then  -- a write of the other role in the call: its permissions
+    meta[2], ROLE = redis.call('HGET', M, ARGV[3]), ARGV[3]
   end
   if meta[9] and meta[9] ~= LAYOUT then return nil, {'layout', meta[9]} end
   if not meta[1] or not meta[7] then return nil, {'missing'} end
@@ -85,6 +83,21 @@ local function lists_whole()
   return type(redis.pcall('SCARD', L)) ~= 'table'
 end
 
+-- Write the replies noted in REPLIES to W, in chunks (unpack() has a stack limit). W is
+-- only a cache of replies: one written over from outside is started again. A new W gets
+-- the live state's expiry.
+local function keep()
+  for first = 1, #REPLIES, 1000 do
+    local chunk = {unpack(REPLIES, first, math.min(first + 999, #REPLIES))}
+    if type(redis.pcall('HSET', W, unpack(chunk))) == 'table' then
+      redis.call('DEL', W)
+      redis.call('HSET', W, unpack(chunk))
+      FRESH = true
+    end
+  end
+  if FRESH then touch(W) end
+end
+
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
 -- returns the reply: one string, 'version \n epoch \n result' (one bulk string costs the
 -- server less to send than a list). `count` is the new number of properties (nil:
@@ -116,18 +129,9 @@ local function finish(meta, total, count, result, bodies)
         meta[8], fresh = now, true
       end
     end
-    if BATCH then
-      REPLIES[#REPLIES + 1], REPLIES[#REPLIES + 2], DONE[WRITE] = WRITE, reply, reply
-      FRESH = FRESH or fresh
-    else
-      -- W is only a cache of replies: one written over from outside is started again.
-      if type(redis.pcall('HSET', W, WRITE, reply)) == 'table' then
-        redis.call('DEL', W)
-        redis.call('HSET', W, WRITE, reply)
-        fresh = true
-      end
-      if fresh then touch(W) end  -- a new W: give it the live state's expiry
-    end
+    REPLIES[#REPLIES + 1], REPLIES[#REPLIES + 2], DONE[WRITE] = WRITE, reply, reply
+    FRESH = FRESH or fresh
+    if not BATCH then keep() end
   end
   if bodies then
     local first = number - #bodies + 1
