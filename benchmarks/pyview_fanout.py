@@ -202,9 +202,8 @@ def summary(setup: str, views: int, timings: list[float]) -> Result:
 
 async def measure_round_trip(url: str, rounds: int) -> Result:
     """One bare Redis round trip (redis-py, PING) after the same 50 ms pause as each write:
-    what any write over Redis adds to the floor at least, on this machine that day (an
-    idle core wakes slowly in some VMs: a round trip after a pause can take several times
-    one made back to back)."""
+    what any write over Redis adds to the floor at least, on this machine that day (timed
+    after the pause, as the writes are, since a pause can make it slower)."""
     import redis.asyncio
 
     connection = redis.asyncio.Redis.from_url(url)
