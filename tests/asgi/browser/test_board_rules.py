@@ -172,6 +172,8 @@ def test_the_console_cannot_corrupt_the_board(
     expect(target.locator(".edit")).to_have_count(0)
     expect(target.locator(".delete")).to_have_count(0)
     card_id = (target.get_attribute("id") or "").removeprefix("card-")
+    # Mallory's presence (a versioned change) must have reached Ann before the baseline.
+    expect(ann.locator("#viewer-count")).to_have_text("2", timeout=CONVERGE)
     before, version = board(ann)
     author = before[f"card:{card_id}"]["by"]
 
