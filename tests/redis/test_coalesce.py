@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 from livestate import (
+    ActionContext,
     BackendUnavailableError,
     Change,
     LiveState,
@@ -19,6 +21,7 @@ from livestate import (
     PermissionDeniedError,
     StartedAnewError,
     StateTooLargeError,
+    action,
 )
 from livestate.backends import Applied, Op, StateId
 from livestate.testing import ServerProcess
@@ -71,15 +74,27 @@ def subscriber(server: ServerProcess) -> Iterator[Any]:
         pubsub.close()
 
 
-def published(pubsub: Any) -> list[tuple[int, str]]:
-    """(version, head) of each write's message published so far, as received."""
+def messages(pubsub: Any) -> list[list[tuple[int, str]]]:
+    """The writes of each message published so far, as received: (version, head) of each
+    (a call that applied several publishes them in one message, lua/write.lua's `announce`)."""
     seen = []
     while (message := pubsub.get_sharded_message(timeout=0.2)) is not None:
-        if message["type"] == "smessage":
-            _, version, rest = message["data"].split("\n", 2)
-            if rest.startswith("["):  # a write (not the live state's start)
-                seen.append((int(version), rest.split("\n", 1)[0]))
+        if message["type"] != "smessage":
+            continue
+        _, first, rest = message["data"].split("\n", 2)
+        if rest.startswith("["):  # one write (not the live state's start)
+            seen.append([(int(first), rest.split("\n", 1)[0])])
+        elif rest.startswith("many\n"):  # several: head, clock and value of each
+            lines = rest.split("\n")[1:]
+            heads = lines[::3]
+            assert len(lines) == 3 * len(heads) and len(heads) > 1
+            seen.append([(int(first) + n, head) for n, head in enumerate(heads)])
     return seen
+
+
+def published(pubsub: Any) -> list[tuple[int, str]]:
+    """(version, head) of each write published so far, in the order received."""
+    return [write for message in messages(pubsub) for write in message]
 
 
 async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
@@ -87,7 +102,8 @@ async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
 ) -> None:
     """Writes made in one loop turn go in one call: the one the ACL denies, the one too
     large and the one fenced to another lifetime are refused, each with its own error, and
-    the others are applied, each at its own version, in the order they were made."""
+    the others are applied, each at its own version, in the order they were made, and
+    published in one message."""
     async with Node(server.url) as node:
         await node.start(Board, "b")
         id = StateId("Board", "b")
@@ -117,11 +133,13 @@ async def test_a_batch_with_writes_refused_applies_the_others_and_reports_each(
         assert versions == list(range(before + 1, before + 5))
         assert [result.value for result in applied[:2]] == [1, 3]  # type: ignore[union-attr]
         assert await node.get(Board, "b") == {"n": 3, "items": ["i"], "text": "c"}
-        assert published(subscriber) == [
-            (before + 1, '["increment","n",null]'),
-            (before + 2, '["increment","n",null]'),
-            (before + 3, '["put","text",null]'),
-            (before + 4, '["append","items",null]'),
+        assert messages(subscriber) == [  # the four applied, in one message
+            [
+                (before + 1, '["increment","n",null]'),
+                (before + 2, '["increment","n",null]'),
+                (before + 3, '["put","text",null]'),
+                (before + 4, '["append","items",null]'),
+            ]
         ]
 
 
@@ -315,3 +333,67 @@ async def test_one_write_id_twice_in_one_batch_is_applied_once(
             assert connection.hget("ls:{Board:b}:w", "u:w-1") == f"{first.version}\n" + (
                 connection.hget("ls:{Board:b}:m", "e") + "\n2"
             )
+
+
+async def test_a_message_of_several_writes_cut_short_is_not_applied_in_part(
+    server: ServerProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message of several writes that lacks a line (damaged, or from another release):
+    the node applies none of it and loads the live state anew, so its clients never show
+    half of it."""
+    async with Node(server.url) as node:
+        changes: list[Change] = []
+        client = await node.attach(Board, "b", on_change=changes.append)
+        with admin(server) as connection:
+            connection.hset("ls:{Board:b}:s", "n", "2")
+            version = connection.hincrby("ls:{Board:b}:m", "v", 2) - 1
+            epoch = connection.hget("ls:{Board:b}:m", "e")
+            head = '["increment","n",null]'
+            with caplog.at_level(logging.WARNING, logger="livestate"):
+                connection.execute_command(
+                    "SPUBLISH",
+                    "ls:{Board:b}:c",
+                    f"{epoch}\n{version}\nmany\n{head}\n1\n1\n{head}\n1",
+                )
+                await eventually(lambda: client.state["n"] == 2, within=2.0)
+        assert [change.kind for change in changes] == ["reset"]
+        assert any("cannot read" in record.getMessage() for record in caplog.records)
+
+
+class Scored(LiveState):
+    """Actions that write several properties at once."""
+
+    acl = {"group": "all", "public": ["read"]}
+
+    def on_mount(self, key: str) -> dict[str, Any]:
+        return {"a": 0, "b": 0, "log": []}
+
+    @action
+    def score(self, ctx: ActionContext, by: int) -> None:
+        ctx.increment("a", by)
+        ctx.increment("b", -by)
+        ctx.append("log", by)
+
+
+async def test_an_action_is_published_in_one_message_and_another_node_sees_each_change(
+    server: ServerProcess,
+) -> None:
+    """An action's writes (all or none, lua/batch.lua) go out in one message: a client on
+    another node gets each of its changes, in version order, and the same state."""
+    async with Node(server.url) as writer, Node(server.url) as reader:
+        changes: list[Change] = []
+        watcher = await reader.attach(Scored, "s", on_change=changes.append)
+        client = await writer.attach(Scored, "s")
+        with admin(server) as connection:
+            pubsub = connection.pubsub()
+            pubsub.ssubscribe("ls:{Scored:s}:c")
+            pubsub.get_sharded_message(timeout=1.0)
+            await client.call("score", {"by": 3})
+            sent = messages(pubsub)
+            pubsub.close()
+        assert [[head for _, head in message] for message in sent] == [
+            ['["increment","a",null]', '["increment","b",null]', '["append","log",null]']
+        ]
+        await eventually(lambda: watcher.state == {"a": 3, "b": -3, "log": [3]})
+        assert [change.prop for change in changes] == ["a", "b", "log"]
+        assert in_order(changes)

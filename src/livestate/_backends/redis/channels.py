@@ -94,6 +94,10 @@ class Channels:
                     return  # seen already (this node's own write, applied when it returned)
                 op = decode_op(parts[2], parts[4])
                 message = published(epoch, version, op, int(parts[3]) / 1e6)
+            elif parts[2] == "many":
+                for message in _writes(listeners, epoch, version, data):
+                    self.deliver(subscription, message)
+                return
             elif parts[2] == "notice":
                 kind, text = parts[3:]
                 self._notice(subscription, kind, decode(text))
@@ -152,3 +156,23 @@ class Channels:
         """The pub/sub connection was opened again."""
         if self._backend.metrics is not None:
             self._backend.metrics.reconnected()
+
+
+def _writes(listeners: list[Listener], epoch: str, first: int, data: str) -> list[Message]:
+    """The writes of one message of several (lua/write.lua's `announce`): `epoch \n first
+    \n many`, then head, clock and value of each, at versions first, first + 1, ... Those
+    every listener has seen already (this node's own, applied as they arrived or returned)
+    are skipped undecoded. Raises ValueError if the message is not whole."""
+    lines = data.split("\n")
+    count, rest = divmod(len(lines) - 3, 3)
+    if rest or count < 2:
+        raise ValueError("many")
+    if not any(each.wants(epoch, first + count - 1) for each in listeners):
+        return []
+    skip = 0
+    while not any(each.wants(epoch, first + skip) for each in listeners):
+        skip += 1
+    return [
+        published(epoch, first + n, decode_op(lines[at], lines[at + 2]), int(lines[at + 1]) / 1e6)
+        for n, at in ((n, 3 + 3 * n) for n in range(skip, count))
+    ]

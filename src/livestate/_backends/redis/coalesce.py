@@ -61,6 +61,9 @@ class Coalescer(Generic[Write, Result]):
         # Live states gathering writes or with a call in flight -> the writes to go next.
         self._queues: dict[StateId, list[Pending[Write, Result]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The event loop of the first write (as the backend's connections are bound to one):
+        # asyncio.get_running_loop() makes a system call (getpid) on Python 3.11.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def write(self, id: StateId, write: Write, shared: bool = True) -> Result:
         """Send `write` to live state `id`: after this loop turn if no call to it is in
@@ -69,7 +72,10 @@ class Coalescer(Generic[Write, Result]):
 
         Raises whatever sending it raises.
         """
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[Result] = loop.create_future()
         mine = Pending(write, shared, future)
         queue = self._queues.get(id)
         if queue is not None:

@@ -7,7 +7,9 @@ namespace (`?prefix=`), and a channel names the database too, since pub/sub
 spans a server's databases (`Names`). Messages: `head \n sent
 \n value` after the script's `epoch \n version`, the head a small JSON array
 (kind, property, max_len; a reset adds its ACL and TTL), the value JSON that
-Python wrote, decoded here into frozen values.
+Python wrote, decoded here into frozen values. A call that applied several
+writes publishes them in one message, `epoch \n first \n many` and then each
+write's three lines (channels.py reads it).
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@
 -- each what its script alone replies, or {'error', message} for one that failed. What the
 -- writes would each read and write again they share (BATCH, lua/write.lua): each checks the
 -- meta hash as the writes before it left it (read once; a write of the other role reads
--- its permissions), and the call writes it back once at its end, with every write's
--- reply for W in one HSET.
+-- its permissions), and the call writes it back once at its end, publishes the writes
+-- applied in one message (lua/write.lua's `announce`), and keeps every write's reply for
+-- W in one HSET.
 -- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
 -- of writes; then per write: its script, the KEYS index of its list key (0: none), how
 -- many arguments follow, and those (its own ARGV from 3 on).
@@ -41,7 +42,9 @@ for n = 1, tonumber(GIVEN[3]) do
     replies[n] = reply
   end
 end
--- What the writes left for the end: the meta hash's version, bytes and count, and W.
+-- What the writes left for the end: the meta hash's version, bytes and count, their one
+-- message, and W (last: only its HSET can fail, and the writes are published by then).
 if DIRTY then redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7]) end
+if FIRST then announce(META[3], FIRST, SENT) end
 keep()
 return replies

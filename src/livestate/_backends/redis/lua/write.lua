@@ -19,6 +19,9 @@ local WHOLE = false
 -- back once at its end, as it does the replies for W (`keep`; REPLIES: id, reply, id,
 -- reply...; DONE: id -> reply, found by a retry in the same call; FRESH: W is new).
 local BATCH, META, ROLE, DIRTY, REPLIES, DONE, FRESH = false, nil, nil, false, {}, {}, false
+-- In a batch, the message bodies of the writes applied, from version FIRST on: many.lua
+-- publishes them in one message at its end (`announce`).
+local SENT, FIRST = {}, nil
 
 -- The checks every write makes before its first write command. Returns the meta fields
 -- (v, role mask, e, n, mv, ms, c, w, L), or nil and the reply: 'layout' (another
@@ -98,11 +101,26 @@ local function keep()
   if FRESH then touch(W) end
 end
 
+-- Publish the bodies of the writes applied at versions `first`, first + 1, ... of
+-- lifetime `epoch`: one as 'epoch \n version \n body', several in one message, 'epoch \n
+-- first \n many \n body \n body ...' (a body is three lines: head, clock, value; JSON
+-- text has no line breaks), which a node takes in at once (channels.py). A node of an
+-- older release cannot read 'many' and loads the live state anew: never a partial read.
+local function announce(epoch, first, bodies)
+  local head = epoch .. '\n' .. string.format('%d', first) .. '\n'
+  if #bodies == 1 then
+    redis.call(PUBLISH, CHANNEL, head .. bodies[1])
+  elseif #bodies > 1 then
+    redis.call(PUBLISH, CHANNEL, head .. 'many\n' .. table.concat(bodies, '\n'))
+  end
+end
+
 -- Raise the version, remember the write's reply, publish (epoch, version, ARGV[6]);
 -- returns the reply: one string, 'version \n epoch \n result' (one bulk string costs the
 -- server less to send than a list). `count` is the new number of properties (nil:
--- unchanged), `result` increment's sum. With `bodies` (a batch), each body is published
--- at the next version in turn instead of ARGV[6]. The reply of write WRITE is kept in W;
+-- unchanged), `result` increment's sum. With `bodies` (an action), those are published,
+-- at the next versions in turn, instead of ARGV[6]; in many.lua (BATCH), ARGV[6] waits
+-- in SENT for the call's one message. The reply of write WRITE is kept in W;
 -- W turns into V every 256
 -- versions once it is over 10 s old, so an id lives 10 s at least (any retry comes
 -- sooner), and the clock is read on one write in 256 only.
@@ -134,10 +152,10 @@ local function finish(meta, total, count, result, bodies)
     if not BATCH then keep() end
   end
   if bodies then
-    local first = number - #bodies + 1
-    for i, body in ipairs(bodies) do
-      redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. string.format('%d', first + i - 1) .. '\n' .. body)
-    end
+    announce(meta[3], number - #bodies + 1, bodies)
+  elseif BATCH then
+    FIRST = FIRST or number
+    SENT[#SENT + 1] = ARGV[6]
   else
     redis.call(PUBLISH, CHANNEL, meta[3] .. '\n' .. version .. '\n' .. ARGV[6])
   end
