@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from livestate import (
     StateTooLargeError,
     action,
 )
+from livestate._backends.redis.coalesce import Coalescer
 from livestate.backends import Applied, Op, StateId
 from livestate.testing import ServerProcess
 
@@ -397,3 +398,132 @@ async def test_an_action_is_published_in_one_message_and_another_node_sees_each_
         await eventually(lambda: watcher.state == {"a": 3, "b": -3, "log": [3]})
         assert [change.prop for change in changes] == ["a", "b", "log"]
         assert in_order(changes)
+
+
+async def test_a_call_sent_after_one_not_applied_whole_waits_for_it_and_keeps_the_order(
+    server: ServerProcess,
+) -> None:
+    """16 writes made in one turn go as two calls, the second sent while the first is in
+    flight. The first finds a delete of a list and leaves it and the writes after it to be
+    sent again alone: the server holds the second call back, and it goes again once the
+    first returned, so every write is applied in the order it was made."""
+    async with Node(server.url) as node:
+        await node.start(Board, "b")
+        id = StateId("Board", "b")
+        writes = [append("items", "0"), Op("delete", "items")]
+        writes += [append("items", str(n)) for n in range(2, 16)]
+        results = await asyncio.gather(*(node.backend.apply(id, op, "group") for op in writes))
+        first = results[0].version
+        assert [result.version - first for result in results] == list(range(16))
+        assert (await node.get(Board, "b"))["items"] == [str(n) for n in range(2, 16)]
+
+
+async def test_two_calls_in_flight_are_named_in_order(server: ServerProcess) -> None:
+    """A call named after a call the server never applied is held back with nothing
+    applied, and one named after a call applied whole goes ahead."""
+    async with Node(server.url) as node:
+        await node.start(Board, "b")
+        id = StateId("Board", "b")
+        backend: Any = node.backend
+        ops = [(increment("n"), "group"), (increment("n"), "group")]
+        assert await backend._apply_together(id, ops, 2, 1) is None  # call 1 never ran
+        assert (await node.get(Board, "b"))["n"] == 0
+        applied = await backend._apply_together(id, ops, 1, None)
+        assert [result.value for result in applied] == [1, 2]
+        applied = await backend._apply_together(id, ops, 2, 1)
+        assert [result.value for result in applied] == [3, 4]
+
+
+class Calls:
+    """A stand-in for the backend's two send functions: records each call and holds it
+    until the test releases it; each write's result is its value doubled, and the server
+    holds back the calls `held` names (by their place in `sent`)."""
+
+    def __init__(self, held: frozenset[int] = frozenset()) -> None:
+        self.sent: list[tuple[str, list[int], int | None, int | None]] = []
+        self.gates: list[asyncio.Event] = []
+        self.held = held
+
+    async def alone(self, id: StateId, write: int) -> int:
+        await self._call("alone", [write], None, None)
+        return 2 * write
+
+    async def together(
+        self, id: StateId, writes: Sequence[int], number: int | None, after: int | None
+    ) -> list[int | BaseException] | None:
+        if await self._call("together", list(writes), number, after) in self.held:
+            return None
+        return [2 * write for write in writes]
+
+    async def _call(
+        self, kind: str, writes: list[int], number: int | None, after: int | None
+    ) -> int:
+        place = len(self.sent)
+        self.sent.append((kind, writes, number, after))
+        self.gates.append(asyncio.Event())
+        await self.gates[place].wait()
+        return place
+
+    async def release(self, place: int) -> None:
+        """Let call `place` return, once it was sent."""
+        await eventually(lambda: len(self.gates) > place)
+        self.gates[place].set()
+
+
+async def turns(count: int = 20) -> None:
+    """Let the event loop run `count` turns: whatever was due to happen now has."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_sixteen_writes_go_as_two_calls_in_flight_the_second_named_after_the_first() -> None:
+    """16 writes made in one turn, nothing in flight: two calls of 8, both sent before
+    either returns, the second named after the first; each writer gets its own result."""
+    calls = Calls()
+    coalescer: Coalescer[int, int] = Coalescer(calls.alone, calls.together)
+    id = StateId("S", "k")
+    writes = [asyncio.create_task(coalescer.write(id, n)) for n in range(16)]
+    await eventually(lambda: len(calls.sent) == 2)
+    (_, first, one, none), (_, second, two, after) = calls.sent
+    assert (first, second) == (list(range(8)), list(range(8, 16)))
+    assert none is None and after == one and two != one
+    await calls.release(0)
+    await calls.release(1)
+    assert await asyncio.gather(*writes) == [2 * n for n in range(16)]
+
+
+async def test_a_call_held_back_goes_again_once_the_call_before_it_returned() -> None:
+    """The server holds the second call back (the first was not applied yet): it is sent
+    again only after the first returned, named after nothing, and its writers get the
+    results of that second sending."""
+    calls = Calls(held=frozenset({1}))
+    coalescer: Coalescer[int, int] = Coalescer(calls.alone, calls.together)
+    id = StateId("S", "k")
+    writes = [asyncio.create_task(coalescer.write(id, n)) for n in range(16)]
+    await calls.release(1)  # held back, while the first is still in flight
+    await turns()
+    assert len(calls.sent) == 2  # not again before the first returned
+    await calls.release(0)
+    await calls.release(2)
+    assert calls.sent[2] == ("together", list(range(8, 16)), calls.sent[1][2], None)
+    assert await asyncio.gather(*writes) == [2 * n for n in range(16)]
+
+
+async def test_a_write_that_goes_alone_waits_for_every_call_in_flight() -> None:
+    """A write that cannot be named on the server (one going alone), queued while two
+    calls are in flight, is sent only once both returned."""
+    calls = Calls()
+    coalescer: Coalescer[int, int] = Coalescer(calls.alone, calls.together)
+    id = StateId("S", "k")
+    writes = [asyncio.create_task(coalescer.write(id, n)) for n in range(16)]
+    await eventually(lambda: len(calls.sent) == 2)
+    last = asyncio.create_task(coalescer.write(id, 99, shared=False))
+    await calls.release(0)
+    await asyncio.gather(*writes[:8])
+    await turns()
+    assert len(calls.sent) == 2  # the second call is still in flight
+    await calls.release(1)
+    await calls.release(2)
+    assert calls.sent[2] == ("alone", [99], None, None)
+    assert await last == 198
+    assert await asyncio.gather(*writes) == [2 * n for n in range(16)]

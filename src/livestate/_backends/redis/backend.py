@@ -269,13 +269,14 @@ class RedisBackend(Backend):
         return self._applied(id, op, role, reply)
 
     async def _apply_together(
-        self, id: StateId, writes: Sequence[Queued]
-    ) -> list[Applied | BaseException]:
-        """Send several ops (each of SHARED) in one call of lua/many.lua; each op's result
-        or error, in order."""
+        self, id: StateId, writes: Sequence[Queued], number: int | None, after: int | None
+    ) -> list[Applied | BaseException] | None:
+        """Send several ops (each of SHARED) in one call of lua/many.lua, named `number`
+        once applied whole and applied only once call `after` was (see coalesce.py); each
+        op's result or error, in order, or None if call `after` had not been applied."""
         prefix = self.names.state(id)
         keys = list(declared(prefix, "increment"))  # the keys every one of them declares
-        args: list[Any] = [len(writes)]
+        args: list[Any] = [len(writes), self._call_name(number), self._call_name(after)]
         ids: list[int] = []
         ops: list[tuple[Op, Role]] = []
         for write in writes:
@@ -297,6 +298,8 @@ class RedisBackend(Backend):
         replies = await run(
             "many", id, tuple(keys), *args, op=ops[0][0], write=True, ids=tuple(ids)
         )
+        if replies[0] == "wait":
+            return None  # call `after` was not applied (yet): nothing of this one was
         results: list[Applied | BaseException] = []
         for (op, role), reply in zip(ops, replies, strict=True):
             try:
@@ -399,6 +402,11 @@ class RedisBackend(Backend):
         repeated = reply.startswith("!")
         version, epoch, _ = reply[repeated:].split("\n", 2)
         return Applied(epoch, int(version), None, repeated)
+
+    def _call_name(self, number: int | None) -> str:
+        """A coalesced call's name on the server ('' for none): this backend's tag, '/' and
+        the number (no write id has a '/' after the tag)."""
+        return "" if number is None else f"{self._tag}/{number:x}"
 
     def _write_id(self, op: Op) -> str:
         """ARGV[7]: the caller's id for the write, looked up at once ('+'), or one of ours."""

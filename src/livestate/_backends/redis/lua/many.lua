@@ -15,11 +15,21 @@
 -- its permissions), and the call writes it back once at its end, publishes the writes
 -- applied in one message (lua/write.lua's `announce`), and keeps every write's reply for
 -- W in one HSET.
+-- A call may be sent while the one before it is in flight (coalesce.py): it names that
+-- one (ARGV 5), and is applied only if that one was, whole, or else replies {'wait'} with
+-- nothing done, and the node sends it again once that one returned. A call applied whole
+-- (something applied, nothing left for 'later') keeps its own name (ARGV 4) in W for that.
 -- KEYS: M S Z K W V, then L and the list keys when a write names a list. ARGV 3 the number
--- of writes; then per write: its script, the KEYS index of its list key (0: none), how
--- many arguments follow, and those (its own ARGV from 3 on).
+-- of writes, 4 this call's name ('' none), 5 the name of the call it comes after ('' none);
+-- then per write: its script, the KEYS index of its list key (0: none), how many arguments
+-- follow, and those (its own ARGV from 3 on).
+local after = GIVEN[5]
+if after ~= '' and redis.pcall('HEXISTS', W, after) ~= 1
+    and redis.pcall('HEXISTS', V, after) ~= 1 then
+  return {'wait'}
+end
 local scripts = {put = put, delete = delete, append = append, increment = increment}
-local replies, i, later = {}, 4, false
+local replies, i, later = {}, 6, false
 BATCH = true  -- the writes share the meta hash and write W once (lua/write.lua)
 for n = 1, tonumber(GIVEN[3]) do
   local script, list, count = scripts[GIVEN[i]], tonumber(GIVEN[i + 1]), tonumber(GIVEN[i + 2])
@@ -46,5 +56,8 @@ end
 -- message, and W (last: only its HSET can fail, and the writes are published by then).
 if DIRTY then redis.call('HSET', M, 'v', META[1], 'n', META[4], 'c', META[7]) end
 if FIRST then announce(META[3], FIRST, SENT) end
+if GIVEN[4] ~= '' and DIRTY and not later then
+  REPLIES[#REPLIES + 1], REPLIES[#REPLIES + 2] = GIVEN[4], '1'
+end
 keep()
 return replies
