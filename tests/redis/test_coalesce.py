@@ -527,3 +527,45 @@ async def test_a_write_that_goes_alone_waits_for_every_call_in_flight() -> None:
     assert calls.sent[2] == ("alone", [99], None, None)
     assert await last == 198
     assert await asyncio.gather(*writes) == [2 * n for n in range(16)]
+
+
+async def test_two_calls_in_flight_through_dropped_connections_keep_each_writers_order(
+    server: ServerProcess,
+) -> None:
+    """32 writers append their own numbered items (two calls in flight) while the
+    connection is dropped three times: every item acknowledged is stored, none twice,
+    and each writer's items are stored in the order it made them."""
+    async with Proxy(server.port) as proxy:
+        async with Node(f"redis://127.0.0.1:{proxy.port}/0?timeout=2") as node:
+            await node.start(Board, "b")
+            id = StateId("Board", "b")
+            acknowledged: set[str] = set()
+            made = 0
+            opened = admin(server).info("stats")["total_connections_received"]
+
+            async def write(w: int) -> None:
+                nonlocal made
+                for i in range(40):
+                    item = f"{w}:{i}"
+                    made += 1
+                    try:
+                        await node.backend.apply(id, append("items", item), "group")
+                    except BackendUnavailableError:
+                        continue  # unknown: stored at most once, in its place
+                    acknowledged.add(item)
+
+            writers = asyncio.gather(*(write(w) for w in range(32)))
+            for drop in (200, 500, 800):
+                await eventually(lambda: made >= drop, within=10.0)  # noqa: B023
+                proxy.sever()
+            await asyncio.wait_for(writers, 30)
+        with admin(server) as connection:
+            # Each drop made the node connect again (its calls went again, marked retries).
+            assert connection.info("stats")["total_connections_received"] >= opened + 3
+            stored = [json.loads(text) for text in connection.lrange("ls:{Board:b}:l:items", 0, -1)]
+    assert len(stored) == len(set(stored))
+    assert acknowledged <= set(stored)
+    assert len(acknowledged) > 32 * 40 / 2  # most went through
+    for w in range(32):
+        mine = [int(item.split(":")[1]) for item in stored if item.startswith(f"{w}:")]
+        assert mine == sorted(mine)

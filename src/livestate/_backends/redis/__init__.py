@@ -9,7 +9,7 @@ cluster.py     the transport to a cluster
 dispatch.py    every command sent: scripts by SHA, retries, WAIT, error translation
 scripts.py     the Lua scripts (lua/): sources, the keys each declares, arguments
 batch.py       an action's ops as one call of lua/batch.lua
-coalesce.py    one call per live state for its writes of a loop turn or made meanwhile
+coalesce.py    a live state's writes of a loop turn or made meanwhile in one call (two in flight)
 replies.py     script replies read back into snapshots and errors
 starting.py    opening a live state: the start lock, on_mount run once
 channels.py    each live state's channel: messages to its listeners, resyncs
