@@ -17,8 +17,8 @@ flight is sent as two calls, back to back, and each then sends its own writers'
 next writes as it returns, so the node's work on one call's replies (its
 writers woken, their next writes made) overlaps the server's on the other. The
 queue keeps submission order, and so does the server: a call names the one
-sent before it (`Flight.after`), and lua/many.lua applies nothing until that one
-was applied whole; if it was not (it failed, or left writes to be sent again
+sent before it (by its `Flight.number`), and lua/many.lua applies nothing until
+that one was applied whole; if it was not (it failed, or left writes to be sent again
 alone), the call waits for it to return and goes again. A call that may not be
 named so (a single write, an action, a mix) waits for every call before it.
 
@@ -42,8 +42,9 @@ Result = TypeVar("Result")
 
 SPLIT = 16
 """A queue of at least this many shared writes, taken with nothing in flight, goes as two
-calls. Measured (`benchmarks/cluster.py --writes`): from 16 writers up the overlap wins;
-with 8 or fewer, two calls of half as many cost more node time than the overlap saves."""
+calls: 16 writers reach 2.6x to 2.7x the redis-py peer so, 1.9x with one call in flight
+(`benchmarks/cluster.py --writes`), while at 4 and 8 writers (a probe) two calls of half
+as many were no faster than one."""
 
 
 @dataclass(slots=True, eq=False)
