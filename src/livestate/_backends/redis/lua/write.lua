@@ -5,10 +5,11 @@
 -- Numbers come as text (ARGV, HMGET): `text + 0` reads one with one strtod, where
 -- tonumber(text) runs two, and they are most of the Lua time of a write.
 
--- ARGV[7] is the write id; a retry has '+' before it, and only a retry can have been
--- applied already, so only a retry looks it up. An id the caller chose ('u:' after the
--- '+') is always looked up: the caller may be retrying a write it made before. A write
--- found applied answers its first reply, marked with '!'.
+-- ARGV[7] is the write id; a retry has '+' before it (an id the caller chose, 'u:', has it
+-- always: the caller may be retrying a write it made before). Every write looks its id up,
+-- the first sending too: a server that stalled past the node's timeout may run a first
+-- sending left on the dropped connection after its retry on a new one was applied. A
+-- write found applied answers its first reply, marked with '!', and is not applied again.
 local WRITE = ARGV[7] or ''
 -- Whether the live state was found whole already in this call (lua/many.lua runs several
 -- writes in one call: nothing from outside comes between them, and each keeps it whole).
@@ -54,8 +55,8 @@ local function begin()
     end
     WHOLE = true
   end
-  if string.byte(WRITE, 1) == 43 then
-    WRITE = string.sub(WRITE, 2)
+  if string.byte(WRITE, 1) == 43 then WRITE = string.sub(WRITE, 2) end
+  if WRITE ~= '' then
     -- A W or V written over from outside answers nothing (pcall): the write goes ahead.
     local done = DONE[WRITE] or redis.pcall('HGET', W, WRITE)
     if type(done) ~= 'string' then done = redis.pcall('HGET', V, WRITE) end
