@@ -42,7 +42,7 @@ Result = TypeVar("Result")
 
 SPLIT = 16
 """A queue of at least this many shared writes, taken with nothing in flight, goes as two
-calls: 16 writers reach 2.6x to 2.7x the redis-py peer so, 1.9x with one call in flight
+calls: 16 writers reach 2.5x to 2.7x the redis-py peer so, 1.9x with one call in flight
 (`benchmarks/cluster.py --writes`), while at 4 and 8 writers (a probe) two calls of half
 as many were no faster than one."""
 
