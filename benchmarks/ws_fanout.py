@@ -14,9 +14,12 @@ and key; socket.io: an event with an ack whose handler emits to the room). W = 1
 is one writer at a time; W = 10 is a busy room, ten people writing at once.
 The floor runs beside them: a bare ASGI app under the same uvicorn that forwards each
 writer's text to every joined socket, one `send` each, and acknowledges it (no framework,
-no state, no batching). Figures: the server process's CPU time (from /proc/<pid>/stat) per delivered
-change, deliveries/s, and the server's resident memory per idle connection (RSS
-after 1,000 more idle clients, minus before, over 1,000). Every delivery is
+no state, no batching). The clients ask for no compression, so livestate writes
+each change's frame, built once, past uvicorn's `send` (docs/decisions.md); the
+floor and python-socketio go through it. Figures: the server process's CPU time
+(from /proc/<pid>/stat) per delivered change, deliveries/s, and the server's
+resident memory per idle connection (RSS after 1,000 more idle clients, minus
+before, over 1,000). Every delivery is
 counted: a run where any client misses one fails. Prints a table, the ratios, and
 one JSON line. Processes it starts, it stops by PID.
 """
@@ -430,7 +433,7 @@ async def main(quick: bool, ns: tuple[int, ...], ws: tuple[int, ...]) -> None:
             f"N = {n}, W = {w}: python-socketio spends {ratios[case]:.1f}x livestate's CPU "
             f"per delivered change (target ≥ {TARGETS.get(n, 0):g}x); livestate spends "
             f"{above[case]:.2f}x the floor's, python-socketio {ceiling[case]:.1f}x (the most "
-            "any ratio to it can be under this server)"
+            "any ratio to it can be through uvicorn's send)"
         )
     print(
         json.dumps(

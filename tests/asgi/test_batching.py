@@ -240,3 +240,27 @@ async def test_a_change_is_encoded_once_per_node_for_every_socket(
         finally:
             for listener in listeners:
                 await listener.socket.close()
+
+
+async def test_sockets_sent_the_same_frames_are_handed_the_same_batch(node: Node) -> None:
+    """Two batched sockets of one live state, a burst of writes: the batches they are sent
+    hold the same frames, and each is joined once, for both, not once per socket."""
+    app = SentTexts(LiveStateEndpoint([Counter], node=node))
+    async with serving(app) as base:
+        listeners = [await Listener.open(base, "?batch=1") for _ in range(2)]
+        try:
+            app.texts.clear()
+            await burst(node, 0, 100)
+            version = listeners[0].version + 101
+            got = [
+                await listener.frames_until(lambda frame: frame.get("version") == version)
+                for listener in listeners
+            ]
+            assert got[0] == got[1]
+            batches = [text for text in app.texts if text.startswith("[")]
+            assert batches, "the burst should have made batches"
+            shared = len(batches) - len({id(text) for text in batches})
+            assert shared >= 1, "no batch was handed to both sockets as one string"
+        finally:
+            for listener in listeners:
+                await listener.socket.close()

@@ -17,8 +17,9 @@ from tests.support import eventually
 
 
 @asynccontextmanager
-async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
-    """Run `app` in a real uvicorn server in this loop; yield its ws:// base URL."""
+async def serving(app: Any, port: int | None = None, **options: Any) -> AsyncIterator[str]:
+    """Run `app` in a real uvicorn server in this loop (`options` go to its Config);
+    yield its ws:// base URL."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -27,6 +28,7 @@ async def serving(app: Any, port: int | None = None) -> AsyncIterator[str]:
         lifespan="off",
         log_level="warning",
         ws="websockets-sansio",
+        **options,
     )
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve())

@@ -14,6 +14,11 @@ A socket that asked for batches (`?batch=1`, docs/protocol.md) gets everything
 queued since its last send as one message, a JSON array: one `send` and one
 system call for all the frames a loop turn (or a slow reader's wait) gathered.
 A lone frame still goes out at once, as itself: batching never waits.
+
+Sockets of a key sent the same changes queue the same frames: their batch is
+joined once. Under uvicorn, a frame goes past `send` where that is sound
+(`_uvicorn`): the bytes of a frame are built once and written to each socket's
+transport, and `send` is used whenever the writer declines.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from types import CoroutineType
 from typing import Any
 
 from ._frames import BATCH_CHARS, BATCH_FRAMES, batch
+from ._uvicorn import Frames, FrameWriter, frame_writer
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -35,6 +41,9 @@ class Flusher:
 
     def __init__(self) -> None:
         self.dirty: list[Outbox] = []
+        self.frames = Frames()  # a change's frame, built once for every socket of the flush
+        self.last_frames: list[str] = []  # the frames of the last batch made, and its text
+        self.last_batch = ""
         self.scheduled = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -48,6 +57,14 @@ class Flusher:
             self.scheduled = True
             self.loop = loop
             loop.call_soon(self.run)
+
+    def batch_of(self, frames: list[str]) -> str:
+        """`frames` as one batch: the last one made again when they are the same frames,
+        as they are for every socket of a key that was sent the same changes."""
+        if frames != self.last_frames:
+            self.last_frames = frames
+            self.last_batch = batch(frames)
+        return self.last_batch
 
     def run(self) -> None:
         """Flush the dirty outboxes."""
@@ -72,6 +89,7 @@ class Outbox:
         "send",
         "stopped",
         "task",
+        "writer",
     )
 
     def __init__(self, send: Send, flusher: Flusher, batched: bool = False) -> None:
@@ -86,6 +104,11 @@ class Outbox:
         self.lost = False  # a send failed: the peer is gone
         self.stopped = False
         self.open = True  # neither closing nor stopped: frames may be queued
+        self.writer: FrameWriter | None = None  # writes frames past `send` where sound
+
+    def accepted(self) -> None:
+        """The socket was accepted: use a FrameWriter from now on if the server allows one."""
+        self.writer = frame_writer(self.send, self.flusher.frames)
 
     def push(self, frame: str) -> None:
         """Queue one text frame."""
@@ -124,12 +147,15 @@ class Outbox:
         self.queued = False
         frames = self.frames
         send = self.send
+        writer = self.writer
         while self.task is None and not self.lost and not self.stopped:
             if frames:
                 if len(frames) > 1 and self.batched:
-                    text = batch(self._take())
+                    text = self.flusher.batch_of(self._take())
                 else:
                     text = frames.popleft()
+                if writer is not None and writer.write(text):
+                    continue
                 message: Message = {"type": "websocket.send", "text": text}
             elif self.close_code is not None and not self.closing:
                 self.closing = True

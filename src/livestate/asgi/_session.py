@@ -98,6 +98,7 @@ class Session:
         if message["type"] != "websocket.connect":
             return
         await self.send({"type": "websocket.accept"})
+        self.outbox.accepted()
         if not self.endpoint.allows_origin(self.connection.headers):
             origin = self.connection.headers.get("origin", "")[:200]
             await self._send_text(
