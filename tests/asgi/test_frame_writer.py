@@ -178,11 +178,11 @@ async def test_a_server_without_compression_writes_for_clients_that_offer_it(
             await socket.close()
 
 
-async def test_a_closed_socket_declines_and_send_reports_the_loss(
+async def test_a_closed_socket_declines(
     served: tuple[str, KeepSend],
 ) -> None:
-    """Once the peer has closed, the writer declines every frame: `send` then reports the
-    disconnect as it did before."""
+    """Once the peer has closed, the writer declines every frame (so `send`, which reports
+    the disconnect, is used)."""
     base, app = served
     socket = await attached(base, compression=None)
     writer = frame_writer(app.sends[0], Frames())
