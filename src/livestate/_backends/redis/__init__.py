@@ -19,6 +19,7 @@ claims.py      which node saves each live state (on_persist)
 codec.py       key names and the message format
 errors.py      the server's error replies as livestate errors
 resp.py, link.py, subscriber.py   connections: RESP over asyncio, pub/sub
+fence.py       a dropped connection ended on the server before its successor writes
 sentinel.py    a primary that follows Sentinel (or a managed endpoint's name)
 topology.py, shards.py, slots.py  routing by slot over a cluster, sharded pub/sub
 """

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .fence import Fence
 from .resp import Connection, Endpoint, connect
 
 Prepare = Callable[[Connection], Awaitable[None]]
@@ -45,6 +46,7 @@ class Link:
         self._opening: asyncio.Task[Connection] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
+        self._fence = Fence()  # the next connection ends one dropped with calls in flight
 
     @property
     def connection(self) -> Connection | None:
@@ -95,6 +97,7 @@ class Link:
         try:
             async with asyncio.timeout(self.timeout):
                 connection = await connect(self.endpoint, self._on_push)
+                self._fence.guard(connection)
                 try:
                     if self._prepare is not None:
                         await self._prepare(connection)

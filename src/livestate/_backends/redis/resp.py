@@ -30,6 +30,7 @@ except ImportError as error:  # pragma: no cover - exercised by a subprocess tes
 from ..._exceptions import BackendUnavailableError
 from ..._retry import Backoff, delay
 from .errors import RECONNECT, code, reason, translate
+from .fence import Fence
 
 logger = logging.getLogger("livestate")
 
@@ -78,6 +79,8 @@ class Connection(asyncio.Protocol):
         self.why = "closed the connection"  # how it ended, for messages: "<server> <why>"
         self.failure: type[ConnectionError] = ConnectionError  # what waiting calls get
         self.heard = self._loop.time()  # when bytes last came in (loop time)
+        # Ended with calls in flight: the server may still hold them (see fence.py).
+        self.unsettled = False
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
         """Queue one command; the future gets its reply, or ReplyError, or ConnectionError."""
@@ -110,6 +113,7 @@ class Connection(asyncio.Protocol):
     def abort(self, why: str) -> None:
         """Drop the connection now; every waiting call fails with ConnectionError(why)."""
         self.why = why
+        self.unsettled = self.unsettled or bool(self._waiting)
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.abort()
@@ -121,6 +125,7 @@ class Connection(asyncio.Protocol):
         if exc is not None and self.why == "closed the connection":
             self.why = f"dropped the connection ({exc})"
         self._transport = None
+        self.unsettled = self.unsettled or bool(self._waiting)
         self._outgoing.clear()
         self._sent.clear()
         waiting, self._waiting = self._waiting, deque()
@@ -228,6 +233,7 @@ class Pipe:
         self._failures = 0
         self._retry_at = 0.0
         self._closed = False
+        self._fence = Fence()
         self.reconnects = 0  # connections opened so far: a change means another connection
 
     async def call(self, *args: Any) -> Any:
@@ -307,6 +313,7 @@ class Pipe:
         finally:
             self._connecting = None
         self._failures = 0
+        self._fence.guard(connection)
         self.reconnects += 1
         self._connection = connection
         connection.closed.add_done_callback(lambda _: self._forget(connection))
