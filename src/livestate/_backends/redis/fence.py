@@ -5,12 +5,12 @@ goes on over a new one. A server that stalled (paused, swapping, a long script
 elsewhere) rather than died still holds what the dropped connection carried: on
 waking up it would run those calls, reported unknown to their callers, after
 calls the new connection carried later, and a write reported unknown would land
-after writes made after it. So the first command on a new connection ends each
-connection of the same owner that was dropped with calls in flight: `CLIENT KILL`
-by the id and both addresses the server gave it (`CLIENT INFO`, asked on every
-connection), which a server runs before anything later on the new connection.
-Whatever the old one carried then either ran before the kill, so before the new
-connection's calls, or never runs.
+after writes made after it. So the first command after the login on a new
+connection ends each connection of the same owner that was dropped with calls in
+flight: `CLIENT KILL` by the id and both addresses the server gave it (`CLIENT
+INFO`, asked on every connection), which a server runs before anything later on
+the new connection. Whatever the old one carried then either ran before the
+kill, so before the new connection's calls, or never runs.
 
 The three filters together cannot name another server's client: an endpoint
 whose name moved to another server on failover finds no match there. A server
