@@ -12,8 +12,9 @@ INFO`, asked on every connection), which a server runs before anything later on
 the new connection. Whatever the old one carried then either ran before the
 kill, so before the new connection's calls, or never runs.
 
-The three filters together cannot name another server's client: an endpoint
-whose name moved to another server on failover finds no match there. A server
+The server ANDs the three filters, so an endpoint whose name moved to another
+server on failover finds no match there (short of a client with the same id and
+both addresses). A server
 that refuses `CLIENT INFO` or `CLIENT KILL` (older than 6.2, an ACL without
 them, a proxy in between) kills nothing: the order of a write reported unknown
 after a stall is then not kept, as docs/redis.md says (each write is still
